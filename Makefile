@@ -1,0 +1,68 @@
+# Every target bootstraps what it needs: the app virtualenv (.venv, from requirements/dev.lock)
+# and, for SAM commands only, a separate one (.venv-sam) because aws-sam-cli pins boto3/pydantic.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+# sam build needs the Lambda runtime's interpreter (python3.13) on PATH; pyenv provides it here.
+PY313_PYENV := $(shell pyenv versions --bare 2>/dev/null | grep -m1 '^3\.13')
+SAM_ENV := SAM_CLI_TELEMETRY=0 $(if $(PY313_PYENV),PYENV_VERSION=$(PY313_PYENV))
+PY313 := $(if $(PY313_PYENV),PYENV_VERSION=$(PY313_PYENV) python3.13,python3.13)
+
+.PHONY: demo dev test lint typecheck unit bench build validate deploy invoke lock clean
+
+$(VENV)/.installed: requirements/dev.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -qq --disable-pip-version-check -r requirements/dev.lock
+	@touch $@
+
+$(SAM_VENV)/.installed: requirements/sam.lock
+	@test -x $(SAM_VENV)/bin/python || $(PY313) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install -qq --disable-pip-version-check -r requirements/sam.lock
+	@touch $@
+
+## demo: run the whole pipeline on this machine (no Docker, no AWS account) and show it converge
+demo: $(VENV)/.installed
+	$(PY) -m local.demo
+
+## dev: start the local stack in the foreground (Ctrl-C stops it)
+dev: $(VENV)/.installed
+	$(PY) -m local.stack $(if $(DATA),--data-dir $(DATA))
+
+## invoke: Docker-free `sam local invoke`: make invoke FUNCTION=ReceiverFunction EVENT=events/insert.json
+invoke: $(VENV)/.installed
+	$(PY) -m local.invoke $(FUNCTION) $(EVENT)
+
+## test: lint, type-check, template lint, then every test
+test: lint $(VENV)/.installed
+	$(PY) -m pytest -n 2
+
+lint: $(VENV)/.installed
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy layers/common functions local tests bench
+	$(VENV)/bin/cfn-lint template.yaml
+
+## bench: benchmarks, reported as ratios against a baseline measured in the same run
+bench: $(VENV)/.installed
+	$(PY) -m bench
+
+## build / validate / deploy: the SAM CLI, from its own virtualenv
+validate: $(SAM_VENV)/.installed
+	$(SAM_ENV) $(SAM) validate --lint
+
+build: validate
+	$(SAM_ENV) $(SAM) build
+
+deploy: build
+	$(SAM_ENV) $(SAM) deploy --guided
+
+## lock: re-resolve the pinned dependency files from requirements/*.in
+lock:
+	rm -rf /tmp/swu-lock && $(PYTHON) -m venv /tmp/swu-lock && /tmp/swu-lock/bin/pip install -q -r requirements/dev.in && /tmp/swu-lock/bin/pip freeze > requirements/dev.lock
+	rm -rf /tmp/swu-lock-sam && $(PY313) -m venv /tmp/swu-lock-sam && /tmp/swu-lock-sam/bin/pip install -q -r requirements/sam.in && /tmp/swu-lock-sam/bin/pip freeze > requirements/sam.lock
+
+clean:
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .ruff_cache

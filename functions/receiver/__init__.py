@@ -1,0 +1,1 @@
+"""ReceiverFunction: API Gateway -> SQS. Imports neither supabase nor postgrest (cold start)."""

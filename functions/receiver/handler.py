@@ -1,0 +1,139 @@
+"""POST /revalidate: authenticate the Supabase webhook, queue it durably, answer 202.
+
+This is the "respond first" half of waitUntil: the work happens in the consumer.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from waituntil.adapters.aws import secrets_client_fast, sqs_client
+from waituntil.adapters.queue import QueuePublisher
+from waituntil.adapters.secrets import SecretReader
+from waituntil.errors import ClientError, DependencyUnavailable
+from waituntil.observability import logger, metrics, tracer
+from waituntil.settings import ReceiverSettings, receiver_settings
+from waituntil.webhook import build_change, check_bearer, fit_message, parse_payload
+
+app = APIGatewayRestResolver()
+OTHER_METHODS = ["GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+@dataclass(frozen=True)
+class Ports:
+    settings: ReceiverSettings
+    secrets: SecretReader
+    queue: QueuePublisher
+
+
+@cache
+def default_ports() -> Ports:
+    settings = receiver_settings()
+    return Ports(
+        settings=settings,
+        secrets=SecretReader(secrets_client_fast(), settings.secret_max_age_s),
+        queue=QueuePublisher(settings.queue_url, sqs_client()),
+    )
+
+
+@app.post("/revalidate")
+@tracer.capture_method
+def revalidate() -> Response[dict[str, Any]]:
+    ports: Ports = app.context.get("ports") or default_ports()
+    event = app.current_event
+    check_bearer(
+        event.headers.get("authorization"), ports.secrets.read(ports.settings.webhook_secret_name)
+    )
+    payload = parse_payload(
+        _raw_body(), event.headers.get("content-type"), ports.settings.max_body_bytes
+    )
+    change = build_change(
+        payload,
+        cached_tables=ports.settings.cached_tables,
+        schema_name=ports.settings.schema_name,
+        primary_key=ports.settings.primary_key,
+        received_at=datetime.now(UTC),
+        correlation_id=event.request_context.request_id,
+    )
+    message, queued = fit_message(change, ports.settings.max_message_bytes)
+    message_id = ports.queue.publish(message)
+    metrics.add_metric(name="ChangesQueued", unit=MetricUnit.Count, value=1)
+    if queued.bodies_dropped:
+        metrics.add_metric(name="RowBodiesDropped", unit=MetricUnit.Count, value=1)
+    logger.info(
+        "change queued",
+        extra={
+            "message_id": message_id,
+            "change_type": queued.type,
+            "table": queued.table,
+            "key": queued.key,
+            "bodies_dropped": queued.bodies_dropped,
+        },
+    )
+    return Response(
+        status_code=HTTPStatus.ACCEPTED,
+        content_type=content_types.APPLICATION_JSON,
+        body={"received": True, "id": message_id},
+    )
+
+
+@app.route("/revalidate", method=OTHER_METHODS)
+def revalidate_wrong_method() -> Response[dict[str, Any]]:
+    return _error(HTTPStatus.METHOD_NOT_ALLOWED, "use POST", headers={"Allow": "POST"})
+
+
+@app.not_found
+def not_found(_: Exception) -> Response[dict[str, Any]]:
+    return _error(HTTPStatus.NOT_FOUND, "no such route; webhooks go to POST /revalidate")
+
+
+@app.exception_handler(ClientError)
+def client_error(error: ClientError) -> Response[dict[str, Any]]:
+    logger.info("webhook refused", extra={"status": error.status_code, "reason": str(error)})
+    metrics.add_metric(name="WebhooksRefused", unit=MetricUnit.Count, value=1)
+    return _error(error.status_code, str(error))
+
+
+@app.exception_handler(DependencyUnavailable)
+def dependency_unavailable(error: DependencyUnavailable) -> Response[dict[str, Any]]:
+    # Not a 2xx: nothing was queued, so Supabase must see a failure (it logs it for 6 hours).
+    logger.exception("dependency unavailable; change not queued")
+    metrics.add_metric(name="QueueFailures", unit=MetricUnit.Count, value=1)
+    return _error(HTTPStatus.SERVICE_UNAVAILABLE, str(error), headers={"Retry-After": "1"})
+
+
+def _raw_body() -> bytes:
+    event = app.current_event
+    body = event.body or ""
+    return base64.b64decode(body) if event.is_base64_encoded else body.encode()
+
+
+def _error(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> Response[dict[str, Any]]:
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body={"received": False, "error": HTTPStatus(status).phrase, "message": message},
+        headers=headers,
+    )
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(
+    event: dict[str, Any], context: LambdaContext, ports: Ports | None = None
+) -> dict[str, Any]:
+    app.append_context(ports=ports)
+    return app.resolve(event, context)

@@ -1,0 +1,1 @@
+"""Shared code of supabase-waituntil: settings, the message contract, adapters and logic."""

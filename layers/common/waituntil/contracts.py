@@ -1,0 +1,65 @@
+"""The shapes that cross boundaries: Supabase's webhook payload and our queue message.
+
+``Change`` is the one message contract shared by the receiver (producer) and the consumer.
+Version 1 fields:
+
+- ``version``: 1. A consumer refuses versions it does not know (the message goes to the DLQ).
+- ``type``: INSERT | UPDATE | DELETE, as Supabase sent it.
+- ``schema``, ``table``: where the change happened.
+- ``key``: the primary key value (from ``record``, or ``old_record`` for a DELETE).
+- ``record``, ``old_record``: the row bodies as Supabase sent them, or null when
+  ``bodies_dropped`` is true (the message would have exceeded the SQS size limit). The consumer
+  never trusts them for content: it re-reads Supabase. They are kept for audit and replay.
+- ``received_at``: when the receiver accepted the webhook (UTC, ISO 8601).
+- ``correlation_id``: the receiver's request id; the consumer logs it for every record.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+ChangeType = Literal["INSERT", "UPDATE", "DELETE"]
+# Primary keys are integers, uuids or text in practice. Booleans and floats are refused:
+# they would make ambiguous cache keys.
+RowKey = StrictInt | StrictStr
+Row = dict[str, Any]
+
+
+class WebhookPayload(BaseModel):
+    """What ``supabase_functions.http_request()`` sends: the trigger's jsonb_build_object."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    type: ChangeType
+    table: Annotated[str, Field(min_length=1)]
+    # ``schema`` shadows a BaseModel attribute, hence the alias.
+    schema_name: Annotated[str, Field(alias="schema", min_length=1)]
+    record: Row | None = None
+    old_record: Row | None = None
+
+
+class Change(BaseModel):
+    """One queued change: the message body on the SQS queue (contract version 1)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    version: Literal[1] = 1
+    type: ChangeType
+    schema_name: Annotated[str, Field(alias="schema")]
+    table: str
+    key: RowKey
+    record: Row | None = None
+    old_record: Row | None = None
+    bodies_dropped: bool = False
+    received_at: datetime
+    correlation_id: str
+
+    def to_message(self) -> str:
+        return self.model_dump_json(by_alias=True)
+
+    @classmethod
+    def from_message(cls, body: str) -> Change:
+        return cls.model_validate_json(body)

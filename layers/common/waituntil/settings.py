@@ -1,0 +1,92 @@
+"""One settings model per function, read from the environment once per container.
+
+Logic never reads ``os.environ``: handlers ask for their settings here and pass values on.
+The environment variable names are the ones template.yaml sets.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# The 2025 SQS limit; template.yaml sets MaximumMessageSize to the same value.
+SQS_MAX_MESSAGE_BYTES = 1_048_576
+# Supabase (PostgREST db-max-rows) silently truncates any read to this many rows.
+SUPABASE_MAX_ROWS = 1000
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+class _EnvSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    cached_tables: Annotated[tuple[str, ...], Field(alias="CACHED_TABLES", min_length=1)] = (
+        "articles",
+    )
+    schema_name: Annotated[str, Field(alias="SUPABASE_SCHEMA", min_length=1)] = "public"
+    primary_key: Annotated[str, Field(alias="PRIMARY_KEY", min_length=1)] = "id"
+
+    _split_tables = field_validator("cached_tables", mode="before")(_split_csv)
+
+
+class ReceiverSettings(_EnvSettings):
+    """What the webhook receiver needs."""
+
+    queue_url: Annotated[str, Field(alias="QUEUE_URL", min_length=1)]
+    webhook_secret_name: Annotated[str, Field(alias="WEBHOOK_SECRET_NAME", min_length=1)]
+    secret_max_age_s: Annotated[int, Field(alias="SECRET_MAX_AGE_SECONDS", ge=0)] = 300
+    max_message_bytes: Annotated[
+        int, Field(alias="MAX_MESSAGE_BYTES", gt=1024, le=SQS_MAX_MESSAGE_BYTES)
+    ] = SQS_MAX_MESSAGE_BYTES
+    # Lambda accepts at most 6 MB of synchronous request payload; refuse early above it.
+    max_body_bytes: Annotated[int, Field(alias="MAX_BODY_BYTES", gt=0)] = 6_000_000
+
+
+class ConsumerSettings(_EnvSettings):
+    """What the queue consumer needs."""
+
+    table_name: Annotated[str, Field(alias="CACHE_TABLE_NAME", min_length=1)]
+    supabase_url: Annotated[str, Field(alias="SUPABASE_URL", min_length=1)]
+    supabase_key_secret_name: Annotated[str, Field(alias="SUPABASE_KEY_SECRET_NAME", min_length=1)]
+    secret_max_age_s: Annotated[int, Field(alias="SECRET_MAX_AGE_SECONDS", ge=0)] = 300
+    supabase_timeout_s: Annotated[float, Field(alias="SUPABASE_TIMEOUT_SECONDS", gt=0, le=60)] = 8.0
+    page_size: Annotated[int, Field(alias="SUPABASE_PAGE_SIZE", ge=1, le=SUPABASE_MAX_ROWS)] = (
+        SUPABASE_MAX_ROWS
+    )
+    # "column" or "column.desc"; the default is the primary key, ascending.
+    list_order: Annotated[str | None, Field(alias="LIST_ORDER")] = None
+    chunk_bytes: Annotated[int, Field(alias="LIST_CHUNK_BYTES", ge=1024, le=350_000)] = 256_000
+    tombstone_ttl_s: Annotated[int, Field(alias="TOMBSTONE_TTL_SECONDS", ge=60)] = 86_400
+    old_list_grace_s: Annotated[int, Field(alias="OLD_LIST_GRACE_SECONDS", ge=0)] = 900
+
+
+class ReaderSettings(_EnvSettings):
+    """What the read API needs."""
+
+    table_name: Annotated[str, Field(alias="CACHE_TABLE_NAME", min_length=1)]
+    cache_max_age_s: Annotated[int, Field(alias="CACHE_MAX_AGE_SECONDS", ge=0)] = 60
+    stale_while_revalidate_s: Annotated[
+        int, Field(alias="STALE_WHILE_REVALIDATE_SECONDS", ge=0)
+    ] = 300
+
+
+@cache
+def receiver_settings() -> ReceiverSettings:
+    return ReceiverSettings.model_validate(dict(os.environ))
+
+
+@cache
+def consumer_settings() -> ConsumerSettings:
+    return ConsumerSettings.model_validate(dict(os.environ))
+
+
+@cache
+def reader_settings() -> ReaderSettings:
+    return ReaderSettings.model_validate(dict(os.environ))

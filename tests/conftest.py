@@ -1,0 +1,113 @@
+"""Shared fixtures: an emulated AWS built from template.yaml, events from events/, a context."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# Before any project import: Powertools reads these when its objects are created.
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_SERVICE_NAME": "tests",
+        "POWERTOOLS_METRICS_NAMESPACE": "SupabaseWaitUntilTests",
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+    }
+)
+for endpoint_variable in [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL")]:
+    del os.environ[endpoint_variable]
+
+import boto3  # noqa: E402
+import pytest  # noqa: E402
+from moto import mock_aws  # noqa: E402
+
+from local.aws_resources import StackResources, provision, seed_secrets  # noqa: E402
+from local.template import function_environment  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = ROOT / "events"
+WEBHOOK_SECRET = "local-dev-secret"  # the secret the bundled events carry
+
+
+def load_event(relative_path: str) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((EVENTS / relative_path).read_text())
+    return event
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "test-function"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
+    aws_request_id: str = "11111111-2222-3333-4444-555555555555"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 30_000
+
+
+@pytest.fixture
+def captured_logs() -> Iterator[io.StringIO]:
+    """Everything the project's Powertools logger writes, formatted as in Lambda."""
+    from waituntil.observability import logger
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logger.registered_formatter)
+    underlying = logging.getLogger(logger.name)
+    underlying.addHandler(handler)
+    yield stream
+    underlying.removeHandler(handler)
+
+
+@pytest.fixture
+def lambda_context() -> LambdaContext:
+    return LambdaContext()
+
+
+@dataclass
+class EmulatedAws:
+    sqs: Any
+    dynamodb: Any
+    secrets: Any
+    stack: StackResources
+
+    def environment(self, function_logical_id: str) -> dict[str, str]:
+        return function_environment(self.stack.resolver, function_logical_id)
+
+    def queue_messages(self, queue_url: str | None = None) -> list[dict[str, Any]]:
+        """Drain up to 100 messages from a queue (default: the change queue)."""
+        url = queue_url or self.stack.queue_url
+        messages: list[dict[str, Any]] = []
+        while len(messages) < 100:
+            batch = self.sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=0
+            ).get("Messages", [])
+            if not batch:
+                break
+            for message in batch:
+                self.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+            messages.extend(batch)
+        return messages
+
+
+@pytest.fixture
+def aws() -> Iterator[EmulatedAws]:
+    """moto in-process, with the queues, table and secrets of template.yaml."""
+    with mock_aws():
+        sqs = boto3.client("sqs")
+        dynamodb = boto3.client("dynamodb")
+        secrets = boto3.client("secretsmanager")
+        stack = provision(sqs, dynamodb, parameters={"SupabaseUrl": "http://127.0.0.1:1"})
+        seed_secrets(secrets, stack.resolver, {"WebhookSecretName": WEBHOOK_SECRET})
+        yield EmulatedAws(sqs=sqs, dynamodb=dynamodb, secrets=secrets, stack=stack)
