@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
@@ -25,6 +25,10 @@ from waituntil.observability import logger, metrics, tracer
 from waituntil.settings import ReceiverSettings, receiver_settings
 from waituntil.webhook import build_change, check_bearer, fit_message, parse_payload
 
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sqs import SQSClient
+
 app = APIGatewayRestResolver()
 OTHER_METHODS = ["GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
@@ -36,14 +40,19 @@ class Ports:
     queue: QueuePublisher
 
 
-@cache
-def default_ports() -> Ports:
-    settings = receiver_settings()
+def build_ports(
+    settings: ReceiverSettings, *, secrets_client: SecretsManagerClient, sqs: SQSClient
+) -> Ports:
     return Ports(
         settings=settings,
-        secrets=SecretReader(secrets_client_fast(), settings.secret_max_age_s),
-        queue=QueuePublisher(settings.queue_url, sqs_client()),
+        secrets=SecretReader(secrets_client, settings.secret_max_age_s),
+        queue=QueuePublisher(settings.queue_url, sqs),
     )
+
+
+@cache
+def default_ports() -> Ports:
+    return build_ports(receiver_settings(), secrets_client=secrets_client_fast(), sqs=sqs_client())
 
 
 @app.post("/revalidate")

@@ -10,21 +10,16 @@ from typing import Any
 
 import pytest
 
-from receiver.handler import Ports, lambda_handler
+from receiver.handler import Ports, build_ports, lambda_handler
 from tests.conftest import ROOT, WEBHOOK_SECRET, EmulatedAws, LambdaContext, load_event
 from waituntil.adapters.queue import QueuePublisher
-from waituntil.adapters.secrets import SecretReader
 from waituntil.contracts import Change
 from waituntil.settings import ReceiverSettings
 
 
 def _ports(aws: EmulatedAws, **overrides: Any) -> Ports:
     settings = ReceiverSettings.model_validate({**aws.environment("ReceiverFunction"), **overrides})
-    return Ports(
-        settings=settings,
-        secrets=SecretReader(aws.secrets, settings.secret_max_age_s),
-        queue=QueuePublisher(settings.queue_url, aws.sqs),
-    )
+    return build_ports(settings, secrets_client=aws.secrets, sqs=aws.sqs)
 
 
 def _invoke(event: dict[str, Any], ports: Ports, context: LambdaContext) -> dict[str, Any]:

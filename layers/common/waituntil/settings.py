@@ -57,6 +57,8 @@ class ConsumerSettings(_EnvSettings):
     supabase_key_secret_name: Annotated[str, Field(alias="SUPABASE_KEY_SECRET_NAME", min_length=1)]
     secret_max_age_s: Annotated[int, Field(alias="SECRET_MAX_AGE_SECONDS", ge=0)] = 300
     supabase_timeout_s: Annotated[float, Field(alias="SUPABASE_TIMEOUT_SECONDS", gt=0, le=60)] = 8.0
+    # supabase-py's own retry of transient read errors; SQS retries whatever is left.
+    supabase_retry: Annotated[bool, Field(alias="SUPABASE_RETRY")] = True
     page_size: Annotated[int, Field(alias="SUPABASE_PAGE_SIZE", ge=1, le=SUPABASE_MAX_ROWS)] = (
         SUPABASE_MAX_ROWS
     )

@@ -1,0 +1,1 @@
+"""ConsumerFunction: SQS -> Supabase read -> DynamoDB. The deferred half of waitUntil."""

@@ -1,0 +1,74 @@
+"""Converge the DynamoDB cache with Supabase for one SQS batch; report failed records only."""
+
+from __future__ import annotations
+
+from functools import cache, partial
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from waituntil.adapters.aws import dynamodb_client, secrets_client_patient
+from waituntil.adapters.cache_store import CacheStore
+from waituntil.adapters.secrets import SecretReader
+from waituntil.adapters.supabase_source import SupabaseSource
+from waituntil.observability import logger, metrics, tracer
+from waituntil.settings import ConsumerSettings, consumer_settings
+from waituntil.sync import BatchOutcome, Ports, QueuedMessage, sync_batch
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+def build_ports(
+    settings: ConsumerSettings, *, secrets_client: SecretsManagerClient, dynamodb: DynamoDBClient
+) -> Ports:
+    secrets = SecretReader(secrets_client, settings.secret_max_age_s)
+    return Ports(
+        settings=settings,
+        source=SupabaseSource(
+            settings.supabase_url,
+            partial(secrets.read, settings.supabase_key_secret_name),
+            schema_name=settings.schema_name,
+            timeout_s=settings.supabase_timeout_s,
+            page_size=settings.page_size,
+            retry=settings.supabase_retry,
+        ),
+        store=CacheStore(settings.table_name, dynamodb),
+    )
+
+
+@cache
+def default_ports() -> Ports:
+    return build_ports(
+        consumer_settings(), secrets_client=secrets_client_patient(), dynamodb=dynamodb_client()
+    )
+
+
+def report(record: SQSRecord, outcome: BatchOutcome) -> None:
+    outcome.raise_if_failed(record.message_id)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(
+    event: dict[str, Any], context: LambdaContext, ports: Ports | None = None
+) -> dict[str, Any]:
+    messages = [QueuedMessage(record["messageId"], record["body"]) for record in event["Records"]]
+    outcome = sync_batch(messages, ports or default_ports())
+    response = process_partial_response(
+        event=event,
+        record_handler=partial(report, outcome=outcome),
+        processor=processor,
+        context=context,
+    )
+    return dict(response)

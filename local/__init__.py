@@ -1,0 +1,1 @@
+"""Local development helpers (stand-ins for cloud services); not deployed."""

@@ -1,0 +1,215 @@
+"""CacheStore under moto DynamoDB (table from template.yaml): races, versions, retries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from botocore.awsrequest import AWSResponse, HTTPHeaders
+
+from tests.conftest import EmulatedAws
+from waituntil.adapters.cache_store import CacheStore, ListWrite
+from waituntil.errors import DependencyUnavailable
+from waituntil.reader import get_item, get_list
+from waituntil.snapshot import Snapshot, build_snapshot, plan_sync
+
+
+def _store(aws: EmulatedAws, client: Any = None, now: float = 1_800_000_000.0) -> CacheStore:
+    return CacheStore(
+        aws.stack.table_name, client or aws.dynamodb, sleep=lambda _: None, clock=lambda: now
+    )
+
+
+def _snapshot(rows: list[dict[str, Any]], read_at_ns: int, chunk_bytes: int = 4096) -> Snapshot:
+    return build_snapshot(
+        "articles", rows, primary_key="id", read_at_ns=read_at_ns, chunk_bytes=chunk_bytes
+    )
+
+
+def _publish(store: CacheStore, snapshot: Snapshot) -> ListWrite:
+    return store.publish_list(snapshot, store.get_manifest("articles"), old_list_grace_s=60)
+
+
+def _sync(
+    store: CacheStore, rows: list[dict[str, Any]], touched: list[int], read_at_ns: int
+) -> None:
+    snapshot = _snapshot(rows, read_at_ns)
+    plan = plan_sync(touched, snapshot)
+    store.write_rows("articles", plan.puts, plan.deletes, read_at_ns=read_at_ns, tombstone_ttl_s=60)
+    _publish(store, snapshot)
+
+
+def test_an_older_read_never_overwrites_a_newer_one(aws: EmulatedAws) -> None:
+    # Given a consumer that read "v2" at t=200 and already wrote it
+    store = _store(aws)
+    _sync(store, [{"id": 1, "title": "v2"}], [1], read_at_ns=200)
+    # When a slower consumer that read "v1" at t=100 writes afterwards
+    _sync(store, [{"id": 1, "title": "v1"}], [1], read_at_ns=100)
+    # Then the item and the list still hold the newer read
+    assert get_item(store, "articles", 1) == {"id": 1, "title": "v2"}
+    assert get_list(store, "articles") == [{"id": 1, "title": "v2"}]
+
+
+def test_a_deleted_row_is_not_resurrected_by_an_older_read(aws: EmulatedAws) -> None:
+    # Given the row was read as deleted at t=200
+    store = _store(aws)
+    _sync(store, [], [1], read_at_ns=200)
+    # When an older read (t=100) that still saw the row arrives late
+    _sync(store, [{"id": 1, "title": "old"}], [1], read_at_ns=100)
+    # Then the row stays deleted, in the item and in the list
+    assert get_item(store, "articles", 1) is None
+    assert get_list(store, "articles") == []
+
+
+def test_unchanged_content_writes_no_new_list_version(aws: EmulatedAws) -> None:
+    # Given a published list
+    store = _store(aws)
+    rows = [{"id": index} for index in range(50)]
+    first = _publish(store, _snapshot(rows, 100))
+    version = store.get_manifest("articles")
+    # When the same content is read again later
+    second = _publish(store, _snapshot(rows, 200))
+    # Then nothing but the manifest's read time changes
+    after = store.get_manifest("articles")
+    assert (first.outcome, second.outcome, second.chunks_written) == ("published", "unchanged", 0)
+    assert version is not None and after is not None
+    assert (after.version, after.modified_at) == (version.version, version.modified_at)
+    assert after.read_at_ns == 200
+
+
+def test_same_content_at_a_newer_time_blocks_an_older_different_read(aws: EmulatedAws) -> None:
+    # Given content X published at t=100 and confirmed unchanged at t=300
+    store = _store(aws)
+    _publish(store, _snapshot([{"id": 1, "v": "X"}], 100))
+    _publish(store, _snapshot([{"id": 1, "v": "X"}], 300))
+    # When a read from t=200 with other content arrives
+    outcome = _publish(store, _snapshot([{"id": 1, "v": "Y"}], 200))
+    # Then it is refused as stale
+    assert outcome.outcome == "stale"
+    assert get_list(store, "articles") == [{"id": 1, "v": "X"}]
+
+
+def test_new_version_retires_the_old_chunks_after_a_grace_period(aws: EmulatedAws) -> None:
+    # Given a list of several chunks, then a changed list
+    store = _store(aws, now=1000.0)
+    _publish(store, _snapshot([{"id": i, "x": "a" * 100} for i in range(100)], 100))
+    old = store.get_manifest("articles")
+    _publish(store, _snapshot([{"id": i, "x": "b" * 100} for i in range(100)], 200))
+    assert old is not None and old.chunk_count > 1
+    # When a reader still holding the old version reads within / after the grace period
+    within = store.get_chunk("articles", old.version, 0)
+    later = _store(aws, now=1061.0).get_chunk("articles", old.version, 0)
+    # Then it is served within the grace period and gone after it
+    assert within is not None and '"a' in within.body
+    assert later is None
+
+
+def test_large_list_is_chunked_below_the_item_limit_and_read_back_whole(aws: EmulatedAws) -> None:
+    # Given a list of about 1.5 MB (far over DynamoDB's 400 KB item limit)
+    rows = [{"id": i, "body": f"{i} " + "lorem ipsum dolor sit amet " * 20} for i in range(2500)]
+    snapshot = _snapshot(rows, 100, chunk_bytes=256_000)
+    assert snapshot.list_bytes > 1_000_000
+    # When published / Then it spans several chunks and reads back exactly
+    store = _store(aws)
+    assert _publish(store, snapshot).chunks_written == len(snapshot.chunks) > 4
+    assert get_list(store, "articles") == rows
+
+
+class _Throttling:
+    """Answers the first ``times`` calls of one operation with a throttling error.
+
+    botocore lets every before-send handler run, moto's included; pointing a throttled request
+    at an address moto does not serve keeps moto from also executing it.
+    """
+
+    def __init__(self, times: int) -> None:
+        self.remaining = times
+        self.calls = 0
+
+    def __call__(self, request: Any, **_: Any) -> Any:
+        self.calls += 1
+        if self.remaining <= 0:
+            return None
+        self.remaining -= 1
+        request.url = "https://throttled.invalid/"
+        body = b'{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException"}'
+        return AWSResponse(
+            request.url,
+            400,
+            HTTPHeaders.from_pairs([("x-amzn-ErrorType", "ThrottlingException")]),
+            _Raw(body),
+        )
+
+
+class _Raw:
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_: Any) -> Any:
+        yield self._body
+
+    def read(self) -> bytes:
+        return self._body
+
+
+def test_dynamodb_throttling_is_retried_by_botocore(aws: EmulatedAws) -> None:
+    # Given a client with the consumer's retry configuration whose first 3 PutItem calls throttle
+    import boto3
+
+    from waituntil.adapters.aws import PATIENT
+
+    client = boto3.client("dynamodb", config=PATIENT)
+    throttle = _Throttling(times=3)
+    client.meta.events.register_first("before-send.dynamodb.PutItem", throttle)
+    store = _store(aws, client=client)
+    # When a row is written
+    snapshot = _snapshot([{"id": 1, "t": "kept"}], 100)
+    plan = plan_sync([1], snapshot)
+    writes = store.write_rows("articles", plan.puts, (), read_at_ns=100, tombstone_ttl_s=60)
+    # Then botocore retried until it landed
+    assert throttle.calls == 4
+    assert writes.written == 1
+    assert get_item(store, "articles", 1) == {"id": 1, "t": "kept"}
+
+
+class _UnprocessedOnce:
+    """A client whose BatchWriteItem leaves the last request unprocessed ``times`` times."""
+
+    def __init__(self, client: Any, times: int) -> None:
+        self._client = client
+        self.remaining = times
+        self.batch_calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def batch_write_item(self, RequestItems: dict[str, list[Any]]) -> dict[str, Any]:  # noqa: N803
+        self.batch_calls += 1
+        if self.remaining <= 0:
+            return dict(self._client.batch_write_item(RequestItems=RequestItems))
+        self.remaining -= 1
+        ((table, requests),) = RequestItems.items()
+        if len(requests) > 1:
+            self._client.batch_write_item(RequestItems={table: requests[:-1]})
+        return {"UnprocessedItems": {table: requests[-1:]}}
+
+
+def test_unprocessed_items_are_resent(aws: EmulatedAws) -> None:
+    # Given BatchWriteItem that leaves part of each call unprocessed twice
+    flaky = _UnprocessedOnce(aws.dynamodb, times=2)
+    store = _store(aws, client=flaky)
+    rows = [{"id": i, "x": "z" * 200} for i in range(40)]
+    # When a multi-chunk list is published
+    _publish(store, _snapshot(rows, 100, chunk_bytes=2048))
+    # Then the leftovers were resent and the list reads back whole
+    assert flaky.batch_calls > 2
+    assert get_list(_store(aws), "articles") == rows
+
+
+def test_unprocessed_items_that_never_land_fail_loudly(aws: EmulatedAws) -> None:
+    # Given BatchWriteItem that never processes the last request
+    store = _store(aws, client=_UnprocessedOnce(aws.dynamodb, times=1000))
+    # When a list is published / Then the failure surfaces (and the record will be retried)
+    with pytest.raises(DependencyUnavailable):
+        _publish(store, _snapshot([{"id": 1}], 100))
+    assert store.get_manifest("articles") is None

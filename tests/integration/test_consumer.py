@@ -1,0 +1,303 @@
+"""The consumer handler in-process: moto DynamoDB (from template.yaml) and the Supabase
+stand-in over real HTTP, read through supabase-py."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+from consumer.handler import build_ports, lambda_handler
+from local.aws_resources import seed_secrets
+from local.supabase_standin import SupabaseStandIn
+from tests.conftest import EmulatedAws, LambdaContext, load_event
+from waituntil.contracts import Change
+from waituntil.reader import get_item, get_list
+from waituntil.settings import ConsumerSettings
+from waituntil.sync import Ports
+
+
+@pytest.fixture
+def supabase() -> Iterator[SupabaseStandIn]:
+    with SupabaseStandIn(tables={"articles": "id", "authors": "id"}, webhook=None) as standin:
+        yield standin
+
+
+def _ports(aws: EmulatedAws, supabase: SupabaseStandIn, **overrides: str) -> Ports:
+    seed_secrets(aws.secrets, aws.stack.resolver, {"SupabaseKeySecretName": supabase.service_key})
+    environment = {
+        **aws.environment("ConsumerFunction"),
+        "SUPABASE_URL": supabase.url,
+        "CACHED_TABLES": "articles,authors",
+        **overrides,
+    }
+    return build_ports(
+        ConsumerSettings.model_validate(environment),
+        secrets_client=aws.secrets,
+        dynamodb=aws.dynamodb,
+    )
+
+
+def _batch(*changes: dict[str, Any]) -> dict[str, Any]:
+    """An SQS event as Lambda delivers it, one record per change."""
+    template = load_event("consumer/batch.json")["Records"][0]
+    records = []
+    for change in changes:
+        record = copy.deepcopy(template)
+        record["messageId"] = str(uuid.uuid4())
+        record["body"] = json.dumps(change)
+        records.append(record)
+    return {"Records": records}
+
+
+def _change(change_type: str, key: Any, table: str = "articles") -> dict[str, Any]:
+    row = {"id": key}
+    return Change(
+        type=change_type,  # type: ignore[arg-type]
+        schema_name="public",
+        table=table,
+        key=key,
+        record=None if change_type == "DELETE" else row,
+        old_record=None if change_type == "INSERT" else row,
+        received_at=datetime.now(UTC),
+        correlation_id=f"corr-{change_type}-{key}",
+    ).model_dump(mode="json", by_alias=True)
+
+
+def _run(event: dict[str, Any], ports: Ports, context: LambdaContext) -> list[str]:
+    """Invoke the handler; return the ids of the records it reported as failed."""
+    response = lambda_handler(event, context, ports=ports)
+    return [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
+
+
+def _cache_equals_supabase(
+    ports: Ports, supabase: SupabaseStandIn, table: str = "articles"
+) -> None:
+    rows = supabase.rows(table)
+    assert get_list(ports.store, table) == rows
+    for row in rows:
+        assert get_item(ports.store, table, row["id"]) == row
+
+
+def test_bundled_batch_converges_to_supabase(
+    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+) -> None:
+    # Given Supabase holds article 42 (updated) and article 7 was deleted
+    event = load_event("consumer/batch.json")
+    updated = Change.from_message(event["Records"][1]["body"]).record
+    assert updated is not None
+    supabase.seed("articles", [updated, {"id": 1, "title": "untouched"}])
+    ports = _ports(aws, supabase)
+    # When the consumer handles INSERT 42, UPDATE 42, DELETE 7
+    failed = _run(event, ports, lambda_context)
+    # Then nothing failed, 42 holds Supabase's row, 7 is gone, the list is the whole table
+    assert failed == []
+    assert get_item(ports.store, "articles", 42) == updated
+    assert get_item(ports.store, "articles", 7) is None
+    _cache_equals_supabase(ports, supabase)
+
+
+def test_delete_delivered_before_its_insert_leaves_no_row(
+    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+) -> None:
+    # Given a row that was inserted then deleted in Supabase (it no longer exists)
+    ports = _ports(aws, supabase)
+    # When the DELETE arrives first and the INSERT afterwards, in separate batches
+    _run(_batch(_change("DELETE", 5)), ports, lambda_context)
+    _run(_batch(_change("INSERT", 5)), ports, lambda_context)
+    # Then the late INSERT does not resurrect the row
+    assert get_item(ports.store, "articles", 5) is None
+    assert get_list(ports.store, "articles") == []
+
+
+def test_old_update_after_a_newer_one_keeps_the_newer_row(
+    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+) -> None:
+    # Given Supabase holds version 3 of a row
+    supabase.seed("articles", [{"id": 9, "title": "v3"}])
+    ports = _ports(aws, supabase)
+    newer = _change("UPDATE", 9) | {"record": {"id": 9, "title": "v3"}}
+    older = _change("UPDATE", 9) | {"record": {"id": 9, "title": "v2"}}
+    # When the v3 UPDATE is applied, then the v2 UPDATE arrives late
+    _run(_batch(newer), ports, lambda_context)
+    _run(_batch(older), ports, lambda_context)
+    # Then the cache holds v3: the payload said which row, Supabase said what it is
+    assert get_item(ports.store, "articles", 9) == {"id": 9, "title": "v3"}
+
+
+def test_duplicates_and_replays_change_nothing(
+    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+) -> None:
+    # Given rows in Supabase and a batch holding the same UPDATE twice
+    supabase.seed("articles", [{"id": i, "title": f"t{i}"} for i in range(1, 6)])
+    ports = _ports(aws, supabase)
+    event = _batch(_change("UPDATE", 2), _change("UPDATE", 2), _change("INSERT", 4))
+    # When the batch is processed, then the very same batch is redelivered
+    assert _run(event, ports, lambda_context) == []
+    manifest = ports.store.get_manifest("articles")
+    assert _run(event, ports, lambda_context) == []
+    # Then the cache still equals Supabase and the list version did not change
+    _cache_equals_supabase(ports, supabase)
+    again = ports.store.get_manifest("articles")
+    assert manifest is not None and again is not None
+    assert again.version == manifest.version
+
+
+def test_many_changes_in_a_batch_cost_one_read_per_table(
+    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+) -> None:
+    # Given a 2,500-row table (Supabase caps any single read at 1,000)
+    supabase.seed("articles", [{"id": i, "title": f"article {i}"} for i in range(1, 2501)])
+    ports = _ports(aws, supabase)
+    supabase.reset_request_log()
+    # When ten changes arrive in one batch
+    event = _batch(*(_change("UPDATE", key) for key in range(1, 11)))
+    assert _run(event, ports, lambda_context) == []
+    # Then the table was read once, whole, in three keyset pages
+    assert len(supabase.request_log) == 3
+    cached = get_list(ports.store, "articles")
+    assert cached is not None and len(cached) == 2500
+    assert cached == supabase.rows("articles")
+
+
+def test_aggregate_over_a_megabyte_is_chunked_and_whole(
+    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+) -> None:
+    # Given about 1.3 MB of articles
+    body = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 8
+    supabase.seed("articles", [{"id": i, "body": f"{i} {body}"} for i in range(1, 2801)])
+    ports = _ports(aws, supabase)
+    # When one change is processed
+    assert _run(_batch(_change("UPDATE", 1)), ports, lambda_context) == []
+    # Then the list is stored in several chunks and reads back exactly
+    manifest = ports.store.get_manifest("articles")
+    assert manifest is not None
+    assert manifest.list_bytes > 1_000_000
+    assert manifest.chunk_count > 1
+    _cache_equals_supabase(ports, supabase)
+
+
+def test_supabase_503_fails_that_tables_records_only(
+    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+) -> None:
+    # Given Supabase answers 503 for articles, while authors read fine
+    supabase.seed("authors", [{"id": 1, "name": "Ada"}])
+    supabase.inject_fault(status=503, times=None, table="articles")
+    ports = _ports(aws, supabase, SUPABASE_RETRY="false")
+    event = _batch(
+        _change("UPDATE", 1), _change("INSERT", 1, table="authors"), _change("UPDATE", 2)
+    )
+    # When the batch is processed
+    failed = _run(event, ports, lambda_context)
+    # Then both article records are reported for retry, the author record succeeded
+    records = event["Records"]
+    assert failed == [records[0]["messageId"], records[2]["messageId"]]
+    assert get_item(ports.store, "authors", 1) == {"id": 1, "name": "Ada"}
+    assert ports.store.get_manifest("articles") is None
+
+
+def test_a_passing_supabase_503_is_retried_in_place(
+    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+) -> None:
+    # Given Supabase answers one 503 (a blip) with supabase-py's retry on (the default)
+    supabase.seed("articles", [{"id": 1, "title": "t"}])
+    supabase.inject_fault(status=503, times=1, table="articles")
+    ports = _ports(aws, supabase)
+    # When a change is processed
+    failed = _run(_batch(_change("UPDATE", 1)), ports, lambda_context)
+    # Then it succeeds without waiting for an SQS redelivery, at the cost of one more request
+    assert failed == []
+    assert get_item(ports.store, "articles", 1) == {"id": 1, "title": "t"}
+    assert [record.status for record in supabase.request_log] == [503, 200]
+
+
+def test_supabase_timeout_fails_the_records(
+    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+) -> None:
+    # Given Supabase slower than the consumer's HTTP timeout, and an unaffected table
+    supabase.inject_fault(status=None, delay_s=1.5, times=None, table="articles")
+    ports = _ports(aws, supabase, SUPABASE_TIMEOUT_SECONDS="0.5")
+    event = _batch(_change("UPDATE", 1), _change("INSERT", 1, table="authors"))
+    # When the batch is processed / Then the article record fails (retried by SQS, then DLQ)
+    assert _run(event, ports, lambda_context) == [event["Records"][0]["messageId"]]
+
+
+def test_a_batch_where_everything_fails_is_retried_whole(
+    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+) -> None:
+    # Given Supabase down for every table
+    supabase.inject_fault(status=503, times=None)
+    ports = _ports(aws, supabase, SUPABASE_RETRY="false")
+    # When a batch is processed / Then Powertools raises, so Lambda retries the whole batch
+    with pytest.raises(BatchProcessingError):
+        _run(_batch(_change("UPDATE", 1), _change("UPDATE", 2)), ports, lambda_context)
+
+
+def test_unparseable_record_fails_alone(
+    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+) -> None:
+    # Given a batch with one good change and one body that is not a change message
+    event = load_event("consumer/batch_with_bad_record.json")
+    supabase.seed("articles", [{"id": 42, "title": "Hello, world"}])
+    ports = _ports(aws, supabase)
+    # When processed / Then only the bad record fails; the good one reached the cache
+    assert _run(event, ports, lambda_context) == [event["Records"][1]["messageId"]]
+    assert get_item(ports.store, "articles", 42) == {"id": 42, "title": "Hello, world"}
+
+
+def test_change_for_an_uncached_table_fails_alone(
+    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+) -> None:
+    # Given a change for a table this consumer does not cache (configuration drift)
+    ports = _ports(aws, supabase, CACHED_TABLES="authors")
+    event = _batch(_change("UPDATE", 1), _change("UPDATE", 1, table="authors"))
+    # When processed / Then that record fails and goes to the DLQ eventually
+    assert _run(event, ports, lambda_context) == [event["Records"][0]["messageId"]]
+
+
+def test_awkward_values_round_trip_exactly(
+    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+) -> None:
+    # Given a row with values that are easy to mangle
+    row = {
+        "id": 1,
+        "title": "Crème brûlée 🍮 — 東京",
+        "price": 19.99,
+        "ratio": 0.1,
+        "tiny": 1.5e-07,
+        "big": 2**62,
+        "meta": {"nested": {"list": [1, "two", None, {"three": 3.25}]}, "empty": {}},
+        "tags": ["a", "b"],
+        "deleted_at": None,
+        "flag": False,
+    }
+    supabase.seed("articles", [row])
+    ports = _ports(aws, supabase)
+    # When synced / Then the cached row and list equal what Supabase holds, value for value
+    assert _run(_batch(_change("INSERT", 1)), ports, lambda_context) == []
+    cached = get_item(ports.store, "articles", 1)
+    assert cached == row
+    assert json.dumps(cached, sort_keys=True) == json.dumps(row, sort_keys=True)
+    assert get_list(ports.store, "articles") == [row]
+
+
+def test_correlation_id_is_logged_per_record(
+    aws: EmulatedAws,
+    supabase: SupabaseStandIn,
+    lambda_context: LambdaContext,
+    captured_logs: io.StringIO,
+) -> None:
+    # Given a change queued by the receiver with its correlation id
+    ports = _ports(aws, supabase)
+    # When processed / Then the consumer's log line for it carries that id
+    _run(_batch(_change("UPDATE", 3)), ports, lambda_context)
+    lines = [json.loads(line) for line in captured_logs.getvalue().splitlines()]
+    applied = [line for line in lines if line.get("message") == "applying change"]
+    assert [line["correlation_id"] for line in applied] == ["corr-UPDATE-3"]
