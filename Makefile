@@ -31,7 +31,7 @@ demo: $(VENV)/.installed
 dev: $(VENV)/.installed
 	$(PY) -m local.stack $(if $(DATA),--data-dir $(DATA))
 
-## invoke: Docker-free `sam local invoke`: make invoke FUNCTION=ReceiverFunction EVENT=events/insert.json
+## invoke: Docker-free `sam local invoke`: make invoke FUNCTION=ReceiverFunction EVENT=events/receiver/insert.json
 invoke: $(VENV)/.installed
 	$(PY) -m local.invoke $(FUNCTION) $(EVENT)
 

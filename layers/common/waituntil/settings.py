@@ -77,6 +77,9 @@ class ReaderSettings(_EnvSettings):
     stale_while_revalidate_s: Annotated[
         int, Field(alias="STALE_WHILE_REVALIDATE_SECONDS", ge=0)
     ] = 300
+    # "iam": API Gateway checks SigV4 (template parameter ReadAccess); the reader also refuses
+    # unsigned requests itself, so a template that lost the authorizer fails closed.
+    read_access: Annotated[str, Field(alias="READ_ACCESS", pattern="^(public|iam)$")] = "public"
 
 
 @cache

@@ -1,0 +1,1 @@
+"""ReaderFunction: GET /{table}[/{id}] -> DynamoDB cache. Imports neither supabase nor postgrest."""

@@ -1,0 +1,436 @@
+"""The read API's logic: ids, pages and cursors, conditional requests, response headers.
+
+Contract (``GET`` and ``HEAD``; ``HEAD`` answers the same status and headers without a body):
+
+- ``/{table}/{id}``: one cached row, its body exactly as stored. One DynamoDB read.
+  ``404`` when the row is not cached or was deleted (tombstones read as missing).
+- ``/{table}``: the aggregate list, one page per stored chunk of one list version, so a page
+  never mixes two versions and stays far below Lambda's 6 MB response limit.
+  ``?page=N`` (1-based) picks a page of the current version; ``?cursor=C`` pins a version
+  (and a page; a ``page`` next to a cursor picks another page of that pinned version).
+  Every page links the others of its version (``Link``: ``next``, ``prev``, ``first``,
+  ``last``), each link a cursor pinning that version. Link targets are relative references
+  holding only a query (``<?cursor=...>``): they resolve against the URL the client
+  requested (RFC 3986 section 5.2), whatever the stage, base path or host in front.
+  ``X-Total-Count`` is the list's row count, ``X-Page`` / ``X-Page-Count`` the position.
+  A cursor whose version was retired (its chunks expired after the grace period) is ``410``:
+  restart from the first page. Until then the old version is served as it was.
+- ``ETag``: a row's is its content hash; a page's is ``"<list etag>-p<page>"``, the list
+  version's content hash and the page number (same list content, same chunking, same page).
+  ``If-None-Match`` (a list of tags, ``W/`` tags compared weakly, or ``*``) answers ``304``
+  without a body; without ``If-None-Match``, ``If-Modified-Since`` is honoured.
+- ``Last-Modified``: when the consumer read Supabase (``read_at`` of the row, ``modified_at``
+  of the list version). ``Cache-Control``: ``public`` (``private`` when reads need IAM),
+  ``max-age`` and ``stale-while-revalidate`` from the settings; errors are ``no-store``.
+- Errors are JSON: ``400`` malformed id, page or cursor; ``403`` unsigned request when IAM
+  is required; ``404`` unknown table, row or list; ``405`` other methods; ``410`` stale cursor.
+  DynamoDB failing is ``503`` with ``Retry-After``; a client's mistake is never a ``5xx``.
+- Compression is API Gateway's: the REST API has ``MinimumCompressionSize: 1024``, so bodies
+  of 1 KiB or more are gzip/deflate-compressed for clients sending ``Accept-Encoding``. The
+  function always answers uncompressed text (no double compression); the 6 MB Lambda limit
+  applies before compression, hence the pages.
+
+Cursors are base64url JSON carrying the version's page count, row count, ETag and time, so a
+pinned page costs a single read and still answers the headers of its own version. They are
+not signed: a client that edits one only changes the headers it gets back for that URL.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from urllib.parse import unquote
+
+from waituntil.errors import ClientError, DependencyUnavailable, WaitUntilError
+
+if TYPE_CHECKING:
+    from waituntil.adapters.cache_store import CachedRow, ListChunk, ListManifest
+    from waituntil.settings import ReaderSettings
+
+READ_METHODS = ("GET", "HEAD")
+ALLOW = ", ".join(READ_METHODS)
+# DynamoDB allows 2048 bytes of partition key; "/<table>/" takes a few of them.
+MAX_ID_BYTES = 1024
+MAX_CURSOR_CHARS = 1024
+MAX_PAGE = 999_999_999
+# Lambda caps a synchronous response at 6 MB of JSON, in which the body is a JSON string (every
+# quote escaped, non-ASCII as \\uXXXX). Headroom is left for the headers and the envelope.
+MAX_RESPONSE_BYTES = 6_000_000
+# An unpinned page read races with the consumer retiring the version it just read from the
+# manifest only if the grace period is shorter than the read; re-reading the manifest fixes it.
+PAGE_READ_ATTEMPTS = 3
+
+_PAGE = re.compile(r"[1-9][0-9]{0,8}")
+_VERSION = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+_ETAG_VALUE = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+_QUOTED_TAG = re.compile(r'(?:W/)?"([^"]*)"')
+_FORBIDDEN_ID_CATEGORIES = frozenset({"Cc", "Cs"})  # control characters, lone surrogates
+
+
+# ----- errors: one HTTP status each, mapped to a response in the handler ---------------------
+
+
+class ReadRefused(ClientError):
+    """A request the client has to change. ``headers`` go on the error response."""
+
+    status_code = HTTPStatus.BAD_REQUEST
+    headers: ClassVar[Mapping[str, str]] = {}
+
+
+class BadReadRequest(ReadRefused):
+    status_code = HTTPStatus.BAD_REQUEST
+
+
+class ReadForbidden(ReadRefused):
+    status_code = HTTPStatus.FORBIDDEN
+
+
+class NotCached(ReadRefused):
+    """Unknown table, or a row or list the cache does not hold."""
+
+    status_code = HTTPStatus.NOT_FOUND
+
+
+class MethodNotAllowed(ReadRefused):
+    status_code = HTTPStatus.METHOD_NOT_ALLOWED
+    headers: ClassVar[Mapping[str, str]] = {"Allow": ALLOW}
+
+
+class StaleCursor(ReadRefused):
+    """The cursor's list version was retired: the client restarts from the first page."""
+
+    status_code = HTTPStatus.GONE
+    headers: ClassVar[Mapping[str, str]] = {"Link": '<?page=1>; rel="first"'}
+
+
+class ResponseTooLarge(WaitUntilError):
+    """A stored body too large for one Lambda response (a huge, very compressible row)."""
+
+
+# ----- ports and shapes ------------------------------------------------------------------------
+
+
+class CacheReads(Protocol):
+    """What the read API needs from the cache (``CacheStore`` provides it)."""
+
+    def get_row(self, table: str, key: str) -> CachedRow | None: ...
+
+    def get_manifest(self, table: str) -> ListManifest | None: ...
+
+    def get_chunk(self, table: str, version: str, index: int) -> ListChunk | None: ...
+
+
+@dataclass(frozen=True)
+class ReadRequest:
+    """What a read needs from the HTTP request, as API Gateway delivered it."""
+
+    method: str
+    table: str
+    raw_id: str | None = None  # still percent-encoded, as REST APIs deliver path parameters
+    page: str | None = None
+    cursor: str | None = None
+    if_none_match: str | None = None
+    if_modified_since: str | None = None
+    caller_arn: str | None = None  # requestContext.identity.userArn, set by IAM authorization
+
+
+@dataclass(frozen=True)
+class ReadResponse:
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: str = ""  # empty for 304 and HEAD
+
+
+@dataclass(frozen=True)
+class ListVersion:
+    """One published version of a table's list: what a cursor pins."""
+
+    table: str
+    version: str
+    pages: int
+    row_count: int
+    etag: str
+    modified_at: datetime
+
+    @classmethod
+    def of(cls, manifest: ListManifest) -> ListVersion:
+        return cls(
+            table=manifest.table,
+            version=manifest.version,
+            pages=manifest.chunk_count,
+            row_count=manifest.row_count,
+            etag=manifest.etag,
+            modified_at=parse_timestamp(manifest.modified_at),
+        )
+
+
+# ----- the two reads ---------------------------------------------------------------------------
+
+
+def read_item(store: CacheReads, request: ReadRequest, settings: ReaderSettings) -> ReadResponse:
+    check_access(request, settings)
+    table = check_table(request.table, settings.cached_tables)
+    key = parse_id(request.raw_id)
+    row = store.get_row(table, key)
+    if row is None:
+        raise NotCached(f"no row {key!r} in {table}")
+    headers = {
+        "ETag": quote_etag(row.etag),
+        "Last-Modified": http_date(parse_timestamp(row.read_at)),
+        "Cache-Control": cache_control(settings),
+    }
+    return _conditional_or_full(request, headers, row.body)
+
+
+def read_page(store: CacheReads, request: ReadRequest, settings: ReaderSettings) -> ReadResponse:
+    check_access(request, settings)
+    table = check_table(request.table, settings.cached_tables)
+    page = parse_page(request.page)
+    if request.cursor is not None:
+        version, cursor_page = decode_cursor(request.cursor, table)
+        page = _within(version, page or cursor_page)
+        chunk = store.get_chunk(table, version.version, page - 1)
+        if chunk is None:
+            raise StaleCursor(
+                "the list changed and the version this cursor pins is no longer kept; "
+                "restart from the first page (no cursor)"
+            )
+        return _conditional_or_full(request, page_headers(version, page, settings), chunk.body)
+    for _ in range(PAGE_READ_ATTEMPTS):
+        manifest = store.get_manifest(table)
+        if manifest is None:
+            raise NotCached(f"the list of {table} is not cached yet")
+        version = ListVersion.of(manifest)
+        page = _within(version, page or 1)
+        headers = page_headers(version, page, settings)
+        if is_not_modified(request, headers):
+            # The current version's chunks are never retired: no need to read the page.
+            return ReadResponse(HTTPStatus.NOT_MODIFIED, headers)
+        chunk = store.get_chunk(table, version.version, page - 1)
+        if chunk is not None:
+            return _conditional_or_full(request, headers, chunk.body)
+    raise DependencyUnavailable(f"the list of {table} kept changing while being read")
+
+
+def _within(version: ListVersion, page: int) -> int:
+    if page > version.pages:
+        raise BadReadRequest(f"page {page} is past the last page ({version.pages})")
+    return page
+
+
+def _conditional_or_full(request: ReadRequest, headers: dict[str, str], body: str) -> ReadResponse:
+    if is_not_modified(request, headers):
+        return ReadResponse(HTTPStatus.NOT_MODIFIED, headers)
+    check_response_size(body)
+    full = {"Content-Type": "application/json", **headers}
+    return ReadResponse(HTTPStatus.OK, full, body if request.method != "HEAD" else "")
+
+
+# ----- request parsing -------------------------------------------------------------------------
+
+
+def check_access(request: ReadRequest, settings: ReaderSettings) -> None:
+    """With IAM reads, API Gateway has already refused unsigned requests; this is the backstop."""
+    if settings.read_access == "iam" and not request.caller_arn:
+        raise ReadForbidden("reads need IAM (SigV4) authorization")
+
+
+def check_table(table: str, cached_tables: tuple[str, ...]) -> str:
+    if table not in cached_tables:
+        raise NotCached(f"no cached table named {table[:100]!r}")
+    return table
+
+
+def parse_id(raw: str | None) -> str:
+    """The row key from the path: percent-decoded once, non-empty, bounded, printable."""
+    if not raw:
+        raise BadReadRequest("the id is empty")
+    try:
+        key = unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        raise BadReadRequest("the id is not percent-encoded UTF-8") from None
+    if not key:
+        raise BadReadRequest("the id is empty")
+    if any(unicodedata.category(char) in _FORBIDDEN_ID_CATEGORIES for char in key):
+        raise BadReadRequest("the id contains control characters")
+    if len(key.encode()) > MAX_ID_BYTES:
+        raise BadReadRequest(f"the id is longer than {MAX_ID_BYTES} bytes")
+    return key
+
+
+def parse_page(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    if not _PAGE.fullmatch(raw):
+        raise BadReadRequest(f"page must be an integer from 1 to {MAX_PAGE}")
+    return int(raw)
+
+
+# ----- cursors ---------------------------------------------------------------------------------
+
+
+def encode_cursor(version: ListVersion, page: int) -> str:
+    payload = {
+        "t": version.table,
+        "v": version.version,
+        "p": page,
+        "n": version.pages,
+        "c": version.row_count,
+        "e": version.etag,
+        "m": int(version.modified_at.timestamp()),
+    }
+    raw = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(token: str, table: str) -> tuple[ListVersion, int]:
+    """The version and page a cursor pins; ``BadReadRequest`` for anything we did not issue."""
+    if not token or len(token) > MAX_CURSOR_CHARS:
+        raise BadReadRequest("malformed cursor")
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        payload = json.loads(raw)
+    except (binascii.Error, ValueError):
+        raise BadReadRequest("malformed cursor") from None
+    if not isinstance(payload, dict) or not _valid_cursor(payload):
+        raise BadReadRequest("malformed cursor")
+    if payload["t"] != table:
+        raise BadReadRequest("this cursor belongs to another list")
+    version = ListVersion(
+        table=table,
+        version=payload["v"],
+        pages=payload["n"],
+        row_count=payload["c"],
+        etag=payload["e"],
+        modified_at=datetime.fromtimestamp(payload["m"], tz=UTC),
+    )
+    return version, payload["p"]
+
+
+def _valid_cursor(payload: dict[str, Any]) -> bool:
+    def count(name: str, low: int) -> bool:
+        value = payload.get(name)
+        # bool is an int in Python; a cursor never holds one.
+        return type(value) is int and low <= value <= MAX_PAGE
+
+    def text(name: str, pattern: re.Pattern[str]) -> bool:
+        value = payload.get(name)
+        return isinstance(value, str) and pattern.fullmatch(value) is not None
+
+    return (
+        isinstance(payload.get("t"), str)
+        and text("v", _VERSION)
+        and text("e", _ETAG_VALUE)
+        and count("n", 1)
+        and count("p", 1)
+        and payload["p"] <= payload["n"]
+        and count("c", 0)
+        and type(payload.get("m")) is int
+        and 0 <= payload["m"] < 2**37  # within datetime's range
+    )
+
+
+# ----- response headers ------------------------------------------------------------------------
+
+
+def page_headers(version: ListVersion, page: int, settings: ReaderSettings) -> dict[str, str]:
+    return {
+        "ETag": quote_etag(f"{version.etag}-p{page}"),
+        "Last-Modified": http_date(version.modified_at),
+        "Cache-Control": cache_control(settings),
+        "Link": link_header(version, page),
+        "X-Total-Count": str(version.row_count),
+        "X-Page": str(page),
+        "X-Page-Count": str(version.pages),
+    }
+
+
+def link_header(version: ListVersion, page: int) -> str:
+    relations: list[tuple[str, int]] = []
+    if page < version.pages:
+        relations.append(("next", page + 1))
+    if page > 1:
+        relations.append(("prev", page - 1))
+    relations += [("first", 1), ("last", version.pages)]
+    # base64url needs no percent-encoding in a query.
+    return ", ".join(
+        f'<?cursor={encode_cursor(version, target)}>; rel="{relation}"'
+        for relation, target in relations
+    )
+
+
+def cache_control(settings: ReaderSettings) -> str:
+    # Responses to signed requests must not land in shared caches unless marked public.
+    visibility = "private" if settings.read_access == "iam" else "public"
+    return (
+        f"{visibility}, max-age={settings.cache_max_age_s}, "
+        f"stale-while-revalidate={settings.stale_while_revalidate_s}"
+    )
+
+
+def quote_etag(value: str) -> str:
+    return f'"{value}"'
+
+
+def http_date(moment: datetime) -> str:
+    return format_datetime(moment.astimezone(UTC), usegmt=True)
+
+
+def parse_timestamp(value: str) -> datetime:
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# ----- conditional requests (RFC 9110 section 13) ----------------------------------------------
+
+
+def is_not_modified(request: ReadRequest, headers: Mapping[str, str]) -> bool:
+    """Whether a GET/HEAD with these preconditions gets ``304`` for a response with ``headers``."""
+    if request.if_none_match is not None:
+        return etag_matches(request.if_none_match, headers["ETag"])
+    if request.if_modified_since is not None:
+        return not_modified_since(request.if_modified_since, headers["Last-Modified"])
+    return False
+
+
+def etag_matches(if_none_match: str, etag: str) -> bool:
+    """Weak comparison: ``W/"x"`` matches ``"x"``; ``*`` matches any current representation."""
+    value = if_none_match.strip()
+    if value == "*":
+        return True
+    tags = _QUOTED_TAG.findall(value)
+    if not tags:
+        # Lenient: some clients send tags unquoted.
+        tags = [part.strip().removeprefix("W/") for part in value.split(",")]
+    return _opaque(etag) in tags
+
+
+def not_modified_since(if_modified_since: str, last_modified: str) -> bool:
+    try:
+        since = parsedate_to_datetime(if_modified_since)
+    except (TypeError, ValueError):
+        return False  # an invalid date is ignored (RFC 9110 section 13.1.3)
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    return parsedate_to_datetime(last_modified) <= since
+
+
+def _opaque(etag: str) -> str:
+    return etag.removeprefix("W/").strip('"')
+
+
+def check_response_size(body: str) -> None:
+    # Exact size only when it could matter: one character escapes to at most 12 bytes.
+    if len(body) * 12 > MAX_RESPONSE_BYTES and len(json.dumps(body)) > MAX_RESPONSE_BYTES:
+        raise ResponseTooLarge(
+            f"the stored body ({len(body)} characters) exceeds what one Lambda response carries"
+        )
