@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from supabase import create_client
 
 from consumer.handler import build_ports, lambda_handler
 from local.aws_resources import seed_secrets
@@ -301,3 +302,39 @@ def test_correlation_id_is_logged_per_record(
     lines = [json.loads(line) for line in captured_logs.getvalue().splitlines()]
     applied = [line for line in lines if line.get("message") == "applying change"]
     assert [line["correlation_id"] for line in applied] == ["corr-UPDATE-3"]
+
+
+def test_scheduled_resync_heals_a_lost_webhook(
+    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+) -> None:
+    # Given a converged cache, then changes whose webhooks were lost (Supabase never retries)
+    supabase.seed("articles", [{"id": i, "title": f"t{i}"} for i in range(1, 6)])
+    supabase.seed("authors", [{"id": 1, "name": "Ada"}])
+    ports = _ports(aws, supabase)
+    _run(_batch(_change("UPDATE", 1), _change("UPDATE", 1, table="authors")), ports, lambda_context)
+    writer = create_client(supabase.url, supabase.service_key)
+    writer.table("articles").update({"title": "edited, webhook lost"}).eq("id", 3).execute()
+    writer.table("articles").delete().eq("id", 5).execute()
+    writer.table("authors").insert({"id": 2, "name": "Grace"}).execute()
+    # When the scheduled RESYNC message (every table) is processed
+    assert _run(load_event("consumer/resync.json"), ports, lambda_context) == []
+    # Then every table's items and list equal Supabase again
+    _cache_equals_supabase(ports, supabase)
+    _cache_equals_supabase(ports, supabase, "authors")
+    assert get_item(ports.store, "articles", 5) is None
+
+
+def test_the_templates_resync_message_is_a_valid_change(aws: EmulatedAws) -> None:
+    # Given the EventBridge input template as deployed, filled the way EventBridge fills it
+    rule = aws.stack.resolver.template["Resources"]["ResyncRule"]["Properties"]
+    transformer = rule["Targets"][0]["InputTransformer"]
+    body = aws.stack.resolver.resolve(transformer["InputTemplate"])
+    body = body.replace("<time>", "2026-11-28T13:00:00Z").replace("<id>", "abc")
+    # When the consumer parses it / Then it is a RESYNC of every cached table
+    change = Change.from_message(body)
+    assert (change.type, change.table, change.key, change.schema_name) == (
+        "RESYNC",
+        "*",
+        None,
+        "public",
+    )

@@ -170,3 +170,13 @@ def test_oversized_message_drops_bodies_but_keeps_the_key() -> None:
         None,
         True,
     )
+
+
+def test_resync_messages_carry_no_key_and_row_changes_need_one() -> None:
+    # Given the two kinds of queue message / When one breaks the key rule / Then it is refused
+    base = {"schema": "public", "table": "*", "received_at": NOW, "correlation_id": "c"}
+    assert Change.model_validate({**base, "type": "RESYNC", "key": None}).key is None
+    with pytest.raises(ValueError, match="key"):
+        Change.model_validate({**base, "type": "RESYNC", "key": 1})
+    with pytest.raises(ValueError, match="key"):
+        Change.model_validate({**base, "type": "UPDATE", "key": None})

@@ -4,9 +4,11 @@
 Version 1 fields:
 
 - ``version``: 1. A consumer refuses versions it does not know (the message goes to the DLQ).
-- ``type``: INSERT | UPDATE | DELETE, as Supabase sent it.
+- ``type``: INSERT | UPDATE | DELETE, as Supabase sent it; or RESYNC, sent by the scheduled
+  resync rule (not by the receiver): re-read the table and heal whatever drifted.
 - ``schema``, ``table``: where the change happened.
-- ``key``: the primary key value (from ``record``, or ``old_record`` for a DELETE).
+- ``key``: the primary key value (from ``record``, or ``old_record`` for a DELETE); null
+  for RESYNC, whose ``table`` may be ``*`` (every cached table).
 - ``record``, ``old_record``: the row bodies as Supabase sent them, or null when
   ``bodies_dropped`` is true (the message would have exceeded the SQS size limit). The consumer
   never trusts them for content: it re-reads Supabase. They are kept for audit and replay.
@@ -19,9 +21,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
 ChangeType = Literal["INSERT", "UPDATE", "DELETE"]
+MessageType = Literal["INSERT", "UPDATE", "DELETE", "RESYNC"]
+EVERY_TABLE = "*"
 # Primary keys are integers, uuids or text in practice. Booleans and floats are refused:
 # they would make ambiguous cache keys.
 RowKey = StrictInt | StrictStr
@@ -47,15 +51,21 @@ class Change(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
     version: Literal[1] = 1
-    type: ChangeType
+    type: MessageType
     schema_name: Annotated[str, Field(alias="schema")]
     table: str
-    key: RowKey
+    key: RowKey | None
     record: Row | None = None
     old_record: Row | None = None
     bodies_dropped: bool = False
     received_at: datetime
     correlation_id: str
+
+    @model_validator(mode="after")
+    def _key_unless_resync(self) -> Change:
+        if (self.key is None) != (self.type == "RESYNC"):
+            raise ValueError("key is required for row changes and must be null for RESYNC")
+        return self
 
     def to_message(self) -> str:
         return self.model_dump_json(by_alias=True)

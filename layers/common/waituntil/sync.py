@@ -14,7 +14,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import ValidationError
 
 from waituntil.adapters.cache_store import CacheStore, ListManifest
-from waituntil.contracts import Change, Row
+from waituntil.contracts import EVERY_TABLE, Change, Row
 from waituntil.errors import InvalidMessage
 from waituntil.observability import logger, metrics
 from waituntil.settings import ConsumerSettings
@@ -64,7 +64,8 @@ def sync_batch(messages: Iterable[QueuedMessage], ports: Ports) -> BatchOutcome:
             metrics.add_metric(name="InvalidMessages", unit=MetricUnit.Count, value=1)
             outcome.failures[message.message_id] = error
             continue
-        by_table[change.table].append((message.message_id, change))
+        for table in _tables_of(change, ports.settings):
+            by_table[table].append((message.message_id, change))
     for table, changes in by_table.items():
         try:
             sync_table(table, [change for _, change in changes], ports)
@@ -78,12 +79,20 @@ def sync_batch(messages: Iterable[QueuedMessage], ports: Ports) -> BatchOutcome:
     return outcome
 
 
+def _tables_of(change: Change, settings: ConsumerSettings) -> tuple[str, ...]:
+    if change.table == EVERY_TABLE:
+        return settings.cached_tables
+    return (change.table,)
+
+
 def parse_change(body: str, settings: ConsumerSettings) -> Change:
     try:
         change = Change.from_message(body)
     except ValidationError as error:
         raise InvalidMessage(f"not a version-1 change message: {error.errors()[:3]}") from error
-    if change.table not in settings.cached_tables or change.schema_name != settings.schema_name:
+    every_table = change.type == "RESYNC" and change.table == EVERY_TABLE
+    known_table = every_table or change.table in settings.cached_tables
+    if not known_table or change.schema_name != settings.schema_name:
         raise InvalidMessage(f"{change.schema_name}.{change.table} is not a cached table")
     return change
 
@@ -113,9 +122,8 @@ def sync_table(table: str, changes: list[Change], ports: Ports) -> None:
         order=settings.list_order,
     )
     current = ports.store.get_manifest(table)
-    plan = plan_sync(
-        (change.key for change in changes), snapshot, baseline(current, snapshot, ports)
-    )
+    touched = [change.key for change in changes if change.key is not None]
+    plan = plan_sync(touched, snapshot, baseline(current, snapshot, ports))
     row_writes = ports.store.write_rows(
         table,
         plan.puts,
