@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
-
-from bench import consumer, receiver
+from bench import consumer, reader, receiver
 
 
 def main() -> None:
     receiver.main()
     consumer.main([])
-    try:
-        reader = importlib.import_module("bench.reader")
-    except ModuleNotFoundError:
-        return
     reader.main()
 
 

@@ -80,3 +80,12 @@ def quiet() -> Iterator[None]:
     """Swallow what the handlers print (Powertools writes metrics as EMF lines to stdout)."""
     with contextlib.redirect_stdout(io.StringIO()):
         yield
+
+
+class BenchContext:
+    """The bits of a Lambda context Powertools reads."""
+
+    function_name = "bench"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
+    aws_request_id = "bench"

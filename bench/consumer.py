@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bench.common import quiet, table, use_fake_aws
+from bench.common import BenchContext, quiet, table, use_fake_aws
 
 WRITE_OPERATIONS = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem")
 
@@ -166,7 +166,7 @@ def _run_batches(
 
     ports, counts = _ports(supabase, stack, secrets)
     writer = create_client(supabase.url, supabase.service_key)  # the stand-in sends no webhooks
-    lambda_handler({"Records": [_record(_update(writer, 1, 0))]}, _Context(), ports=ports)
+    lambda_handler({"Records": [_record(_update(writer, 1, 0))]}, BenchContext(), ports=ports)
     counts.clear()
     supabase.reset_request_log()
     seconds = 0.0
@@ -177,7 +177,7 @@ def _run_batches(
         supabase.reset_request_log()
         started = time.perf_counter()
         response = lambda_handler(
-            {"Records": [_record(body) for body in bodies]}, _Context(), ports=ports
+            {"Records": [_record(body) for body in bodies]}, BenchContext(), ports=ports
         )
         seconds += time.perf_counter() - started
         requests += len(supabase.request_log)
@@ -228,13 +228,6 @@ def _record(body: str) -> dict[str, Any]:
         "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:bench",
         "awsRegion": "us-east-1",
     }
-
-
-class _Context:
-    function_name = "bench"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
-    aws_request_id = "bench"
 
 
 if __name__ == "__main__":

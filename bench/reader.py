@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from bench.common import ROOT, import_seconds, percentile, quiet, table, use_fake_aws
+from bench.common import ROOT, BenchContext, import_seconds, percentile, quiet, table, use_fake_aws
 
 REQUESTS = 300
 LIST_ROWS = 4_000  # about 680 KB: pages 1 and 2 are full 256 KB chunks
@@ -66,7 +66,7 @@ def measure_requests() -> list[tuple[str, ...]]:
             function_environment(stack.resolver, "ReaderFunction")
         )
         ports = build_ports(settings, dynamodb=dynamodb)
-        context = _Context()
+        context = BenchContext()
 
         def invoke(event_file: str, **changes: Any) -> Callable[[], dict[str, Any]]:
             event = json.loads((ROOT / "events" / event_file).read_text())
@@ -128,13 +128,6 @@ def _run(
             response = read()
             samples[name].append(time.perf_counter() - started)
             assert response["statusCode"] == expected.get(name, 200), (name, response)
-
-
-class _Context:
-    function_name = "bench"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
-    aws_request_id = "bench"
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from bench.common import ROOT, import_seconds, percentile, quiet, table, use_fake_aws
+from bench.common import ROOT, BenchContext, import_seconds, percentile, quiet, table, use_fake_aws
 
 REQUESTS = 300
 
@@ -41,7 +41,7 @@ def measure_requests() -> list[tuple[str, ...]]:
             function_environment(stack.resolver, "ReceiverFunction")
         )
         ports = build_ports(settings, secrets_client=secrets, sqs=sqs)
-        context = _Context()
+        context = BenchContext()
         bare, handled = [], []
         for _ in range(REQUESTS):  # interleaved, so drift affects both alike
             started = time.perf_counter()
@@ -64,13 +64,6 @@ def measure_requests() -> list[tuple[str, ...]]:
             )
         )
     return rows
-
-
-class _Context:
-    function_name = "bench"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
-    aws_request_id = "bench"
 
 
 def main() -> None:

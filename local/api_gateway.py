@@ -26,22 +26,21 @@ on responses (an ``isBase64Encoded`` response is always decoded here).
 from __future__ import annotations
 
 import base64
-import contextlib
 import gzip
 import json
 import logging
 import re
-import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from local.http_server import ConnectionTrackingServer
 from local.lambda_runtime import Invocation
 from local.template import Resolver, resources_of_type
 
@@ -451,35 +450,15 @@ class ApiGateway:
         return proxy_response(invocation, request, self._settings, request_id)
 
 
-class _Server(ThreadingHTTPServer):
+class _Server(ConnectionTrackingServer):
     """Remembers open connections, so stop() can end idle keep-alive ones."""
 
     daemon_threads = False  # server_close() joins the handler threads: none is left behind
     block_on_close = True
 
     def __init__(self, address: tuple[str, int], gateway: ApiGateway) -> None:
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.gateway = gateway
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._connections_lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -15,22 +15,21 @@ Besides ``/rest/v1/<table>`` it serves an admin API for other processes (service
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import json
-import socket
 import sys
 import threading
 import time
 import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from local.http_server import ConnectionTrackingServer
 from local.supabase_standin.errors import PostgrestError
 from local.supabase_standin.keys import make_service_key
 from local.supabase_standin.query import Row
@@ -112,36 +111,14 @@ class Fault:
         return asdict(self)
 
 
-class _Server(ThreadingHTTPServer):
-    """ThreadingHTTPServer that remembers its open connections to close them on stop."""
+class _Server(ConnectionTrackingServer):
+    """The stand-in's HTTP server: handler threads are daemons, stop() ends idle connections."""
 
     daemon_threads = True
-    allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], app: SupabaseStandIn) -> None:
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.app = app
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._connections_lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        """Shut every kept-alive connection so no handler thread outlives the server."""
-        with self._connections_lock:
-            connections = list(self._connections)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
-import sys
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -13,7 +11,7 @@ from urllib.parse import parse_qsl
 import pytest
 
 from reader.handler import Ports, build_ports, lambda_handler
-from tests.conftest import ROOT, EmulatedAws, LambdaContext, load_event
+from tests.conftest import EmulatedAws, LambdaContext, load_event
 from waituntil.adapters.cache_store import CacheStore
 from waituntil.cache_layout import content_etag, dump_json
 from waituntil.read_api import MAX_RESPONSE_BYTES
@@ -367,26 +365,3 @@ def test_template_wires_the_reader_settings(aws: EmulatedAws) -> None:
     assert settings.table_name == aws.stack.table_name
     assert (settings.read_access, settings.cache_max_age_s) == ("public", 60)
     assert aws.environment("ReaderFunction")["POWERTOOLS_SERVICE_NAME"] == "reader"
-
-
-def test_reader_import_does_not_load_supabase() -> None:
-    # Given a fresh interpreter / When the reader module is imported
-    code = (
-        "import sys, reader.handler; "
-        "print(','.join(m for m in ('supabase', 'postgrest', 'httpx') if m in sys.modules))"
-    )
-    result = subprocess.run(  # noqa: S603
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-        env={
-            "PYTHONPATH": f"{ROOT / 'layers/common'}:{ROOT / 'functions'}",
-            "PATH": "/usr/bin:/bin",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "POWERTOOLS_TRACE_DISABLED": "true",
-        },
-    )
-    # Then neither supabase nor its HTTP stack was loaded
-    assert result.stdout.strip() == ""
