@@ -11,7 +11,7 @@ PY313_PYENV := $(shell pyenv versions --bare 2>/dev/null | grep -m1 '^3\.13')
 SAM_ENV := SAM_CLI_TELEMETRY=0 $(if $(PY313_PYENV),PYENV_VERSION=$(PY313_PYENV))
 PY313 := $(if $(PY313_PYENV),PYENV_VERSION=$(PY313_PYENV) python3.13,python3.13)
 
-.PHONY: demo dev test lint typecheck unit bench build validate deploy invoke lock clean
+.PHONY: demo dev test soak lint typecheck unit bench build validate deploy invoke lock clean
 
 $(VENV)/.installed: requirements/dev.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ invoke: $(VENV)/.installed
 ## test: lint, type-check, template lint, then every test
 test: lint $(VENV)/.installed
 	$(PY) -m pytest -n 2
+
+## soak: the property tests with thousands of fresh examples each (slow; not part of `make test`)
+soak: $(VENV)/.installed
+	HYPOTHESIS_PROFILE=soak $(PY) -m pytest -n 2 -m property
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .

@@ -29,6 +29,7 @@ for endpoint_variable in [name for name in os.environ if name.startswith("AWS_EN
 
 import boto3  # noqa: E402
 import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
 from local.aws_resources import StackResources, provision, seed_secrets  # noqa: E402
@@ -37,6 +38,25 @@ from local.template import function_environment  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
 WEBHOOK_SECRET = "local-dev-secret"  # the secret the bundled events carry
+
+# Property tests: `make test` runs a fixed, derandomized set of examples (CI can never fail on
+# a new random draw); `make soak` (HYPOTHESIS_PROFILE=soak) runs many more, freshly drawn.
+# No deadline: timing belongs in `make bench`, and a busy CI machine must not fail a test.
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile(
+    "soak",
+    max_examples=5000,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def load_event(relative_path: str) -> dict[str, Any]:

@@ -232,6 +232,10 @@ class SupabaseStandIn:
         self._faults_lock = threading.Lock()
         self._requests: list[RequestRecord] = []
         self._requests_lock = threading.Lock()
+        # REST requests still being answered: a client that timed out has gone, but its request
+        # is logged only when the server finishes it (after an injected delay, say).
+        self._in_flight = 0
+        self._in_flight_done = threading.Condition(self._requests_lock)
         self._lifecycle = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -411,6 +415,15 @@ class SupabaseStandIn:
         with self._requests_lock:
             self._requests.clear()
 
+    def wait_for_requests(self, timeout_s: float = 10.0) -> bool:
+        """Block until no REST request is being answered; False on timeout.
+
+        A request whose client gave up (its own timeout) is still answered and logged later:
+        wait for it before reading the log, or it lands after requests made since.
+        """
+        with self._in_flight_done:
+            return self._in_flight_done.wait_for(lambda: self._in_flight == 0, timeout_s)
+
     @property
     def webhook_log(self) -> list[WebhookDelivery]:
         """Every finished webhook delivery attempt (empty without a webhook config)."""
@@ -439,7 +452,14 @@ class SupabaseStandIn:
         path = parts.path
         try:
             if path == REST_PREFIX or path.startswith(REST_PREFIX + "/"):
-                return self._handle_rest(method, path, parts.query, headers, body)
+                with self._in_flight_done:
+                    self._in_flight += 1
+                try:
+                    return self._handle_rest(method, path, parts.query, headers, body)
+                finally:
+                    with self._in_flight_done:
+                        self._in_flight -= 1
+                        self._in_flight_done.notify_all()
             if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
                 denied = self._check_auth(headers, parts.query)
                 return denied or self._handle_admin(method, path, body)
