@@ -61,6 +61,11 @@ def parse_anon_policy(table: str, text: str) -> AnonPolicy:
     stripped = text.strip()
     if stripped.lower() == ALL_ROWS:
         return AnonPolicy(table, ALL_ROWS, ())
+    if not stripped:  # ambiguous: say which of the two meanings
+        raise ValueError(
+            f"anon policy for {table!r} is empty: expected 'true' (every row) or filters like "
+            "'published=eq.true'; leave the table out to show anon no row"
+        )
     try:
         params = parse_qsl(stripped, keep_blank_values=True, strict_parsing=True)
         query = parse_query(params)
@@ -68,13 +73,13 @@ def parse_anon_policy(table: str, text: str) -> AnonPolicy:
         raise ValueError(
             f"anon policy for {table!r} ({text!r}): {exc.message} {exc.details or ''}".strip()
         ) from None
-    except ValueError as exc:  # parse_qsl: a part without "=" (or an empty policy)
+    except ValueError as exc:  # parse_qsl: a part without "="
         raise ValueError(
             f"anon policy for {table!r} ({text!r}): expected 'true' or filters like "
             f"'published=eq.true' ({exc})"
         ) from None
     only_filters = ParsedQuery(filters=query.filters)
-    if query != only_filters or not query.filters:
+    if query != only_filters or not query.filters:  # "apikey=x" parses to no filter
         raise ValueError(
             f"anon policy for {table!r} ({text!r}): a policy is a row filter only "
             "(no select, order, limit, offset, on_conflict or columns)"
