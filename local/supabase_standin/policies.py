@@ -11,7 +11,9 @@ as exactly one policy per table for ``anon``, declared at construction::
   written in PostgREST filter syntax (``published=eq.true``, ``or=(a.eq.1,b.is.null)``, several
   joined by ``&`` are ANDed) and parsed by ``query.py``. ``"true"`` shows every row, which is
   also what anon sees on a table whose RLS is disabled (Supabase grants ``anon`` SELECT on
-  ``public`` tables).
+  ``public`` tables). Tables here are schemaless, so a column the policy names that no row
+  has reads as NULL: a misspelt policy hides every row (fails closed) where PostgreSQL would
+  have refused the ``CREATE POLICY``.
 - A table absent from the mapping has RLS enabled and no policy (``drafts`` above): anon sees
   no row at all. PostgreSQL filters, it does not refuse, so reads answer 200 with ``[]`` and a
   count of 0. This is what the Supabase dashboard gives a new table, and the safe default.

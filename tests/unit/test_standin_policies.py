@@ -81,6 +81,13 @@ def test_a_policy_that_is_not_a_row_filter_is_a_value_error(text: str, why: str)
         parse_anon_policy("articles", text)
 
 
+def test_a_policy_naming_a_column_no_row_has_hides_every_row() -> None:
+    # Given a misspelt column (the stand-in is schemaless, so it cannot refuse it up front)
+    policy = parse_anon_policy("articles", "publishd=eq.true")
+    # Then the column reads as NULL and the policy fails closed: no row is visible
+    assert [row["id"] for row in ARTICLES if policy.allows(row)] == []
+
+
 def test_a_policy_for_a_table_that_is_not_served_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown table 'nope'"):
         parse_anon_policies({"nope": "true"}, ["articles"])
