@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import examples
 from tests.fakes import MemoryQueue, MemorySource, MemoryStore, Paused, Scheduler
 from waituntil.cache_model import ListHead, ListOrder
 from waituntil.contracts import Change
@@ -276,14 +277,14 @@ def _scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
 
 
 @pytest.mark.property
-@settings(max_examples=150)
+@settings(max_examples=examples(150))
 @given(data=st.data())
 def test_interleaved_consumers_converge_on_fakes(data: st.DataObject) -> None:
     _scenario(data, _memory_store)
 
 
 @pytest.mark.property
-@settings(max_examples=12)
+@settings(max_examples=examples(12))
 @given(data=st.data())
 def test_interleaved_consumers_converge_on_the_real_store_under_moto(data: st.DataObject) -> None:
     _scenario(data, _moto_store)

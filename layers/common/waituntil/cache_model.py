@@ -251,13 +251,13 @@ class SyncCheckpoint:
 
 @dataclass(frozen=True)
 class PublishResult:
-    outcome: str  # "published" | "unchanged" | "empty"
+    outcome: str  # "created" (the first version) | "published" | "unchanged"
     version: str | None = None
     chunks_written: int = 0
     index_pages_written: int = 0
     attempts: int = 1
-    write_units: int = 0
     stale_entries_kept: int = 0
+    complete: bool = True  # whether the list, as it now stands, is complete (I6)
 
 
 @dataclass

@@ -178,8 +178,8 @@ def sync_changes(table: str, changes: Sequence[Change], ports: Ports) -> dict[st
     failed = _row_failures(writes)
     done = [key for key in keys if key not in failed]
     published = publish_rows(table, done, ports)
-    if published.outcome == "created":
-        start_fill(table, ports)
+    if not published.complete:
+        ensure_fill(table, ports)
     _report(table, len(changes), len(rows), read_ms, writes, published)
     return failed
 
@@ -232,7 +232,7 @@ def publish_list(
         base = store.get_head(table)
         states = store.get_rows(table, keys)
         if not states and base is not None and complete is None:
-            return PublishResult(outcome="unchanged", attempts=attempt)
+            return PublishResult(outcome="unchanged", attempts=attempt, complete=base.complete)
         try:
             plan = plan_patch(
                 store,
@@ -250,7 +250,10 @@ def publish_list(
         if plan.head is None:
             _prune(store, table, states, plan.listed_read_at)
             return PublishResult(
-                outcome="unchanged", attempts=attempt, stale_entries_kept=plan.stale_entries_kept
+                outcome="unchanged",
+                attempts=attempt,
+                stale_entries_kept=plan.stale_entries_kept,
+                complete=base.complete if base is not None else True,
             )
         store.write_nodes(table, plan.chunks, plan.pages)
         if not store.flip_head(plan.head, base):
@@ -267,6 +270,7 @@ def publish_list(
             index_pages_written=len(plan.pages),
             attempts=attempt,
             stale_entries_kept=plan.stale_entries_kept,
+            complete=plan.head.complete,
         )
     raise ListContended(f"the list of {table} kept moving; {PUBLISH_ATTEMPTS} attempts lost")
 
@@ -298,10 +302,23 @@ def _row_failures(writes: RowWrites) -> dict[str, Exception]:
 # ----- full sync -------------------------------------------------------------------------------
 
 
-def start_fill(table: str, ports: Ports) -> None:
-    """The first change of an uncached table created its list (marked filling): fill it."""
+def ensure_fill(table: str, ports: Ports) -> None:
+    """The list is still filling: make sure a fill is under way.
+
+    The change that created the list starts the fill; but it may have died between the two,
+    so any change that finds the list filling and no sync checkpoint starts one. The message
+    goes first and the checkpoint after: a death between them costs a duplicate fill (which
+    converges all the same), never a list that stays incomplete.
+    """
+    if ports.store.get_checkpoint(table) is not None:
+        return
     progress = SyncProgress(sync_id=secrets.token_hex(8))
     ports.queue.publish(_resync_message(table, progress, ports))
+    now = ports.clock_ns()
+    ports.store.put_checkpoint(
+        SyncCheckpoint(table=table, sync_id=progress.sync_id, phase="rows", started_at_ns=now),
+        table,
+    )
     logger.info("first fill started", extra={"table": table, "sync_id": progress.sync_id})
 
 
