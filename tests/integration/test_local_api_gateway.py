@@ -91,7 +91,8 @@ def test_expect_100_continue_is_answered_413_before_the_body(
         )
         # When it reads before sending anything / Then the answer is already a 413
         status_line = client.recv(4096).split(b"\r\n", 1)[0]
-    assert status_line == b"HTTP/1.1 413 Request Entity Too Large"
+    # (the reason phrase is "Content Too Large" from Python 3.13, as in RFC 9110)
+    assert status_line.startswith(b"HTTP/1.1 413 ")
     assert functions.events == []
 
 

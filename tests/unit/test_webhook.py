@@ -246,7 +246,8 @@ def test_bearer_survives_a_header_that_is_not_encodable() -> None:
         ('{"id": 1, "x": "\\ud800"}', "surrogate"),
         ('{"id": 1, "x": ["\\udfff", 1]}', "surrogate"),
         ('{"id": 1, "id": 2}', "repeats the key 'id'"),
-        ('{"id": 1, "x": ' + "[" * 5000 + "]" * 5000 + "}", "nested too deeply"),
+        # Past the parser: about 1,000 levels on Python 3.11, 10,000 on 3.13.
+        ('{"id": 1, "x": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
         ('{"id": 1e400}', "integer"),
         ('{"id": ' + "9" * 5000 + "}", "integer"),
         ('{"id": "' + "k" * (MAX_KEY_BYTES + 1) + '"}', "longer than"),

@@ -14,7 +14,7 @@ Supabase drops for good, and a crash is worse: it says nothing). The refused cla
   cannot be encoded into the queue message;
 - duplicate object keys: jsonb keeps only the last, so Supabase never sends one; a body with
   them is ambiguous (another parser may read the first), so it is refused, not guessed;
-- nesting deeper than the parser goes (about 1,000 levels on Python 3.11);
+- nesting deeper than the parser goes (about 1,000 levels on Python 3.11, 10,000 on 3.13);
 - a primary key the cache cannot hold (over ``MAX_KEY_BYTES`` of UTF-8);
 - base64 that is not base64 (a binary media type), duplicate Authorization or Content-Type.
 
