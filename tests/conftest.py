@@ -100,6 +100,7 @@ class EmulatedAws:
     sqs: Any
     dynamodb: Any
     secrets: Any
+    s3: Any
     stack: StackResources
 
     def environment(self, function_logical_id: str) -> dict[str, str]:
@@ -128,6 +129,7 @@ def aws() -> Iterator[EmulatedAws]:
         sqs = boto3.client("sqs")
         dynamodb = boto3.client("dynamodb")
         secrets = boto3.client("secretsmanager")
-        stack = provision(sqs, dynamodb, parameters={"SupabaseUrl": "http://127.0.0.1:1"})
+        s3 = boto3.client("s3")
+        stack = provision(sqs, dynamodb, parameters={"SupabaseUrl": "http://127.0.0.1:1"}, s3=s3)
         seed_secrets(secrets, stack.resolver, {"WebhookSecretName": WEBHOOK_SECRET})
-        yield EmulatedAws(sqs=sqs, dynamodb=dynamodb, secrets=secrets, stack=stack)
+        yield EmulatedAws(sqs=sqs, dynamodb=dynamodb, secrets=secrets, s3=s3, stack=stack)
