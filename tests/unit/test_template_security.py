@@ -1,7 +1,9 @@
 """Template security as a test: template.yaml is read and held to five rules.
 
 1. IAM statements the project writes allow no wildcard action or resource (and no ``*``
-   principal); functions use only SAM policy templates scoped to one resource.
+   principal), intrinsics (``!Sub``, ``!Join``) included; the one wildcard allowed ranges
+   over the objects inside a resource the template creates (``${BlobBucket.Arn}/rows/*``).
+   Functions use only SAM policy templates scoped to one resource.
 2. No secret value in a parameter or an environment variable: secrets travel by name.
 3. Every API route is throttled.
 4. Every queue, table and bucket is encrypted at rest.
@@ -84,21 +86,53 @@ def _statements(template: Template) -> Iterator[tuple[str, dict[str, Any]]]:
                 yield logical_id, statement
 
 
+def _text(value: Any) -> str:
+    """The text an intrinsic stands for, references as ``${Name}``: where a wildcard can hide
+    (``!Sub arn:${AWS::Partition}:s3:::*`` is as wide as ``*``)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and len(value) == 1:
+        ((function, argument),) = value.items()
+        if function == "Fn::Sub":
+            return _text(argument[0] if isinstance(argument, list) else argument)
+        if function == "Fn::Join" and isinstance(argument, list) and len(argument) == 2:
+            return str(argument[0]).join(_text(part) for part in _listed(argument[1]))
+        if function == "Fn::GetAtt":
+            target = argument if isinstance(argument, str) else ".".join(map(str, argument))
+            return "${" + target + "}"
+        if function == "Ref":
+            return "${" + str(argument) + "}"
+    return ""
+
+
 def _has_wildcard(value: Any) -> bool:
-    return any(isinstance(item, str) and "*" in item for item in _listed(value))
+    return any("*" in _text(item) for item in _listed(value))
+
+
+def _wide_resources(template: Template, value: Any) -> list[str]:
+    """Resources whose wildcard reaches past what this stack owns. Allowed: a wildcard over the
+    objects inside a resource the template creates (``${BlobBucket.Arn}/rows/*``)."""
+    owned = set(template.get("Resources", {}))
+    wide = []
+    for item in _listed(value):
+        text = _text(item)
+        inside = re.match(r"^\$\{(\w+)\.Arn\}/", text)
+        if "*" in text and not (inside and inside.group(1) in owned):
+            wide.append(text)
+    return wide
 
 
 def wildcard_iam(template: Template) -> list[str]:
     found = []
     for logical_id, statement in _statements(template):
         if statement.get("Effect") != "Allow":
-            continue
+            continue  # a Deny (TLS only, for instance) may be as wide as it likes
         if "NotAction" in statement or "NotResource" in statement:
             found.append(f"{logical_id}: NotAction/NotResource allows everything else")
         if _has_wildcard(statement.get("Action")):
             found.append(f"{logical_id}: wildcard action {statement.get('Action')}")
-        if _has_wildcard(statement.get("Resource")):
-            found.append(f"{logical_id}: wildcard resource {statement.get('Resource')}")
+        for resource in _wide_resources(template, statement.get("Resource")):
+            found.append(f"{logical_id}: wildcard resource {resource}")
         principal = statement.get("Principal")
         if principal == "*" or (
             isinstance(principal, dict) and _has_wildcard(principal.get("AWS"))
@@ -257,6 +291,34 @@ def _wildcard_queue_policy_principal(t: Template) -> None:
     statement[0]["Principal"] = "*"
 
 
+def _wildcard_hidden_in_sub(t: Template) -> None:
+    _function(t, "ReaderFunction")["Policies"].append(
+        {
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": ["s3:GetObject"],
+                    "Resource": {"Fn::Sub": "arn:${AWS::Partition}:s3:::*"},
+                }
+            ]
+        }
+    )
+
+
+def _wildcard_in_someone_elses_bucket(t: Template) -> None:
+    _function(t, "ReaderFunction")["Policies"].append(
+        {
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": "s3:GetObject",
+                    "Resource": {"Fn::Join": ["", ["arn:aws:s3:::", {"Ref": "Other"}, "/*"]]},
+                }
+            ]
+        }
+    )
+
+
 def _managed_policy(t: Template) -> None:
     _function(t, "ConsumerFunction")["Policies"].append("AmazonSQSFullAccess")
 
@@ -324,6 +386,8 @@ def _global_dlq(t: Template) -> None:
 BREAKAGES: list[tuple[str, Callable[[Template], None]]] = [
     ("wildcard_iam", _wildcard_statement),
     ("wildcard_iam", _wildcard_queue_policy_principal),
+    ("wildcard_iam", _wildcard_hidden_in_sub),
+    ("wildcard_iam", _wildcard_in_someone_elses_bucket),
     ("wildcard_iam", _managed_policy),
     ("wildcard_iam", _unscoped_template),
     ("secret_values", _secret_parameter),
