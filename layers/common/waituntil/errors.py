@@ -24,6 +24,10 @@ class PayloadTooLarge(ClientError):
     status_code = 413
 
 
+class InvalidHeaders(ClientError):
+    """A header Supabase sends once arrived several times: which one to trust is ambiguous."""
+
+
 class InvalidPayload(ClientError):
     """The body is not a Supabase Database Webhook payload this deployment accepts."""
 
