@@ -35,8 +35,9 @@ dev: $(VENV)/.installed
 invoke: $(VENV)/.installed
 	$(PY) -m local.invoke $(FUNCTION) $(EVENT)
 
-## test: lint, type-check, template lint, then every test
-test: lint $(VENV)/.installed
+## test: lint, type-check, template lint, then every test (the SAM virtualenv too: some tests
+## check the template as CloudFormation transforms it)
+test: lint $(VENV)/.installed $(SAM_VENV)/.installed
 	$(PY) -m pytest -n 2
 
 ## soak: the property tests with thousands of fresh examples each (slow; not part of `make test`)
