@@ -47,7 +47,7 @@ soak: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy layers/common functions local tests bench
+	$(PY) -m mypy layers/common functions local ops tests bench
 	$(VENV)/bin/cfn-lint template.yaml
 
 ## bench: benchmarks, reported as ratios against a baseline measured in the same run

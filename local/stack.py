@@ -378,6 +378,13 @@ class PipelineStack:
             "supabase_url": self.supabase_url,
             "functions": {logical_id: asdict(spec) for logical_id, spec in self.specs.items()},
             "environment": self._environment,
+            # Named as the deployed stack's outputs, so `make dlq` and the others read both alike.
+            "outputs": {
+                "ChangeQueueUrl": self.queue_url,
+                "DeadLetterQueueUrl": self.dlq_url,
+                "CacheTableName": self.table_name,
+                "ConsumerFunctionName": self.specs["ConsumerFunction"].function_name,
+            },
         }
 
 
