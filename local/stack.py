@@ -499,6 +499,13 @@ def main(argv: list[str] | None = None) -> int:
                 "another stack (pid %s) owns %s; make invoke uses it", existing["pid"], path
             )
         print(_banner(stack, generated_secret=webhook_secret is None), flush=True)
+        # The cache lives in memory: fill it now from whatever Supabase holds (kept rows with
+        # DATA=, or a real project), as `make backfill` does, instead of at the next change.
+        from ops.backfill import request_resync
+
+        schema_name = stack.function_environment("ConsumerFunction")["SUPABASE_SCHEMA"]
+        request_resync(stack.aws.sqs(), stack.queue_url, schema_name)
+        print("backfill queued: the cache fills from Supabase now", flush=True)
         while not stopping.wait(0.5):
             pass
         print("\nstopping...", flush=True)
