@@ -75,6 +75,7 @@ validate: $(SAM_VENV)/.installed
 ## build: sam build, then bytecode for the Lambda runtime
 build: validate
 	$(SAM_ENV) $(SAM) build
+	$(SAM_VENV)/bin/python -m ops.bytecode .aws-sam/build
 
 ## deploy: check the account's API Gateway log role, `sam deploy --guided`, then fill the cache
 deploy: build $(VENV)/.installed
@@ -121,9 +122,10 @@ sync: $(SAM_VENV)/.installed
 delete: $(SAM_VENV)/.installed
 	$(SAM_ENV) $(SAM) delete $(SAM_ENV_FLAG) $(if $(STACK),--stack-name $(STACK))
 
-## lock: re-resolve the pinned dependency files from requirements/*.in
+## lock: re-resolve the pinned dependency files from requirements/*.in (and the layer's list)
 lock:
 	rm -rf /tmp/swu-lock && $(PYTHON) -m venv /tmp/swu-lock && /tmp/swu-lock/bin/pip install -q -r requirements/dev.in && /tmp/swu-lock/bin/pip freeze > requirements/dev.lock
+	/tmp/swu-lock/bin/python -m ops.layer_requirements
 	rm -rf /tmp/swu-lock-sam && $(PY313) -m venv /tmp/swu-lock-sam && /tmp/swu-lock-sam/bin/pip install -q -r requirements/sam.in && /tmp/swu-lock-sam/bin/pip freeze > requirements/sam.lock
 
 ## clean: remove virtualenvs and build output
