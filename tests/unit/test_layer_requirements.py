@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _pins(path: Path) -> dict[str, str]:
-    pins = {}
+    pins: dict[str, str] = {}
     for raw in path.read_text().splitlines():
         line = raw.split("#")[0].strip()
         if line and not line.startswith("-"):
