@@ -74,7 +74,7 @@ def verify(target: Target, arguments: argparse.Namespace) -> int:
         print(result.report())
         drifted = drifted or result.drifted
     if drifted:
-        print("drift found: `make backfill` heals the list and changed rows")
+        print("drift found: `make backfill` heals what shows in the list (README, Verify)")
     return 1 if drifted else 0
 
 
