@@ -61,7 +61,8 @@ def revalidate() -> Response[dict[str, Any]]:
     ports: Ports = app.context.get("ports") or default_ports()
     event = app.current_event
     check_bearer(
-        event.headers.get("authorization"), ports.secrets.read(ports.settings.webhook_secret_name)
+        event.headers.get("authorization"),
+        *ports.secrets.read_accepted(ports.settings.webhook_secret_name),
     )
     payload = parse_payload(
         _raw_body(), event.headers.get("content-type"), ports.settings.max_body_bytes

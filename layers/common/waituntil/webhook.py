@@ -18,12 +18,16 @@ from waituntil.errors import InvalidPayload, PayloadTooLarge, Unauthorized, Unsu
 BEARER = "bearer "
 
 
-def check_bearer(authorization: str | None, secret: str) -> None:
-    """Accept only ``Authorization: Bearer <secret>``, compared in constant time."""
+def check_bearer(authorization: str | None, *secrets: str) -> None:
+    """Accept only ``Authorization: Bearer <secret>`` for one of the secrets (two during a
+    rotation), each compared in constant time, all of them every time."""
+    if not secrets:
+        raise ValueError("no secret to check against")
     if not authorization or not authorization[: len(BEARER)].lower() == BEARER:
         raise Unauthorized("missing bearer token")
     presented = authorization[len(BEARER) :].strip().encode()
-    if not hmac.compare_digest(presented, secret.encode()):
+    matches = [hmac.compare_digest(presented, secret.encode()) for secret in secrets]
+    if not any(matches):
         raise Unauthorized("invalid bearer token")
 
 
