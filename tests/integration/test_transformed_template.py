@@ -74,11 +74,18 @@ def test_the_api_has_one_stage_with_throttling_access_log_and_tracing(read_acces
     # Given the template transformed as CloudFormation would
     template = transformed(read_access)
 
-    # When its API Gateway stages are listed
+    # When the stages it creates are listed: Stage resources, and the stage a Deployment
+    # creates implicitly when it has a StageName (SAM's Swagger 2.0 default gives it "Stage")
     stages = of_type(template, "AWS::ApiGateway::Stage")
+    deployments = of_type(template, "AWS::ApiGateway::Deployment")
+    created = [stage["Properties"]["StageName"] for stage in stages.values()] + [
+        deployment["Properties"]["StageName"]
+        for deployment in deployments.values()
+        if "StageName" in deployment["Properties"]
+    ]
 
-    # Then there is only v1: no unprotected "Stage" stage from SAM's Swagger 2.0 default
-    assert [stage["Properties"]["StageName"] for stage in stages.values()] == ["v1"]
+    # Then there is only v1: no unprotected "Stage" stage
+    assert created == ["v1"]
     (stage,) = stages.values()
     assert stage["Properties"]["TracingEnabled"] is True
     assert "DestinationArn" in stage["Properties"]["AccessLogSetting"]
@@ -108,12 +115,19 @@ def test_iam_read_access_signs_the_reads_and_leaves_the_webhook_alone() -> None:
     # When the security of every route is read
     security = route_security(template)
 
-    # Then only the read routes need SigV4
+    # Then only the read routes need SigV4, and API Gateway invokes the reader under its resource
+    # policy rather than with the caller's credentials (which would also need
+    # lambda:InvokeFunction: README promises execute-api:Invoke is enough)
     assert security == {
         "/revalidate": ["NONE"],
         "/{table}": ["AWS_IAM"],
         "/{table}/{id}": ["AWS_IAM"],
     }
+    paths = template["Resources"]["Api"]["Properties"]["Body"]["paths"]
+    integrations = [
+        m["x-amazon-apigateway-integration"] for p in paths.values() for m in p.values()
+    ]
+    assert [integration.get("credentials") for integration in integrations] == [None] * 3
 
 
 @needs_sam
