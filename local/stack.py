@@ -15,8 +15,9 @@ Local-only deviations from a deployed stack (everything else comes from the temp
   template) so that a failed batch is retried within seconds; ``make dev`` uses 10 s;
 - one container per function and one batch at a time per queue (Lambda scales out);
 - the API is served without the stage prefix (``/revalidate``, not ``/v1/revalidate``);
-- the cache (moto) lives in memory: a restart starts with an empty cache, which the next
-  change of a table fills again (the consumer re-reads the whole table).
+- the cache (moto) lives in memory: a restart starts with an empty cache, which ``make dev``
+  fills again on start by queueing a RESYNC, as ``make backfill`` does (``PipelineStack``
+  itself does not, so tests start from an empty cache).
 
 ``python -m local.stack [--data-dir DIR] [--port N]`` runs it in the foreground until Ctrl-C or
 SIGTERM, and writes the endpoints to a state file (``.local-data/stack.json``, or
