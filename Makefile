@@ -80,8 +80,8 @@ build: validate
 ## deploy: check the account's API Gateway log role, `sam deploy --guided`, then fill the cache
 deploy: build $(VENV)/.installed
 	$(PY) -m ops account-setup --check
-	$(SAM_ENV) $(SAM) deploy --guided $(SAM_ENV_FLAG)
-	$(PY) -m ops --config-env $(or $(ENV),default) backfill
+	$(SAM_ENV) $(SAM) deploy --guided $(SAM_ENV_FLAG) $(if $(STACK),--stack-name $(STACK))
+	$(PY) -m ops $(if $(STACK),--stack $(STACK),--config-env $(or $(ENV),default)) backfill
 
 ## account-setup: once per account and region, give API Gateway its CloudWatch log role (never overwrites)
 account-setup: $(VENV)/.installed
