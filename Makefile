@@ -13,7 +13,19 @@ PY313_PYENV := $(shell pyenv versions --bare 2>/dev/null | grep -m1 '^3\.13')
 SAM_ENV := SAM_CLI_TELEMETRY=0 $(if $(PY313_PYENV),PYENV_VERSION=$(PY313_PYENV))
 PY313 := $(if $(PY313_PYENV),PYENV_VERSION=$(PY313_PYENV) python3.13,python3.13)
 
-.PHONY: demo dev test soak lint typecheck unit bench build validate deploy invoke lock clean
+# Operator commands act on the running `make dev` stack unless STACK=<name> (a deployed stack)
+# or ENV=<samconfig environment> names one.
+STACK ?=
+ENV ?=
+OPS := $(PY) -m ops $(if $(STACK),--stack $(STACK)) $(if $(ENV),--config-env $(ENV))
+SAM_ENV_FLAG := $(if $(ENV),--config-env $(ENV))
+
+.PHONY: help demo dev test soak lint typecheck unit bench build validate deploy invoke lock clean \
+	backfill resync dlq redrive verify status account-setup logs sync delete
+
+## help: list every target
+help:
+	@grep -E '^## ' $(MAKEFILE_LIST) | sed -e 's/^## //' -e 's/: /\t/' | expand -t 16
 
 $(VENV)/.installed: requirements/dev.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,18 +54,20 @@ dev: $(VENV)/.installed
 invoke: $(VENV)/.installed
 	$(PY) -m local.invoke $(FUNCTION) $(EVENT)
 
-## test: lint, type-check, template lint, then every test
-test: lint $(VENV)/.installed
+## test: lint, type-check, template lint, then every test (needs the SAM virtualenv too)
+# Some tests check the template as CloudFormation transforms it, with samtranslator from there.
+test: lint $(VENV)/.installed $(SAM_VENV)/.installed
 	$(PY) -m pytest -n 2
 
 ## soak: the property tests with thousands of fresh examples each (slow; not part of `make test`)
 soak: $(VENV)/.installed
 	HYPOTHESIS_PROFILE=soak $(PY) -m pytest -n 2 -m property
 
+## lint: ruff, mypy --strict, cfn-lint, checkov
 lint: $(VENV)/.installed $(CHECKOV_VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy layers/common functions local tests bench
+	$(PY) -m mypy layers/common functions local ops tests bench
 	$(VENV)/bin/cfn-lint template.yaml
 # Every skipped checkov check is justified in the resource's Metadata (checkov: skip: comment).
 	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation --quiet --compact --skip-download
@@ -62,21 +76,68 @@ lint: $(VENV)/.installed $(CHECKOV_VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) -m bench
 
-## build / validate / deploy: the SAM CLI, from its own virtualenv
+# build / validate / deploy: the SAM CLI, from its own virtualenv
+## validate: sam validate --lint
 validate: $(SAM_VENV)/.installed
 	$(SAM_ENV) $(SAM) validate --lint
 
+## build: sam build, then bytecode for the Lambda runtime
 build: validate
 	$(SAM_ENV) $(SAM) build
+	$(SAM_VENV)/bin/python -m ops.bytecode .aws-sam/build
 
-deploy: build
-	$(SAM_ENV) $(SAM) deploy --guided
+## deploy: check the account's API Gateway log role, `sam deploy --guided`, then fill the cache
+deploy: build $(VENV)/.installed
+	$(PY) -m ops account-setup --check
+	$(SAM_ENV) $(SAM) deploy --guided $(SAM_ENV_FLAG) $(if $(STACK),--stack-name $(STACK))
+	$(PY) -m ops $(if $(STACK),--stack $(STACK),--config-env $(or $(ENV),default)) backfill
 
-## lock: re-resolve the pinned dependency files from requirements/*.in
+## account-setup: once per account and region, give API Gateway its CloudWatch log role (never overwrites)
+account-setup: $(VENV)/.installed
+	$(PY) -m ops account-setup
+
+## backfill: fill or refill the cache from Supabase now (STACK=name for a deployed stack)
+backfill: $(VENV)/.installed
+	$(OPS) backfill
+
+## resync: the same as backfill (what the schedule sends)
+resync: backfill
+
+## dlq: list the dead-letter queue, with why each message failed
+dlq: $(VENV)/.installed
+	$(OPS) dlq
+
+## redrive: move the dead-letter queue back to the change queue; reports how many moved
+redrive: $(VENV)/.installed
+	$(OPS) redrive --wait
+
+## verify: compare the cache with Supabase and report drift (changes nothing; exit 1 on drift)
+verify: $(VENV)/.installed
+	$(OPS) verify
+
+## status: queue depths and cached tables
+status: $(VENV)/.installed
+	$(OPS) status
+
+## logs: tail the deployed functions' logs (ENV=prod for the prod stack)
+logs: $(SAM_VENV)/.installed
+	$(SAM_ENV) $(SAM) logs $(SAM_ENV_FLAG) $(if $(STACK),--stack-name $(STACK))
+
+## sync: SAM's watch mode against a dev stack (not for prod)
+sync: $(SAM_VENV)/.installed
+	$(SAM_ENV) $(SAM) sync $(SAM_ENV_FLAG) $(if $(STACK),--stack-name $(STACK))
+
+## delete: delete the deployed stack (asks first)
+delete: $(SAM_VENV)/.installed
+	$(SAM_ENV) $(SAM) delete $(SAM_ENV_FLAG) $(if $(STACK),--stack-name $(STACK))
+
+## lock: re-resolve the pinned dependency files from requirements/*.in (and the layer's list)
 lock:
 	rm -rf /tmp/swu-lock && $(PYTHON) -m venv /tmp/swu-lock && /tmp/swu-lock/bin/pip install -q -r requirements/dev.in && /tmp/swu-lock/bin/pip freeze > requirements/dev.lock
 	rm -rf /tmp/swu-lock-checkov && $(PYTHON) -m venv /tmp/swu-lock-checkov && /tmp/swu-lock-checkov/bin/pip install -q -r requirements/checkov.in && /tmp/swu-lock-checkov/bin/pip freeze > requirements/checkov.lock
+	/tmp/swu-lock/bin/python -m ops.layer_requirements
 	rm -rf /tmp/swu-lock-sam && $(PY313) -m venv /tmp/swu-lock-sam && /tmp/swu-lock-sam/bin/pip install -q -r requirements/sam.in && /tmp/swu-lock-sam/bin/pip freeze > requirements/sam.lock
 
+## clean: remove virtualenvs and build output
 clean:
 	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .mypy_cache .ruff_cache

@@ -15,8 +15,9 @@ Local-only deviations from a deployed stack (everything else comes from the temp
   template) so that a failed batch is retried within seconds; ``make dev`` uses 10 s;
 - one container per function and one batch at a time per queue (Lambda scales out);
 - the API is served without the stage prefix (``/revalidate``, not ``/v1/revalidate``);
-- the cache (moto) lives in memory: a restart starts with an empty cache, which the next
-  change of a table fills again (the consumer re-reads the whole table).
+- the cache (moto) lives in memory: a restart starts with an empty cache, which ``make dev``
+  fills again on start by queueing a RESYNC, as ``make backfill`` does (``PipelineStack``
+  itself does not, so tests start from an empty cache).
 
 ``python -m local.stack [--data-dir DIR] [--port N]`` runs it in the foreground until Ctrl-C or
 SIGTERM, and writes the endpoints to a state file (``.local-data/stack.json``, or
@@ -380,6 +381,13 @@ class PipelineStack:
             "supabase_url": self.supabase_url,
             "functions": {logical_id: asdict(spec) for logical_id, spec in self.specs.items()},
             "environment": self._environment,
+            # Named as the deployed stack's outputs, so `make dlq` and the others read both alike.
+            "outputs": {
+                "ChangeQueueUrl": self.queue_url,
+                "DeadLetterQueueUrl": self.dlq_url,
+                "CacheTableName": self.table_name,
+                "ConsumerFunctionName": self.specs["ConsumerFunction"].function_name,
+            },
         }
 
 
@@ -494,6 +502,13 @@ def main(argv: list[str] | None = None) -> int:
                 "another stack (pid %s) owns %s; make invoke uses it", existing["pid"], path
             )
         print(_banner(stack, generated_secret=webhook_secret is None), flush=True)
+        # The cache lives in memory: fill it now from whatever Supabase holds (kept rows with
+        # DATA=, or a real project), as `make backfill` does, instead of at the next change.
+        from ops.backfill import request_resync
+
+        schema_name = stack.function_environment("ConsumerFunction")["SUPABASE_SCHEMA"]
+        request_resync(stack.aws.sqs(), stack.queue_url, schema_name)
+        print("backfill queued: the cache fills from Supabase now", flush=True)
         while not stopping.wait(0.5):
             pass
         print("\nstopping...", flush=True)

@@ -64,15 +64,17 @@ def default_ports() -> Ports:
     return build_ports(reader_settings(), dynamodb=dynamodb_client_fast(), s3=s3_client_fast())
 
 
+# capture_response=False on everything that returns rows: X-Ray segments travel over UDP and
+# are dropped above 64 KB (a list page is up to ~256 KB), and row data has no place in traces.
 @app.route("/<table>", method=list(READ_METHODS))
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def get_list(table: str) -> Response[str]:
     ports = _ports()
     return _respond(read_page(ports.store, _read_request(table), ports.settings))
 
 
 @app.route("/<table>/<key>", method=list(READ_METHODS))
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def get_item(table: str, key: str) -> Response[str]:
     ports = _ports()
     return _respond(read_item(ports.store, _read_request(table, key), ports.settings))
@@ -180,7 +182,7 @@ def _error(
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.log_metrics
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, ports: Ports | None = None
 ) -> dict[str, Any]:

@@ -46,6 +46,7 @@ from waituntil.contracts import EVERY_TABLE, Change, Row, SyncProgress
 from waituntil.errors import InvalidMessage, ListContended, ListNodeMissing, RowTooLarge
 from waituntil.list_patch import ListSizes, locate, plan_patch
 from waituntil.observability import logger, metrics
+from waituntil.pipeline_metrics import record_synced
 from waituntil.settings import ConsumerSettings
 
 # A publish that keeps losing the race to other consumers gives up and lets SQS retry.
@@ -181,6 +182,7 @@ def sync_changes(table: str, changes: Sequence[Change], ports: Ports) -> dict[st
     if not published.complete:
         ensure_fill(table, ports)
     _report(table, len(changes), len(rows), read_ms, writes, published)
+    record_synced(changes, datetime.now(UTC), rows_fixed=0)
     return failed
 
 
@@ -330,12 +332,18 @@ def resync(change: Change, ports: Ports, remaining_ms: Callable[[], int]) -> dic
             ports.queue.publish(_resync_message(table, progress, ports))
         return {}
     progress = change.sync or SyncProgress(sync_id=secrets.token_hex(8))
-    full_sync(change.table, progress, ports, remaining_ms)
+    fixed = [0]
+    full_sync(change.table, progress, ports, remaining_ms, fixed)
+    record_synced([change], datetime.now(UTC), rows_fixed=fixed[0])
     return {}
 
 
 def full_sync(
-    table: str, progress: SyncProgress, ports: Ports, remaining_ms: Callable[[], int]
+    table: str,
+    progress: SyncProgress,
+    ports: Ports,
+    remaining_ms: Callable[[], int],
+    fixed: list[int] | None = None,
 ) -> SyncProgress | None:
     """Run a full sync from ``progress`` until done (None) or short of time (the progress a
     continuation message carries on). Resumes from the stored checkpoint of the same sync."""
@@ -357,13 +365,17 @@ def full_sync(
             return progress
         began = time.perf_counter()
         if progress.phase == "rows":
-            after, done = _sync_rows_page(table, progress.after, order, ports)
+            after, done, written = _sync_rows_page(table, progress.after, order, ports)
+            if fixed is not None:
+                fixed[0] += written
             next_phase = "deletes" if done else "rows"
             progress = progress.model_copy(
                 update={"phase": next_phase, "after": None if done else after}
             )
         else:
-            after, done = _sync_deletes_step(table, progress.after, order, ports)
+            after, done, gone = _sync_deletes_step(table, progress.after, order, ports)
+            if fixed is not None:
+                fixed[0] += gone
             if done:
                 # A list created by this sync (or by the change that started the first fill)
                 # is published as complete only now (I6).
@@ -395,14 +407,16 @@ def full_sync(
         )
 
 
-def _sync_rows_page(table: str, after: Any, order: ListOrder, ports: Ports) -> tuple[Any, bool]:
+def _sync_rows_page(
+    table: str, after: Any, order: ListOrder, ports: Ports
+) -> tuple[Any, bool, int]:
     """One page of rows by key: write what differs from the items, then patch the list."""
     settings, store = ports.settings, ports.store
     read_at_ns = ports.clock_ns()
     rows = ports.source.read_page(table, after, settings.page_size)
     metrics.add_metric(name="RowsRead", unit=MetricUnit.Count, value=len(rows))
     if not rows:
-        return after, True
+        return after, True, 0
     keys = [str(row[order.primary_key]) for row in rows]
     fresh = fresh_rows(keys, rows, order)
     cached = store.get_rows(table, keys)
@@ -426,18 +440,20 @@ def _sync_rows_page(table: str, after: Any, order: ListOrder, ports: Ports) -> t
     # lack a row whose item is current (a crash between the two writes).
     publish_rows(table, [key for key in keys if key not in writes.failures], ports)
     last = rows[-1][order.primary_key]
-    return last, len(rows) < settings.page_size
+    return last, len(rows) < settings.page_size, writes.written + writes.deleted
 
 
-def _sync_deletes_step(table: str, after: Any, order: ListOrder, ports: Ports) -> tuple[Any, bool]:
+def _sync_deletes_step(
+    table: str, after: Any, order: ListOrder, ports: Ports
+) -> tuple[Any, bool, int]:
     """Walk the list from ``after``: tombstone the rows Supabase no longer has."""
     store = ports.store
     head = store.get_head(table)
     if head is None:
-        return after, True
+        return after, True, 0
     entries = list(_list_entries_after(store, head, after, order, DELETE_CHECK_KEYS))
     if not entries:
-        return after, True
+        return after, True, 0
     keys = [entry.key for entry in entries]
     existing = ports.source.existing_keys(table, keys)
     gone = [key for key in keys if key not in existing]
@@ -447,7 +463,7 @@ def _sync_deletes_step(table: str, after: Any, order: ListOrder, ports: Ports) -
         store.write_rows(table, fresh, read_at_ns=read_at_ns, order=order)
         publish_rows(table, gone, ports)
         metrics.add_metric(name="RowsHealedAsDeleted", unit=MetricUnit.Count, value=len(gone))
-    return list(entries[-1].position), len(entries) < DELETE_CHECK_KEYS
+    return list(entries[-1].position), len(entries) < DELETE_CHECK_KEYS, len(gone)
 
 
 def _list_entries_after(

@@ -1,0 +1,166 @@
+"""``python -m ops COMMAND``: one command per operator task (the Makefile's targets call these).
+
+Target: ``--stack NAME`` (a deployed stack; AWS credentials and region from the usual places),
+``--config-env ENV`` (the stack samconfig.toml names for that environment), or neither: the
+running local stack (``make dev``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+# The shared package, as Lambda's layer puts it on the path of the functions.
+sys.path.append(str(Path(__file__).resolve().parent.parent / "layers" / "common"))
+
+from ops.account import current_role, ensure_log_role
+from ops.backfill import request_resync, wait_until_drained
+from ops.dead_letters import list_dead_letters, logged_error_finder, redrive
+from ops.target import Target, TargetNotFound, resolve_target
+from ops.verify import supabase_page_reader, verify_table
+
+
+def backfill(target: Target, arguments: argparse.Namespace) -> int:
+    message_id, change = request_resync(target.sqs, target.queue_url, target.schema_name)
+    print(
+        f"queued a RESYNC of every cached table ({', '.join(target.cached_tables)}) on "
+        f"{target.description}: message {message_id}, correlation_id {change.correlation_id}"
+    )
+    if arguments.no_wait:
+        return 0
+    if not wait_until_drained(target.sqs, target.queue_url, arguments.timeout):
+        print(f"the change queue is not empty after {arguments.timeout:.0f} s; see `make status`")
+        return 1
+    from waituntil.reader import get_list
+
+    store = target.cache_store()
+    for table in target.cached_tables:
+        rows = get_list(store, table)
+        print(f"  {table}: {'not cached' if rows is None else f'{len(rows)} rows cached'}")
+    return 0
+
+
+def dlq(target: Target, arguments: argparse.Namespace) -> int:
+    explain = None
+    if target.log_group:
+        explain = logged_error_finder(target.client("logs"), target.log_group)
+    letters = list_dead_letters(target.sqs, target.dlq_url, limit=arguments.limit, explain=explain)
+    print(f"{len(letters)} message(s) in the dead-letter queue of {target.description}")
+    for letter in letters:
+        print(letter.summary())
+    if letters:
+        print("fix the cause, then `make redrive` moves them back to the change queue")
+    return 0
+
+
+def redrive_command(target: Target, arguments: argparse.Namespace) -> int:
+    moved = redrive(target.sqs, target.dlq_url, target.queue_url)
+    print(f"moved {moved} message(s) from the dead-letter queue to the change queue")
+    if moved and arguments.wait:
+        drained = wait_until_drained(target.sqs, target.queue_url, arguments.timeout)
+        print("the consumer has processed them" if drained else "still processing; `make status`")
+    return 0
+
+
+def verify(target: Target, arguments: argparse.Namespace) -> int:
+    url, key = target.supabase_credentials()
+    read_page = supabase_page_reader(url, key, target.schema_name, target.primary_key)
+    store = target.cache_store()
+    drifted = False
+    print(f"comparing the cache of {target.description} with {url} (read-only)")
+    for table in arguments.table or target.cached_tables:
+        result = verify_table(table, target.primary_key, read_page, store)
+        print(result.report())
+        drifted = drifted or result.drifted
+    if drifted:
+        print("drift found: `make backfill` heals what shows in the list (README, Verify)")
+    return 1 if drifted else 0
+
+
+def status(target: Target, arguments: argparse.Namespace) -> int:
+    def depth(url: str) -> str:
+        attributes = target.sqs.get_queue_attributes(
+            QueueUrl=url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+            ],
+        )["Attributes"]
+        return (
+            f"{attributes['ApproximateNumberOfMessages']} waiting, "
+            f"{attributes['ApproximateNumberOfMessagesNotVisible']} in flight"
+        )
+
+    from waituntil.reader import get_list
+
+    print(target.description)
+    print(f"  change queue: {depth(target.queue_url)}")
+    print(f"  dead-letter queue: {depth(target.dlq_url)}")
+    store = target.cache_store()
+    for table in target.cached_tables:
+        rows = get_list(store, table)
+        print(f"  {table}: {'not cached' if rows is None else f'{len(rows)} rows in the list'}")
+    return 0
+
+
+def account_setup(arguments: argparse.Namespace) -> int:
+    import boto3
+
+    session = boto3.Session()
+    apigateway, region = session.client("apigateway"), session.region_name or "?"
+    if arguments.check:
+        role = current_role(apigateway)
+        if role is None:
+            print(
+                f"API Gateway in {region} has no CloudWatch log role, so the stack's stage "
+                "cannot be created. Run `make account-setup` once (README, Deploy)."
+            )
+            return 1
+        print(f"API Gateway in {region} logs with {role}")
+        return 0
+    partition = session.get_partition_for_region(region) if region != "?" else "aws"
+    setting = ensure_log_role(apigateway, session.client("iam"), partition=partition)
+    print(setting.report(region))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ops", description=__doc__)
+    parser.add_argument("--stack", help="a deployed stack's name (default: the local stack)")
+    parser.add_argument("--config-env", help="the stack samconfig.toml names for ENV")
+    commands = parser.add_subparsers(dest="command", required=True)
+    command = commands.add_parser("backfill", help="fill or refill the cache from Supabase now")
+    command.add_argument("--no-wait", action="store_true")
+    command.add_argument("--timeout", type=float, default=300.0)
+    command = commands.add_parser("dlq", help="list the dead-letter queue, with why")
+    command.add_argument("--limit", type=int, default=100)
+    command = commands.add_parser("redrive", help="move the dead-letter queue back")
+    command.add_argument("--wait", action="store_true", help="wait until they are processed")
+    command.add_argument("--timeout", type=float, default=300.0)
+    command = commands.add_parser("verify", help="report drift between cache and Supabase")
+    command.add_argument("--table", action="append", help="only this table (repeatable)")
+    commands.add_parser("status", help="queue depths and cached tables")
+    command = commands.add_parser("account-setup", help="API Gateway's CloudWatch role, once")
+    command.add_argument("--check", action="store_true", help="only report; exit 1 if unset")
+    arguments = parser.parse_args(argv)
+
+    if arguments.command == "account-setup":
+        return account_setup(arguments)
+    try:
+        target = resolve_target(arguments.stack, arguments.config_env)
+    except TargetNotFound as error:
+        print(error, file=sys.stderr)
+        return 2
+    handlers = {
+        "backfill": backfill,
+        "dlq": dlq,
+        "redrive": redrive_command,
+        "verify": verify,
+        "status": status,
+    }
+    return handlers[arguments.command](target, arguments)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

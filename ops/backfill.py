@@ -1,0 +1,46 @@
+"""Fill (or refill) the cache from Supabase now, instead of at the next change or resync."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from waituntil.contracts import EVERY_TABLE, Change
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+
+def request_resync(sqs: SQSClient, queue_url: str, schema_name: str) -> tuple[str, Change]:
+    """Queue the message the scheduled resync sends: re-read every cached table.
+
+    Through the change queue rather than by invoking the consumer: the same retries, DLQ and
+    batching apply, and it never races a consumer already running.
+    """
+    change = Change(
+        type="RESYNC",
+        schema_name=schema_name,
+        table=EVERY_TABLE,
+        key=None,
+        received_at=datetime.now(UTC),
+        correlation_id=f"backfill-{uuid.uuid4()}",
+    )
+    message_id = sqs.send_message(QueueUrl=queue_url, MessageBody=change.to_message())["MessageId"]
+    return message_id, change
+
+
+def wait_until_drained(sqs: SQSClient, queue_url: str, timeout_s: float) -> bool:
+    """True once the change queue holds nothing, visible or in flight (the consumer is done)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        if all(int(value) == 0 for value in attributes.values()):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(1)
