@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from bench import consumer, reader, receiver
+from bench import reader, receiver, scale
 
 
 def main() -> None:
     receiver.main()
-    consumer.main([])
+    scale.main([])
     reader.main()
 
 

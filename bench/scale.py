@@ -95,7 +95,9 @@ def _measure_size(rows: int, *, fill_only: bool) -> list[Measured]:
     moto = MotoServer(REGION)
     endpoint = moto.start()
     try:
-        with SupabaseStandIn({"articles": "id"}, max_rows=1000) as supabase:
+        with SupabaseStandIn(
+            {"articles": "id"}, max_rows=1000, anon_policies={"articles": "true"}
+        ) as supabase:
             for start in range(1, rows + 1, 10_000):
                 supabase.seed(
                     "articles", [article(k) for k in range(start, min(start + 10_000, rows + 1))]
@@ -109,7 +111,10 @@ def _measure_size(rows: int, *, fill_only: bool) -> list[Measured]:
             seed_secrets(
                 endpoint.secretsmanager(),
                 stack.resolver,
-                {"SupabaseKeySecretName": supabase.service_key},
+                {
+                    "SupabaseKeySecretName": supabase.service_key,
+                    "SupabaseAnonKeySecretName": supabase.anon_key,
+                },
             )
             from local.template import function_environment
 

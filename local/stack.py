@@ -62,11 +62,17 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
     from waituntil.adapters.cache_store import CacheStore
+    from waituntil.table_policy import TablePolicy
 
 log = logging.getLogger("local.stack")
 
 DEFAULT_PORT = 3000
-DEFAULT_SUPABASE_PORT = 54321  # the Supabase CLI's local API port, a familiar URL
+DEFAULT_SUPABASE_PORT = 54321
+# `make dev` caches two tables, each with its own key and list order (template parameters).
+DEV_PARAMETERS = {
+    "CachedTables": "articles,authors",
+    "TablePolicies": json.dumps({"authors": {"key": "slug", "order": "name"}}),
+}  # the Supabase CLI's local API port, a familiar URL
 DEV_VISIBILITY_TIMEOUT_S = 10
 DEFAULT_STATE_PATH = ROOT / ".local-data" / "stack.json"
 # Supabase's dashboard default for a Database Webhook's timeout.
@@ -100,7 +106,9 @@ class PipelineStack:
         webhook_jitter_s: float = 0.0,
         supabase_url: str | None = None,
         supabase_key: str | None = None,
+        supabase_anon_key: str | None = None,
         supabase_port: int = 0,
+        anon_policies: dict[str, str] | None = None,
         environment: dict[str, str] | None = None,
         function_logs: str | Path | None = None,
         serve: bool = True,
@@ -123,6 +131,9 @@ class PipelineStack:
         self._environment = dict(environment or {})
         self.function_logs = Path(function_logs) if function_logs is not None else None
         self._real_supabase = (supabase_url, supabase_key) if supabase_url else None
+        self._supabase_anon_key = supabase_anon_key
+        # What the stand-in's anon role may see, per table (its RLS); every row by default.
+        self.anon_policies = anon_policies
         self.template = load_template()
         self.standin: SupabaseStandIn | None = None
         self.resources: StackResources | None = None
@@ -176,7 +187,13 @@ class PipelineStack:
         seed_secrets(
             self._aws.secretsmanager(),
             resolver,
-            {"WebhookSecretName": self.webhook_secret, "SupabaseKeySecretName": self._supabase_key},
+            {
+                "WebhookSecretName": self.webhook_secret,
+                "SupabaseKeySecretName": self._supabase_key,
+                # Without an anon key (a real project reading only with "role": "service"),
+                # the service key stands in: no table reads with it then.
+                "SupabaseAnonKeySecretName": self._supabase_anon_key or self._supabase_key,
+            },
         )
         self.specs = function_specs(resolver)
         self.routes = api_routes(resolver)
@@ -191,11 +208,17 @@ class PipelineStack:
             self._start_functions(resolver)
 
     def _start_supabase(self, resolver: Resolver) -> None:
+        policies = table_policies(resolver)
         if self._real_supabase is not None:
             self._supabase_url, self._supabase_key = (str(v) for v in self._real_supabase)
+            if self._supabase_anon_key is None and any(
+                policy.role == "anon" for policy in policies.values()
+            ):
+                raise ValueError(
+                    "tables are cached with the anon role's view (the default policy): "
+                    "set SUPABASE_ANON_KEY beside SUPABASE_URL and SUPABASE_KEY"
+                )
             return
-        primary_key = resolver.parameter("PrimaryKey")
-        tables = [name.strip() for name in resolver.parameter("CachedTables").split(",")]
         webhook = None
         if self._api is not None:
             webhook = WebhookConfig(
@@ -205,12 +228,14 @@ class PipelineStack:
                 max_jitter_s=self.webhook_jitter_s,
             )
         self.standin = SupabaseStandIn(
-            {table: primary_key for table in tables if table},
+            {table: policy.key for table, policy in policies.items()},
             data_dir=self.data_dir,
             webhook=webhook,
+            anon_policies=self.anon_policies or {table: "true" for table in policies},
         )
         self._supabase_url = _start_standin(self.standin, self.supabase_port)
         self._supabase_key = self.standin.service_key
+        self._supabase_anon_key = self.standin.anon_key
 
     def _start_functions(self, resolver: Resolver) -> None:
         assert self._aws is not None and self._api is not None
@@ -474,17 +499,23 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     real_url, real_key = os.environ.get("SUPABASE_URL"), os.environ.get("SUPABASE_KEY")
+    if real_url and not real_key:
+        print("SUPABASE_URL is set but SUPABASE_KEY is not: give both (and SUPABASE_ANON_KEY)")
+        return 2
     use_real = bool(real_url and real_key)
+    # Two tables by default, each with its own key and order, as a real project has.
+    parameters = {**DEV_PARAMETERS, **dict(arguments.parameter)}
     webhook_secret = os.environ.get("WEBHOOK_SECRET")
     stack = PipelineStack(
         host=arguments.host,
         port=arguments.port,
         data_dir=arguments.data_dir,
-        parameters=dict(arguments.parameter),
+        parameters=parameters,
         visibility_timeout_s=arguments.visibility_timeout,
         webhook_secret=webhook_secret,
         supabase_url=real_url if use_real else None,
         supabase_key=real_key if use_real else None,
+        supabase_anon_key=os.environ.get("SUPABASE_ANON_KEY") if use_real else None,
         supabase_port=arguments.supabase_port,
     )
     path = state_path()
@@ -551,6 +582,18 @@ def _key_value(text: str) -> tuple[str, str]:
     if not separator:
         raise argparse.ArgumentTypeError("expected NAME=VALUE")
     return name, value
+
+
+def table_policies(resolver: Resolver) -> dict[str, TablePolicy]:
+    """The cached tables and their policies, from the template's parameters, parsed exactly as
+    the functions parse them from their environment."""
+    from waituntil.table_policy import TablePolicy, parse_policies
+
+    tables = tuple(t.strip() for t in resolver.parameter("CachedTables").split(",") if t.strip())
+    default = TablePolicy(
+        key=resolver.parameter("PrimaryKey"), order=resolver.parameter("ListOrder") or None
+    )
+    return parse_policies(tables, resolver.parameter("TablePolicies"), default)
 
 
 def _banner(stack: PipelineStack, *, generated_secret: bool) -> str:

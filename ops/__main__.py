@@ -18,7 +18,7 @@ from ops.account import current_role, ensure_log_role
 from ops.backfill import request_resync, wait_until_drained
 from ops.dead_letters import list_dead_letters, logged_error_finder, redrive
 from ops.target import Target, TargetNotFound, resolve_target
-from ops.verify import supabase_page_reader, verify_table
+from ops.verify import verify_table
 
 
 def backfill(target: Target, arguments: argparse.Namespace) -> int:
@@ -64,13 +64,14 @@ def redrive_command(target: Target, arguments: argparse.Namespace) -> int:
 
 
 def verify(target: Target, arguments: argparse.Namespace) -> int:
-    url, key = target.supabase_credentials()
-    read_page = supabase_page_reader(url, key, target.schema_name, target.primary_key)
+    # Supabase read exactly as the consumer reads it: each table's policy (whose view, which
+    # rows and columns); a row RLS hides from the anon role is not drift.
+    source, policies = target.consumer_source()
     store = target.cache_store()
     drifted = False
-    print(f"comparing the cache of {target.description} with {url} (read-only)")
+    print(f"comparing the cache of {target.description} with Supabase (read-only)")
     for table in arguments.table or target.cached_tables:
-        result = verify_table(table, target.primary_key, read_page, store)
+        result = verify_table(table, policies[table].key, source.read_page, store)
         print(result.report())
         drifted = drifted or result.drifted
     if drifted:

@@ -12,11 +12,15 @@ from typing import TYPE_CHECKING, Any
 import boto3
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
 
     from waituntil.adapters.cache_store import CacheStore
+    from waituntil.adapters.supabase_source import SupabaseSource
+    from waituntil.table_policy import TablePolicy
 
 ROOT = Path(__file__).resolve().parent.parent
 # The outputs every command may need; a stack without them is not one of ours.
@@ -86,6 +90,26 @@ class Target:
         from waituntil.adapters.cache_store import CacheStore
 
         return CacheStore(self.outputs["CacheTableName"], self.dynamodb)
+
+    def consumer_source(self) -> tuple[SupabaseSource, dict[str, TablePolicy]]:
+        """Supabase as the consumer reads it: its URL, keys and per-table policies."""
+        from waituntil.adapters.supabase_source import SupabaseSource
+        from waituntil.settings import ConsumerSettings
+
+        settings = ConsumerSettings.model_validate(self.consumer_environment)
+        policies = {table: settings.policy(table) for table in settings.cached_tables}
+
+        def secret(name: str | None) -> Callable[[], str]:
+            return lambda: self.secrets.get_secret_value(SecretId=name or "")["SecretString"]
+
+        keys = {
+            "service": secret(settings.supabase_key_secret_name),
+            "anon": secret(settings.supabase_anon_key_secret_name),
+        }
+        source = SupabaseSource(
+            settings.supabase_url, keys, policies, schema_name=settings.schema_name
+        )
+        return source, policies
 
     def supabase_credentials(self) -> tuple[str, str]:
         """The project URL and the service-role key the consumer reads with (never printed)."""

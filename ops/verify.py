@@ -89,23 +89,3 @@ def _all_rows(table: str, primary_key: str, read_page: PageReader) -> Iterator[R
         if len(page) < PAGE_SIZE:
             return
         last = page[-1][primary_key]
-
-
-def supabase_page_reader(
-    url: str, key: str, schema_name: str, primary_key: str, timeout_s: float = 10.0
-) -> PageReader:
-    """Keyset pages over PostgREST with supabase-py (id > last ORDER BY id LIMIT n)."""
-    from supabase import ClientOptions, create_client
-
-    client: Any = create_client(
-        url, key, options=ClientOptions(schema=schema_name, postgrest_client_timeout=timeout_s)
-    )
-
-    def read_page(table: str, last: RowKey | None, size: int) -> list[Row]:
-        query = client.table(table).select("*")
-        if last is not None:
-            query = query.gt(primary_key, last)
-        rows: list[Row] = query.order(primary_key).limit(size).execute().data
-        return rows
-
-    return read_page

@@ -25,7 +25,14 @@ from waituntil.sync import Ports
 def consumer_ports(
     aws: EmulatedAws, supabase: SupabaseStandIn, tables: str = "articles,authors", **overrides: str
 ) -> Ports:
-    seed_secrets(aws.secrets, aws.stack.resolver, {"SupabaseKeySecretName": supabase.service_key})
+    seed_secrets(
+        aws.secrets,
+        aws.stack.resolver,
+        {
+            "SupabaseKeySecretName": supabase.service_key,
+            "SupabaseAnonKeySecretName": supabase.anon_key,
+        },
+    )
     environment = {
         **aws.environment("ConsumerFunction"),
         "SUPABASE_URL": supabase.url,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache, partial
 from typing import TYPE_CHECKING, Any
 
@@ -46,10 +47,10 @@ def build_ports(
         settings=settings,
         source=SupabaseSource(
             settings.supabase_url,
-            partial(secrets.read, settings.supabase_key_secret_name),
+            supabase_keys(settings, secrets),
+            {table: settings.policy(table) for table in settings.cached_tables},
             schema_name=settings.schema_name,
             timeout_s=settings.supabase_timeout_s,
-            primary_key=settings.primary_key,
             retry=settings.supabase_retry,
         ),
         store=CacheStore(
@@ -61,6 +62,22 @@ def build_ports(
         ),
         queue=QueuePublisher(settings.queue_url, sqs),
     )
+
+
+def supabase_keys(
+    settings: ConsumerSettings, secrets: SecretReader
+) -> dict[str, Callable[[], str]]:
+    """A key getter per role the tables' policies name (read lazily, by secret name)."""
+    keys: dict[str, Callable[[], str]] = {
+        "service": partial(secrets.read, settings.supabase_key_secret_name)
+    }
+    if settings.supabase_anon_key_secret_name:
+        keys["anon"] = partial(secrets.read, settings.supabase_anon_key_secret_name)
+    roles = {settings.policy(table).role for table in settings.cached_tables}
+    if "anon" in roles and "anon" not in keys:
+        # Fail at cold start, loudly, rather than fall back to a key that sees more.
+        raise ValueError("a table is cached with the anon role: set SUPABASE_ANON_KEY_SECRET_NAME")
+    return keys
 
 
 @cache

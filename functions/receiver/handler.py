@@ -80,7 +80,7 @@ def revalidate() -> Response[dict[str, Any]]:
         payload,
         cached_tables=ports.settings.cached_tables,
         schema_name=ports.settings.schema_name,
-        primary_key=ports.settings.primary_key,
+        primary_keys=ports.settings.primary_keys,
         received_at=datetime.now(UTC),
         correlation_id=event.request_context.request_id,
     )

@@ -22,7 +22,11 @@ from waituntil.sync import Ports
 
 @pytest.fixture
 def supabase() -> Iterator[SupabaseStandIn]:
-    with SupabaseStandIn(tables={"articles": "id", "authors": "id"}, webhook=None) as standin:
+    with SupabaseStandIn(
+        tables={"articles": "id", "authors": "id"},
+        webhook=None,
+        anon_policies={"articles": "true", "authors": "true"},  # the public sees every row
+    ) as standin:
         yield standin
 
 

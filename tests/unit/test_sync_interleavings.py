@@ -145,7 +145,7 @@ def _moto_store() -> Iterator[Any]:
 def _scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
     order_column = data.draw(st.sampled_from([None, "rank", "rank.desc"]), label="order")
     settings_ = _settings(order_column)
-    order = list_order(settings_)
+    order = list_order(settings_, "articles")
     source = MemorySource()
     initial = data.draw(
         st.dictionaries(KEYS, st.integers(0, 2), min_size=4, max_size=10), label="rows"

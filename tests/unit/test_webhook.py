@@ -37,7 +37,7 @@ def _change(payload: dict[str, object]) -> Change:
         WebhookPayload.model_validate(payload),
         cached_tables=("articles",),
         schema_name="public",
-        primary_key="id",
+        primary_keys={"articles": "id"},
         received_at=NOW,
         correlation_id="req-1",
     )

@@ -10,7 +10,9 @@ import os
 from functools import cache
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+from waituntil.table_policy import TablePolicy, parse_policies
 
 # The 2025 SQS limit; template.yaml sets MaximumMessageSize to the same value.
 SQS_MAX_MESSAGE_BYTES = 1_048_576
@@ -31,9 +33,26 @@ class _EnvSettings(BaseModel):
         "articles",
     )
     schema_name: Annotated[str, Field(alias="SUPABASE_SCHEMA", min_length=1)] = "public"
+    # Defaults for every table's policy; TABLE_POLICIES (JSON) says what differs per table.
     primary_key: Annotated[str, Field(alias="PRIMARY_KEY", min_length=1)] = "id"
+    # "column" or "column.desc"; the default is the primary key, ascending.
+    list_order: Annotated[str | None, Field(alias="LIST_ORDER")] = None
+    table_policies_json: Annotated[str | None, Field(alias="TABLE_POLICIES")] = None
+    _policies: dict[str, TablePolicy] = PrivateAttr(default_factory=dict)
 
     _split_tables = field_validator("cached_tables", mode="before")(_split_csv)
+
+    def model_post_init(self, context: object, /) -> None:
+        default = TablePolicy(key=self.primary_key, order=self.list_order or None)
+        self._policies = parse_policies(self.cached_tables, self.table_policies_json, default)
+
+    def policy(self, table: str) -> TablePolicy:
+        """The cache policy of a cached table (``waituntil.table_policy``)."""
+        return self._policies[table]
+
+    @property
+    def primary_keys(self) -> dict[str, str]:
+        return {table: policy.key for table, policy in self._policies.items()}
 
 
 class ReceiverSettings(_EnvSettings):
@@ -55,6 +74,10 @@ class ConsumerSettings(_EnvSettings):
     table_name: Annotated[str, Field(alias="CACHE_TABLE_NAME", min_length=1)]
     supabase_url: Annotated[str, Field(alias="SUPABASE_URL", min_length=1)]
     supabase_key_secret_name: Annotated[str, Field(alias="SUPABASE_KEY_SECRET_NAME", min_length=1)]
+    # The anon key, for tables cached with the public's view (the default role).
+    supabase_anon_key_secret_name: Annotated[
+        str | None, Field(alias="SUPABASE_ANON_KEY_SECRET_NAME")
+    ] = None
     secret_max_age_s: Annotated[int, Field(alias="SECRET_MAX_AGE_SECONDS", ge=0)] = 300
     supabase_timeout_s: Annotated[float, Field(alias="SUPABASE_TIMEOUT_SECONDS", gt=0, le=60)] = 8.0
     # supabase-py's own retry of transient read errors; SQS retries whatever is left.
@@ -62,8 +85,6 @@ class ConsumerSettings(_EnvSettings):
     page_size: Annotated[int, Field(alias="SUPABASE_PAGE_SIZE", ge=1, le=SUPABASE_MAX_ROWS)] = (
         SUPABASE_MAX_ROWS
     )
-    # "column" or "column.desc"; the default is the primary key, ascending.
-    list_order: Annotated[str | None, Field(alias="LIST_ORDER")] = None
     # Target bytes of one list chunk (= one page of the read API); see docs/BENCHMARKS.md.
     chunk_bytes: Annotated[int, Field(alias="LIST_CHUNK_BYTES", ge=1024, le=150_000)] = 64_000
     index_refs: Annotated[int, Field(alias="LIST_INDEX_REFS", ge=4, le=1000)] = 128

@@ -168,7 +168,7 @@ def _log_change(change: Change) -> None:
 
 def sync_changes(table: str, changes: Sequence[Change], ports: Ports) -> dict[str, Exception]:
     """Converge the touched keys of one table; returns the keys that failed on their own."""
-    order = list_order(ports.settings)
+    order = list_order(ports.settings, table)
     keys = list(dict.fromkeys(str(change.key) for change in changes if change.key is not None))
     read_at_ns = ports.clock_ns()
     started = time.perf_counter()
@@ -207,7 +207,7 @@ def publish_rows(
         ports.store,
         table,
         keys,
-        order=list_order(settings),
+        order=list_order(settings, table),
         sizes=ListSizes(chunk_bytes=settings.chunk_bytes, index_refs=settings.index_refs),
         clock_ns=ports.clock_ns,
         complete=complete,
@@ -348,7 +348,7 @@ def full_sync(
     """Run a full sync from ``progress`` until done (None) or short of time (the progress a
     continuation message carries on). Resumes from the stored checkpoint of the same sync."""
     settings, store = ports.settings, ports.store
-    order = list_order(settings)
+    order = list_order(settings, table)
     checkpoint = store.get_checkpoint(table)
     if checkpoint is not None and checkpoint.sync_id == progress.sync_id:
         progress = progress.model_copy(
@@ -507,8 +507,8 @@ def _resync_message(table: str, progress: SyncProgress, ports: Ports) -> str:
     ).to_message()
 
 
-def list_order(settings: ConsumerSettings) -> ListOrder:
-    return ListOrder.parse(settings.primary_key, settings.list_order)
+def list_order(settings: ConsumerSettings, table: str) -> ListOrder:
+    return settings.policy(table).list_order
 
 
 def _report(

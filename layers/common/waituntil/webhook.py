@@ -177,7 +177,7 @@ def build_change(
     *,
     cached_tables: tuple[str, ...],
     schema_name: str,
-    primary_key: str,
+    primary_keys: Mapping[str, str],
     received_at: datetime,
     correlation_id: str,
 ) -> Change:
@@ -199,7 +199,7 @@ def build_change(
         type=payload.type,
         schema_name=payload.schema_name,
         table=payload.table,
-        key=_row_key(keyed_row, field, primary_key),
+        key=_row_key(keyed_row, field, primary_keys[payload.table]),
         record=payload.record,
         old_record=payload.old_record,
         received_at=received_at,

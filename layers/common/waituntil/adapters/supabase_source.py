@@ -6,8 +6,7 @@ cold start must not pay.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from functools import cached_property
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import httpx
@@ -16,6 +15,7 @@ from supabase import ClientOptions, create_client
 
 from waituntil.contracts import Row
 from waituntil.errors import SourceUnavailable
+from waituntil.table_policy import TablePolicy
 
 if TYPE_CHECKING:
     from supabase import Client
@@ -31,28 +31,42 @@ class SupabaseSource:
     def __init__(
         self,
         url: str,
-        key: Callable[[], str],
+        keys: Mapping[str, Callable[[], str]],
+        policies: Mapping[str, TablePolicy],
         *,
         schema_name: str = "public",
         timeout_s: float = 8.0,
-        primary_key: str = "id",
         retry: bool = True,
-        client: Client | None = None,
     ) -> None:
+        """``keys``: a getter of the API key for each role (``anon``, ``service``) a policy
+        names; each table is read with the key of its policy's role."""
         self._url = url
-        self._key = key
+        self._keys = keys
+        self._policies = policies
         self._schema = schema_name
         self._timeout_s = timeout_s
-        self._primary_key = primary_key
         self._retry = retry
-        self._injected = client
+        self._clients: dict[str, Client] = {}
         self.requests_made = 0
         self.rows_read = 0
 
-    @cached_property
-    def _client(self) -> Client:
-        if self._injected is not None:
-            return self._injected
+    def _query(self, table: str, select: str | None = None) -> Any:
+        """A query on ``table`` as its policy says: whose key, which columns, which rows."""
+        policy = self._policies[table]
+        query = self._client(policy.role).table(table).select(select or policy.select)
+        for column, condition in policy.filters():
+            # filter() writes "column=operator.criteria": splitting the condition at its first
+            # dot and letting it join them again passes it on exactly as written (or=(...) too).
+            operator, _, criteria = condition.partition(".")
+            query = query.filter(column, operator, criteria)
+        return query
+
+    def _client(self, role: str) -> Client:
+        if role not in self._clients:
+            self._clients[role] = self._connect(self._keys[role]())
+        return self._clients[role]
+
+    def _connect(self, key: str) -> Client:
         # supabase-py's default HTTP timeout is 120 s, far beyond what a batch can wait, and
         # its postgrest_client_timeout option truncates to whole seconds (0.5 becomes 0): an
         # httpx client of our own keeps the timeout exact. supabase-py itself retries GETs
@@ -62,24 +76,23 @@ class SupabaseSource:
             httpx_client=httpx.Client(timeout=httpx.Timeout(self._timeout_s)),
             postgrest_client_retry=self._retry,
         )
-        return create_client(self._url, self._key(), options=options)
+        return create_client(self._url, key, options=options)
 
     def read_rows(self, table: str, keys: Sequence[str]) -> list[Row]:
         """The rows whose primary key is one of ``keys``: ``pk=in.(...)``, in groups that keep
         each URL short (PostgREST sits behind proxies that refuse long request lines)."""
         rows: list[Row] = []
+        key = self._policies[table].key
         for group in key_groups(keys):
-            query = self._client.table(table).select("*").in_(self._primary_key, group)
-            rows.extend(self._execute(table, query))
+            rows.extend(self._execute(table, self._query(table).in_(key, group)))
         return rows
 
     def existing_keys(self, table: str, keys: Sequence[str]) -> set[str]:
         found: set[str] = set()
+        key = self._policies[table].key
         for group in key_groups(keys):
-            query = (
-                self._client.table(table).select(self._primary_key).in_(self._primary_key, group)
-            )
-            found |= {str(row[self._primary_key]) for row in self._execute(table, query)}
+            query = self._query(table, select=key).in_(key, group)
+            found |= {str(row[key]) for row in self._execute(table, query)}
         return found
 
     def read_page(self, table: str, after: Any, limit: int) -> list[Row]:
@@ -89,9 +102,10 @@ class SupabaseSource:
         we page cannot shift a page boundary and make us skip or repeat rows. ``limit`` must
         not exceed the project's max-rows setting (1000 by default), or pages are truncated.
         """
-        query = self._client.table(table).select("*").order(self._primary_key).limit(limit)
+        key = self._policies[table].key
+        query = self._query(table).order(key).limit(limit)
         if after is not None:
-            query = query.gt(self._primary_key, after)
+            query = query.gt(key, after)
         return self._execute(table, query)
 
     def _execute(self, table: str, query: Any) -> list[Row]:

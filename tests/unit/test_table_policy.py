@@ -1,0 +1,73 @@
+"""The per-table policy: defaults, what TABLE_POLICIES may say, and what it may not."""
+
+from __future__ import annotations
+
+import pytest
+
+from waituntil.settings import ReceiverSettings
+from waituntil.table_policy import TablePolicy, parse_policies
+
+DEFAULT = TablePolicy()
+
+
+def test_the_common_case_needs_no_policy_and_caches_the_public_view() -> None:
+    # Given CachedTables alone / When parsed / Then every table: id, by id, all columns, anon
+    policies = parse_policies(("articles",), "", DEFAULT)
+    assert policies["articles"] == TablePolicy(key="id", columns="*", role="anon")
+    assert policies["articles"].list_order.by_key
+
+
+def test_a_policy_overrides_only_what_it_names() -> None:
+    policies = parse_policies(
+        ("articles", "authors"),
+        '{"authors": {"key": "slug", "order": "name.desc", "columns": "name,bio"}}',
+        TablePolicy(key="id", order="created_at"),
+    )
+    authors = policies["authors"]
+    assert (authors.key, authors.order, authors.role) == ("slug", "name.desc", "anon")
+    # The key and the order column are always read, so rows can be keyed and placed
+    assert authors.select == "name,bio,slug"
+    assert policies["articles"].order == "created_at"
+
+
+def test_filters_are_kept_as_written_for_postgrest() -> None:
+    policy = TablePolicy(filter="published=eq.true&or=(a.eq.1,b.is.null)")
+    assert policy.filters() == [("published", "eq.true"), ("or", "(a.eq.1,b.is.null)")]
+
+
+@pytest.mark.parametrize(
+    ("policies", "message"),
+    [
+        ("not json", "not JSON"),
+        ('{"drafts": {}}', "not cached"),
+        ('{"articles": {"role": "admin"}}', "policy of articles"),
+        ('{"articles": {"key": "id; drop"}}', "policy of articles"),
+        ('{"articles": {"order": "title.sideways"}}', "policy of articles"),
+        ('{"articles": {"filter": "published"}}', "policy of articles"),
+        ('{"articles": {"colour": "red"}}', "policy of articles"),
+        ('["articles"]', "must map tables"),
+    ],
+)
+def test_a_policy_that_cannot_be_meant_stops_the_function(policies: str, message: str) -> None:
+    # Given a malformed TABLE_POLICIES / When the settings load / Then a clear error
+    with pytest.raises(ValueError, match=message):
+        ReceiverSettings.model_validate(
+            {
+                "QUEUE_URL": "q",
+                "WEBHOOK_SECRET_NAME": "s",
+                "CACHED_TABLES": "articles",
+                "TABLE_POLICIES": policies,
+            }
+        )
+
+
+def test_every_function_reads_the_same_keys() -> None:
+    settings = ReceiverSettings.model_validate(
+        {
+            "QUEUE_URL": "q",
+            "WEBHOOK_SECRET_NAME": "s",
+            "CACHED_TABLES": "articles,authors",
+            "TABLE_POLICIES": '{"authors": {"key": "slug"}}',
+        }
+    )
+    assert settings.primary_keys == {"articles": "id", "authors": "slug"}
