@@ -21,6 +21,8 @@ What API Gateway does that is reproduced, because clients can observe it:
   error"}``;
 - a request body over 10 MB: 413; responses gzip-compressed from the Api's
   ``MinimumCompressionSize`` when the client accepts gzip; ``x-amzn-RequestId``.
+Local-only: ``GET /openapi.yaml`` serves ``docs/openapi.yaml``, the API's description (the
+deployed API has no such route; there ``/openapi.yaml`` would be the read route of a table).
 Not reproduced: throttling (``MethodSettings``), the 29 s integration timeout (every function
 times out sooner), authorizers and API keys (the template uses none), and ``BinaryMediaTypes``
 on responses (an ``isBase64Encoded`` response is always decoded here).
@@ -41,6 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -56,6 +59,8 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 # then {param}, then {greedy+}).
 _LITERAL, _PARAM, _GREEDY = 0, 1, 2
 _PROTO = "x-forwarded-proto"
+DESCRIPTION_PATH = "/openapi.yaml"
+DESCRIPTION_FILE = Path(__file__).resolve().parent.parent / "docs" / "openapi.yaml"
 
 Invoke = Callable[[str, dict[str, Any]], Invocation]
 
@@ -325,6 +330,19 @@ def gateway_error(status: int, message: str, error_type: str, request_id: str) -
     )
 
 
+def description_response(request_id: str) -> HttpResponse:
+    """docs/openapi.yaml, read at each request so that edits show without a restart."""
+    return HttpResponse(
+        status=200,
+        headers=[
+            ("Content-Type", "application/yaml; charset=utf-8"),
+            ("Cache-Control", "no-cache"),
+            ("x-amzn-RequestId", request_id),
+        ],
+        body=DESCRIPTION_FILE.read_bytes(),
+    )
+
+
 def proxy_response(
     invocation: Invocation, request: HttpRequest, settings: ApiSettings, request_id: str
 ) -> HttpResponse:
@@ -436,6 +454,8 @@ class ApiGateway:
         request_id = str(uuid.uuid4())
         request = self._without_stage(request)
         path = urlsplit(request.target).path
+        if path == DESCRIPTION_PATH and request.method in ("GET", "HEAD"):
+            return description_response(request_id)
         match = match_route(self._routes, request.method, path)
         if match is None or self._invoke is None:
             return gateway_error(
