@@ -13,9 +13,14 @@ PY313 := $(if $(PY313_PYENV),PYENV_VERSION=$(PY313_PYENV) python3.13,python3.13)
 
 .PHONY: demo dev test soak lint typecheck unit bench build validate deploy invoke lock clean
 
+# The first install takes about a minute: say so, and count the packages as pip collects them.
 $(VENV)/.installed: requirements/dev.lock
+	@echo "Installing the pinned dependencies into $(VENV) (first run only; about a minute)..."
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -qq --disable-pip-version-check -r requirements/dev.lock
+	@set -o pipefail; $(PY) -m pip install --disable-pip-version-check --progress-bar off \
+		-r requirements/dev.lock 2>$(VENV)/pip-errors.log | awk '/^Collecting/ \
+		{ printf "\r  %d packages collected", ++n; fflush() } /^Installing/ { print "\n  installing..." }' \
+		|| { cat $(VENV)/pip-errors.log >&2; exit 1; }
 	@touch $@
 
 $(SAM_VENV)/.installed: requirements/sam.lock
@@ -28,12 +33,15 @@ demo: $(VENV)/.installed
 	$(PY) -m local.demo
 
 ## dev: start the local stack in the foreground (Ctrl-C stops it)
+##   options: PORT=3000 (API) SUPABASE_PORT=54321 HOST=127.0.0.1 DATA=.local-data/db (keep rows)
+##            WEBHOOK_SECRET=... SUPABASE_URL=... SUPABASE_KEY=... (a real project: both or neither)
 dev: $(VENV)/.installed
-	$(PY) -m local.stack $(if $(DATA),--data-dir $(DATA))
+	$(PY) -m local.stack $(if $(DATA),--data-dir $(DATA)) $(if $(PORT),--port $(PORT)) \
+		$(if $(SUPABASE_PORT),--supabase-port $(SUPABASE_PORT)) $(if $(HOST),--host $(HOST))
 
 ## invoke: Docker-free `sam local invoke`: make invoke FUNCTION=ReceiverFunction EVENT=events/receiver/insert.json
 invoke: $(VENV)/.installed
-	$(PY) -m local.invoke $(FUNCTION) $(EVENT)
+	@$(PY) -m local.invoke $(FUNCTION) $(EVENT)
 
 ## test: lint, type-check, template lint, then every test
 test: lint $(VENV)/.installed
@@ -68,5 +76,6 @@ lock:
 	rm -rf /tmp/swu-lock && $(PYTHON) -m venv /tmp/swu-lock && /tmp/swu-lock/bin/pip install -q -r requirements/dev.in && /tmp/swu-lock/bin/pip freeze > requirements/dev.lock
 	rm -rf /tmp/swu-lock-sam && $(PY313) -m venv /tmp/swu-lock-sam && /tmp/swu-lock-sam/bin/pip install -q -r requirements/sam.in && /tmp/swu-lock-sam/bin/pip freeze > requirements/sam.lock
 
+## clean: remove the virtualenvs, build output, caches and .local-data/ (demo logs, kept rows)
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .ruff_cache .local-data

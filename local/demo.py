@@ -8,7 +8,7 @@ equalled the table (polling ``waituntil.reader`` as any reader of the cache woul
 only if the cache ends equal to the table.
 
 Always uses the stand-in, even when SUPABASE_URL is set: a demo must not write to a real
-project.
+project. Ctrl-C (or SIGTERM) stops the stack as ``make dev`` does: no traceback, exit 130.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 import statistics
 import sys
 import time
@@ -23,6 +24,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from local.lambda_runtime import ROOT
@@ -91,6 +93,24 @@ class Outcome:
 
 
 def main() -> int:
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return _demo()
+    except KeyboardInterrupt:
+        # The stack was stopped on the way out (PipelineStack's context manager).
+        print("\ninterrupted; stack stopped.", flush=True)
+        return 130
+
+
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    # Once: a second Ctrl-C must not cut the stack's orderly stop short.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def _demo() -> int:
     from supabase import create_client
 
     started = time.monotonic()
