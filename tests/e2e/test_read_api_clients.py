@@ -17,13 +17,15 @@ ROWS = 40
 
 
 @pytest.fixture(scope="module")
-def paged_stack() -> Iterator[PipelineStack]:
-    """A stack whose list of 40 rows is stored in several 1 KiB chunks, i.e. several pages."""
+def paged_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipelineStack]:
+    """A stack whose list of 40 rows is stored in several 1 KiB chunks, i.e. several pages;
+    the functions' logs go to files."""
     with PipelineStack(
         port=0,
         batching_window_s=0,
         visibility_timeout_s=2,
         environment={**QUIET, "LIST_CHUNK_BYTES": "1024"},
+        function_logs=tmp_path_factory.mktemp("logs"),
     ) as stack:
         rows = [{"id": key, "title": f"Article {key}", "text": "x" * 60} for key in range(ROWS)]
         supabase_client(stack).table(TABLE).insert(rows).execute()
@@ -100,3 +102,14 @@ def test_the_stage_prefix_reaches_the_same_routes(paged_stack: PipelineStack) ->
     assert root.status_code == staged.status_code == 404
     assert root.json() == staged.json()
     assert root.json()["error"] == "Not Found"
+
+
+def test_plain_reads_log_no_empty_metrics_warning(paged_stack: PipelineStack) -> None:
+    # Given reads that add no metric (200s: only 304s and errors count)
+    session = _session()
+    for path in (f"/{TABLE}", f"/{TABLE}/1"):
+        assert session.get(f"{paged_stack.api_url}{path}", timeout=10).status_code == 200
+    # When the reader's log is read / Then Powertools' "nothing to publish" warning is not in it
+    assert paged_stack.function_logs is not None
+    log = (paged_stack.function_logs / "ReaderFunction.log").read_text()
+    assert "No application metrics to publish" not in log
