@@ -11,7 +11,7 @@ PY313_PYENV := $(shell pyenv versions --bare 2>/dev/null | grep -m1 '^3\.13')
 SAM_ENV := SAM_CLI_TELEMETRY=0 $(if $(PY313_PYENV),PYENV_VERSION=$(PY313_PYENV))
 PY313 := $(if $(PY313_PYENV),PYENV_VERSION=$(PY313_PYENV) python3.13,python3.13)
 
-.PHONY: demo dev test soak lint typecheck unit bench build validate deploy invoke lock clean
+.PHONY: demo dev test soak lint typecheck unit bench bench-quick build validate deploy invoke lock clean
 
 # The first install takes about a minute: say so, and count the packages as pip collects them.
 $(VENV)/.installed: requirements/dev.lock
@@ -57,9 +57,14 @@ lint: $(VENV)/.installed
 	$(PY) -m mypy layers/common functions local tests bench
 	$(VENV)/bin/cfn-lint template.yaml
 
-## bench: benchmarks, reported as ratios against a baseline measured in the same run
+## bench: benchmarks, reported as ratios against a baseline measured in the same run; writes
+##   docs/BENCHMARKS.md, docs/benchmarks/figures.csv and plots (a few minutes, progress on stderr)
 bench: $(VENV)/.installed
 	$(PY) -m bench
+
+## bench-quick: the same, briefly (under a minute), written to .local-data/bench-quick/
+bench-quick: $(VENV)/.installed
+	$(PY) -m bench --quick
 
 ## build / validate / deploy: the SAM CLI, from its own virtualenv
 validate: $(SAM_VENV)/.installed
