@@ -19,6 +19,7 @@ import shutil
 import signal
 import statistics
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -92,22 +93,35 @@ class Outcome:
     batches: int
 
 
+# Set by Ctrl-C or SIGTERM. The demo stops at its next safe point rather than where the signal
+# lands: a KeyboardInterrupt raised inside a library (supabase-py building its client) leaves
+# half-built objects that print tracebacks when collected, and a second Ctrl-C must not cut
+# the stack's orderly stop short.
+_interrupted = threading.Event()
+
+
 def main() -> int:
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         return _demo()
-    except KeyboardInterrupt:
+    except _Interrupted:
         # The stack was stopped on the way out (PipelineStack's context manager).
         print("\ninterrupted; stack stopped.", flush=True)
         return 130
 
 
+class _Interrupted(Exception):
+    pass
+
+
 def _interrupt(_signum: int, _frame: FrameType | None) -> None:
-    # Once: a second Ctrl-C must not cut the stack's orderly stop short.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt
+    _interrupted.set()
+
+
+def _stop_if_interrupted() -> None:
+    if _interrupted.is_set():
+        raise _Interrupted
 
 
 def _demo() -> int:
@@ -116,6 +130,7 @@ def _demo() -> int:
     started = time.monotonic()
     shutil.rmtree(LOG_DIR, ignore_errors=True)
     with PipelineStack(port=0, function_logs=LOG_DIR) as stack:
+        _stop_if_interrupted()
         _print_header(stack, time.monotonic() - started)
         assert stack.standin is not None
         client = create_client(stack.supabase_url, stack.supabase_key)
@@ -135,6 +150,7 @@ def _demo() -> int:
 
 def _run_change(stack: PipelineStack, client: Client, store: CacheStore, change: Change) -> Outcome:
     assert stack.standin is not None
+    _stop_if_interrupted()
     deliveries_before = len(stack.standin.webhook_log)
     batches_before = stack.consumer_batches
     started = time.monotonic()
@@ -163,6 +179,7 @@ def _wait_converged(
         expected_item = next((row for row in rows if row["id"] == key), None)
         if get_item(store, TABLE, key) == expected_item and get_list(store, TABLE) == rows:
             return time.monotonic() - started
+        _stop_if_interrupted()
         time.sleep(0.02)
     return None
 
