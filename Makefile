@@ -44,6 +44,8 @@ invoke: $(VENV)/.installed
 	@$(PY) -m local.invoke $(FUNCTION) $(EVENT)
 
 ## test: lint, type-check, template lint, then every test
+# xdist's default distribution (load): schemathesis gives the items of one parametrized test a
+# single node id, which --dist loadfile/loadscope/loadgroup collapse to one item.
 test: lint $(VENV)/.installed
 	$(PY) -m pytest -n 2
 

@@ -24,7 +24,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     try:
         event = read_event(arguments.function, arguments.event)
+        # Before any stack starts: a typo is answered at once.
+        _check_known(arguments.function, _template_functions())
         return _invoke(arguments.function, event, arguments.ephemeral)
     except UsageError as error:
         print(error, file=sys.stderr)
@@ -136,7 +138,7 @@ def _target_stack(
         )
 
 
-def _check_known(function: str, specs: dict[str, Any]) -> None:
+def _check_known(function: str, specs: Iterable[str]) -> None:
     if function not in specs:
         known = ", ".join(sorted(specs))
         raise UsageError(f"no function {function!r} in template.yaml; known: {known}")

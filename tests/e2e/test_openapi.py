@@ -65,10 +65,10 @@ def described_stack() -> Iterator[PipelineStack]:
 
 
 @pytest.fixture(scope="module")
-def session() -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False  # loopback only: no proxy from the environment
-    return session
+def session() -> Iterator[requests.Session]:
+    with requests.Session() as session:
+        session.trust_env = False  # loopback only: no proxy from the environment
+        yield session
 
 
 def test_the_description_is_valid_openapi_3_1() -> None:

@@ -33,16 +33,18 @@ def paged_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipelineSt
         yield stack
 
 
-def _session() -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False  # loopback only: no proxy from the environment
-    return session
+@pytest.fixture
+def session() -> Iterator[requests.Session]:
+    with requests.Session() as session:
+        session.trust_env = False  # loopback only: no proxy from the environment
+        yield session
 
 
-def test_requests_follows_next_links_through_every_page(paged_stack: PipelineStack) -> None:
+def test_requests_follows_next_links_through_every_page(
+    paged_stack: PipelineStack, session: requests.Session
+) -> None:
     # Given a list of several pages, and requests, which does not resolve relative Link targets
     stack = paged_stack
-    session = _session()
 
     # When a client follows r.links["next"]["url"] verbatim from the first page
     response = session.get(f"{stack.api_url}/{TABLE}", timeout=10)
@@ -69,10 +71,9 @@ def test_requests_follows_next_links_through_every_page(paged_stack: PipelineSta
 @pytest.mark.parametrize("encoding", ["identity", "gzip"])
 @pytest.mark.parametrize("path", [f"/{TABLE}", f"/{TABLE}/3", f"/v1/{TABLE}?page=2"])
 def test_head_announces_the_content_length_get_sends(
-    paged_stack: PipelineStack, path: str, encoding: str
+    paged_stack: PipelineStack, session: requests.Session, path: str, encoding: str
 ) -> None:
     # Given a page or a row, with or without gzip (1 KiB bodies pass the compression threshold)
-    session = _session()
     url = f"{paged_stack.api_url}{path}"
     headers = {"Accept-Encoding": encoding}
 
@@ -89,10 +90,11 @@ def test_head_announces_the_content_length_get_sends(
     assert head.headers["ETag"] == get.headers["ETag"]
 
 
-def test_the_stage_prefix_reaches_the_same_routes(paged_stack: PipelineStack) -> None:
+def test_the_stage_prefix_reaches_the_same_routes(
+    paged_stack: PipelineStack, session: requests.Session
+) -> None:
     # Given a running stack
     stack = paged_stack
-    session = _session()
 
     # When the same unknown-table read is made with and without the stage
     root = session.get(f"{stack.api_url}/nothing", timeout=10)
@@ -104,9 +106,10 @@ def test_the_stage_prefix_reaches_the_same_routes(paged_stack: PipelineStack) ->
     assert root.json()["error"] == "Not Found"
 
 
-def test_plain_reads_log_no_empty_metrics_warning(paged_stack: PipelineStack) -> None:
+def test_plain_reads_log_no_empty_metrics_warning(
+    paged_stack: PipelineStack, session: requests.Session
+) -> None:
     # Given reads that add no metric (200s: only 304s and errors count)
-    session = _session()
     for path in (f"/{TABLE}", f"/{TABLE}/1"):
         assert session.get(f"{paged_stack.api_url}{path}", timeout=10).status_code == 200
     # When the reader's log is read / Then Powertools' "nothing to publish" warning is not in it
