@@ -379,20 +379,22 @@ def _valid_cursor(payload: dict[str, Any]) -> bool:
 
 
 def page_headers(
-    version: ListVersion, page: int, settings: ReaderSettings, base_url: str = ""
+    version: ListVersion, page: int, settings: ReaderSettings, list_url: str = ""
 ) -> dict[str, str]:
     return {
         "ETag": quote_etag(f"{version.etag}-p{page}"),
         "Last-Modified": http_date(version.modified_at),
         "Cache-Control": cache_control(settings),
-        "Link": link_header(version, page, base_url),
+        "Link": link_header(version, page, list_url),
         "X-Total-Count": str(version.row_count),
         "X-Page": str(page),
         "X-Page-Count": str(version.pages),
     }
 
 
-def link_header(version: ListVersion, page: int, base_url: str = "") -> str:
+def link_header(version: ListVersion, page: int, list_url: str = "") -> str:
+    """``next``/``prev``/``first``/``last`` of this version; targets are ``list_url`` (the
+    requested URL, see ``base_url``) with a cursor, or only the query when it is empty."""
     relations: list[tuple[str, int]] = []
     if page < version.pages:
         relations.append(("next", page + 1))
@@ -401,7 +403,7 @@ def link_header(version: ListVersion, page: int, base_url: str = "") -> str:
     relations += [("first", 1), ("last", version.pages)]
     # base64url needs no percent-encoding in a query.
     return ", ".join(
-        f'<{base_url}?cursor={encode_cursor(version, target)}>; rel="{relation}"'
+        f'<{list_url}?cursor={encode_cursor(version, target)}>; rel="{relation}"'
         for relation, target in relations
     )
 
