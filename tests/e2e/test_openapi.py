@@ -24,7 +24,6 @@ from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from local.stack import PipelineStack
-from tests.e2e.conftest import QUIET, TABLE, supabase_client
 
 pytestmark = pytest.mark.e2e
 
@@ -49,22 +48,6 @@ schema.config.phases.coverage.unexpected_methods = {
 
 
 @pytest.fixture(scope="module")
-def described_stack() -> Iterator[PipelineStack]:
-    """A stack whose list has several pages (1 KiB chunks) and rows 0-39, so that reads of
-    existing rows and pages, not only 404s, are generated."""
-    with PipelineStack(
-        port=0,
-        batching_window_s=0,
-        visibility_timeout_s=2,
-        environment={**QUIET, "LIST_CHUNK_BYTES": "1024"},
-    ) as stack:
-        rows = [{"id": key, "title": f"Article {key}"} for key in range(40)]
-        supabase_client(stack).table(TABLE).insert(rows).execute()
-        assert stack.wait_until_idle(timeout_s=30)
-        yield stack
-
-
-@pytest.fixture(scope="module")
 def session() -> Iterator[requests.Session]:
     with requests.Session() as session:
         session.trust_env = False  # loopback only: no proxy from the environment
@@ -81,17 +64,17 @@ def test_the_description_is_valid_openapi_3_1() -> None:
 @schema.parametrize()
 @settings(deadline=None)
 def test_the_local_stack_conforms_to_its_description(
-    case: schemathesis.Case[Any], described_stack: PipelineStack, session: requests.Session
+    case: schemathesis.Case[Any], paged_stack: PipelineStack, session: requests.Session
 ) -> None:
     # Given a generated request for one documented operation, signed with the stack's secret
-    headers = {"Authorization": f"Bearer {described_stack.webhook_secret}"}
+    headers = {"Authorization": f"Bearer {paged_stack.webhook_secret}"}
     # A cursor is valid only if this API issued it, a page only up to the current page count:
     # state no schema can express, so a schema-valid one may rightly be refused (400).
     stateful = bool(case.query and {"cursor", "page"} & set(case.query))
     excluded: list[schemathesis.CheckFunction] = [positive_data_acceptance] if stateful else []
     # When it is sent / Then the response is documented, conforms, and is not a 5xx
     case.call_and_validate(
-        base_url=described_stack.api_url,
+        base_url=paged_stack.api_url,
         session=session,
         headers=headers,
         excluded_checks=excluded,
@@ -99,10 +82,10 @@ def test_the_local_stack_conforms_to_its_description(
 
 
 def test_the_local_stack_serves_its_description(
-    described_stack: PipelineStack, session: requests.Session
+    paged_stack: PipelineStack, session: requests.Session
 ) -> None:
     # Given a running local stack
-    url = f"{described_stack.api_url}/openapi.yaml"
+    url = f"{paged_stack.api_url}/openapi.yaml"
     # When its description is fetched, as schemathesis or a browser would
     response = session.get(url, timeout=10)
     # Then it is docs/openapi.yaml, as YAML

@@ -9,28 +9,9 @@ import pytest
 import requests
 
 from local.stack import PipelineStack
-from tests.e2e.conftest import QUIET, TABLE, supabase_client
+from tests.e2e.conftest import TABLE
 
 pytestmark = pytest.mark.e2e
-
-ROWS = 40
-
-
-@pytest.fixture(scope="module")
-def paged_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipelineStack]:
-    """A stack whose list of 40 rows is stored in several 1 KiB chunks, i.e. several pages;
-    the functions' logs go to files."""
-    with PipelineStack(
-        port=0,
-        batching_window_s=0,
-        visibility_timeout_s=2,
-        environment={**QUIET, "LIST_CHUNK_BYTES": "1024"},
-        function_logs=tmp_path_factory.mktemp("logs"),
-    ) as stack:
-        rows = [{"id": key, "title": f"Article {key}", "text": "x" * 60} for key in range(ROWS)]
-        supabase_client(stack).table(TABLE).insert(rows).execute()
-        assert stack.wait_until_idle(timeout_s=30)
-        yield stack
 
 
 @pytest.fixture
