@@ -47,10 +47,11 @@ def start_stack() -> Iterator[StartStack]:
         stack.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def paged_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipelineStack]:
-    """One stack per worker for read-only tests of the read API: rows 0-39 of ``articles``,
-    stored in 1 KiB chunks (several pages); the functions' logs go to files."""
+    """For read-only tests of the read API: rows 0-39 of ``articles`` stored in 1 KiB chunks
+    (several pages); the functions' logs go to files. Module scope, not session: moto's
+    backends are process-wide, so two stacks alive at once in one worker would share them."""
     with PipelineStack(
         port=0,
         batching_window_s=0,
