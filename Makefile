@@ -1,11 +1,13 @@
 # Every target bootstraps what it needs: the app virtualenv (.venv, from requirements/dev.lock)
-# and, for SAM commands only, a separate one (.venv-sam) because aws-sam-cli pins boto3/pydantic.
+# and, for SAM commands only, a separate one (.venv-sam) because aws-sam-cli pins boto3/pydantic;
+# checkov, run by `make lint`, gets its own (.venv-checkov) for the same reason.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
+CHECKOV_VENV := .venv-checkov
 # sam build needs the Lambda runtime's interpreter (python3.13) on PATH; pyenv provides it here.
 PY313_PYENV := $(shell pyenv versions --bare 2>/dev/null | grep -m1 '^3\.13')
 SAM_ENV := SAM_CLI_TELEMETRY=0 $(if $(PY313_PYENV),PYENV_VERSION=$(PY313_PYENV))
@@ -26,6 +28,11 @@ $(VENV)/.installed: requirements/dev.lock
 $(SAM_VENV)/.installed: requirements/sam.lock
 	@test -x $(SAM_VENV)/bin/python || $(PY313) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/python -m pip install -qq --disable-pip-version-check -r requirements/sam.lock
+	@touch $@
+
+$(CHECKOV_VENV)/.installed: requirements/checkov.lock
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -qq --disable-pip-version-check -r requirements/checkov.lock
 	@touch $@
 
 ## demo: run the whole pipeline on this machine (no Docker, no AWS account) and show it converge
@@ -53,11 +60,13 @@ test: lint $(VENV)/.installed
 soak: $(VENV)/.installed
 	HYPOTHESIS_PROFILE=soak $(PY) -m pytest -n 2 -m property
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.installed $(CHECKOV_VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy layers/common functions local tests bench
 	$(VENV)/bin/cfn-lint template.yaml
+# Every skipped checkov check is justified in the resource's Metadata (checkov: skip: comment).
+	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation --quiet --compact --skip-download
 
 ## bench: benchmarks, reported as ratios against a baseline measured in the same run; writes
 ##   docs/BENCHMARKS.md, docs/benchmarks/figures.csv and plots (a few minutes, progress on stderr)
@@ -81,8 +90,9 @@ deploy: build
 ## lock: re-resolve the pinned dependency files from requirements/*.in
 lock:
 	rm -rf /tmp/swu-lock && $(PYTHON) -m venv /tmp/swu-lock && /tmp/swu-lock/bin/pip install -q -r requirements/dev.in && /tmp/swu-lock/bin/pip freeze > requirements/dev.lock
+	rm -rf /tmp/swu-lock-checkov && $(PYTHON) -m venv /tmp/swu-lock-checkov && /tmp/swu-lock-checkov/bin/pip install -q -r requirements/checkov.in && /tmp/swu-lock-checkov/bin/pip freeze > requirements/checkov.lock
 	rm -rf /tmp/swu-lock-sam && $(PY313) -m venv /tmp/swu-lock-sam && /tmp/swu-lock-sam/bin/pip install -q -r requirements/sam.in && /tmp/swu-lock-sam/bin/pip freeze > requirements/sam.lock
 
 ## clean: remove the virtualenvs, build output, caches and .local-data/ (demo logs, kept rows)
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .ruff_cache .local-data
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .mypy_cache .ruff_cache .local-data

@@ -131,6 +131,8 @@ def _counting_dynamodb() -> tuple[Any, Counter[str]]:
 
 
 def _ports(supabase: Any, stack: Any, secrets: Any) -> tuple[Any, Counter[str]]:
+    import boto3
+
     from consumer.handler import build_ports
     from local.template import function_environment
     from waituntil.settings import ConsumerSettings
@@ -138,7 +140,10 @@ def _ports(supabase: Any, stack: Any, secrets: Any) -> tuple[Any, Counter[str]]:
     dynamodb, counts = _counting_dynamodb()
     environment = function_environment(stack.resolver, "ConsumerFunction")
     ports = build_ports(
-        ConsumerSettings.model_validate(environment), secrets_client=secrets, dynamodb=dynamodb
+        ConsumerSettings.model_validate(environment),
+        secrets_client=secrets,
+        dynamodb=dynamodb,
+        sqs=boto3.client("sqs"),
     )
     return ports, counts
 

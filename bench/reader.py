@@ -21,8 +21,8 @@ from typing import Any
 from bench.common import ROOT, BenchContext, import_seconds, percentile, quiet, table, use_fake_aws
 
 REQUESTS = 300
-LIST_ROWS = 4_000  # about 680 KB: pages 1 and 2 are full 256 KB chunks
-CHUNK_BYTES = 256_000  # the consumer's default LIST_CHUNK_BYTES
+LIST_ROWS = 1_000  # about 170 KB: pages 1 and 2 are full 64 KB chunks
+CHUNK_BYTES = 64_000  # the consumer's default LIST_CHUNK_BYTES
 
 
 def measure_imports() -> list[tuple[str, ...]]:
@@ -44,8 +44,10 @@ def measure_requests() -> list[tuple[str, ...]]:
     from local.template import function_environment
     from reader.handler import build_ports, lambda_handler
     from waituntil.adapters.cache_store import CacheStore
+    from waituntil.cache_model import ListOrder
+    from waituntil.list_patch import ListSizes
     from waituntil.settings import ReaderSettings
-    from waituntil.snapshot import build_snapshot, plan_sync
+    from waituntil.sync import fresh_rows, publish_list
 
     webhook = json.loads((ROOT / "events/receiver/insert.json").read_text())
     row_42 = json.loads(webhook["body"])["record"]
@@ -54,14 +56,19 @@ def measure_requests() -> list[tuple[str, ...]]:
         dynamodb = boto3.client("dynamodb")
         stack = provision(boto3.client("sqs"), dynamodb, parameters={"SupabaseUrl": "http://x"})
         store = CacheStore(stack.table_name, dynamodb)
-        snapshot = build_snapshot(
-            "articles", rows, primary_key="id", read_at_ns=time.time_ns(), chunk_bytes=CHUNK_BYTES
+        order = ListOrder("id")
+        keys = [str(row["id"]) for row in rows]
+        store.write_rows("articles", fresh_rows(keys, rows, order), read_at_ns=1, order=order)
+        publish_list(
+            store,
+            "articles",
+            keys,
+            order=order,
+            sizes=ListSizes(chunk_bytes=CHUNK_BYTES),
+            complete=True,
         )
-        plan = plan_sync([42], snapshot)
-        store.write_rows(
-            "articles", plan.puts, (), read_at_ns=snapshot.read_at_ns, tombstone_ttl_s=60
-        )
-        store.publish_list(snapshot, None, old_list_grace_s=60)
+        head = store.get_head("articles")
+        assert head is not None
         settings = ReaderSettings.model_validate(
             function_environment(stack.resolver, "ReaderFunction")
         )
@@ -107,7 +114,7 @@ def measure_requests() -> list[tuple[str, ...]]:
         p50 = percentile(values, 0.5)
         p95 = percentile(values, 0.95)
         result.append((name, f"{p50 * 1000:.2f}", f"{p95 * 1000:.2f}", f"{p50 / base:.2f}"))
-    note = f"(page body {page_bytes:,} bytes; {LIST_ROWS:,} rows in {len(snapshot.chunks)} pages)"
+    note = f"(page body {page_bytes:,} bytes; {LIST_ROWS:,} rows in {head.chunk_count} pages)"
     result.append((note, "", "", ""))
     return result
 

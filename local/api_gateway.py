@@ -54,6 +54,9 @@ from local.template import Resolver, resources_of_type
 log = logging.getLogger("local.api_gateway")
 
 MAX_REQUEST_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+# An oversized body is read and discarded up to this much before the 413 (see _discard); past
+# it the connection is closed unread, since a client sending more is not one worth serving.
+DISCARD_LIMIT_BYTES = 64 * 1024 * 1024
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 # Ranking of a path segment when several routes match (API Gateway prefers literal segments,
 # then {param}, then {greedy+}).
@@ -567,6 +570,22 @@ class _Handler(BaseHTTPRequestHandler):
             (time.monotonic() - started) * 1000,
         )
 
+    def handle_expect_100(self) -> bool:
+        """A client that sent ``Expect: 100-continue`` waits before sending its body: an
+        oversized one is refused at once, and the body is never sent."""
+        if self._declared_length() > MAX_REQUEST_BYTES:
+            self.close_connection = True
+            request_id = str(uuid.uuid4())
+            self._send(gateway_error(413, "Request Too Long", "RequestTooLarge", request_id))
+            return False
+        return super().handle_expect_100()
+
+    def _declared_length(self) -> int:
+        try:
+            return int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return 0  # _read_body refuses it
+
     def _read_body(self) -> bytes:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             chunks: list[bytes] = []
@@ -574,6 +593,11 @@ class _Handler(BaseHTTPRequestHandler):
             while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
                 total += size
                 if total > MAX_REQUEST_BYTES:
+                    # Read the rest of the chunks (and their CRLFs), keeping none of them.
+                    while size and total <= DISCARD_LIMIT_BYTES:
+                        self._discard(size + 2)
+                        size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                        total += size
                     raise _TooLarge
                 chunks.append(self.rfile.read(size))
                 self.rfile.readline()
@@ -581,8 +605,23 @@ class _Handler(BaseHTTPRequestHandler):
             return b"".join(chunks)
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_REQUEST_BYTES:
+            self._discard(length)
             raise _TooLarge
         return self.rfile.read(length) if length > 0 else b""
+
+    def _discard(self, length: int) -> None:
+        """Read ``length`` bytes of body and drop them, so the 413 reaches the client.
+
+        A client writes its whole body before reading the answer; closing a socket with unread
+        bytes makes the kernel reset the connection, and the client sees ECONNRESET or a broken
+        pipe instead of the 413 (what API Gateway answers).
+        """
+        remaining = min(length, DISCARD_LIMIT_BYTES)
+        while remaining > 0:
+            read = len(self.rfile.read(min(remaining, 1 << 16)))
+            if not read:
+                return
+            remaining -= read
 
     def _send(self, response: HttpResponse) -> None:
         try:

@@ -14,6 +14,7 @@ from local.template import Resolver, load_template, resources_of_type
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
 
@@ -33,6 +34,7 @@ class StackResources:
     resolver: Resolver
     queue_urls: dict[str, str]  # logical id -> URL
     table_names: dict[str, str]  # logical id -> name
+    bucket_names: dict[str, str]  # logical id -> name
 
     @property
     def queue_url(self) -> str:
@@ -46,19 +48,31 @@ class StackResources:
     def table_name(self) -> str:
         return self.table_names["CacheTable"]
 
+    @property
+    def blob_bucket(self) -> str:
+        return self.bucket_names["BlobBucket"]
+
 
 def provision(
     sqs: SQSClient,
     dynamodb: DynamoDBClient,
     parameters: dict[str, str] | None = None,
     template: dict[str, Any] | None = None,
+    s3: S3Client | None = None,
 ) -> StackResources:
-    """Create every queue and table of the template; return a resolver that knows them."""
+    """Create every queue, table and bucket of the template (buckets only given an S3
+    client); return a resolver that knows them."""
     template = template or load_template()
     resolver = Resolver(template, parameters=dict(parameters or {}))
     queue_urls = _create_queues(sqs, resolver)
     table_names = _create_tables(dynamodb, resolver)
-    return StackResources(resolver=resolver, queue_urls=queue_urls, table_names=table_names)
+    bucket_names = _create_buckets(s3, resolver)
+    return StackResources(
+        resolver=resolver,
+        queue_urls=queue_urls,
+        table_names=table_names,
+        bucket_names=bucket_names,
+    )
 
 
 def seed_secrets(secrets: SecretsManagerClient, resolver: Resolver, values: dict[str, str]) -> None:
@@ -122,6 +136,18 @@ def _create_tables(dynamodb: DynamoDBClient, resolver: Resolver) -> dict[str, st
             f"arn:aws:dynamodb:{resolver.pseudo['AWS::Region']}:"
             f"{resolver.pseudo['AWS::AccountId']}:table/{name}"
         )
+        names[logical_id] = name
+    return names
+
+
+def _create_buckets(s3: S3Client | None, resolver: Resolver) -> dict[str, str]:
+    names: dict[str, str] = {}
+    for logical_id in resources_of_type(resolver.template, "AWS::S3::Bucket"):
+        name = f"{resolver.pseudo['AWS::StackName']}-{logical_id}".lower()
+        if s3 is not None:
+            s3.create_bucket(Bucket=name)
+        resolver.refs[logical_id] = name
+        resolver.attributes[(logical_id, "Arn")] = f"arn:aws:s3:::{name}"
         names[logical_id] = name
     return names
 

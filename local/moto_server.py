@@ -17,6 +17,7 @@ import boto3
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
 
@@ -60,6 +61,9 @@ class AwsEndpoint:
 
     def secretsmanager(self) -> SecretsManagerClient:
         return self.session().client("secretsmanager", endpoint_url=self.url)
+
+    def s3(self) -> S3Client:
+        return self.session().client("s3", endpoint_url=self.url)
 
 
 class MotoServer:

@@ -191,7 +191,9 @@ class PipelineStack:
         defaults = Resolver(self.template, parameters=self.parameters)
         self._start_supabase(defaults)
         parameters = {**self.parameters, "SupabaseUrl": self._supabase_url}
-        self.resources = provision(sqs, self._aws.dynamodb(), parameters=parameters)
+        self.resources = provision(
+            sqs, self._aws.dynamodb(), parameters=parameters, s3=self._aws.s3()
+        )
         resolver = self.resources.resolver
         seed_secrets(
             self._aws.secretsmanager(),

@@ -13,8 +13,10 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from waituntil.adapters.aws import dynamodb_client, secrets_client_patient
+from waituntil.adapters.aws import dynamodb_client, s3_client, secrets_client_patient, sqs_client
+from waituntil.adapters.blob_store import S3BlobStore
 from waituntil.adapters.cache_store import CacheStore
+from waituntil.adapters.queue import QueuePublisher
 from waituntil.adapters.secrets import SecretReader
 from waituntil.adapters.supabase_source import SupabaseSource
 from waituntil.observability import logger, metrics, tracer
@@ -23,15 +25,23 @@ from waituntil.sync import BatchOutcome, Ports, QueuedMessage, sync_batch
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
     from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sqs import SQSClient
 
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
 def build_ports(
-    settings: ConsumerSettings, *, secrets_client: SecretsManagerClient, dynamodb: DynamoDBClient
+    settings: ConsumerSettings,
+    *,
+    secrets_client: SecretsManagerClient,
+    dynamodb: DynamoDBClient,
+    sqs: SQSClient,
+    s3: S3Client | None = None,
 ) -> Ports:
     secrets = SecretReader(secrets_client, settings.secret_max_age_s)
+    blobs = S3BlobStore(settings.blob_bucket, s3) if settings.blob_bucket and s3 else None
     return Ports(
         settings=settings,
         source=SupabaseSource(
@@ -39,17 +49,28 @@ def build_ports(
             partial(secrets.read, settings.supabase_key_secret_name),
             schema_name=settings.schema_name,
             timeout_s=settings.supabase_timeout_s,
-            page_size=settings.page_size,
+            primary_key=settings.primary_key,
             retry=settings.supabase_retry,
         ),
-        store=CacheStore(settings.table_name, dynamodb),
+        store=CacheStore(
+            settings.table_name,
+            dynamodb,
+            blobs=blobs,
+            tombstone_ttl_s=settings.tombstone_ttl_s,
+            grace_s=settings.old_list_grace_s,
+        ),
+        queue=QueuePublisher(settings.queue_url, sqs),
     )
 
 
 @cache
 def default_ports() -> Ports:
     return build_ports(
-        consumer_settings(), secrets_client=secrets_client_patient(), dynamodb=dynamodb_client()
+        consumer_settings(),
+        secrets_client=secrets_client_patient(),
+        dynamodb=dynamodb_client(),
+        sqs=sqs_client(),
+        s3=s3_client(),
     )
 
 
@@ -64,7 +85,7 @@ def lambda_handler(
     event: dict[str, Any], context: LambdaContext, ports: Ports | None = None
 ) -> dict[str, Any]:
     messages = [QueuedMessage(record["messageId"], record["body"]) for record in event["Records"]]
-    outcome = sync_batch(messages, ports or default_ports())
+    outcome = sync_batch(messages, ports or default_ports(), context.get_remaining_time_in_millis)
     response = process_partial_response(
         event=event,
         record_handler=partial(report, outcome=outcome),

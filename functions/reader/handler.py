@@ -16,14 +16,15 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from waituntil.adapters.aws import dynamodb_client_fast
+from waituntil.adapters.aws import dynamodb_client_fast, s3_client_fast
+from waituntil.adapters.blob_store import S3BlobStore
 from waituntil.adapters.cache_store import CacheStore
-from waituntil.errors import DependencyUnavailable
+from waituntil.cache_model import ServingReads
+from waituntil.errors import DependencyUnavailable, ListFilling
 from waituntil.observability import logger, metrics, tracer
 from waituntil.read_api import (
     ALLOW,
     READ_METHODS,
-    CacheReads,
     MethodNotAllowed,
     ReadRefused,
     ReadRequest,
@@ -37,6 +38,7 @@ from waituntil.settings import ReaderSettings, reader_settings
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
 
 app = APIGatewayRestResolver()
 OTHER_METHODS = ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -48,16 +50,19 @@ NO_STORE = {"Cache-Control": "no-store"}
 @dataclass(frozen=True)
 class Ports:
     settings: ReaderSettings
-    store: CacheReads
+    store: ServingReads
 
 
-def build_ports(settings: ReaderSettings, *, dynamodb: DynamoDBClient) -> Ports:
-    return Ports(settings=settings, store=CacheStore(settings.table_name, dynamodb))
+def build_ports(
+    settings: ReaderSettings, *, dynamodb: DynamoDBClient, s3: S3Client | None = None
+) -> Ports:
+    blobs = S3BlobStore(settings.blob_bucket, s3) if settings.blob_bucket and s3 else None
+    return Ports(settings=settings, store=CacheStore(settings.table_name, dynamodb, blobs=blobs))
 
 
 @cache
 def default_ports() -> Ports:
-    return build_ports(reader_settings(), dynamodb=dynamodb_client_fast())
+    return build_ports(reader_settings(), dynamodb=dynamodb_client_fast(), s3=s3_client_fast())
 
 
 @app.route("/<table>", method=list(READ_METHODS))
@@ -101,6 +106,13 @@ def read_refused(error: ReadRefused) -> Response[Any]:
     if error.status_code == HTTPStatus.GONE:
         metrics.add_metric(name="StaleCursors", unit=MetricUnit.Count, value=1)
     return _error(error.status_code, str(error), headers=dict(error.headers))
+
+
+@app.exception_handler(ListFilling)
+def list_filling(error: ListFilling) -> Response[Any]:
+    # Not a fault: the first fill of a big table takes minutes. Say so, and when to retry.
+    logger.info("list still filling", extra={"reason": str(error)})
+    return _error(HTTPStatus.SERVICE_UNAVAILABLE, str(error), headers={"Retry-After": "10"})
 
 
 @app.exception_handler(DependencyUnavailable)

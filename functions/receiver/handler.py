@@ -5,7 +5,6 @@ This is the "respond first" half of waitUntil: the work happens in the consumer.
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -23,7 +22,14 @@ from waituntil.adapters.secrets import SecretReader
 from waituntil.errors import ClientError, DependencyUnavailable
 from waituntil.observability import logger, metrics, tracer
 from waituntil.settings import ReceiverSettings, receiver_settings
-from waituntil.webhook import build_change, check_bearer, fit_message, parse_payload
+from waituntil.webhook import (
+    build_change,
+    check_bearer,
+    check_single_headers,
+    fit_message,
+    parse_payload,
+    request_body,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -60,11 +66,16 @@ def default_ports() -> Ports:
 def revalidate() -> Response[dict[str, Any]]:
     ports: Ports = app.context.get("ports") or default_ports()
     event = app.current_event
+    check_single_headers(event.raw_event.get("multiValueHeaders"))
+    # Current and, mid-rotation, pending secret: see README "Rotate the webhook secret".
     check_bearer(
-        event.headers.get("authorization"), ports.secrets.read(ports.settings.webhook_secret_name)
+        event.headers.get("authorization"),
+        ports.secrets.accepted_versions(ports.settings.webhook_secret_name),
     )
     payload = parse_payload(
-        _raw_body(), event.headers.get("content-type"), ports.settings.max_body_bytes
+        request_body(event.body, event.is_base64_encoded),
+        event.headers.get("content-type"),
+        ports.settings.max_body_bytes,
     )
     change = build_change(
         payload,
@@ -119,12 +130,6 @@ def dependency_unavailable(error: DependencyUnavailable) -> Response[dict[str, A
     logger.exception("dependency unavailable; change not queued")
     metrics.add_metric(name="QueueFailures", unit=MetricUnit.Count, value=1)
     return _error(HTTPStatus.SERVICE_UNAVAILABLE, str(error), headers={"Retry-After": "1"})
-
-
-def _raw_body() -> bytes:
-    event = app.current_event
-    body = event.body or ""
-    return base64.b64decode(body) if event.is_base64_encoded else body.encode()
 
 
 def _error(

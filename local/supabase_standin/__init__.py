@@ -2,12 +2,17 @@
 
 from local.supabase_standin import SupabaseStandIn, WebhookConfig, make_service_key
 
-with SupabaseStandIn({"articles": "id"}, webhook=WebhookConfig(url=...)) as standin:
-    client = create_client(standin.url, standin.service_key)
+with SupabaseStandIn(
+    {"articles": "id"},
+    webhook=WebhookConfig(url=...),
+    anon_policies={"articles": "published=eq.true"},  # Row Level Security for the anon key
+) as standin:
+    client = create_client(standin.url, standin.service_key)  # every row
+    public = create_client(standin.url, standin.anon_key)  # published rows only
 """
 
 from local.supabase_standin.errors import PostgrestError
-from local.supabase_standin.keys import make_service_key
+from local.supabase_standin.keys import make_anon_key, make_service_key
 from local.supabase_standin.server import Fault, RequestRecord, SupabaseStandIn
 from local.supabase_standin.webhooks import WebhookConfig, WebhookDelivery
 
@@ -18,5 +23,6 @@ __all__ = [
     "SupabaseStandIn",
     "WebhookConfig",
     "WebhookDelivery",
+    "make_anon_key",
     "make_service_key",
 ]

@@ -1,4 +1,8 @@
-"""JWT-shaped API keys, like the ``service_role`` key of a Supabase project."""
+"""JWT-shaped API keys, like the ``service_role`` and ``anon`` keys of a Supabase project.
+
+The stand-in tells the roles apart by comparing whole keys, never by trusting the claim; the
+``role`` claim is there so code that decodes Supabase keys finds what it expects.
+"""
 
 from __future__ import annotations
 
@@ -41,6 +45,11 @@ def make_service_key(secret: str | None = None, *, role: str = "service_role") -
         signing_secret.encode("utf-8"), signing_input.encode("ascii"), hashlib.sha256
     ).digest()
     return f"{signing_input}.{_b64url(signature)}"
+
+
+def make_anon_key(secret: str | None = None) -> str:
+    """A JWT-shaped ``anon`` key (the public key of a Supabase project; reads go through RLS)."""
+    return make_service_key(secret, role="anon")
 
 
 def key_claims(key: str) -> dict[str, Any]:

@@ -1,19 +1,29 @@
 """The ``/rest/v1/<table>`` endpoint: PostgREST's behaviour for the calls supabase-py makes.
 
 Independent of the HTTP server: ``RestApi.handle`` takes the method, table, raw query string,
-headers and body, and returns status, headers and body bytes.
+headers, body and the caller's role (from its key), and returns status, headers and body bytes.
+The anon role reads through Row Level Security (see ``policies.py``).
 """
 
 from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
 from local.supabase_standin.errors import PostgrestError
+from local.supabase_standin.policies import (
+    ANON,
+    SERVICE_ROLE,
+    AnonPolicy,
+    Role,
+    no_row,
+    rls_insert_violation,
+    visibility,
+)
 from local.supabase_standin.query import (
     ParsedQuery,
     Preferences,
@@ -136,25 +146,44 @@ class RestApi:
         max_rows: int | None = 1000,
         schema: str = "public",
         on_changes: Callable[[list[Change]], None] | None = None,
+        anon_policies: Mapping[str, AnonPolicy] | None = None,
     ) -> None:
         self._store = store
         self.max_rows = max_rows
         self.schema = schema
         self._on_changes = on_changes
+        # Replaced as a whole (never mutated) so a request reads one consistent set.
+        self.anon_policies: Mapping[str, AnonPolicy] = dict(anon_policies or {})
 
     def handle(
-        self, method: str, table: str, query_string: str, headers: Headers, body: bytes
+        self,
+        method: str,
+        table: str,
+        query_string: str,
+        headers: Headers,
+        body: bytes,
+        *,
+        role: Role = SERVICE_ROLE,
     ) -> HttpResponse:
         """Answer one table request; client mistakes become 4xx PostgREST errors."""
         try:
-            return self._handle(method.upper(), table, query_string, headers, body)
+            return self._handle(method.upper(), table, query_string, headers, body, role)
         except PostgrestError as error:
-            return error_response(error)
+            response = error_response(error)
+            if error.status == 401:
+                response.headers.append(("WWW-Authenticate", "Bearer"))  # as PostgREST does
+            return response
 
     # -- dispatch ----------------------------------------------------------------------------
 
     def _handle(
-        self, method: str, table: str, query_string: str, headers: Headers, body: bytes
+        self,
+        method: str,
+        table: str,
+        query_string: str,
+        headers: Headers,
+        body: bytes,
+        role: Role,
     ) -> HttpResponse:
         profile_header = "accept-profile" if method in ("GET", "HEAD") else "content-profile"
         profile = headers.get(profile_header)
@@ -180,14 +209,18 @@ class RestApi:
         query = parse_query(params)
         singular, strip = negotiate(headers.get("accept"))
         prefs = parse_prefer(headers.get_all("prefer"))
+        visible = visibility(role, table, self.anon_policies)
+        # Anon has SELECT policies only: with no UPDATE/DELETE policy PostgreSQL's USING is
+        # false, so its updates and deletes match no row (silently, as on Supabase).
+        writable = no_row if role == ANON else None
         if method in ("GET", "HEAD"):
-            return self._read(store, table, query, headers, prefs, singular, strip, method)
+            return self._read(store, table, query, headers, prefs, singular, strip, method, visible)
         if method == "POST":
-            return self._insert(store, table, query, body, prefs, singular, strip)
+            return self._insert(store, table, query, body, prefs, singular, strip, role)
         if method == "PATCH":
-            return self._update(store, table, query, body, prefs, singular, strip)
+            return self._update(store, table, query, body, prefs, singular, strip, writable)
         if method == "DELETE":
-            return self._delete(store, table, query, prefs, singular, strip)
+            return self._delete(store, table, query, prefs, singular, strip, writable)
         raise PostgrestError(405, "PGRST117", f"Unsupported HTTP method: {method}")
 
     # -- reads -------------------------------------------------------------------------------
@@ -202,9 +235,14 @@ class RestApi:
         singular: bool,
         strip: bool,
         method: str,
+        visible: Callable[[Row], bool] | None,
     ) -> HttpResponse:
         rows, columns = store.snapshot(table)
         check_columns(table, query.referenced_columns(), columns)
+        if visible is not None:
+            # RLS: the policy joins the WHERE clause, so every count, range and page below
+            # is computed over the visible rows only.
+            rows = [row for row in rows if visible(row)]
         matched = [row for row in rows if matches(query.filters, row)]
         if query.order:
             matched = sort_rows(matched, query.order)
@@ -317,6 +355,7 @@ class RestApi:
         prefs: Preferences,
         singular: bool,
         strip: bool,
+        role: Role,
     ) -> HttpResponse:
         payload = parse_json_body(body)
         objects = payload if isinstance(payload, list) else [payload]
@@ -348,6 +387,10 @@ class RestApi:
         elif prefs.resolution == "ignore-duplicates":
             resolution = "ignore-duplicates"
         self._check_written_columns(store, table, query, {k for row in rows for k in row})
+        if role == ANON and rows:
+            # No INSERT policy for anon: PostgreSQL's WITH CHECK fails before any unique or
+            # conflict check, so upserts fail the same way.
+            raise rls_insert_violation(table)
         changes = store.insert(
             table,
             rows,
@@ -383,6 +426,7 @@ class RestApi:
         prefs: Preferences,
         singular: bool,
         strip: bool,
+        writable: Callable[[Row], bool] | None,
     ) -> HttpResponse:
         self._require_filters(query, "UPDATE")
         payload = parse_json_body(body)
@@ -399,7 +443,7 @@ class RestApi:
         filters = query.filters
         changes = store.update(
             table,
-            lambda row: matches(filters, row),
+            lambda row: (writable is None or writable(row)) and matches(filters, row),
             patch,
             validate=self._validator(prefs, singular),
         )
@@ -415,12 +459,15 @@ class RestApi:
         prefs: Preferences,
         singular: bool,
         strip: bool,
+        writable: Callable[[Row], bool] | None,
     ) -> HttpResponse:
         self._require_filters(query, "DELETE")
         self._check_written_columns(store, table, query, ())
         filters = query.filters
         changes = store.delete(
-            table, lambda row: matches(filters, row), validate=self._validator(prefs, singular)
+            table,
+            lambda row: (writable is None or writable(row)) and matches(filters, row),
+            validate=self._validator(prefs, singular),
         )
         return self._write_response(
             store, table, query, prefs, changes, singular, strip, success=200

@@ -1,6 +1,8 @@
 """``SupabaseStandIn``: an HTTP server speaking PostgREST at ``/rest/v1`` with Database Webhooks.
 
-Besides ``/rest/v1/<table>`` it serves an admin API for other processes (service key needed)::
+``/rest/v1/<table>`` takes the service key (every row) or the anon key (rows its table's
+policy shows; see ``policies.py``). Besides it serves an admin API for other processes
+(service key needed)::
 
     POST   /__standin/faults              {"status": 503, "delay_s": 0, "times": 1,
                                            "method": "GET", "table": null}
@@ -11,6 +13,9 @@ Besides ``/rest/v1/<table>`` it serves an admin API for other processes (service
     POST   /__standin/webhooks/wait       {"timeout_s": 10} -> {"idle": true|false}
     GET    /__standin/tables/<t>/rows     rows ordered by primary key
     POST   /__standin/tables/<t>/rows     [rows...]: seed, no webhooks -> {"inserted": n}
+    GET    /__standin/keys                {"anon": ..., "service_role": ...}
+    GET    /__standin/anon-policies       {"articles": "published=eq.true", ...}
+    PUT    /__standin/anon-policies       the same shape: replaces every anon policy
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from local.http_server import ConnectionTrackingServer
 from local.supabase_standin.errors import PostgrestError
-from local.supabase_standin.keys import make_service_key
+from local.supabase_standin.keys import make_anon_key, make_service_key
+from local.supabase_standin.policies import ANON, SERVICE_ROLE, Role, parse_anon_policies
 from local.supabase_standin.query import Row
 from local.supabase_standin.rest import (
     Headers,
@@ -69,6 +75,7 @@ class RequestRecord:
     fault: bool
     headers: dict[str, str]
     at: float
+    role: Role | None = None  # whose key was used; None when it was refused
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (for the admin API)."""
@@ -194,7 +201,10 @@ class SupabaseStandIn:
     """A local Supabase: PostgREST subset over SQLite, plus Database Webhooks.
 
     ``tables`` maps table name to primary-key column. ``columns`` optionally declares further
-    columns up front (otherwise a column exists once a row has carried it).
+    columns up front (otherwise a column exists once a row has carried it). ``anon_key``
+    (default: a new one) reads under Row Level Security: ``anon_policies`` maps a table to
+    the filter its rows must pass (``"published=eq.true"``, or ``"true"`` for all), and a
+    table without a policy shows anon no row (see ``policies.py``).
     """
 
     def __init__(
@@ -208,6 +218,8 @@ class SupabaseStandIn:
         columns: Mapping[str, Sequence[str]] | None = None,
         schema: str = "public",
         verbose: bool = False,
+        anon_key: str | None = None,
+        anon_policies: Mapping[str, str] | None = None,
     ) -> None:
         if not tables:
             raise ValueError("at least one table is needed")
@@ -224,10 +236,20 @@ class SupabaseStandIn:
         if unknown:
             raise ValueError(f"columns given for unknown tables: {sorted(unknown)}")
         self._service_key = service_key or make_service_key()
+        self._anon_key = anon_key or make_anon_key()
+        if hmac.compare_digest(self._anon_key, self._service_key):
+            raise ValueError("the anon key and the service key must differ")
+        parsed_policies = parse_anon_policies(anon_policies, self.tables)
         self._store_obj: Store | None = None
         self._store_lock = threading.Lock()
         self._sender = WebhookSender(webhook, schema) if webhook is not None else None
-        self._api = RestApi(self._store, max_rows=max_rows, schema=schema, on_changes=self._publish)
+        self._api = RestApi(
+            self._store,
+            max_rows=max_rows,
+            schema=schema,
+            on_changes=self._publish,
+            anon_policies=parsed_policies,
+        )
         self._faults: list[Fault] = []
         self._faults_lock = threading.Lock()
         self._requests: list[RequestRecord] = []
@@ -334,8 +356,23 @@ class SupabaseStandIn:
 
     @property
     def service_key(self) -> str:
-        """The key every request must carry (``apikey`` and/or ``Authorization: Bearer``)."""
+        """The ``service_role`` key: bypasses RLS (``apikey`` and/or ``Authorization: Bearer``)."""
         return self._service_key
+
+    @property
+    def anon_key(self) -> str:
+        """The public ``anon`` key: reads see only what ``anon_policies`` show."""
+        return self._anon_key
+
+    @property
+    def anon_policies(self) -> dict[str, str]:
+        """The anon policy of each table that has one (tables absent: anon sees no row)."""
+        return {table: policy.text for table, policy in self._api.anon_policies.items()}
+
+    def set_anon_policies(self, policies: Mapping[str, str]) -> None:
+        """Replace every anon policy (like ``DROP``/``CREATE POLICY``); reads after it use
+        the new ones. A bad policy is a ValueError and changes nothing."""
+        self._api.anon_policies = parse_anon_policies(policies, self.tables)
 
     # -- data --------------------------------------------------------------------------------
 
@@ -461,7 +498,13 @@ class SupabaseStandIn:
                         self._in_flight -= 1
                         self._in_flight_done.notify_all()
             if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
-                denied = self._check_auth(headers, parts.query)
+                role, denied = self._authenticate(headers, parts.query)
+                if denied is None and role != SERVICE_ROLE:
+                    denied = error_response(
+                        PostgrestError(
+                            403, "42501", "the stand-in's admin API needs the service key"
+                        )
+                    )
                 return denied or self._handle_admin(method, path, body)
         except Exception as exc:  # a bug here must not kill the connection silently
             traceback.print_exc(file=sys.stderr)
@@ -479,15 +522,28 @@ class SupabaseStandIn:
             },
         )
 
-    def _check_auth(self, headers: Headers, query: str) -> HttpResponse | None:
-        """Kong's key check, then PostgREST's JWT check: 401 unless the service key is used."""
+    def _role_of(self, key: str) -> Role | None:
+        if hmac.compare_digest(key, self._service_key):
+            return SERVICE_ROLE
+        if hmac.compare_digest(key, self._anon_key):
+            return ANON
+        return None
+
+    def _authenticate(
+        self, headers: Headers, query: str
+    ) -> tuple[Role | None, HttpResponse | None]:
+        """Kong's key check, then PostgREST's JWT check: (role, None), or (None, a 401).
+
+        Both keys must be one of the project's two; the role is the Bearer token's (PostgREST
+        switches to the JWT's role), else the apikey's (Supabase's gateway forwards it).
+        """
         apikey = headers.get("apikey")
         if apikey is None:
             apikey = dict(parse_qsl(query)).get("apikey")
         authorization = headers.get("authorization") or ""
         bearer = authorization[7:].strip() if authorization.lower().startswith("bearer ") else None
         if apikey is None and bearer is None:
-            return json_response(
+            return None, json_response(
                 401,
                 {
                     "code": None,
@@ -496,8 +552,8 @@ class SupabaseStandIn:
                     "message": "No API key found in request",
                 },
             )
-        if apikey is not None and not hmac.compare_digest(apikey, self._service_key):
-            return json_response(
+        if apikey is not None and self._role_of(apikey) is None:
+            return None, json_response(
                 401,
                 {
                     "code": None,
@@ -506,11 +562,13 @@ class SupabaseStandIn:
                     "message": "Invalid API key",
                 },
             )
-        if bearer is not None and not hmac.compare_digest(bearer, self._service_key):
-            return error_response(
+        if bearer is not None and self._role_of(bearer) is None:
+            return None, error_response(
                 PostgrestError(401, "PGRST301", "JWSError JWSInvalidSignature", None, None)
             )
-        return None
+        token = bearer if bearer is not None else apikey
+        assert token is not None
+        return self._role_of(token), None
 
     def _handle_rest(
         self, method: str, path: str, query: str, headers: Headers, body: bytes
@@ -519,7 +577,7 @@ class SupabaseStandIn:
         resource = unquote(path[len(REST_PREFIX) :].strip("/"))
         table = resource if resource and "/" not in resource else None
         faulted = False
-        response = self._check_auth(headers, query)
+        role, response = self._authenticate(headers, query)
         if response is None:
             fault = self._take_fault(method, table)
             if fault is not None:
@@ -534,7 +592,8 @@ class SupabaseStandIn:
                     PostgrestError(503, "PGRST001", "The stand-in is stopping.")
                 )
             elif table is not None:
-                response = self._api.handle(method, table, query, headers, body)
+                assert role is not None  # _authenticate names the role of every request it admits
+                response = self._api.handle(method, table, query, headers, body, role=role)
             elif resource.startswith("rpc/"):
                 response = error_response(
                     PostgrestError(
@@ -566,6 +625,7 @@ class SupabaseStandIn:
                 name: value for name in _LOGGED_HEADERS if (value := headers.get(name)) is not None
             },
             at=time.time(),
+            role=role,
         )
         with self._requests_lock:
             self._requests.append(record)
@@ -617,6 +677,17 @@ class SupabaseStandIn:
                     if not isinstance(rows, list):
                         raise PostgrestError(400, "PGRST102", "expected a JSON array of rows")
                     return json_response(201, {"inserted": self.seed(table, rows)})
+            elif route == "keys" and method == "GET":
+                return json_response(200, {ANON: self.anon_key, SERVICE_ROLE: self.service_key})
+            elif route == "anon-policies":
+                if method == "GET":
+                    return json_response(200, self.anon_policies)
+                if method == "PUT":
+                    policies = parse_json_body(body)
+                    if not isinstance(policies, dict):
+                        raise PostgrestError(400, "PGRST102", "expected a JSON object")
+                    self.set_anon_policies(policies)
+                    return json_response(200, self.anon_policies)
             else:
                 raise PostgrestError(404, "PGRST125", f"unknown admin route {path}")
         except (TypeError, ValueError) as exc:

@@ -8,35 +8,47 @@ import pytest
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from tests.conftest import EmulatedAws
-from waituntil.adapters.cache_store import CacheStore, ListWrite
+from waituntil.adapters.cache_store import CacheStore
+from waituntil.cache_model import ListOrder, PublishResult
 from waituntil.errors import DependencyUnavailable
+from waituntil.list_patch import ListSizes
 from waituntil.reader import get_item, get_list
-from waituntil.snapshot import Snapshot, build_snapshot, plan_sync
+from waituntil.sync import fresh_rows, publish_list
 
 
 def _store(aws: EmulatedAws, client: Any = None, now: float = 1_800_000_000.0) -> CacheStore:
     return CacheStore(
-        aws.stack.table_name, client or aws.dynamodb, sleep=lambda _: None, clock=lambda: now
+        aws.stack.table_name,
+        client or aws.dynamodb,
+        sleep=lambda _: None,
+        clock=lambda: now,
+        grace_s=60,
+        tombstone_ttl_s=60,
     )
 
 
-def _snapshot(rows: list[dict[str, Any]], read_at_ns: int, chunk_bytes: int = 4096) -> Snapshot:
-    return build_snapshot(
-        "articles", rows, primary_key="id", read_at_ns=read_at_ns, chunk_bytes=chunk_bytes
-    )
-
-
-def _publish(store: CacheStore, snapshot: Snapshot) -> ListWrite:
-    return store.publish_list(snapshot, store.get_manifest("articles"), old_list_grace_s=60)
+ORDER = ListOrder("id")
 
 
 def _sync(
-    store: CacheStore, rows: list[dict[str, Any]], touched: list[int], read_at_ns: int
-) -> None:
-    snapshot = _snapshot(rows, read_at_ns)
-    plan = plan_sync(touched, snapshot)
-    store.write_rows("articles", plan.puts, plan.deletes, read_at_ns=read_at_ns, tombstone_ttl_s=60)
-    _publish(store, snapshot)
+    store: CacheStore,
+    rows: list[dict[str, Any]],
+    touched: list[int],
+    read_at_ns: int,
+    chunk_bytes: int = 4096,
+) -> PublishResult:
+    """A consumer's batch: write the touched rows as read at ``read_at_ns``, patch the list."""
+    keys = [str(key) for key in touched]
+    store.write_rows("articles", fresh_rows(keys, rows, ORDER), read_at_ns=read_at_ns, order=ORDER)
+    return publish_list(
+        store,
+        "articles",
+        keys,
+        order=ORDER,
+        sizes=ListSizes(chunk_bytes=chunk_bytes),
+        clock_ns=lambda: read_at_ns,
+        complete=True,  # as if filled: these tests are about patches, not fills
+    )
 
 
 def test_an_older_read_never_overwrites_a_newer_one(aws: EmulatedAws) -> None:
@@ -65,53 +77,63 @@ def test_unchanged_content_writes_no_new_list_version(aws: EmulatedAws) -> None:
     # Given a published list
     store = _store(aws)
     rows = [{"id": index} for index in range(50)]
-    first = _publish(store, _snapshot(rows, 100))
-    version = store.get_manifest("articles")
+    first = _sync(store, rows, list(range(50)), 100)
+    version = store.get_head("articles")
     # When the same content is read again later
-    second = _publish(store, _snapshot(rows, 200))
-    # Then nothing but the manifest's read time changes
-    after = store.get_manifest("articles")
-    assert (first.outcome, second.outcome, second.chunks_written) == ("published", "unchanged", 0)
+    second = _sync(store, rows, list(range(50)), 200)
+    # Then no list node is written and the version stays
+    after = store.get_head("articles")
+    assert (first.outcome, second.outcome, second.chunks_written) == ("created", "unchanged", 0)
     assert version is not None and after is not None
-    assert (after.version, after.modified_at) == (version.version, version.modified_at)
-    assert after.read_at_ns == 200
+    assert after.version == version.version
 
 
-def test_same_content_at_a_newer_time_blocks_an_older_different_read(aws: EmulatedAws) -> None:
-    # Given content X published at t=100 and confirmed unchanged at t=300
+def test_a_patch_rewrites_only_the_chunks_it_touches(aws: EmulatedAws) -> None:
+    # Given a list of 200 rows in many chunks
     store = _store(aws)
-    _publish(store, _snapshot([{"id": 1, "v": "X"}], 100))
-    _publish(store, _snapshot([{"id": 1, "v": "X"}], 300))
-    # When a read from t=200 with other content arrives
-    outcome = _publish(store, _snapshot([{"id": 1, "v": "Y"}], 200))
-    # Then it is refused as stale
-    assert outcome.outcome == "stale"
-    assert get_list(store, "articles") == [{"id": 1, "v": "X"}]
+    rows = [{"id": i, "x": "a" * 100} for i in range(200)]
+    _sync(store, rows, list(range(200)), 100, chunk_bytes=2048)
+    before = store.get_head("articles")
+    assert before is not None and before.chunk_count > 8
+    # When one row in the middle changes
+    rows[100] = {"id": 100, "x": "changed"}
+    store.counter.by_kind.clear()
+    result = _sync(store, rows, [100], 200, chunk_bytes=2048)
+    # Then one chunk and its index page are written, and the list reads back whole
+    assert (result.outcome, result.chunks_written, result.index_pages_written) == (
+        "published",
+        1,
+        1,
+    )
+    assert get_list(store, "articles") == rows
 
 
 def test_new_version_retires_the_old_chunks_after_a_grace_period(aws: EmulatedAws) -> None:
     # Given a list of several chunks, then a changed list
     store = _store(aws, now=1000.0)
-    _publish(store, _snapshot([{"id": i, "x": "a" * 100} for i in range(100)], 100))
-    old = store.get_manifest("articles")
-    _publish(store, _snapshot([{"id": i, "x": "b" * 100} for i in range(100)], 200))
+    _sync(store, [{"id": i, "x": "a" * 100} for i in range(100)], list(range(100)), 100)
+    old = store.get_head("articles")
+    _sync(store, [{"id": i, "x": "b" * 100} for i in range(100)], list(range(100)), 200)
     assert old is not None and old.chunk_count > 1
     # When a reader still holding the old version reads within / after the grace period
-    within = store.get_chunk("articles", old.version, 0)
-    later = _store(aws, now=1061.0).get_chunk("articles", old.version, 0)
-    # Then it is served within the grace period and gone after it
+    page = store.get_index_page(old.pages[0].key)
+    assert page is not None
+    within = store.get_served_chunk(page.chunks[0].key)
+    later = _store(aws, now=1061.0).get_served_chunk(page.chunks[0].key)
+    # Then it is served within the grace period and gone after it, and so is its version
     assert within is not None and '"a' in within.body
     assert later is None
+    assert _store(aws, now=1061.0).get_version("articles", old.version) is None
 
 
 def test_large_list_is_chunked_below_the_item_limit_and_read_back_whole(aws: EmulatedAws) -> None:
     # Given a list of about 1.5 MB (far over DynamoDB's 400 KB item limit)
-    rows = [{"id": i, "body": f"{i} " + "lorem ipsum dolor sit amet " * 20} for i in range(2500)]
-    snapshot = _snapshot(rows, 100, chunk_bytes=256_000)
-    assert snapshot.list_bytes > 1_000_000
+    rows = [{"id": i, "body": f"{i} " + "lorem ipsum dolor sit amet " * 200} for i in range(250)]
     # When published / Then it spans several chunks and reads back exactly
     store = _store(aws)
-    assert _publish(store, snapshot).chunks_written == len(snapshot.chunks) > 4
+    assert _sync(store, rows, list(range(250)), 100, chunk_bytes=64_000).chunks_written > 4
+    head = store.get_head("articles")
+    assert head is not None and head.list_bytes > 1_000_000
     assert get_list(store, "articles") == rows
 
 
@@ -160,12 +182,11 @@ def test_dynamodb_throttling_is_retried_by_botocore(aws: EmulatedAws) -> None:
 
     client = boto3.client("dynamodb", config=PATIENT)
     throttle = _Throttling(times=3)
-    client.meta.events.register_first("before-send.dynamodb.PutItem", throttle)
+    client.meta.events.register_first("before-send.dynamodb.UpdateItem", throttle)
     store = _store(aws, client=client)
     # When a row is written
-    snapshot = _snapshot([{"id": 1, "t": "kept"}], 100)
-    plan = plan_sync([1], snapshot)
-    writes = store.write_rows("articles", plan.puts, (), read_at_ns=100, tombstone_ttl_s=60)
+    fresh = fresh_rows(["1"], [{"id": 1, "t": "kept"}], ORDER)
+    writes = store.write_rows("articles", fresh, read_at_ns=100, order=ORDER)
     # Then botocore retried until it landed
     assert throttle.calls == 4
     assert writes.written == 1
@@ -200,7 +221,7 @@ def test_unprocessed_items_are_resent(aws: EmulatedAws) -> None:
     store = _store(aws, client=flaky)
     rows = [{"id": i, "x": "z" * 200} for i in range(40)]
     # When a multi-chunk list is published
-    _publish(store, _snapshot(rows, 100, chunk_bytes=2048))
+    _sync(store, rows, list(range(40)), 100, chunk_bytes=2048)
     # Then the leftovers were resent and the list reads back whole
     assert flaky.batch_calls > 2
     assert get_list(_store(aws), "articles") == rows
@@ -211,5 +232,5 @@ def test_unprocessed_items_that_never_land_fail_loudly(aws: EmulatedAws) -> None
     store = _store(aws, client=_UnprocessedOnce(aws.dynamodb, times=1000))
     # When a list is published / Then the failure surfaces (and the record will be retried)
     with pytest.raises(DependencyUnavailable):
-        _publish(store, _snapshot([{"id": 1}], 100))
-    assert store.get_manifest("articles") is None
+        _sync(store, [{"id": 1}, {"id": 2}], [1, 2], 100, chunk_bytes=1024)
+    assert store.get_head("articles") is None

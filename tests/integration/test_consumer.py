@@ -3,25 +3,20 @@ stand-in over real HTTP, read through supabase-py."""
 
 from __future__ import annotations
 
-import copy
 import io
 import json
-import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from supabase import create_client
 
-from consumer.handler import build_ports, lambda_handler
-from local.aws_resources import seed_secrets
 from local.supabase_standin import SupabaseStandIn
 from tests.conftest import EmulatedAws, LambdaContext, load_event
+from tests.consumer_support import batch, cache_equals, change, consumer_ports, drain, run
 from waituntil.contracts import Change
 from waituntil.reader import get_item, get_list
-from waituntil.settings import ConsumerSettings
 from waituntil.sync import Ports
 
 
@@ -31,60 +26,32 @@ def supabase() -> Iterator[SupabaseStandIn]:
         yield standin
 
 
-def _ports(aws: EmulatedAws, supabase: SupabaseStandIn, **overrides: str) -> Ports:
-    seed_secrets(aws.secrets, aws.stack.resolver, {"SupabaseKeySecretName": supabase.service_key})
-    environment = {
-        **aws.environment("ConsumerFunction"),
-        "SUPABASE_URL": supabase.url,
-        "CACHED_TABLES": "articles,authors",
-        **overrides,
-    }
-    return build_ports(
-        ConsumerSettings.model_validate(environment),
-        secrets_client=aws.secrets,
-        dynamodb=aws.dynamodb,
-    )
-
-
-def _batch(*changes: dict[str, Any]) -> dict[str, Any]:
-    """An SQS event as Lambda delivers it, one record per change."""
-    template = load_event("consumer/batch.json")["Records"][0]
-    records = []
-    for change in changes:
-        record = copy.deepcopy(template)
-        record["messageId"] = str(uuid.uuid4())
-        record["body"] = json.dumps(change)
-        records.append(record)
-    return {"Records": records}
-
-
-def _change(change_type: str, key: Any, table: str = "articles") -> dict[str, Any]:
-    row = {"id": key}
-    return Change(
-        type=change_type,  # type: ignore[arg-type]
-        schema_name="public",
-        table=table,
-        key=key,
-        record=None if change_type == "DELETE" else row,
-        old_record=None if change_type == "INSERT" else row,
-        received_at=datetime.now(UTC),
-        correlation_id=f"corr-{change_type}-{key}",
-    ).model_dump(mode="json", by_alias=True)
+_ports = consumer_ports
+_batch = batch
+_change = change
 
 
 def _run(event: dict[str, Any], ports: Ports, context: LambdaContext) -> list[str]:
-    """Invoke the handler; return the ids of the records it reported as failed."""
-    response = lambda_handler(event, context, ports=ports)
-    return [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
+    """Invoke the handler, then drain what it queued (the first fill); return failed ids."""
+    failed = run(event, ports, context)
+    drain(_AWS[0], ports, context)
+    return failed
+
+
+_AWS: list[EmulatedAws] = []
+
+
+@pytest.fixture(autouse=True)
+def _remember_aws(aws: EmulatedAws) -> Iterator[None]:
+    _AWS[:] = [aws]
+    yield
+    _AWS.clear()
 
 
 def _cache_equals_supabase(
     ports: Ports, supabase: SupabaseStandIn, table: str = "articles"
 ) -> None:
-    rows = supabase.rows(table)
-    assert get_list(ports.store, table) == rows
-    for row in rows:
-        assert get_item(ports.store, table, row["id"]) == row
+    cache_equals(ports, supabase.rows(table), table)
 
 
 def test_bundled_batch_converges_to_supabase(
@@ -142,29 +109,34 @@ def test_duplicates_and_replays_change_nothing(
     event = _batch(_change("UPDATE", 2), _change("UPDATE", 2), _change("INSERT", 4))
     # When the batch is processed, then the very same batch is redelivered
     assert _run(event, ports, lambda_context) == []
-    manifest = ports.store.get_manifest("articles")
+    head = ports.store.get_head("articles")
     assert _run(event, ports, lambda_context) == []
     # Then the cache still equals Supabase and the list version did not change
     _cache_equals_supabase(ports, supabase)
-    again = ports.store.get_manifest("articles")
-    assert manifest is not None and again is not None
-    assert again.version == manifest.version
+    again = ports.store.get_head("articles")
+    assert head is not None and again is not None
+    assert again.version == head.version
 
 
-def test_many_changes_in_a_batch_cost_one_read_per_table(
+def test_a_batch_reads_only_its_touched_keys(
     aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
 ) -> None:
-    # Given a 2,500-row table (Supabase caps any single read at 1,000)
-    supabase.seed("articles", [{"id": i, "title": f"article {i}"} for i in range(1, 2501)])
-    ports = _ports(aws, supabase)
+    # Given a 250-row table, filled in pages of 100 (Supabase caps a read at 1,000 rows)
+    supabase.seed("articles", [{"id": i, "title": f"article {i}"} for i in range(1, 251)])
+    ports = _ports(aws, supabase, SUPABASE_PAGE_SIZE="100")
+    assert _run(_batch(_change("UPDATE", 1)), ports, lambda_context) == []
+    writer = create_client(supabase.url, supabase.service_key)
+    writer.table("articles").update({"title": "new"}).in_("id", list(range(1, 11))).execute()
     supabase.reset_request_log()
     # When ten changes arrive in one batch
     event = _batch(*(_change("UPDATE", key) for key in range(1, 11)))
     assert _run(event, ports, lambda_context) == []
-    # Then the table was read once, whole, in three keyset pages
-    assert len(supabase.request_log) == 3
+    # Then Supabase was asked once, for exactly those ten rows
+    log = supabase.request_log
+    assert len(log) == 1
+    assert "in." in str(log[0].query)
     cached = get_list(ports.store, "articles")
-    assert cached is not None and len(cached) == 2500
+    assert cached is not None and len(cached) == 250
     assert cached == supabase.rows("articles")
 
 
@@ -172,16 +144,16 @@ def test_aggregate_over_a_megabyte_is_chunked_and_whole(
     aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
 ) -> None:
     # Given about 1.3 MB of articles
-    body = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 8
-    supabase.seed("articles", [{"id": i, "body": f"{i} {body}"} for i in range(1, 2801)])
+    body = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 80
+    supabase.seed("articles", [{"id": i, "body": f"{i} {body}"} for i in range(1, 281)])
     ports = _ports(aws, supabase)
     # When one change is processed
     assert _run(_batch(_change("UPDATE", 1)), ports, lambda_context) == []
     # Then the list is stored in several chunks and reads back exactly
-    manifest = ports.store.get_manifest("articles")
-    assert manifest is not None
-    assert manifest.list_bytes > 1_000_000
-    assert manifest.chunk_count > 1
+    head = ports.store.get_head("articles")
+    assert head is not None
+    assert head.list_bytes > 1_000_000
+    assert head.chunk_count > 1
     _cache_equals_supabase(ports, supabase)
 
 
@@ -201,7 +173,7 @@ def test_supabase_503_fails_that_tables_records_only(
     records = event["Records"]
     assert failed == [records[0]["messageId"], records[2]["messageId"]]
     assert get_item(ports.store, "authors", 1) == {"id": 1, "name": "Ada"}
-    assert ports.store.get_manifest("articles") is None
+    assert ports.store.get_head("articles") is None
 
 
 def test_a_passing_supabase_503_is_retried_in_place(
@@ -214,9 +186,11 @@ def test_a_passing_supabase_503_is_retried_in_place(
     # When a change is processed
     failed = _run(_batch(_change("UPDATE", 1)), ports, lambda_context)
     # Then it succeeds without waiting for an SQS redelivery, at the cost of one more request
+    # (the requests after those two are the table's first fill)
     assert failed == []
     assert get_item(ports.store, "articles", 1) == {"id": 1, "title": "t"}
-    assert [record.status for record in supabase.request_log] == [503, 200]
+    assert [record.status for record in supabase.request_log][:3] == [503, 200, 200]
+    assert supabase.request_log[2].query != supabase.request_log[1].query
 
 
 def test_supabase_timeout_fails_the_records(
@@ -301,7 +275,9 @@ def test_correlation_id_is_logged_per_record(
     _run(_batch(_change("UPDATE", 3)), ports, lambda_context)
     lines = [json.loads(line) for line in captured_logs.getvalue().splitlines()]
     applied = [line for line in lines if line.get("message") == "applying change"]
-    assert [line["correlation_id"] for line in applied] == ["corr-UPDATE-3"]
+    assert applied[0]["correlation_id"] == "corr-UPDATE-3"
+    # (then the first fill of the table, which the consumer queued for itself, with its own id)
+    assert all(line["correlation_id"].startswith("sync-") for line in applied[1:])
 
 
 def test_scheduled_resync_heals_a_lost_webhook(

@@ -14,9 +14,12 @@ from reader.handler import Ports, build_ports, lambda_handler
 from tests.conftest import EmulatedAws, LambdaContext, load_event
 from waituntil.adapters.cache_store import CacheStore
 from waituntil.cache_layout import content_etag, dump_json
+from waituntil.cache_model import ListOrder, RowState, position_tag
+from waituntil.list_patch import ListSizes, plan_patch
 from waituntil.read_api import MAX_RESPONSE_BYTES
+from waituntil.reader import read_version
 from waituntil.settings import ReaderSettings
-from waituntil.snapshot import build_snapshot, plan_sync
+from waituntil.sync import fresh_rows
 
 ROW_42: dict[str, Any] = json.loads(load_event("receiver/insert.json")["body"])["record"]
 T0 = 1_796_000_000_000_000_000  # ns: Mon, 30 Nov 2026 00:53:20 GMT
@@ -48,17 +51,56 @@ class Reader:
         touched: tuple[int, ...] = (),
         items: bool = True,
     ) -> None:
-        """What the consumer does: rows to their items, then the list flips to a new version."""
-        snapshot = build_snapshot(
-            "articles", rows, primary_key="id", read_at_ns=read_at_ns, chunk_bytes=chunk_bytes
-        )
+        """What the consumer does: rows to their items, then the list flips to a new version
+        holding ``rows`` (rows of the previous version missing here are removed)."""
+        order = ListOrder("id")
+        keys = [str(row["id"]) for row in rows] + [str(key) for key in touched]
+        fresh = fresh_rows(list(dict.fromkeys(keys)), rows, order)
         if items:
-            plan = plan_sync(touched, snapshot, baseline={})
-            self.store.write_rows(
-                "articles", plan.puts, plan.deletes, read_at_ns=read_at_ns, tombstone_ttl_s=3600
+            self.store.write_rows("articles", fresh, read_at_ns=read_at_ns, order=order)
+        base = self.store.get_head("articles")
+        states = {
+            row.key: RowState(
+                key=row.key,
+                body=row.body,
+                read_at_ns=read_at_ns,
+                position=row.position,
+                positions=frozenset({position_tag(read_at_ns, row.position)})
+                if row.position
+                else frozenset(),
             )
-        current = self.store.get_manifest("articles")
-        self.store.publish_list(snapshot, current, old_list_grace_s=GRACE_S)
+            for row in fresh
+        }
+        if items:  # as the consumer does: the states that won, read back
+            states = self.store.get_rows("articles", list(states))
+        if base is not None:  # rows that are gone in this version
+            listed = read_version(self.store, base) or []
+            for old in listed:
+                key = str(old["id"])
+                if key not in states or states[key].body is None:
+                    states[key] = RowState(
+                        key=key,
+                        body=None,
+                        read_at_ns=read_at_ns,
+                        position=None,
+                        positions=frozenset({position_tag(read_at_ns - 1, (old["id"],))}),
+                    )
+        plan = plan_patch(
+            self.store,
+            "articles",
+            base,
+            states,
+            order,
+            ListSizes(chunk_bytes=chunk_bytes),
+            now_ns=read_at_ns,
+            nonce=f"seed{read_at_ns}",
+        )
+        assert plan.head is not None
+        self.store.write_nodes("articles", plan.chunks, plan.pages)
+        assert self.store.flip_head(plan.head, base)
+        self.store.retire(
+            "articles", plan.retired_chunks, plan.retired_pages, base.version if base else None
+        )
 
     def get(
         self,
@@ -90,7 +132,9 @@ class Reader:
 @pytest.fixture
 def reader(aws: EmulatedAws, lambda_context: LambdaContext) -> Reader:
     clock = Clock()
-    store = CacheStore(aws.stack.table_name, aws.dynamodb, sleep=lambda _: None, clock=clock)
+    store = CacheStore(
+        aws.stack.table_name, aws.dynamodb, sleep=lambda _: None, clock=clock, grace_s=GRACE_S
+    )
     settings = ReaderSettings.model_validate(aws.environment("ReaderFunction"))
     ports = Ports(settings=settings, store=store)
     return Reader(aws=aws, context=lambda_context, ports=ports, store=store, clock=clock)
@@ -253,8 +297,12 @@ def test_a_list_page_round_trips_its_etag(reader: Reader) -> None:
         assert (response["statusCode"], response["body"]) == (304, "")
         assert response["h"]["ETag"] == etag
         assert response["h"]["X-Total-Count"] == "30"
-    # When the list changes / Then page 2 has a new ETag and is served again
+    # When the list grows at its end / Then page 2 is the same rows, still 304
     reader.seed(_rows(31), read_at_ns=T0 + 1)
+    same = reader.get(query={"page": "2"}, headers={"If-None-Match": etag})
+    assert same["statusCode"] == 304
+    # When the rows of page 2 change / Then page 2 has a new ETag and is served again
+    reader.seed(_rows(31, title="t2"), read_at_ns=T0 + 2)
     changed = reader.get(query={"page": "2"}, headers={"If-None-Match": etag})
     assert changed["statusCode"] == 200
     assert changed["h"]["ETag"] != etag

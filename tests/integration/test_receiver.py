@@ -8,9 +8,12 @@ from typing import Any
 
 import pytest
 
+from local.template import load_template
 from receiver.handler import Ports, build_ports, lambda_handler
 from tests.conftest import WEBHOOK_SECRET, EmulatedAws, LambdaContext, load_event
+from tests.faults import FAULTS, FaultyClient, unreachable
 from waituntil.adapters.queue import QueuePublisher
+from waituntil.adapters.secrets import SecretReader
 from waituntil.contracts import Change
 from waituntil.settings import ReceiverSettings
 
@@ -175,3 +178,199 @@ def test_secret_and_authorization_header_never_reach_the_logs(
     assert WEBHOOK_SECRET not in text
     assert "not-the-secret" not in text
     assert "Bearer" not in text
+
+
+# ----- faults at the receiver: a 503 and nothing claimed -------------------------------------
+
+
+def _faulty_ports(
+    aws: EmulatedAws, *, sqs: FaultyClient | None = None, secrets: FaultyClient | None = None
+) -> Ports:
+    settings = ReceiverSettings.model_validate(aws.environment("ReceiverFunction"))
+    return build_ports(
+        settings,
+        secrets_client=secrets or FaultyClient(aws.secrets),  # type: ignore[arg-type]
+        sqs=sqs or FaultyClient(aws.sqs),  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_sqs_failing_is_503_and_nothing_is_claimed(
+    aws: EmulatedAws, lambda_context: LambdaContext, fault: str
+) -> None:
+    # Given SQS throttling, unreachable, timing out or failing inside
+    sqs = FaultyClient(aws.sqs, {"send_message": FAULTS[fault]})
+    ports = _faulty_ports(aws, sqs=sqs)
+    # When a valid webhook arrives
+    response = _invoke(load_event("receiver/insert.json"), ports, lambda_context)
+    # Then the send was tried, the answer is 503 with Retry-After, and nothing is queued
+    assert sqs.calls == ["send_message"]
+    assert response["statusCode"] == 503
+    assert response["json"]["received"] is False
+    assert (response.get("multiValueHeaders") or {}).get("Retry-After") == ["1"]
+    assert aws.queue_messages() == []
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_secrets_manager_down_at_cold_start_is_503(
+    aws: EmulatedAws, lambda_context: LambdaContext, fault: str
+) -> None:
+    # Given a fresh container (nothing cached) and Secrets Manager failing
+    secrets = FaultyClient(aws.secrets, {"get_secret_value": FAULTS[fault]})
+    sqs = FaultyClient(aws.sqs)
+    ports = _faulty_ports(aws, secrets=secrets, sqs=sqs)
+    # When a webhook with a bearer token arrives
+    response = _invoke(load_event("receiver/insert.json"), ports, lambda_context)
+    # Then it cannot be authenticated: 503 (our fault, not the sender's), SQS never called
+    assert response["statusCode"] == 503
+    assert "get_secret_value" in secrets.calls
+    assert sqs.calls == []
+    assert aws.queue_messages() == []
+
+
+def test_a_request_without_a_token_is_401_even_when_secrets_manager_is_down(
+    aws: EmulatedAws, lambda_context: LambdaContext
+) -> None:
+    # Given Secrets Manager down / When a request without Authorization arrives
+    secrets = FaultyClient(aws.secrets, {"get_secret_value": unreachable})
+    response = _invoke(
+        load_event("receiver/no_auth.json"), _faulty_ports(aws, secrets=secrets), lambda_context
+    )
+    # Then it is refused as the sender's fault, without reading any secret
+    assert response["statusCode"] == 401
+    assert secrets.calls == []
+
+
+def test_secrets_manager_down_in_a_warm_container_uses_the_cached_secret(
+    aws: EmulatedAws, lambda_context: LambdaContext
+) -> None:
+    # Given a container that read the secret once
+    secrets = FaultyClient(aws.secrets)
+    ports = _faulty_ports(aws, secrets=secrets)
+    assert _invoke(load_event("receiver/insert.json"), ports, lambda_context)["statusCode"] == 202
+    # When Secrets Manager goes down within the cache's max age
+    secrets.faults["get_secret_value"] = unreachable
+    response = _invoke(load_event("receiver/update.json"), ports, lambda_context)
+    # Then webhooks are still accepted and queued
+    assert response["statusCode"] == 202
+    assert len(aws.queue_messages()) == 2
+
+
+def test_characters_sqs_refuses_never_reach_it(
+    aws: EmulatedAws, lambda_context: LambdaContext
+) -> None:
+    # Given a row whose text holds U+FFFF (Postgres text may; real SQS refuses it raw)
+    event = load_event("receiver/insert.json")
+    payload = json.loads(event["body"])
+    payload["record"]["title"] = "odd \uffff title"
+    event["body"] = json.dumps(payload, ensure_ascii=False)
+    # When handled by a receiver whose SQS checks characters as the real one does
+    response = _invoke(event, _faulty_ports(aws), lambda_context)
+    # Then it is queued (202), and the consumer reads the title back unchanged
+    assert response["statusCode"] == 202
+    (message,) = aws.queue_messages()
+    assert Change.from_message(message["Body"]).record == payload["record"]
+
+
+# ----- rotating the webhook secret without downtime -----------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _rotating_ports(aws: EmulatedAws, clock: Clock) -> Ports:
+    ports = _ports(aws)
+    return Ports(ports.settings, SecretReader(aws.secrets, 300, clock=clock), ports.queue)
+
+
+def _with_token(token: str) -> dict[str, Any]:
+    event = load_event("receiver/insert.json")
+    event["headers"]["Authorization"] = f"Bearer {token}"
+    event["multiValueHeaders"]["Authorization"] = [f"Bearer {token}"]
+    return event
+
+
+def _finish_rotation(aws: EmulatedAws, name: str) -> None:
+    """Step 3 of the README's procedure, as the two CLI calls do it."""
+    versions = aws.secrets.list_secret_version_ids(SecretId=name)["Versions"]
+    stages = {version["VersionId"]: version.get("VersionStages", []) for version in versions}
+    new_id = next(vid for vid, names in stages.items() if "AWSPENDING" in names)
+    old_id = next(vid for vid, names in stages.items() if "AWSCURRENT" in names)
+    aws.secrets.update_secret_version_stage(
+        SecretId=name, VersionStage="AWSCURRENT", MoveToVersionId=new_id, RemoveFromVersionId=old_id
+    )
+    aws.secrets.update_secret_version_stage(
+        SecretId=name, VersionStage="AWSPENDING", RemoveFromVersionId=new_id
+    )
+
+
+def test_rotation_accepts_current_and_pending_then_retires_the_old_secret(
+    aws: EmulatedAws, lambda_context: LambdaContext
+) -> None:
+    clock = Clock()
+    name = aws.stack.resolver.parameter("WebhookSecretName")
+    ports = _rotating_ports(aws, clock)
+
+    def status(token: str) -> int:
+        return int(_invoke(_with_token(token), ports, lambda_context)["statusCode"])
+
+    # Given a warm receiver that accepts the current secret only
+    assert (status(WEBHOOK_SECRET), status("new-secret")) == (202, 401)
+    # When step 1 stages the new secret as AWSPENDING and the cache's max age passes
+    aws.secrets.put_secret_value(
+        SecretId=name, SecretString="new-secret", VersionStages=["AWSPENDING"]
+    )
+    clock.now += 300
+    # Then both secrets are accepted: Supabase can switch at any moment (step 2)
+    assert (status(WEBHOOK_SECRET), status("new-secret")) == (202, 202)
+    # When step 3 makes the new secret AWSCURRENT (the old one becomes AWSPREVIOUS)
+    _finish_rotation(aws, name)
+    # Then the old secret stays valid until the cache's max age (300 s) has passed, no longer
+    clock.now += 299
+    assert (status(WEBHOOK_SECRET), status("new-secret")) == (202, 202)
+    clock.now += 1
+    assert (status(WEBHOOK_SECRET), status("new-secret")) == (401, 202)
+    # And AWSPREVIOUS (the old secret) is never accepted
+    assert "AWSPREVIOUS" in str(aws.secrets.list_secret_version_ids(SecretId=name))
+    assert len(aws.queue_messages()) == 6
+
+
+def test_a_rotation_finishing_between_the_two_reads_never_refuses_the_new_secret(
+    aws: EmulatedAws,
+) -> None:
+    # Given a rotation under way (new secret pending) that finishes right after the first
+    # Secrets Manager call of a refresh
+    name = aws.stack.resolver.parameter("WebhookSecretName")
+    aws.secrets.put_secret_value(SecretId=name, SecretString="new", VersionStages=["AWSPENDING"])
+
+    class FinishAfterFirstCall:
+        calls = 0
+
+        def get_secret_value(self, **kwargs: Any) -> Any:
+            response = aws.secrets.get_secret_value(**kwargs)
+            self.calls += 1
+            if self.calls == 1:
+                _finish_rotation(aws, name)
+            return response
+
+    reader = SecretReader(FinishAfterFirstCall(), 300)  # type: ignore[arg-type]
+    # When the reader refreshes / Then the new secret is among those accepted
+    assert "new" in list(reader.accepted_versions(name))
+
+
+def test_the_receiver_may_read_only_its_own_secret() -> None:
+    # Given the template / When the receiver's policies are read
+    template = load_template()
+    policies = template["Resources"]["ReceiverFunction"]["Properties"]["Policies"]
+    secret_policies = [p for p in policies if "AWSSecretsManagerGetSecretValuePolicy" in p]
+    # Then the one secrets policy is SAM's GetSecretValue template on the webhook secret alone:
+    # reading AWSPENDING is a VersionStage parameter of GetSecretValue, no other permission
+    (policy,) = secret_policies
+    arn = policy["AWSSecretsManagerGetSecretValuePolicy"]["SecretArn"]
+    assert "${WebhookSecretName}-??????" in str(arn)
+    assert all("SecretsManager" not in str(p) or p is policy for p in policies)

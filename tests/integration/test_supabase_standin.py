@@ -24,7 +24,12 @@ from postgrest.exceptions import APIError
 from postgrest.types import CountMethod
 from supabase import Client, ClientOptions, create_client
 
-from local.supabase_standin import SupabaseStandIn, WebhookConfig, make_service_key
+from local.supabase_standin import (
+    SupabaseStandIn,
+    WebhookConfig,
+    make_anon_key,
+    make_service_key,
+)
 
 # postgrest-py warns that its `timeout` argument is deprecated (supabase-py passes it).
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -688,6 +693,260 @@ def test_admin_seed_rows_and_webhook_log_over_http(
     assert rows == [{"id": 1}, {"id": 2}, {"id": 3}]
 
 
+# -- row level security (the anon key) -------------------------------------------------------
+
+RLS_N = 250
+
+
+def rls_visible(article_id: int) -> bool:
+    """Which seeded articles the policy published=eq.true shows (NULL hides, as in SQL)."""
+    return article_id % 3 != 0 and article_id % 50 != 0
+
+
+def rls_published(article_id: int) -> bool | None:
+    return None if article_id % 50 == 0 else article_id % 3 != 0
+
+
+VISIBLE_IDS = [i for i in range(1, RLS_N + 1) if rls_visible(i)]
+
+
+@pytest.fixture
+def rls(receiver: Receiver) -> Iterator[SupabaseStandIn]:
+    """Three tables, three RLS situations: a filter (articles), "true" (authors), no policy
+    (drafts). Webhooks go to `receiver`."""
+    webhook = WebhookConfig(url=receiver.url, timeout_s=2.0)
+    with SupabaseStandIn(
+        {"articles": "id", "authors": "slug", "drafts": "id"},
+        webhook=webhook,
+        anon_policies={"articles": "published=eq.true", "authors": "true"},
+    ) as standin:
+        standin.seed(
+            "articles",
+            [
+                {"id": i, "title": f"t{i}", "published": rls_published(i), "note": f"n{i}"}
+                for i in range(1, RLS_N + 1)
+            ],
+        )
+        standin.seed("authors", [{"slug": "ann", "name": "Ann", "email": "ann@example.com"}])
+        standin.seed("drafts", [{"id": 1, "title": "secret"}])
+        yield standin
+
+
+def anon_client(standin: SupabaseStandIn) -> Client:
+    return make_client(standin, key=standin.anon_key)
+
+
+def test_anon_key_reads_only_the_rows_the_policy_shows(rls: SupabaseStandIn) -> None:
+    anon, service = anon_client(rls), make_client(rls)
+    # When both roles read every article
+    anon_rows = rows_of(anon.table("articles").select("*").order("id").execute())
+    service_rows = rows_of(service.table("articles").select("*").order("id").execute())
+    # Then anon gets exactly the published rows (unpublished and NULL are hidden)
+    assert [r["id"] for r in anon_rows] == VISIBLE_IDS
+    assert all(r["published"] is True for r in anon_rows)
+    # And the service key bypasses RLS: every row
+    assert [r["id"] for r in service_rows] == list(range(1, RLS_N + 1))
+    # And .in_() naming hidden rows returns only the visible ones
+    wanted = [1, 3, 4, 50, 99]  # 3 and 99 unpublished, 50 NULL
+    anon_in = anon.table("articles").select("id").in_("id", wanted).order("id").execute()
+    service_in = service.table("articles").select("id").in_("id", wanted).order("id").execute()
+    assert [r["id"] for r in rows_of(anon_in)] == [1, 4]
+    assert [r["id"] for r in rows_of(service_in)] == [1, 3, 4, 50, 99]
+    # And a hidden row asked for by key is simply absent, exactly like a missing row
+    assert anon.table("articles").select("*").eq("id", 3).maybe_single().execute() is None
+    with pytest.raises(APIError) as info:
+        anon.table("articles").select("*").eq("id", 3).single().execute()
+    assert info.value.code == "PGRST116"
+
+
+def test_anon_keyset_pages_counts_and_ranges_cover_visible_rows_only(
+    rls: SupabaseStandIn,
+) -> None:
+    anon = anon_client(rls)
+    # When anon pages with the consumer's keyset loop, 50 rows a page
+    ids: list[int] = []
+    last = 0
+    while True:
+        page = anon.table("articles").select("id").gt("id", last).order("id").limit(50).execute()
+        ids.extend(r["id"] for r in rows_of(page))
+        if len(page.data) < 50:
+            break
+        last = rows_of(page)[-1]["id"]
+    # Then the pages hold every visible row once, in order, and no hidden one
+    assert ids == VISIBLE_IDS
+    # And count="exact" counts visible rows only, for a GET, a HEAD and a range
+    exact = anon.table("articles").select("id", count=CountMethod.exact).limit(10).execute()
+    head = (
+        anon.table("articles")
+        .select("*", count=CountMethod.exact, head=True)
+        .lte("id", 30)
+        .execute()
+    )
+    counted = anon.table("articles").select("id", count=CountMethod.exact)
+    ranged = counted.order("id").range(5, 9).execute()
+    assert (len(exact.data), exact.count) == (10, len(VISIBLE_IDS))
+    assert (head.data, head.count) == ([], len([i for i in VISIBLE_IDS if i <= 30]))
+    assert [r["id"] for r in rows_of(ranged)] == VISIBLE_IDS[5:10]
+    assert ranged.count == len(VISIBLE_IDS)
+    # And the service key counts every row
+    service = make_client(rls).table("articles").select("id", count=CountMethod.exact)
+    assert service.limit(1).execute().count == RLS_N
+
+
+def test_no_policy_hides_the_table_from_anon_and_true_shows_it_all(
+    rls: SupabaseStandIn,
+) -> None:
+    anon = anon_client(rls)
+    # Given drafts has no anon policy (RLS enabled, no policy): anon gets 200 and nothing
+    drafts = anon.table("drafts").select("*", count=CountMethod.exact).execute()
+    assert (drafts.data, drafts.count) == ([], 0)
+    # While the service key sees the row
+    assert make_client(rls).table("drafts").select("id").execute().data == [{"id": 1}]
+    # And authors' policy "true" shows anon every row, as the service key sees it
+    assert anon.table("authors").select("*").execute().data == rls.rows("authors")
+
+
+def test_a_column_outside_select_is_absent_for_both_roles(rls: SupabaseStandIn) -> None:
+    for client in (anon_client(rls), make_client(rls)):
+        # When selecting named columns
+        authors = client.table("authors").select("slug,name").execute()
+        article = client.table("articles").select("id,title").eq("id", 1).execute()
+        # Then only those come back: the email and note columns never leave the stand-in
+        assert authors.data == [{"slug": "ann", "name": "Ann"}]
+        assert article.data == [{"id": 1, "title": "t1"}]
+
+
+def test_a_row_hidden_by_update_leaves_anon_reads_but_its_webhook_has_the_full_row(
+    rls: SupabaseStandIn, receiver: Receiver
+) -> None:
+    anon, service = anon_client(rls), make_client(rls)
+    # Given row 1 is published, so anon sees it
+    assert anon.table("articles").select("id").eq("id", 1).execute().data == [{"id": 1}]
+    # When the service key unpublishes row 1
+    service.table("articles").update({"published": False}).eq("id", 1).execute()
+    # Then anon no longer sees it, in a targeted read or in the list; the service key does
+    assert anon.table("articles").select("*").eq("id", 1).execute().data == []
+    listed = anon.table("articles").select("id").order("id").execute()
+    assert [r["id"] for r in rows_of(listed)] == [i for i in VISIBLE_IDS if i != 1]
+    assert len(service.table("articles").select("id").eq("id", 1).execute().data) == 1
+    # When a hidden row is inserted
+    service.table("articles").insert({"id": 999, "title": "draft", "published": False}).execute()
+    assert rls.wait_for_webhooks(5)
+    # Then anon cannot read it
+    assert anon.table("articles").select("*").eq("id", 999).execute().data == []
+    # And both webhooks carried the full rows: the trigger runs as the table owner, not anon
+    assert receiver.payloads() == [
+        {
+            "type": "UPDATE",
+            "table": "articles",
+            "schema": "public",
+            "record": {"id": 1, "title": "t1", "published": False, "note": "n1"},
+            "old_record": {"id": 1, "title": "t1", "published": True, "note": "n1"},
+        },
+        {
+            "type": "INSERT",
+            "table": "articles",
+            "schema": "public",
+            "record": {"id": 999, "title": "draft", "published": False, "note": None},
+            "old_record": None,
+        },
+    ]
+
+
+def test_anon_writes_follow_rls_with_select_only_policies(rls: SupabaseStandIn) -> None:
+    anon = anon_client(rls)
+    before = rls.rows("articles")
+    # When anon inserts (or upserts), Then PostgREST's RLS violation for the anon role
+    with pytest.raises(APIError) as info:
+        anon.table("articles").insert({"id": 1000, "title": "x", "published": True}).execute()
+    assert info.value.code == "42501"
+    with pytest.raises(APIError) as upsert:
+        anon.table("articles").upsert({"id": 1, "title": "x"}).execute()
+    assert upsert.value.code == "42501"
+    response = raw(
+        rls,
+        "POST",
+        "/rest/v1/articles",
+        json={"id": 1001},
+        headers={"apikey": rls.anon_key, "Authorization": f"Bearer {rls.anon_key}"},
+    )
+    assert response.status_code == 401
+    # When anon updates or deletes visible rows, Then no row matches (no UPDATE/DELETE policy)
+    assert anon.table("articles").update({"title": "x"}).eq("id", 1).execute().data == []
+    assert anon.table("articles").delete().gte("id", 1).execute().data == []
+    # And nothing changed, so nothing fired
+    assert rls.rows("articles") == before
+    assert rls.wait_for_webhooks(5)
+    assert rls.webhook_log == []
+
+
+def test_role_follows_the_bearer_token_then_the_apikey_and_is_logged(
+    rls: SupabaseStandIn,
+) -> None:
+    rls.reset_request_log()
+    params = {"select": "id", "id": "in.(1,3)"}
+    # When the apikey is anon but the Bearer token is the service key, Then the service role
+    both = raw(
+        rls,
+        "GET",
+        "/rest/v1/articles",
+        params=params,
+        headers={"apikey": rls.anon_key, "Authorization": f"Bearer {rls.service_key}"},
+    )
+    assert both.json() == [{"id": 1}, {"id": 3}]
+    # When only the anon apikey is sent, Then the anon role
+    apikey_only = raw(
+        rls, "GET", "/rest/v1/articles", params=params, headers={"apikey": rls.anon_key}
+    )
+    assert apikey_only.json() == [{"id": 1}]
+    # When the Bearer token is neither key, Then 401 as before
+    forged = raw(
+        rls,
+        "GET",
+        "/rest/v1/articles",
+        headers={"apikey": rls.anon_key, "Authorization": f"Bearer {make_service_key()}"},
+    )
+    assert (forged.status_code, forged.json()["code"]) == (401, "PGRST301")
+    # And the request log names the role each request ran as
+    assert [(r.status, r.role) for r in rls.request_log] == [
+        (200, "service_role"),
+        (200, "anon"),
+        (401, None),
+    ]
+
+
+def test_admin_api_exposes_keys_and_replaces_anon_policies(rls: SupabaseStandIn) -> None:
+    # Given the admin API, When asked for the keys and policies, Then both come back
+    assert raw(rls, "GET", "/__standin/keys").json() == {
+        "anon": rls.anon_key,
+        "service_role": rls.service_key,
+    }
+    assert raw(rls, "GET", "/__standin/anon-policies").json() == {
+        "articles": "published=eq.true",
+        "authors": "true",
+    }
+    # When the policies are replaced (articles now shows ids up to 5, authors nothing)
+    replaced = raw(rls, "PUT", "/__standin/anon-policies", json={"articles": "id=lte.5"})
+    assert (replaced.status_code, replaced.json()) == (200, {"articles": "id=lte.5"})
+    # Then the next anon reads follow them
+    anon = anon_client(rls)
+    assert [r["id"] for r in rows_of(anon.table("articles").select("id").execute())] == [
+        1,
+        2,
+        3,
+        4,
+        5,
+    ]
+    assert anon.table("authors").select("*").execute().data == []
+    # And a bad policy is a 400 that changes nothing
+    bad = raw(rls, "PUT", "/__standin/anon-policies", json={"articles": "id=zz.1"})
+    assert bad.status_code == 400
+    assert rls.anon_policies == {"articles": "id=lte.5"}
+    # And the anon key cannot use the admin API
+    denied = raw(rls, "GET", "/__standin/keys", headers={"apikey": rls.anon_key})
+    assert denied.status_code == 403
+
+
 # -- lifecycle -------------------------------------------------------------------------------
 
 
@@ -734,8 +993,9 @@ def test_seed_is_fast_for_5000_rows() -> None:
 
 
 def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
-    # Given the CLI started on a free port
+    # Given the CLI started on a free port, with an anon key and an anon policy
     key = make_service_key()
+    anon_key = make_anon_key()
     process = subprocess.Popen(  # noqa: S603 (fixed argv: this interpreter, our module)
         [
             sys.executable,
@@ -749,6 +1009,10 @@ def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
             str(tmp_path),
             "--service-key",
             key,
+            "--anon-key",
+            anon_key,
+            "--anon-policy",
+            "articles=published=eq.true",
         ],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -760,13 +1024,21 @@ def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
         assert process.stdout is not None
         url_line = process.stdout.readline().strip()
         key_line = process.stdout.readline().strip()
-        # Then it prints the URL and the key
+        anon_line = process.stdout.readline().strip()
+        # Then it prints the URL and both keys
         assert url_line.startswith("SUPABASE_URL=http://127.0.0.1:")
         assert key_line == f"SUPABASE_SERVICE_ROLE_KEY={key}"
+        assert anon_line == f"SUPABASE_ANON_KEY={anon_key}"
         url = url_line.split("=", 1)[1]
         # And serves the declared table (the declared column is selectable while empty)
         client = create_client(url, key, ClientOptions(postgrest_client_timeout=5))
         assert client.table("articles").select("id,title").execute().data == []
+        # And the anon key reads through the policy
+        client.table("articles").insert(
+            [{"id": 1, "published": True}, {"id": 2, "published": False}]
+        ).execute()
+        public = create_client(url, anon_key, ClientOptions(postgrest_client_timeout=5))
+        assert public.table("articles").select("id").execute().data == [{"id": 1}]
     finally:
         # When SIGTERM arrives, Then it exits cleanly
         process.send_signal(signal.SIGTERM)
@@ -775,3 +1047,30 @@ def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
             process.stdout.close()
         if process.stderr:
             process.stderr.close()
+
+
+def test_cli_refuses_a_policy_for_an_unknown_table() -> None:
+    # When the CLI gets a policy for a table it does not serve
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "local.supabase_standin",
+            "--port",
+            "0",
+            "--table",
+            "articles=id",
+            "--anon-policy",
+            "authors=true",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    # Then it exits with a usage error naming the table, before serving anything
+    assert done.returncode == 2
+    assert "unknown table 'authors'" in done.stderr
+    assert done.stdout == ""

@@ -9,7 +9,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from waituntil.adapters.cache_store import CachedRow, ListChunk, ListManifest
+from waituntil.cache_model import (
+    ChunkRef,
+    IndexPage,
+    IndexRef,
+    ListHead,
+    RowBody,
+    RowState,
+    ServedChunk,
+)
 from waituntil.errors import DependencyUnavailable
 from waituntil.read_api import (
     MAX_ID_BYTES,
@@ -53,44 +61,66 @@ def _settings(**overrides: str) -> ReaderSettings:
     )
 
 
-def _manifest(version: str, chunks: int, etag: str = "e" * 32) -> ListManifest:
-    return ListManifest(
+def _manifest(version: str, chunks: int, etag: str = "e" * 32) -> ListHead:
+    """A head of ``chunks`` one-row chunks in one index page (node keys derive from the
+    version, so the fake store can serve them)."""
+    return ListHead(
         table="articles",
         version=version,
-        chunk_count=chunks,
-        chunk_rows=(1,) * chunks,
+        pages=(
+            IndexRef(key=f"{version}#i", first=(1,), chunk_count=chunks, row_count=chunks, size=10),
+        ),
         row_count=chunks,
         list_bytes=10,
         etag=etag,
-        read_at="2026-11-28T12:00:00.000+00:00",
         read_at_ns=1,
-        modified_at="2026-11-28T12:00:00.000+00:00",
+        modified_at_ns=1_795_867_200_000_000_000,  # 2026-11-28T12:00:00Z
     )
 
 
 @dataclass
 class FakeStore:
-    """Serves manifests in turn (one per get_manifest call) and whichever chunks exist."""
+    """Serves heads in turn (one per get_head call), frozen versions, and whichever chunks
+    exist ((version, index) -> served JSON)."""
 
-    manifests: list[ListManifest] = field(default_factory=list)
+    manifests: list[ListHead] = field(default_factory=list)
     chunks: dict[tuple[str, int], str] = field(default_factory=dict)
-    rows: dict[str, CachedRow] = field(default_factory=dict)
+    rows: dict[str, tuple[RowState, str]] = field(default_factory=dict)
+    versions: dict[str, ListHead] = field(default_factory=dict)
     reads: int = 0
 
-    def get_row(self, table: str, key: str) -> CachedRow | None:
+    def get_row_body(self, table: str, key: str) -> tuple[RowState, str] | None:
         self.reads += 1
         return self.rows.get(key)
 
-    def get_manifest(self, table: str) -> ListManifest | None:
+    def get_head(self, table: str) -> ListHead | None:
         self.reads += 1
         if not self.manifests:
             return None
-        return self.manifests.pop(0) if len(self.manifests) > 1 else self.manifests[0]
+        head = self.manifests.pop(0) if len(self.manifests) > 1 else self.manifests[0]
+        self.versions.setdefault(head.version, head)
+        return head
 
-    def get_chunk(self, table: str, version: str, index: int) -> ListChunk | None:
+    def get_version(self, table: str, version: str) -> ListHead | None:
         self.reads += 1
-        body = self.chunks.get((version, index))
-        return None if body is None else ListChunk(body=body, row_count=1)
+        return self.versions.get(version)
+
+    def get_index_page(self, key: str) -> IndexPage | None:
+        self.reads += 1
+        version = key.removesuffix("#i")
+        head = self.versions.get(version)
+        count = head.chunk_count if head else 0
+        refs = tuple(
+            ChunkRef(key=f"{version}#c{n}", etag=f"c{n}", first=(n,), row_count=1, size=3)
+            for n in range(count)
+        )
+        return IndexPage(key=key, chunks=refs)
+
+    def get_served_chunk(self, key: str) -> ServedChunk | None:
+        self.reads += 1
+        version, _, index = key.rpartition("#c")
+        body = self.chunks.get((version, int(index)))
+        return None if body is None else ServedChunk(key=key, body=body, row_count=1)
 
 
 # ----- ids and pages --------------------------------------------------------------------------
@@ -299,9 +329,13 @@ def test_if_none_match_takes_precedence_over_if_modified_since() -> None:
 def test_an_item_read_is_one_read_and_serves_the_stored_text() -> None:
     # Given a stored row whose text is not what json.dumps would produce
     stored = '{"id": 1,  "title":"caf\\u00e9"}'
-    store = FakeStore(
-        rows={"1": CachedRow(key="1", body=stored, etag="abc", read_at="2026-11-28T12:00:00.000")}
+    state = RowState(
+        key="1",
+        body=RowBody(text=stored, etag="abc"),
+        read_at_ns=1_795_867_200_000_000_000,
+        position=(1,),
     )
+    store = FakeStore(rows={"1": (state, stored)})
     # When read
     response = read_item(
         store, ReadRequest(method="GET", table="articles", raw_id="1"), _settings()
@@ -341,9 +375,9 @@ def test_a_page_read_rereads_the_manifest_if_its_version_was_retired_meanwhile()
     )
     # When page 1 is read without a cursor
     response = read_page(store, ReadRequest(method="GET", table="articles"), _settings())
-    # Then it comes whole from v2, with v2's headers
+    # Then it comes whole from v2, with v2's headers (the page's tag is its chunk's hash)
     assert (response.status, response.body) == (200, '[{"id":2}]')
-    assert response.headers["ETag"] == f'"{"f" * 32}-p1"'
+    assert response.headers["ETag"] == '"c0-p1"'
     assert response.headers["X-Page-Count"] == "1"
 
 
@@ -353,13 +387,17 @@ def test_a_list_that_keeps_changing_is_503_not_a_mix() -> None:
         read_page(store, ReadRequest(method="GET", table="articles"), _settings())
 
 
-def test_a_pinned_page_needs_one_read_and_a_retired_one_is_gone() -> None:
+def test_a_pinned_page_needs_three_reads_and_a_retired_one_is_gone() -> None:
     # Given a cursor on page 2 of VERSION, whose chunk is still kept
-    store = FakeStore(chunks={(VERSION.version, 1): "[2]"})
+    store = FakeStore(
+        chunks={(VERSION.version, 1): "[2]"},
+        versions={VERSION.version: _manifest(VERSION.version, 3)},
+    )
     request = ReadRequest(method="GET", table="articles", cursor=encode_cursor(VERSION, 2))
-    # When read / Then one read, and the headers of the pinned version
+    # When read / Then three reads (the frozen version, its index page, the chunk), and the
+    # headers of the pinned version
     response = read_page(store, request, _settings())
-    assert (response.body, store.reads) == ("[2]", 1)
+    assert (response.body, store.reads) == ("[2]", 3)
     assert response.headers["X-Total-Count"] == "25"
     # When page 3 of the same version is asked for, and that chunk is gone / Then 410
     with pytest.raises(StaleCursor):

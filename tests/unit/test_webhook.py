@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import re
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 
 from waituntil.contracts import Change, WebhookPayload
-from waituntil.errors import InvalidPayload, PayloadTooLarge, Unauthorized, UnsupportedMediaType
-from waituntil.webhook import build_change, check_bearer, fit_message, parse_payload
+from waituntil.errors import (
+    InvalidHeaders,
+    InvalidPayload,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from waituntil.webhook import (
+    MAX_KEY_BYTES,
+    build_change,
+    check_bearer,
+    check_single_headers,
+    fit_message,
+    parse_payload,
+    request_body,
+    sqs_safe,
+)
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -28,14 +46,14 @@ def _change(payload: dict[str, object]) -> Change:
 @pytest.mark.parametrize("header", ["Bearer s3cret", "bearer s3cret", "BEARER  s3cret "])
 def test_bearer_accepts_the_secret(header: str) -> None:
     # Given the right secret in any casing of the scheme / When checked / Then no error
-    check_bearer(header, "s3cret")
+    check_bearer(header, ["s3cret"])
 
 
 @pytest.mark.parametrize("header", [None, "", "s3cret", "Basic s3cret", "Bearer wrong", "Bearer "])
 def test_bearer_refuses_anything_else(header: str | None) -> None:
     # Given a missing, malformed or wrong header / When checked / Then 401
     with pytest.raises(Unauthorized):
-        check_bearer(header, "s3cret")
+        check_bearer(header, ["s3cret"])
 
 
 def test_payload_must_be_json_content_type() -> None:
@@ -57,7 +75,8 @@ def test_payload_size_is_capped() -> None:
         (b"[1, 2]", "JSON object"),
         (b'{"type": "TRUNCATE", "table": "articles", "schema": "public"}', "type"),
         (b'{"type": "INSERT", "schema": "public"}', "table"),
-        (b"\xff\xfe", "not valid JSON"),
+        (b"\xff\xfe", "UTF-8"),
+        (b"\xff", "UTF-8"),
     ],
 )
 def test_malformed_payloads_name_the_problem(body: bytes, fragment: str) -> None:
@@ -180,3 +199,194 @@ def test_resync_messages_carry_no_key_and_row_changes_need_one() -> None:
         Change.model_validate({**base, "type": "RESYNC", "key": 1})
     with pytest.raises(ValueError, match="key"):
         Change.model_validate({**base, "type": "UPDATE", "key": None})
+
+
+# ----- hostile input: what Supabase could never send is refused with a 4xx -------------------
+
+
+def _body(record: str) -> bytes:
+    head = '{"type": "INSERT", "table": "articles", "schema": "public", "record": '
+    return (head + record + "}").encode()
+
+
+def test_bearer_tries_each_accepted_secret_and_reads_none_without_a_token() -> None:
+    # Given the current and the pending secret, read lazily
+    read: list[str] = []
+
+    def accepted() -> Iterator[str]:
+        for secret in ("current", "pending"):
+            read.append(secret)
+            yield secret
+
+    # When the pending one is presented / Then it is accepted after both were tried
+    check_bearer("Bearer pending", accepted())
+    assert read == ["current", "pending"]
+    # When no token is presented / Then 401 and no secret was read at all
+    read.clear()
+    with pytest.raises(Unauthorized):
+        check_bearer(None, accepted())
+    assert read == []
+    # When a token matches neither / Then 401
+    with pytest.raises(Unauthorized):
+        check_bearer("Bearer previous", accepted())
+
+
+def test_bearer_survives_a_header_that_is_not_encodable() -> None:
+    # Given a header value holding a lone surrogate / When checked / Then 401, not a crash
+    with pytest.raises(Unauthorized):
+        check_bearer("Bearer \ud800", ["s3cret"])
+
+
+@pytest.mark.parametrize(
+    ("record", "fragment"),
+    [
+        ('{"id": 1, "x": NaN}', "NaN"),
+        ('{"id": 1, "x": Infinity}', "Infinity"),
+        ('{"id": 1, "x": -Infinity}', "Infinity"),
+        ('{"id": 1, "x": "\\ud800"}', "surrogate"),
+        ('{"id": 1, "x": ["\\udfff", 1]}', "surrogate"),
+        ('{"id": 1, "id": 2}', "repeats the key 'id'"),
+        # Past the parser: about 1,000 levels on Python 3.11, 10,000 on 3.13.
+        ('{"id": 1, "x": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+        ('{"id": 1e400}', "integer"),
+        ('{"id": ' + "9" * 5000 + "}", "integer"),
+        ('{"id": "' + "k" * (MAX_KEY_BYTES + 1) + '"}', "longer than"),
+        ('{"id": ' + "9" * (MAX_KEY_BYTES + 1) + "}", "longer than"),
+    ],
+)
+def test_json_that_jsonb_could_never_hold_is_refused(record: str, fragment: str) -> None:
+    # Given a body Python's json module would take but Supabase could never send
+    body = _body(record)
+    # When parsed and built / Then 400 naming the problem
+    with pytest.raises(InvalidPayload, match=fragment):
+        _change(parse_payload(body, "application/json", 10_000_000).model_dump(by_alias=True))
+
+
+def test_duplicate_keys_at_the_top_level_are_refused_too() -> None:
+    # Given two "type" members (another parser could read the first one, we the last)
+    body = b'{"type": "DELETE", "type": "INSERT", "table": "articles", "schema": "public"}'
+    # When parsed / Then 400: ambiguous, not guessed
+    with pytest.raises(InvalidPayload, match="repeats the key 'type'"):
+        parse_payload(body, "application/json", 10_000)
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (_body('{"id": 1}').decode().encode("utf-16"), "UTF-16/32"),
+        (_body('{"id": 1}').decode().encode("utf-32"), "UTF-16/32"),
+        (_body('{"id": 1}').decode().encode("utf-16-le"), "not valid JSON"),
+        (_body('{"id": 1, "t": "caf\u00e9"}').decode().encode("latin-1"), "UTF-8"),
+        (b"", "not valid JSON"),
+        (b"   ", "not valid JSON"),
+        (b"null", "JSON object"),
+        (b'"a string"', "JSON object"),
+    ],
+)
+def test_bodies_that_are_not_utf8_json_objects_are_refused(body: bytes, fragment: str) -> None:
+    # Given a body in another encoding, empty, or not an object / When parsed / Then 400
+    with pytest.raises(InvalidPayload, match=fragment):
+        parse_payload(body, "application/json", 10_000)
+
+
+def test_a_utf8_byte_order_mark_is_ignored() -> None:
+    # Given a UTF-8 body with a BOM (RFC 8259 lets parsers ignore it) / When parsed
+    payload = parse_payload(b"\xef\xbb\xbf" + _body('{"id": 1}'), "application/json", 10_000)
+    # Then it is the payload
+    assert payload.record == {"id": 1}
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json; charset=utf-16", "application/json;charset=latin1"]
+)
+def test_a_charset_other_than_utf8_is_refused(content_type: str) -> None:
+    # Given a declared non-UTF-8 charset / When parsed / Then 415
+    with pytest.raises(UnsupportedMediaType, match="charset"):
+        parse_payload(_body('{"id": 1}'), content_type, 10_000)
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json; charset=UTF-8", 'Application/JSON; charset="utf-8"']
+)
+def test_utf8_charset_spellings_are_accepted(content_type: str) -> None:
+    # Given UTF-8 declared in any casing or quoting / When parsed / Then accepted
+    assert parse_payload(_body('{"id": 1}'), content_type, 10_000).type == "INSERT"
+
+
+def test_base64_bodies_are_decoded_and_bad_base64_is_a_400() -> None:
+    # Given the gateway's base64 form of a body / When decoded / Then the original bytes
+    assert request_body(base64.b64encode(b'{"a": 1}').decode(), True) == b'{"a": 1}'
+    assert request_body(None, False) == b""
+    # Given text marked base64 that is not / When decoded / Then 400
+    with pytest.raises(InvalidPayload, match="base64"):
+        request_body("not base64!", True)
+
+
+def test_a_body_string_holding_a_lone_surrogate_is_refused_not_crashed() -> None:
+    # Given an event body (text) with a lone surrogate / When encoded and parsed / Then 400
+    raw = request_body('{"type": "\udc80"}', False)
+    with pytest.raises(InvalidPayload, match="UTF-8"):
+        parse_payload(raw, "application/json", 10_000)
+
+
+def test_repeated_singleton_headers_are_refused() -> None:
+    # Given two Authorization values, or two spellings of Content-Type
+    with pytest.raises(InvalidHeaders, match="authorization"):
+        check_single_headers({"Authorization": ["Bearer a", "Bearer b"]})
+    with pytest.raises(InvalidHeaders, match="content-type"):
+        check_single_headers({"Content-Type": ["application/json"], "content-type": ["x"]})
+    # Given each once, and other headers repeated / Then accepted
+    check_single_headers({"Authorization": ["Bearer a"], "Accept": ["a", "b"]})
+    check_single_headers(None)
+
+
+def test_error_messages_do_not_echo_huge_values() -> None:
+    # Given a 1 MB table name / When refused / Then the message stays short
+    payload: dict[str, object] = {
+        "type": "INSERT",
+        "table": "t" * 1_000_000,
+        "schema": "public",
+        "record": {"id": 1},
+    }
+    with pytest.raises(InvalidPayload) as refused:
+        _change(payload)
+    assert len(str(refused.value)) < 200
+
+
+@pytest.mark.parametrize(
+    ("value", "literal"), [("1e400", "1e400"), ("-1e400", "-1e400"), ("9" * 5000, "9" * 5000)]
+)
+def test_numbers_python_cannot_hold_are_queued_by_key(value: str, literal: str) -> None:
+    # Given a row with a numeric column beyond a double or Python's int conversion limit
+    # (Postgres numeric can hold both)
+    payload = parse_payload(_body('{"id": 3, "n": ' + value + "}"), "application/json", 10**7)
+    # When fitted into a message
+    message, queued = fit_message(_change(payload.model_dump(by_alias=True)), 1_048_576)
+    # Then the change is queued by key, the bodies dropped rather than altered (inf, null)
+    assert (queued.key, queued.record, queued.bodies_dropped) == (3, None, True)
+    assert Change.from_message(message) == queued
+    assert literal not in message
+
+
+def test_bodies_deeper_than_the_serializer_goes_are_queued_by_key() -> None:
+    # Given a row whose jsonb column nests 400 levels (parsable, but pydantic writes 255)
+    payload = parse_payload(
+        _body('{"id": 4, "j": ' + "[" * 400 + "]" * 400 + "}"), "application/json", 10**7
+    )
+    # When fitted / Then queued by key with the bodies dropped
+    _, queued = fit_message(_change(payload.model_dump(by_alias=True)), 1_048_576)
+    assert (queued.key, queued.bodies_dropped) == (4, True)
+
+
+def test_characters_sqs_refuses_are_escaped_and_survive_the_round_trip() -> None:
+    # Given a row with U+FFFE, U+FFFF (Postgres text holds them; SQS refuses them) and others
+    record = {"id": 5, "t": "a\ufffe\uffffb\x00\x1f\u2028\U0001f600\ud7ff\ue000"}
+    change = _change({"type": "INSERT", "table": "articles", "schema": "public", "record": record})
+    # When fitted into a message
+    message, queued = fit_message(change, 1_048_576)
+    # Then every character is one SQS accepts, and the consumer reads back the same row
+    allowed = re.compile("[\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*")
+    assert allowed.fullmatch(message)
+    assert Change.from_message(message).record == record
+    assert queued.bodies_dropped is False
+    assert sqs_safe("plain") == "plain"

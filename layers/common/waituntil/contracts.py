@@ -14,6 +14,8 @@ Version 1 fields:
   never trusts them for content: it re-reads Supabase. They are kept for audit and replay.
 - ``received_at``: when the receiver accepted the webhook (UTC, ISO 8601).
 - ``correlation_id``: the receiver's request id; the consumer logs it for every record.
+- ``sync``: only on RESYNC messages the consumer sends itself to continue a full sync that ran
+  out of invocation time: which sync, which phase, and the last key or list position done.
 """
 
 from __future__ import annotations
@@ -45,6 +47,16 @@ class WebhookPayload(BaseModel):
     old_record: Row | None = None
 
 
+class SyncProgress(BaseModel):
+    """Where a full sync continues: sent by the consumer to itself, never by the receiver."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sync_id: Annotated[str, Field(min_length=1, max_length=64)]
+    phase: Literal["rows", "deletes"] = "rows"
+    after: Any = None
+
+
 class Change(BaseModel):
     """One queued change: the message body on the SQS queue (contract version 1)."""
 
@@ -60,11 +72,14 @@ class Change(BaseModel):
     bodies_dropped: bool = False
     received_at: datetime
     correlation_id: str
+    sync: SyncProgress | None = None
 
     @model_validator(mode="after")
     def _key_unless_resync(self) -> Change:
         if (self.key is None) != (self.type == "RESYNC"):
             raise ValueError("key is required for row changes and must be null for RESYNC")
+        if self.sync is not None and (self.type != "RESYNC" or self.table == EVERY_TABLE):
+            raise ValueError("sync progress belongs to a RESYNC of one table")
         return self
 
     def to_message(self) -> str:

@@ -24,6 +24,10 @@ class PayloadTooLarge(ClientError):
     status_code = 413
 
 
+class InvalidHeaders(ClientError):
+    """A header Supabase sends once arrived several times: which one to trust is ambiguous."""
+
+
 class InvalidPayload(ClientError):
     """The body is not a Supabase Database Webhook payload this deployment accepts."""
 
@@ -52,3 +56,15 @@ class InvalidMessage(WaitUntilError):
 
 class RowTooLarge(WaitUntilError):
     """A row whose compressed JSON still exceeds DynamoDB's 400 KB item limit."""
+
+
+class ListNodeMissing(WaitUntilError):
+    """A node of the list version a patch started from has expired: re-read the head."""
+
+
+class ListContended(DependencyUnavailable):
+    """Other consumers kept publishing first; the batch is retried by SQS."""
+
+
+class ListFilling(DependencyUnavailable):
+    """The first fill of a table has not finished: its list is not complete yet (I6)."""

@@ -54,13 +54,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, unquote
 
-from waituntil.errors import ClientError, DependencyUnavailable, WaitUntilError
+from waituntil.errors import ClientError, DependencyUnavailable, ListFilling, WaitUntilError
 
 if TYPE_CHECKING:
-    from waituntil.adapters.cache_store import CachedRow, ListChunk, ListManifest
+    from waituntil.cache_model import ListHead, ServingReads
     from waituntil.settings import ReaderSettings
 
 READ_METHODS = ("GET", "HEAD")
@@ -132,16 +132,6 @@ class ResponseTooLarge(WaitUntilError):
 # ----- ports and shapes ------------------------------------------------------------------------
 
 
-class CacheReads(Protocol):
-    """What the read API needs from the cache (``CacheStore`` provides it)."""
-
-    def get_row(self, table: str, key: str) -> CachedRow | None: ...
-
-    def get_manifest(self, table: str) -> ListManifest | None: ...
-
-    def get_chunk(self, table: str, version: str, index: int) -> ListChunk | None: ...
-
-
 @dataclass(frozen=True)
 class ReadRequest:
     """What a read needs from the HTTP request, as API Gateway delivered it."""
@@ -178,65 +168,90 @@ class ListVersion:
     modified_at: datetime
 
     @classmethod
-    def of(cls, manifest: ListManifest) -> ListVersion:
+    def of(cls, head: ListHead) -> ListVersion:
         return cls(
-            table=manifest.table,
-            version=manifest.version,
-            pages=manifest.chunk_count,
-            row_count=manifest.row_count,
-            etag=manifest.etag,
-            modified_at=parse_timestamp(manifest.modified_at),
+            table=head.table,
+            version=head.version,
+            # An empty list still has one (empty) page.
+            pages=max(head.chunk_count, 1),
+            row_count=head.row_count,
+            etag=head.etag,
+            modified_at=datetime.fromtimestamp(head.modified_at_ns // 1_000_000_000, tz=UTC),
         )
 
 
 # ----- the two reads ---------------------------------------------------------------------------
 
 
-def read_item(store: CacheReads, request: ReadRequest, settings: ReaderSettings) -> ReadResponse:
+def read_item(store: ServingReads, request: ReadRequest, settings: ReaderSettings) -> ReadResponse:
     check_access(request, settings)
     table = check_table(request.table, settings.cached_tables)
     key = parse_id(request.raw_id)
-    row = store.get_row(table, key)
-    if row is None:
+    found = store.get_row_body(table, key)
+    if found is None:
         raise NotCached(f"no row {key!r} in {table}")
+    state, body = found
     headers = {
-        "ETag": quote_etag(row.etag),
-        "Last-Modified": http_date(parse_timestamp(row.read_at)),
+        "ETag": quote_etag(state.body.etag if state.body else ""),
+        "Last-Modified": http_date(datetime.fromtimestamp(state.read_at_ns // 10**9, tz=UTC)),
         "Cache-Control": cache_control(settings),
     }
-    return _conditional_or_full(request, headers, row.body)
+    return _conditional_or_full(request, headers, body)
 
 
-def read_page(store: CacheReads, request: ReadRequest, settings: ReaderSettings) -> ReadResponse:
+def read_page(store: ServingReads, request: ReadRequest, settings: ReaderSettings) -> ReadResponse:
     check_access(request, settings)
     table = check_table(request.table, settings.cached_tables)
     page = parse_page(request.page)
     if request.cursor is not None:
-        version, cursor_page = decode_cursor(request.cursor, table)
-        page = _within(version, page or cursor_page)
-        chunk = store.get_chunk(table, version.version, page - 1)
-        if chunk is None:
+        pinned, cursor_page = decode_cursor(request.cursor, table)
+        page = _within(pinned, page or cursor_page)
+        head = store.get_version(table, pinned.version)
+        served = _page_of(store, head, page) if head is not None else None
+        if served is None:
             raise StaleCursor(
                 "the list changed and the version this cursor pins is no longer kept; "
                 "restart from the first page (no cursor)",
                 {"Link": f'<{request.base_url}?page=1>; rel="first"'},
             )
-        headers = page_headers(version, page, settings, request.base_url)
-        return _conditional_or_full(request, headers, chunk.body)
+        etag, body = served
+        headers = page_headers(pinned, page, etag, settings, request.base_url)
+        return _conditional_or_full(request, headers, body)
     for _ in range(PAGE_READ_ATTEMPTS):
-        manifest = store.get_manifest(table)
-        if manifest is None:
+        head = store.get_head(table)
+        if head is None:
             raise NotCached(f"the list of {table} is not cached yet")
-        version = ListVersion.of(manifest)
+        if not head.complete:
+            raise ListFilling(
+                f"the list of {table} is still filling ({head.row_count} rows so far); "
+                "rows are served one by one meanwhile"
+            )
+        version = ListVersion.of(head)
         page = _within(version, page or 1)
-        headers = page_headers(version, page, settings, request.base_url)
-        if is_not_modified(request, headers):
-            # The current version's chunks are never retired: no need to read the page.
-            return ReadResponse(HTTPStatus.NOT_MODIFIED, headers)
-        chunk = store.get_chunk(table, version.version, page - 1)
-        if chunk is not None:
-            return _conditional_or_full(request, headers, chunk.body)
+        served = _page_of(store, head, page)
+        if served is not None:
+            etag, body = served
+            headers = page_headers(version, page, etag, settings, request.base_url)
+            return _conditional_or_full(request, headers, body)
     raise DependencyUnavailable(f"the list of {table} kept changing while being read")
+
+
+def _page_of(store: ServingReads, head: ListHead, page: int) -> tuple[str, str] | None:
+    """Page ``page`` (1-based) of a version: its chunk's etag and JSON array; None once the
+    version's nodes have expired."""
+    if head.chunk_count == 0:
+        return f"{head.etag}-empty", "[]"
+    offset = page - 1
+    for ref in head.pages:
+        if offset < ref.chunk_count:
+            index = store.get_index_page(ref.key)
+            if index is None:
+                return None
+            chunk_ref = index.chunks[offset]
+            chunk = store.get_served_chunk(chunk_ref.key)
+            return None if chunk is None else (chunk_ref.etag, chunk.body)
+        offset -= ref.chunk_count
+    return None
 
 
 def _within(version: ListVersion, page: int) -> int:
@@ -379,10 +394,15 @@ def _valid_cursor(payload: dict[str, Any]) -> bool:
 
 
 def page_headers(
-    version: ListVersion, page: int, settings: ReaderSettings, list_url: str = ""
+    version: ListVersion,
+    page: int,
+    chunk_etag: str,
+    settings: ReaderSettings,
+    list_url: str = "",
 ) -> dict[str, str]:
     return {
-        "ETag": quote_etag(f"{version.etag}-p{page}"),
+        # The page's content hash: the same rows give the same tag in any list version.
+        "ETag": quote_etag(f"{chunk_etag}-p{page}"),
         "Last-Modified": http_date(version.modified_at),
         "Cache-Control": cache_control(settings),
         "Link": link_header(version, page, list_url),

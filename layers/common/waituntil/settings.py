@@ -64,9 +64,17 @@ class ConsumerSettings(_EnvSettings):
     )
     # "column" or "column.desc"; the default is the primary key, ascending.
     list_order: Annotated[str | None, Field(alias="LIST_ORDER")] = None
-    chunk_bytes: Annotated[int, Field(alias="LIST_CHUNK_BYTES", ge=1024, le=350_000)] = 256_000
+    # Target bytes of one list chunk (= one page of the read API); see docs/BENCHMARKS.md.
+    chunk_bytes: Annotated[int, Field(alias="LIST_CHUNK_BYTES", ge=1024, le=150_000)] = 64_000
+    index_refs: Annotated[int, Field(alias="LIST_INDEX_REFS", ge=4, le=1000)] = 128
     tombstone_ttl_s: Annotated[int, Field(alias="TOMBSTONE_TTL_SECONDS", ge=60)] = 86_400
     old_list_grace_s: Annotated[int, Field(alias="OLD_LIST_GRACE_SECONDS", ge=0)] = 900
+    # Where a full sync sends its continuation (the change queue itself).
+    queue_url: Annotated[str, Field(alias="QUEUE_URL", min_length=1)]
+    # A full sync stops and continues in a new message when less than this is left.
+    sync_reserve_ms: Annotated[int, Field(alias="SYNC_RESERVE_MS", ge=1000)] = 10_000
+    # S3 bucket for row bodies too large for a DynamoDB item; empty: such rows fail alone.
+    blob_bucket: Annotated[str | None, Field(alias="BLOB_BUCKET")] = None
 
 
 class ReaderSettings(_EnvSettings):
@@ -80,6 +88,8 @@ class ReaderSettings(_EnvSettings):
     # "iam": API Gateway checks SigV4 (template parameter ReadAccess); the reader also refuses
     # unsigned requests itself, so a template that lost the authorizer fails closed.
     read_access: Annotated[str, Field(alias="READ_ACCESS", pattern="^(public|iam)$")] = "public"
+    # S3 bucket holding row bodies too large for an item (written by the consumer).
+    blob_bucket: Annotated[str | None, Field(alias="BLOB_BUCKET")] = None
 
 
 @cache

@@ -1,86 +1,88 @@
-"""The DynamoDB cache: conditional writes that let only newer reads win, and consistent reads.
+"""The DynamoDB cache: I/O, conditions and retries only (layout: ``waituntil.cache_layout``).
 
-Layout: see ``waituntil.cache_layout``. Every write carries ``read_at_ns``, the time the
-consumer started reading Supabase; a write only lands if the stored item is older, so two
-consumers racing cannot let an older read overwrite a newer one.
+Every row write carries ``read_at_ns``, the time the consumer read Supabase; it lands only if
+the stored item is older, so two consumers racing cannot let an older read win. Row writes are
+conditional per item, so they run in parallel on a thread pool (the boto3 client's connection
+pool is sized to match in ``adapters/aws``). List nodes have unique keys and are written
+unconditionally; the head flips conditionally on the version the publisher started from.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from waituntil.cache_layout import (
-    KIND_CHUNK,
-    KIND_LIST,
     KIND_ROW,
     KIND_TOMBSTONE,
     MAX_STORED_BODY_BYTES,
-    chunk_item_key,
-    decode_body,
-    encode_body,
+    Item,
+    blob_object_key,
+    checkpoint_from_item,
+    checkpoint_to_item,
+    chunk_from_item,
+    chunk_to_item,
+    dump_json,
+    encode_text,
+    head_from_item,
+    head_to_attributes,
+    index_page_from_item,
+    index_page_to_item,
+    item_bytes,
     list_item_key,
     row_item_key,
-    stored_body_bytes,
+    row_state_from_item,
+    served_body_of_chunk_item,
+    sync_item_key,
+    version_item_key,
 )
-from waituntil.contracts import Row
+from waituntil.cache_model import (
+    FreshRow,
+    IndexPage,
+    ListChunk,
+    ListHead,
+    ListOrder,
+    RowState,
+    RowWrites,
+    ServedChunk,
+    SyncCheckpoint,
+    WriteCounter,
+    position_tag,
+)
 from waituntil.errors import DependencyUnavailable, RowTooLarge
-from waituntil.snapshot import RowEntry, Snapshot
+from waituntil.observability import logger
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-NEWER_READ_ONLY = "attribute_not_exists(pk) OR read_at_ns < :read_at_ns"
 BATCH_WRITE_LIMIT = 25
+BATCH_GET_LIMIT = 100
 UNPROCESSED_RETRIES = 8
+# Threads for per-item conditional writes; adapters/aws sizes the connection pool above this.
+WRITE_WORKERS = 16
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
-@dataclass(frozen=True)
-class CachedRow:
-    key: str
-    body: str
-    etag: str
-    read_at: str
+class BlobStore(Protocol):
+    """Where row bodies too large for a DynamoDB item live (S3 in a deployment)."""
 
+    def put(self, key: str, text: str) -> None: ...
 
-@dataclass(frozen=True)
-class ListManifest:
-    table: str
-    version: str
-    chunk_count: int
-    chunk_rows: tuple[int, ...]
-    row_count: int
-    list_bytes: int
-    etag: str
-    read_at: str
-    read_at_ns: int
-    modified_at: str
+    def get(self, key: str) -> str: ...
 
-
-@dataclass(frozen=True)
-class ListChunk:
-    body: str
-    row_count: int
-
-
-@dataclass(frozen=True)
-class RowWrites:
-    written: int
-    deleted: int
-    skipped_stale: int
-
-
-@dataclass(frozen=True)
-class ListWrite:
-    outcome: str  # "published" | "unchanged" | "stale"
-    chunks_written: int
-    stored_bytes: int
+    def mark_superseded(self, key: str) -> None:
+        """No row uses this body any more: let the bucket's lifecycle rule expire it."""
+        ...
 
 
 class CacheStore:
@@ -89,222 +91,315 @@ class CacheStore:
         table_name: str,
         client: DynamoDBClient,
         *,
+        blobs: BlobStore | None = None,
+        tombstone_ttl_s: int = 86_400,
+        grace_s: int = 900,
+        workers: int = WRITE_WORKERS,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._table = table_name
         self._client = client
+        self._blobs = blobs
+        self._tombstone_ttl_s = tombstone_ttl_s
+        self._grace_s = grace_s
+        self._workers = workers
         self._sleep = sleep
         self._clock = clock
+        self._count_lock = threading.Lock()
+        self.counter = WriteCounter()
+
+    @cached_property
+    def _pool(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="cache-write")
+
+    def _parallel(self, work: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        if len(items) <= 1 or self._workers <= 1:
+            return [work(item) for item in items]
+        return list(self._pool.map(work, items))
+
+    def _count(self, kind: str, item: Item) -> None:
+        with self._count_lock:
+            self.counter.add(kind, item_bytes(item))
 
     # ----- rows ---------------------------------------------------------------------------
 
     def write_rows(
-        self,
-        table: str,
-        puts: dict[str, RowEntry],
-        deletes: Sequence[str],
-        *,
-        read_at_ns: int,
-        tombstone_ttl_s: int,
+        self, table: str, fresh: Sequence[FreshRow], *, read_at_ns: int, order: ListOrder
     ) -> RowWrites:
-        written = deleted = stale = 0
-        read_at = _iso(read_at_ns)
-        for key, entry in puts.items():
-            body = encode_body(entry.body)
-            if stored_body_bytes(body) > MAX_STORED_BODY_BYTES:
-                raise RowTooLarge(f"row {key} of {table} exceeds DynamoDB's item limit")
-            item = {
-                "pk": {"S": row_item_key(table, key)},
-                "kind": {"S": KIND_ROW},
-                **body,
-                "etag": {"S": entry.etag},
-                "read_at": {"S": read_at},
-                "read_at_ns": {"N": str(read_at_ns)},
-            }
-            if self._put_if_newer(item, read_at_ns):
-                written += 1
-            else:
-                stale += 1
-        # A tombstone rather than a delete: an older read arriving later must not resurrect
-        # the row, and it can only be refused if something newer is still there to compare.
-        expires_at = int(self._clock()) + tombstone_ttl_s
-        for key in deletes:
-            item = {
-                "pk": {"S": row_item_key(table, key)},
-                "kind": {"S": KIND_TOMBSTONE},
-                "read_at": {"S": read_at},
-                "read_at_ns": {"N": str(read_at_ns)},
-                "expires_at": {"N": str(expires_at)},
-            }
-            if self._put_if_newer(item, read_at_ns):
-                deleted += 1
-            else:
-                stale += 1
-        return RowWrites(written=written, deleted=deleted, skipped_stale=stale)
+        """Store each row as read (a tombstone if gone), unless a newer read is stored."""
+        results = self._parallel(lambda row: self._write_row(table, row, read_at_ns), fresh)
+        failures = {
+            row.key: str(error) for row, (_, error) in zip(fresh, results, strict=True) if error
+        }
+        outcomes = [outcome for outcome, _ in results]
+        return RowWrites(
+            written=outcomes.count("written"),
+            deleted=outcomes.count("deleted"),
+            skipped_stale=outcomes.count("stale"),
+            stored_out_of_line=outcomes.count("written-blob"),
+            failures=failures,
+        )
 
-    def get_row(self, table: str, key: str) -> CachedRow | None:
+    def _write_row(
+        self, table: str, row: FreshRow, read_at_ns: int
+    ) -> tuple[str, Exception | None]:
+        values: Item = {
+            ":read_at_ns": {"N": str(read_at_ns)},
+            ":read_at": {"S": _iso(read_at_ns)},
+        }
+        if row.body is None or row.position is None:
+            outcome = "deleted"
+            values[":kind"] = {"S": KIND_TOMBSTONE}
+            values[":expires_at"] = {"N": str(int(self._clock()) + self._tombstone_ttl_s)}
+            sets = ["kind", "read_at", "read_at_ns", "expires_at"]
+            removes = ["body", "body_z", "blob", "etag", "position"]
+            adds: list[str] = []
+        else:
+            stored = encode_text(row.body.text)
+            outcome = "written"
+            if _stored_bytes(stored) > MAX_STORED_BODY_BYTES:
+                if self._blobs is None:
+                    return "failed", RowTooLarge(
+                        f"row {row.key} of {table} is too large for an item, and no blob store"
+                    )
+                key = blob_object_key(table, row.body.etag)
+                try:
+                    self._blobs.put(key, row.body.text)
+                except Exception as error:  # one row's failure fails that row only
+                    return "failed", error
+                stored, outcome = {"blob": {"S": key}}, "written-blob"
+            values.update({f":{name}": value for name, value in stored.items()})
+            values[":kind"] = {"S": KIND_ROW}
+            values[":etag"] = {"S": row.body.etag}
+            values[":position"] = {"S": dump_json(list(row.position))}
+            values[":positions"] = {"SS": [position_tag(read_at_ns, row.position)]}
+            sets = ["kind", *stored, "etag", "position", "read_at", "read_at_ns"]
+            removes = ["expires_at", *(n for n in ("body", "body_z", "blob") if n not in stored)]
+            adds = ["positions"]
+        expression = "SET " + ", ".join(f"#{name} = :{name}" for name in sets)
+        if adds:
+            expression += " ADD " + ", ".join(f"#{name} :{name}" for name in adds)
+        expression += " REMOVE " + ", ".join(f"#{name}" for name in removes)
+        # Every name aliased: several (position, blob, ...) are DynamoDB reserved words.
+        names = {f"#{name}": name for name in [*sets, *adds, *removes]}
+        pk = row_item_key(table, row.key)
+        try:
+            response = self._call(
+                self._client.update_item,
+                TableName=self._table,
+                Key={"pk": {"S": pk}},
+                UpdateExpression=expression,
+                ConditionExpression="attribute_not_exists(pk) OR #read_at_ns < :read_at_ns",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="UPDATED_OLD",
+            )
+        except _StaleWrite:
+            return "stale", None
+        except DependencyUnavailable as error:
+            return "failed", error
+        self._count("row", {"pk": {"S": pk}, **values})
+        old_blob = response.get("Attributes", {}).get("blob", {}).get("S")
+        if old_blob and self._blobs is not None and old_blob != values.get(":blob", {}).get("S"):
+            try:
+                self._blobs.mark_superseded(old_blob)
+            except DependencyUnavailable:
+                # The row is already right; an untagged body only costs storage.
+                logger.warning("could not tag a superseded row body", extra={"key": old_blob})
+        return outcome, None
+
+    def get_rows(self, table: str, keys: Sequence[str]) -> dict[str, RowState]:
+        """The stored state of each key that has an item (strongly consistent)."""
+        by_pk = {row_item_key(table, key): key for key in keys}
+        states: dict[str, RowState] = {}
+        pks = list(by_pk)
+        for group in _groups(pks, BATCH_GET_LIMIT):
+            pending: Any = {
+                self._table: {"Keys": [{"pk": {"S": pk}} for pk in group], "ConsistentRead": True}
+            }
+            for attempt in range(UNPROCESSED_RETRIES + 1):
+                response = self._call(self._client.batch_get_item, RequestItems=pending)
+                for item in response.get("Responses", {}).get(self._table, []):
+                    states[by_pk[item["pk"]["S"]]] = row_state_from_item(
+                        by_pk[item["pk"]["S"]], item
+                    )
+                pending = response.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+                if attempt < UNPROCESSED_RETRIES:
+                    self._sleep(min(0.05 * 2**attempt, 2.0))
+            if pending:
+                raise DependencyUnavailable("DynamoDB left keys unprocessed after retries")
+        return states
+
+    def get_row_body(self, table: str, key: str) -> tuple[RowState, str] | None:
+        """A live row and its JSON text (resolved from the blob store if kept there)."""
         item = self._get(row_item_key(table, key))
         if item is None or item["kind"]["S"] != KIND_ROW:
             return None
-        return CachedRow(
-            key=key, body=decode_body(item), etag=item["etag"]["S"], read_at=item["read_at"]["S"]
+        state = row_state_from_item(key, item)
+        text = (
+            self._blob(state.blob_key) if state.blob_key else state.body.text if state.body else ""
         )
+        return state, text
 
-    # ----- the aggregate list -------------------------------------------------------------
+    def prune_positions(self, table: str, stale: Mapping[str, frozenset[str]]) -> None:
+        """Forget list positions no published version can still hold (see ``list_patch``)."""
 
-    def publish_list(
-        self, snapshot: Snapshot, current: ListManifest | None, *, old_list_grace_s: int
-    ) -> ListWrite:
-        """Make ``snapshot`` the current list unless the cache already has it or newer.
-
-        ``current`` is the manifest as the caller last read it; the flip itself is conditional,
-        so a newer manifest written meanwhile still wins.
-        """
-        if current is not None and current.read_at_ns >= snapshot.read_at_ns:
-            return ListWrite(outcome="stale", chunks_written=0, stored_bytes=0)
-        if current is not None and current.etag == snapshot.etag:
-            return self._confirm_unchanged(snapshot)
-        version = f"{snapshot.read_at_ns}-{snapshot.etag[:12]}"
-        stored_bytes = self._write_chunks(snapshot, version)
-        try:
-            previous = self._flip_manifest(snapshot, version, current)
-        except _StaleWrite:
-            # Someone published a newer read meanwhile: our chunks are orphans.
-            self._delete_chunks(snapshot.table, version, len(snapshot.chunks))
-            return ListWrite(outcome="stale", chunks_written=0, stored_bytes=0)
-        if previous is not None:
-            self._expire_chunks(previous, old_list_grace_s)
-        return ListWrite(
-            outcome="published", chunks_written=len(snapshot.chunks), stored_bytes=stored_bytes
-        )
-
-    def get_manifest(self, table: str) -> ListManifest | None:
-        item = self._get(list_item_key(table))
-        return None if item is None else _manifest_from_item(table, item)
-
-    def read_list(self, manifest: ListManifest) -> list[Row] | None:
-        """All rows of one list version, or None if that version was retired meanwhile."""
-        rows: list[Row] = []
-        for index in range(manifest.chunk_count):
-            chunk = self.get_chunk(manifest.table, manifest.version, index)
-            if chunk is None:
-                return None
-            rows.extend(json.loads(chunk.body))
-        return rows
-
-    def get_chunk(self, table: str, version: str, index: int) -> ListChunk | None:
-        """A chunk of one list version, or None once that version has been retired."""
-        item = self._get(chunk_item_key(table, version, index))
-        if item is None or _expired(item, self._clock()):
-            return None
-        return ListChunk(body=decode_body(item), row_count=int(item["row_count"]["N"]))
-
-    # ----- internals ----------------------------------------------------------------------
-
-    def _confirm_unchanged(self, snapshot: Snapshot) -> ListWrite:
-        # Same content: advance the read time only, so a slower consumer holding an older
-        # read with different content is still refused.
-        try:
+        def prune(entry: tuple[str, frozenset[str]]) -> None:
+            key, tags = entry
+            item = {"pk": {"S": row_item_key(table, key)}, ":tags": {"SS": sorted(tags)}}
             self._call(
                 self._client.update_item,
                 TableName=self._table,
-                Key={"pk": {"S": list_item_key(snapshot.table)}},
-                UpdateExpression="SET read_at_ns = :read_at_ns, read_at = :read_at",
-                ConditionExpression="read_at_ns < :read_at_ns AND etag = :etag",
-                ExpressionAttributeValues={
-                    ":read_at_ns": {"N": str(snapshot.read_at_ns)},
-                    ":read_at": {"S": _iso(snapshot.read_at_ns)},
-                    ":etag": {"S": snapshot.etag},
-                },
+                Key={"pk": {"S": row_item_key(table, key)}},
+                UpdateExpression="DELETE #positions :tags",
+                ExpressionAttributeNames={"#positions": "positions"},
+                ExpressionAttributeValues={":tags": {"SS": sorted(tags)}},
             )
-        except _StaleWrite:
-            return ListWrite(outcome="stale", chunks_written=0, stored_bytes=0)
-        return ListWrite(outcome="unchanged", chunks_written=0, stored_bytes=0)
+            self._count("position", item)
 
-    def _write_chunks(self, snapshot: Snapshot, version: str) -> int:
-        requests = []
-        stored = 0
-        for index, chunk in enumerate(snapshot.chunks):
-            body = encode_body(chunk.body)
-            size = stored_body_bytes(body)
-            if size > MAX_STORED_BODY_BYTES:
-                raise RowTooLarge(f"a row of {snapshot.table} exceeds DynamoDB's item limit")
-            stored += size
-            item = {
-                "pk": {"S": chunk_item_key(snapshot.table, version, index)},
-                "kind": {"S": KIND_CHUNK},
-                **body,
-                "row_count": {"N": str(chunk.row_count)},
-            }
-            requests.append({"PutRequest": {"Item": item}})
-        self._batch_write(requests)
-        return stored
+        self._parallel(prune, [(key, tags) for key, tags in stale.items() if tags])
 
-    def _flip_manifest(
-        self, snapshot: Snapshot, version: str, current: ListManifest | None
-    ) -> ListManifest | None:
-        read_at = _iso(snapshot.read_at_ns)
-        item = {
-            "pk": {"S": list_item_key(snapshot.table)},
-            "kind": {"S": KIND_LIST},
-            "version": {"S": version},
-            "chunk_count": {"N": str(len(snapshot.chunks))},
-            "chunk_rows": {"L": [{"N": str(chunk.row_count)} for chunk in snapshot.chunks]},
-            "row_count": {"N": str(snapshot.row_count)},
-            "list_bytes": {"N": str(snapshot.list_bytes)},
-            "etag": {"S": snapshot.etag},
-            "read_at": {"S": read_at},
-            "read_at_ns": {"N": str(snapshot.read_at_ns)},
-            "modified_at": {"S": read_at},
-        }
-        response = self._call(
-            self._client.put_item,
-            TableName=self._table,
-            Item=item,
-            ConditionExpression=NEWER_READ_ONLY,
-            ExpressionAttributeValues={":read_at_ns": {"N": str(snapshot.read_at_ns)}},
-            ReturnValues="ALL_OLD",
-        )
-        old = response.get("Attributes")
-        return _manifest_from_item(snapshot.table, old) if old else None
+    # ----- the list -----------------------------------------------------------------------
 
-    def _expire_chunks(self, manifest: ListManifest, grace_s: int) -> None:
-        """Retire an old version: readers mid-way through it get ``grace_s`` to finish."""
-        expires_at = str(int(self._clock()) + grace_s)
-        for index in range(manifest.chunk_count):
-            try:
-                self._call(
-                    self._client.update_item,
-                    TableName=self._table,
-                    Key={"pk": {"S": chunk_item_key(manifest.table, manifest.version, index)}},
-                    UpdateExpression="SET expires_at = :expires_at",
-                    ConditionExpression="attribute_exists(pk)",
-                    ExpressionAttributeValues={":expires_at": {"N": expires_at}},
-                )
-            except _StaleWrite:
-                continue  # already gone
+    def get_head(self, table: str) -> ListHead | None:
+        item = self._get(list_item_key(table))
+        if item is None or ("pages" not in item and "pages_z" not in item):
+            return None  # none yet (or a layout from before index pages: rebuilt by a sync)
+        return head_from_item(table, item)
 
-    def _delete_chunks(self, table: str, version: str, count: int) -> None:
-        self._batch_write(
-            [
-                {"DeleteRequest": {"Key": {"pk": {"S": chunk_item_key(table, version, index)}}}}
-                for index in range(count)
-            ]
-        )
+    def get_version(self, table: str, version: str) -> ListHead | None:
+        item = self._get(version_item_key(table, version))
+        if item is None or _expired(item, self._clock()):
+            return None
+        return head_from_item(table, item)
 
-    def _put_if_newer(self, item: dict[str, Any], read_at_ns: int) -> bool:
+    def get_index_page(self, key: str) -> IndexPage | None:
+        item = self._get(key)
+        if item is None or _expired(item, self._clock()):
+            return None
+        return index_page_from_item(item)
+
+    def get_chunk(self, key: str) -> ListChunk | None:
+        item = self._get(key)
+        if item is None or _expired(item, self._clock()):
+            return None
+        return chunk_from_item(item)
+
+    def get_served_chunk(self, key: str) -> ServedChunk | None:
+        """A chunk's JSON array as served, with out-of-line rows put back in place."""
+        item = self._get(key)
+        if item is None or _expired(item, self._clock()):
+            return None
+        body, blobs = served_body_of_chunk_item(item)
+        if blobs:
+            rows = json.loads(body)
+            for index, blob_key in blobs:
+                rows[index] = json.loads(self._blob(blob_key))
+            body = dump_json(rows)
+        return ServedChunk(key=key, body=body, row_count=int(item["row_count"]["N"]))
+
+    def write_nodes(
+        self, table: str, chunks: Sequence[ListChunk], pages: Sequence[IndexPage]
+    ) -> int:
+        items = [chunk_to_item(chunk) for chunk in chunks]
+        items += [index_page_to_item(page) for page in pages]
+        for item in items:
+            self._count(item["kind"]["S"], item)
+        self._batch_write([{"PutRequest": {"Item": item}} for item in items])
+        return len(items)
+
+    def flip_head(self, head: ListHead, base: ListHead | None) -> bool:
+        """Freeze ``head`` as its version, then make it current if ``base`` still is."""
+        attributes = head_to_attributes(head, _iso(head.read_at_ns), _iso(head.modified_at_ns))
+        frozen = {"pk": {"S": version_item_key(head.table, head.version)}, **attributes}
+        self._call(self._client.put_item, TableName=self._table, Item=frozen)
+        self._count("version", frozen)
+        item = {"pk": {"S": list_item_key(head.table)}, **attributes}
+        if base is None:
+            # No head yet, or one from before index pages (it is replaced, not patched).
+            condition = (
+                "attribute_not_exists(pk) OR "
+                "(attribute_not_exists(pages) AND attribute_not_exists(pages_z))"
+            )
+            values: Item | None = None
+        else:
+            condition = "#version = :base"
+            values = {":base": {"S": base.version}}
         try:
             self._call(
                 self._client.put_item,
                 TableName=self._table,
                 Item=item,
-                ConditionExpression=NEWER_READ_ONLY,
-                ExpressionAttributeValues={":read_at_ns": {"N": str(read_at_ns)}},
+                ConditionExpression=condition,
+                **(
+                    {
+                        "ExpressionAttributeValues": values,
+                        "ExpressionAttributeNames": {"#version": "version"},
+                    }
+                    if values
+                    else {}
+                ),
             )
         except _StaleWrite:
+            self._delete([version_item_key(head.table, head.version)])
             return False
+        self._count("head", item)
         return True
+
+    def retire(
+        self, table: str, chunk_keys: Sequence[str], page_keys: Sequence[str], version: str | None
+    ) -> None:
+        """Nodes the current version no longer uses: readers mid-way get the grace period."""
+        keys = [*chunk_keys, *page_keys]
+        if version is not None:
+            keys.append(version_item_key(table, version))
+        expires_at = str(int(self._clock()) + self._grace_s)
+
+        def expire(pk: str) -> None:
+            try:
+                self._call(
+                    self._client.update_item,
+                    TableName=self._table,
+                    Key={"pk": {"S": pk}},
+                    UpdateExpression="SET expires_at = :expires_at",
+                    ConditionExpression="attribute_exists(pk)",
+                    ExpressionAttributeValues={":expires_at": {"N": expires_at}},
+                )
+            except _StaleWrite:
+                return  # already gone
+            self._count("retire", {"pk": {"S": pk}, "expires_at": {"N": expires_at}})
+
+        self._parallel(expire, keys)
+
+    def discard(self, chunk_keys: Sequence[str], page_keys: Sequence[str]) -> None:
+        self._delete([*chunk_keys, *page_keys])
+
+    # ----- full sync checkpoint -----------------------------------------------------------
+
+    def get_checkpoint(self, table: str) -> SyncCheckpoint | None:
+        item = self._get(sync_item_key(table))
+        return None if item is None else checkpoint_from_item(table, item)
+
+    def put_checkpoint(self, checkpoint: SyncCheckpoint | None, table: str) -> None:
+        if checkpoint is None:
+            self._delete([sync_item_key(table)])
+            return
+        item = checkpoint_to_item(checkpoint)
+        self._call(self._client.put_item, TableName=self._table, Item=item)
+        self._count("checkpoint", item)
+
+    # ----- internals ----------------------------------------------------------------------
+
+    def _blob(self, key: str) -> str:
+        if self._blobs is None:
+            raise DependencyUnavailable(f"row body {key} is in the blob store, which is not set")
+        return self._blobs.get(key)
+
+    def _delete(self, pks: Sequence[str]) -> None:
+        self._batch_write([{"DeleteRequest": {"Key": {"pk": {"S": pk}}}} for pk in pks])
 
     def _batch_write(self, requests: list[dict[str, Any]]) -> None:
         """BatchWriteItem in groups of 25, resending UnprocessedItems with backoff.
@@ -347,19 +442,10 @@ class _StaleWrite(Exception):
     """A conditional write lost to a newer one: expected under races, never an error."""
 
 
-def _manifest_from_item(table: str, item: dict[str, Any]) -> ListManifest:
-    return ListManifest(
-        table=table,
-        version=item["version"]["S"],
-        chunk_count=int(item["chunk_count"]["N"]),
-        chunk_rows=tuple(int(value["N"]) for value in item["chunk_rows"]["L"]),
-        row_count=int(item["row_count"]["N"]),
-        list_bytes=int(item["list_bytes"]["N"]),
-        etag=item["etag"]["S"],
-        read_at=item["read_at"]["S"],
-        read_at_ns=int(item["read_at_ns"]["N"]),
-        modified_at=item["modified_at"]["S"],
-    )
+def _stored_bytes(attributes: Item) -> int:
+    value = attributes.get("body") or attributes["body_z"]
+    stored = value.get("S") or value.get("B")
+    return len(stored.encode()) if isinstance(stored, str) else len(stored)
 
 
 def _expired(item: dict[str, Any], now: float) -> bool:
@@ -367,7 +453,7 @@ def _expired(item: dict[str, Any], now: float) -> bool:
     return "expires_at" in item and int(item["expires_at"]["N"]) <= now
 
 
-def _groups(items: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+def _groups(items: list[T], size: int) -> Iterator[list[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 

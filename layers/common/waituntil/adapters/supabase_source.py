@@ -1,4 +1,4 @@
-"""Reads whole tables from Supabase (the source of truth) with supabase-py.
+"""Reads Supabase (the source of truth) with supabase-py: touched keys, or a table by pages.
 
 Imported by the consumer only: ``import supabase`` costs about 0.3 s, which the receiver's
 cold start must not pay.
@@ -6,7 +6,7 @@ cold start must not pay.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
 
@@ -20,6 +20,10 @@ from waituntil.errors import SourceUnavailable
 if TYPE_CHECKING:
     from supabase import Client
 
+# Characters of one ``in.(...)`` list: with the rest of the URL, far below the 8 KB that
+# common proxies accept for a request line, even after percent-encoding.
+MAX_KEYS_CHARS = 3000
+
 
 class SupabaseSource:
     """Keyset-paginated reads: Supabase silently truncates any single read at 1000 rows."""
@@ -31,7 +35,7 @@ class SupabaseSource:
         *,
         schema_name: str = "public",
         timeout_s: float = 8.0,
-        page_size: int = 1000,
+        primary_key: str = "id",
         retry: bool = True,
         client: Client | None = None,
     ) -> None:
@@ -39,10 +43,11 @@ class SupabaseSource:
         self._key = key
         self._schema = schema_name
         self._timeout_s = timeout_s
-        self._page_size = page_size
+        self._primary_key = primary_key
         self._retry = retry
         self._injected = client
         self.requests_made = 0
+        self.rows_read = 0
 
     @cached_property
     def _client(self) -> Client:
@@ -59,30 +64,57 @@ class SupabaseSource:
         )
         return create_client(self._url, self._key(), options=options)
 
-    def read_table(self, table: str, primary_key: str) -> list[Row]:
-        """Every row, in primary-key order, one page per request.
+    def read_rows(self, table: str, keys: Sequence[str]) -> list[Row]:
+        """The rows whose primary key is one of ``keys``: ``pk=in.(...)``, in groups that keep
+        each URL short (PostgREST sits behind proxies that refuse long request lines)."""
+        rows: list[Row] = []
+        for group in key_groups(keys):
+            query = self._client.table(table).select("*").in_(self._primary_key, group)
+            rows.extend(self._execute(table, query))
+        return rows
+
+    def existing_keys(self, table: str, keys: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for group in key_groups(keys):
+            query = (
+                self._client.table(table).select(self._primary_key).in_(self._primary_key, group)
+            )
+            found |= {str(row[self._primary_key]) for row in self._execute(table, query)}
+        return found
+
+    def read_page(self, table: str, after: Any, limit: int) -> list[Row]:
+        """Up to ``limit`` rows with key > ``after``, by key.
 
         Keyset pagination (``pk > last``) rather than offsets: rows inserted or deleted while
-        we page cannot shift a page boundary and make us skip or repeat rows. A page shorter
-        than ``page_size`` is the last one (``page_size`` must not exceed the project's
-        max-rows setting, 1000 by default).
+        we page cannot shift a page boundary and make us skip or repeat rows. ``limit`` must
+        not exceed the project's max-rows setting (1000 by default), or pages are truncated.
         """
-        rows: list[Row] = []
-        last: Any = None
-        while True:
-            page = self._read_page(table, primary_key, last)
-            rows.extend(page)
-            if len(page) < self._page_size:
-                return rows
-            last = page[-1][primary_key]
-
-    def _read_page(self, table: str, primary_key: str, after: Any) -> list[Row]:
-        query = self._client.table(table).select("*").order(primary_key).limit(self._page_size)
+        query = self._client.table(table).select("*").order(self._primary_key).limit(limit)
         if after is not None:
-            query = query.gt(primary_key, after)
+            query = query.gt(self._primary_key, after)
+        return self._execute(table, query)
+
+    def _execute(self, table: str, query: Any) -> list[Row]:
         self.requests_made += 1
         try:
             response = query.execute()
         except (APIError, httpx.HTTPError, ValueError) as error:
             raise SourceUnavailable(f"reading {table} from Supabase failed: {error}") from error
-        return cast(list[Row], response.data)
+        rows = cast(list[Row], response.data)
+        self.rows_read += len(rows)
+        return rows
+
+
+def key_groups(keys: Sequence[str], max_chars: int = MAX_KEYS_CHARS) -> list[list[str]]:
+    """Keys in groups whose ``in.(...)`` list stays under ``max_chars`` (postgrest-py quotes a
+    key holding a comma or quote itself; counted here as if every key were quoted)."""
+    groups: list[list[str]] = []
+    size = max_chars
+    for key in keys:
+        cost = len(key) + 3
+        if size + cost > max_chars:
+            groups.append([])
+            size = 0
+        groups[-1].append(key)
+        size += cost
+    return groups

@@ -1,0 +1,347 @@
+"""Scale: what a warm batch of 10 single-row updates and a full fill cost at 1k, 10k, 100k rows.
+
+Each measurement runs the consumer in a child process of its own (so its time and peak memory
+are the consumer's), against the moto server and the Supabase stand-in, which run in this
+process. Both designs run in the same session on the same data:
+
+- **patch** (this project): reads the touched keys, writes their row items, patches the list;
+- **full read** (the design before it, ``bench/full_read_baseline.py``): every batch re-reads
+  the whole table and rewrites every list chunk.
+
+Write units are counted as DynamoDB bills them: each write rounded up to whole KB of the item
+(an UpdateItem at the size of the item it leaves, which the benchmark reads back afterwards,
+outside the timed part). Results go to stdout and to ``docs/BENCHMARKS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bench.common import LAMBDA_PATH, ROOT, table, use_fake_aws
+
+REGION = "us-east-1"
+REPORT = ROOT / "docs" / "BENCHMARKS.md"
+WRITE_OPERATIONS = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem")
+
+
+@dataclass
+class Measured:
+    design: str
+    job: str
+    rows: int
+    seconds: float
+    invocations: int
+    supabase_requests: int
+    supabase_rows: int
+    write_requests: int
+    write_units: int
+    rss_start_mb: float
+    rss_peak_mb: float
+
+    @property
+    def rss_growth_mb(self) -> float:
+        return self.rss_peak_mb - self.rss_start_mb
+
+
+def article(key: int, revision: int = 0) -> dict[str, Any]:
+    """About 1 KB of JSON, not trivially compressible (as real text is not)."""
+    rng = random.Random(key * 1_000_003 + revision)
+    words = " ".join(
+        "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 9)))
+        for _ in range(130)
+    )
+    return {"id": key, "title": f"Article {key}", "revision": revision, "body": words[:900]}
+
+
+# ----- the parent: services, data, children ----------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", default="1000,10000,100000")
+    parser.add_argument("--fill-only", action="store_true", help="fills only (bench-large)")
+    parser.add_argument("--no-report", action="store_true", help="do not write BENCHMARKS.md")
+    arguments = parser.parse_args(argv)
+    use_fake_aws()
+    sizes = [int(size) for size in arguments.rows.split(",")]
+    results: list[Measured] = []
+    writer_rates: tuple[float, float] | None = None
+    for rows in sizes:
+        results += _measure_size(rows, fill_only=arguments.fill_only)
+    if not arguments.fill_only:
+        writer_rates = _measure_writer_rates()
+    report = _report(results, writer_rates)
+    print(report)
+    if not arguments.no_report and not arguments.fill_only:
+        REPORT.write_text(report)
+        print(f"(written to {REPORT.relative_to(ROOT)})")
+
+
+def _measure_size(rows: int, *, fill_only: bool) -> list[Measured]:
+    from local.aws_resources import provision, seed_secrets
+    from local.moto_server import MotoServer
+    from local.supabase_standin import SupabaseStandIn
+
+    moto = MotoServer(REGION)
+    endpoint = moto.start()
+    try:
+        with SupabaseStandIn({"articles": "id"}, max_rows=1000) as supabase:
+            for start in range(1, rows + 1, 10_000):
+                supabase.seed(
+                    "articles", [article(k) for k in range(start, min(start + 10_000, rows + 1))]
+                )
+            stack = provision(
+                endpoint.sqs(),
+                endpoint.dynamodb(),
+                parameters={"SupabaseUrl": supabase.url},
+                s3=endpoint.s3(),
+            )
+            seed_secrets(
+                endpoint.secretsmanager(),
+                stack.resolver,
+                {"SupabaseKeySecretName": supabase.service_key},
+            )
+            from local.template import function_environment
+
+            environment = {
+                **function_environment(stack.resolver, "ConsumerFunction"),
+                **endpoint.environment(),
+                "SUPABASE_URL": supabase.url,
+            }
+            results = [_child("patch", "fill", rows, environment, supabase)]
+            if fill_only:
+                return results
+            changes = _update_rows(supabase, rows)
+            results.append(_child("patch", "batch", rows, environment, supabase, changes))
+            _child("full-read", "warm", rows, environment, supabase)
+            changes = _update_rows(supabase, rows)
+            results.append(_child("full-read", "batch", rows, environment, supabase, changes))
+            return results
+    finally:
+        moto.stop()
+
+
+def _update_rows(supabase: Any, rows: int) -> list[str]:
+    """Ten rows change in Supabase; the queue messages their webhooks would become."""
+    from supabase import create_client
+
+    from waituntil.contracts import Change
+
+    writer = create_client(supabase.url, supabase.service_key)  # the stand-in sends no webhooks
+    keys = random.Random(rows).sample(range(1, rows + 1), 10)
+    bodies = []
+    for key in keys:
+        row = article(key, revision=int(time.time_ns() % 1_000_000))
+        writer.table("articles").update(row).eq("id", key).execute()
+        bodies.append(
+            Change(
+                type="UPDATE",
+                schema_name="public",
+                table="articles",
+                key=key,
+                received_at=datetime.now(UTC),
+                correlation_id=str(uuid.uuid4()),
+            ).to_message()
+        )
+    return bodies
+
+
+def _child(
+    design: str,
+    job: str,
+    rows: int,
+    environment: dict[str, str],
+    supabase: Any,
+    changes: list[str] | None = None,
+) -> Measured:
+    supabase.reset_request_log()
+    command = [sys.executable, "-m", "bench.scale_child", design, job, str(rows)]
+    process = subprocess.run(  # noqa: S603 (our own interpreter and module)
+        command,
+        input=json.dumps(changes or []),
+        capture_output=True,
+        text=True,
+        check=False,
+        env={
+            **os.environ,
+            **environment,
+            "PYTHONPATH": os.pathsep.join(LAMBDA_PATH),
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_NAMESPACE": "Bench",
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": REGION,
+        },
+        cwd=ROOT,
+    )
+    if process.returncode != 0:
+        raise SystemExit(f"benchmark child failed ({design} {job} {rows}):\n{process.stderr}")
+    result = json.loads(process.stdout.strip().splitlines()[-1])
+    result["supabase_requests"] = len(supabase.request_log)
+    return Measured(**result)
+
+
+def _measure_writer_rates(rows: int = 2000) -> tuple[float, float]:
+    """Rows per second of the row writer with its thread pool and with one thread."""
+    from local.aws_resources import provision
+    from local.moto_server import MotoServer
+    from waituntil.adapters.aws import PATIENT
+    from waituntil.adapters.cache_store import CacheStore
+    from waituntil.cache_model import ListOrder
+    from waituntil.sync import fresh_rows
+
+    moto = MotoServer(REGION)
+    endpoint = moto.start()
+    try:
+        stack = provision(endpoint.sqs(), endpoint.dynamodb(), parameters={"SupabaseUrl": "x"})
+        client = endpoint.session().client("dynamodb", endpoint_url=endpoint.url, config=PATIENT)
+        order = ListOrder("id")
+        rates = []
+        for workers, offset in ((1, 0), (16, rows)):
+            store = CacheStore(stack.table_name, client, workers=workers)
+            data = [article(key) for key in range(offset + 1, offset + rows + 1)]
+            fresh = fresh_rows([str(row["id"]) for row in data], data, order)
+            started = time.perf_counter()
+            store.write_rows("articles", fresh, read_at_ns=1, order=order)
+            rates.append(rows / (time.perf_counter() - started))
+        return rates[0], rates[1]
+    finally:
+        moto.stop()
+
+
+# ----- the report ------------------------------------------------------------------------------
+
+
+def _report(results: list[Measured], writer_rates: tuple[float, float] | None) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        "Measured by `make bench` on this machine (2 cores), against the moto server and the",
+        "Supabase stand-in; each consumer run is a child process of its own. Rows are about 1 KB",
+        "of JSON. Figures are from one run: compare ratios within it, not across machines.",
+        "",
+    ]
+    batches = [r for r in results if r.job == "batch"]
+    if batches:
+        lines += [
+            "## A warm batch of 10 single-row updates",
+            "",
+            "```",
+            table(
+                [
+                    (
+                        "design",
+                        "rows",
+                        "seconds",
+                        "Supabase requests",
+                        "rows read",
+                        "write requests",
+                        "write units",
+                        "peak RSS MB",
+                    )
+                ]
+                + [
+                    (
+                        r.design,
+                        f"{r.rows:,}",
+                        f"{r.seconds:.2f}",
+                        str(r.supabase_requests),
+                        f"{r.supabase_rows:,}",
+                        str(r.write_requests),
+                        f"{r.write_units:,}",
+                        f"{r.rss_peak_mb:.0f}",
+                    )
+                    for r in batches
+                ]
+            ),
+            "```",
+            "",
+        ]
+        lines += _targets(batches)
+    fills = [r for r in results if r.job == "fill"]
+    if fills:
+        lines += [
+            "## A first fill (one webhook on an empty cache, then the full sync it starts)",
+            "",
+            "```",
+            table(
+                [
+                    (
+                        "rows",
+                        "seconds",
+                        "invocations",
+                        "Supabase requests",
+                        "write requests",
+                        "write units",
+                        "RSS start MB",
+                        "peak RSS MB",
+                        "growth MB",
+                    )
+                ]
+                + [
+                    (
+                        f"{r.rows:,}",
+                        f"{r.seconds:.1f}",
+                        str(r.invocations),
+                        str(r.supabase_requests),
+                        f"{r.write_requests:,}",
+                        f"{r.write_units:,}",
+                        f"{r.rss_start_mb:.0f}",
+                        f"{r.rss_peak_mb:.0f}",
+                        f"{r.rss_growth_mb:.0f}",
+                    )
+                    for r in fills
+                ]
+            ),
+            "```",
+            "",
+        ]
+    if writer_rates is not None:
+        sequential, parallel = writer_rates
+        lines += [
+            "## Row writer: 16 threads against one",
+            "",
+            f"- one thread: {sequential:,.0f} rows/s; 16 threads: {parallel:,.0f} rows/s "
+            f"(x{parallel / sequential:.1f}).",
+            "",
+        ]
+    lines.append("Raw figures (JSON), for scripts:")
+    lines += ["", "```json", json.dumps([asdict(r) for r in results], indent=1), "```", ""]
+    return "\n".join(lines)
+
+
+def _targets(batches: list[Measured]) -> list[str]:
+    patch = {r.rows: r for r in batches if r.design == "patch"}
+    full = {r.rows: r for r in batches if r.design == "full-read"}
+    lines = ["Against the full-read design of the same run:", ""]
+    for rows in sorted(patch):
+        if rows in full:
+            p, f = patch[rows], full[rows]
+            lines.append(
+                f"- {rows:,} rows: time x{f.seconds / p.seconds:.1f} less, write units "
+                f"x{f.write_units / max(p.write_units, 1):.0f} less, Supabase rows read "
+                f"{p.supabase_rows} against {f.supabase_rows:,}."
+            )
+    if len(patch) > 1:
+        small, large = patch[min(patch)], patch[max(patch)]
+        lines.append(
+            f"- patch at {large.rows:,} rows took x{large.seconds / small.seconds:.2f} the time "
+            f"at {small.rows:,} rows (target: at most x2)."
+        )
+    lines.append("")
+    return lines
+
+
+if __name__ == "__main__":
+    main()

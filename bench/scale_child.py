@@ -1,0 +1,191 @@
+"""One measured consumer run of ``bench.scale``, in a process of its own.
+
+``python -m bench.scale_child DESIGN JOB ROWS`` with the consumer's environment (endpoints of
+the moto server and the stand-in); change message bodies on stdin (a JSON list). Prints one
+JSON line: time, invocations, Supabase rows read, write requests and units, RSS at start and
+at peak.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from typing import Any
+
+from waituntil.cache_layout import item_bytes
+
+# The consumer's Timeout in template.yaml: each invocation gets this much, as on Lambda.
+INVOCATION_SECONDS = 60
+
+
+class Context:
+    function_name = "bench"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
+    aws_request_id = "bench"
+
+    def __init__(self) -> None:
+        self._deadline = time.monotonic() + INVOCATION_SECONDS
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    import boto3
+
+    from consumer.handler import build_ports, lambda_handler
+    from waituntil.adapters.aws import PATIENT
+    from waituntil.settings import ConsumerSettings
+
+    design, job, rows = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    bodies: list[str] = json.loads(sys.stdin.read() or "[]")
+    settings = ConsumerSettings.model_validate(dict(__import__("os").environ))
+    dynamodb = boto3.client("dynamodb", config=PATIENT)
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    def record(model: Any, params: dict[str, Any], **_: Any) -> None:
+        if model.name in ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"):
+            calls.append((model.name, params))
+
+    dynamodb.meta.events.register("provide-client-params.dynamodb", record)
+    sqs = boto3.client("sqs")
+    ports = build_ports(
+        settings,
+        secrets_client=boto3.client("secretsmanager"),
+        dynamodb=dynamodb,
+        sqs=sqs,
+        s3=boto3.client("s3"),
+    )
+    start_mb = rss_mb()
+    invocations = 0
+    started = time.perf_counter()
+    if design == "patch":
+        if job == "fill":
+            bodies = [_one_webhook()]
+        events = [bodies]
+        while events:
+            batch = events.pop(0)
+            event = {"Records": [_record(body) for body in batch]}
+            response = lambda_handler(event, Context(), ports=ports)
+            invocations += 1
+            if response["batchItemFailures"]:
+                raise SystemExit(f"records failed: {response}")
+            queued = _receive_all(sqs, settings.queue_url)
+            events += [queued[i : i + 10] for i in range(0, len(queued), 10)]
+        rows_read = ports.source.rows_read  # type: ignore[attr-defined]
+    else:
+        from bench.full_read_baseline import run_batch
+
+        keys = [json.loads(body)["key"] for body in bodies]
+        run_batch(dynamodb, settings.table_name, ports.source, keys, items=job != "warm")
+        invocations = 1
+        rows_read = ports.source.rows_read  # type: ignore[attr-defined]
+    seconds = time.perf_counter() - started
+    peak_mb = rss_mb()
+    requests, units = _billed(dynamodb, settings.table_name, calls)
+    print(
+        json.dumps(
+            {
+                "design": design,
+                "job": job,
+                "rows": rows,
+                "seconds": seconds,
+                "invocations": invocations,
+                "supabase_requests": 0,
+                "supabase_rows": rows_read,
+                "write_requests": requests,
+                "write_units": units,
+                "rss_start_mb": start_mb,
+                "rss_peak_mb": peak_mb,
+            }
+        )
+    )
+
+
+def _one_webhook() -> str:
+    from datetime import UTC, datetime
+
+    from waituntil.contracts import Change
+
+    return Change(
+        type="UPDATE",
+        schema_name="public",
+        table="articles",
+        key=1,
+        received_at=datetime.now(UTC),
+        correlation_id="bench-fill",
+    ).to_message()
+
+
+def _receive_all(sqs: Any, queue_url: str) -> list[str]:
+    bodies: list[str] = []
+    while True:
+        messages = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+        ).get("Messages", [])
+        if not messages:
+            return bodies
+        for message in messages:
+            bodies.append(message["Body"])
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def _billed(
+    client: Any, table_name: str, calls: list[tuple[str, dict[str, Any]]]
+) -> tuple[int, int]:
+    """Write requests and write units as DynamoDB bills them (1 unit per started KB)."""
+    units = 0
+    updated: list[str] = []
+    for name, params in calls:
+        if name == "PutItem":
+            units += _units(item_bytes(params["Item"]))
+        elif name == "BatchWriteItem":
+            for request in next(iter(params["RequestItems"].values())):
+                put = request.get("PutRequest")
+                units += _units(item_bytes(put["Item"])) if put else 1
+        elif name == "UpdateItem":
+            updated.append(params["Key"]["pk"]["S"])
+        else:
+            units += 1
+    # An update is billed at the size of the item it leaves (or found, if larger): read back.
+    for start in range(0, len(updated), 100):
+        keys = list(dict.fromkeys(updated[start : start + 100]))
+        response = client.batch_get_item(
+            RequestItems={table_name: {"Keys": [{"pk": {"S": pk}} for pk in keys]}}
+        )
+        sizes = {item["pk"]["S"]: item_bytes(item) for item in response["Responses"][table_name]}
+        units += sum(_units(sizes.get(pk, 1)) for pk in updated[start : start + 100])
+    requests = sum(
+        len(next(iter(p["RequestItems"].values()))) if n == "BatchWriteItem" else 1
+        for n, p in calls
+    )
+    return requests, units
+
+
+def _units(size: int) -> int:
+    return max(1, -(-size // 1024))
+
+
+def _record(body: str) -> dict[str, Any]:
+    return {
+        "messageId": str(hash(body)),
+        "receiptHandle": "bench",
+        "body": body,
+        "attributes": {"ApproximateReceiveCount": "1"},
+        "messageAttributes": {},
+        "md5OfBody": "",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:bench",
+        "awsRegion": "us-east-1",
+    }
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,371 @@
+"""The cache's domain model: what a row and a list version are, and the ports the logic needs.
+
+Pure: no I/O, no boto3, no adapters. ``list_patch`` and ``sync`` work on these types;
+``adapters/cache_store`` turns them into DynamoDB items (through ``cache_layout``).
+
+A list version is a tree three levels deep, every node immutable once written:
+
+- the **head** (``ListHead``): which version is current, its totals, and the ordered refs of its
+  index pages. The only mutable item: a publish flips it conditionally on the version it read.
+- **index pages** (``IndexPage``): up to ``INDEX_PAGE_REFS`` chunk refs each, in list order.
+- **chunks** (``ListChunk``): a JSON array of rows in list order; one chunk = one page of the
+  read API.
+
+Nodes have unique keys and are never rewritten, so a new version reuses every node a patch did
+not touch (by key), and a reader that pinned a version sees the same nodes until they expire.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import total_ordering
+from typing import Any, Protocol
+
+from waituntil.contracts import Row
+
+# A row's place in the list: [order column value, primary key] (or [primary key] when the list
+# is ordered by its key). Stored as JSON; compared through ``sort_key``.
+Position = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class ListOrder:
+    """The list's order: a column (ascending or descending) then the primary key, ascending.
+
+    Nulls sort last ascending and first descending, as Postgres does.
+    """
+
+    primary_key: str
+    column: str | None = None
+    descending: bool = False
+
+    @classmethod
+    def parse(cls, primary_key: str, order: str | None) -> ListOrder:
+        """``column`` or ``column.desc`` (``.asc`` allowed); None or the key itself: by key."""
+        if not order:
+            return cls(primary_key)
+        column, _, direction = order.partition(".")
+        if direction.lower() not in ("", "asc", "desc"):
+            raise ValueError(f"list order must be 'column' or 'column.desc', not {order!r}")
+        if column == primary_key and direction.lower() != "desc":
+            return cls(primary_key)
+        return cls(primary_key, column, direction.lower() == "desc")
+
+    @property
+    def by_key(self) -> bool:
+        return self.column is None
+
+    def position(self, row: Row) -> Position:
+        key = row[self.primary_key]
+        if self.column is None:
+            return (key,)
+        return (row.get(self.column), key)
+
+    def sort_key(self, position: Sequence[Any]) -> tuple[Any, ...]:
+        if self.column is None:
+            return (_rank(position[0]),)
+        rank = _rank(position[0])
+        return (_Descending(rank) if self.descending else rank, _rank(position[1]))
+
+
+def _rank(value: Any) -> tuple[Any, ...]:
+    # A total order over JSON values: numbers, then text, then anything else (by its JSON),
+    # nulls last. Mixed types in one column sort by type instead of failing.
+    if value is None:
+        return (3,)
+    if isinstance(value, bool):
+        return (2, json.dumps(value))
+    if isinstance(value, int | float):
+        return (0, value)
+    if isinstance(value, str):
+        return (1, value)
+    return (2, json.dumps(value, sort_keys=True, separators=(",", ":")))
+
+
+@total_ordering
+@dataclass(frozen=True)
+class _Descending:
+    rank: tuple[Any, ...]
+
+    def __lt__(self, other: object) -> bool:
+        assert isinstance(other, _Descending)
+        return bool(other.rank < self.rank)
+
+
+# ----- rows ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RowBody:
+    """A row as the cache serves it: compact JSON text and its content hash."""
+
+    text: str
+    etag: str
+
+
+@dataclass(frozen=True)
+class FreshRow:
+    """What one Supabase read says a touched key is now: a body, or gone (None)."""
+
+    key: str
+    body: RowBody | None
+    position: Position | None  # None when gone
+
+
+@dataclass(frozen=True)
+class RowState:
+    """A row item as stored: the state of the newest read that won (a tombstone if gone).
+
+    ``positions`` are the places this row may hold in a published list, one per state since the
+    last publish that pruned them ("<read_at_ns>|<json position>"). A row whose order column
+    changed is found in its old chunk through them.
+    """
+
+    key: str
+    body: RowBody | None  # None: tombstone
+    read_at_ns: int
+    position: Position | None
+    positions: frozenset[str] = frozenset()
+    blob_key: str | None = None  # the body lives in the blob store (too large for an item)
+
+    @property
+    def exists(self) -> bool:
+        return self.body is not None
+
+
+def position_tag(read_at_ns: int, position: Position) -> str:
+    return f"{read_at_ns}|{json.dumps(list(position), separators=(',', ':'))}"
+
+
+def parse_position_tag(tag: str) -> tuple[int, Position]:
+    read_at, _, raw = tag.partition("|")
+    return int(read_at), tuple(json.loads(raw))
+
+
+@dataclass(frozen=True)
+class RowWrites:
+    """What a batch of conditional row writes did."""
+
+    written: int = 0
+    deleted: int = 0
+    skipped_stale: int = 0
+    stored_out_of_line: int = 0
+    failures: dict[str, str] = field(default_factory=dict)  # key -> why that row failed
+
+
+# ----- the list --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListEntry:
+    """One row inside a chunk: its key, the read it came from, its place, its body."""
+
+    key: str
+    read_at_ns: int
+    position: Position
+    etag: str
+    text: str | None  # None: the body is in the blob store under ``blob_key``
+    blob_key: str | None = None
+
+    def same_content(self, other: ListEntry) -> bool:
+        return self.etag == other.etag and self.position == other.position
+
+    @property
+    def size(self) -> int:
+        return len(self.text.encode()) + 1 if self.text is not None else 64
+
+
+@dataclass(frozen=True)
+class ChunkRef:
+    """What an index page knows of one chunk."""
+
+    key: str
+    etag: str  # content hash of the served JSON array
+    first: Position  # the first row's position: a chunk's range ends where the next begins
+    row_count: int
+    size: int  # bytes of the served JSON array
+
+
+@dataclass(frozen=True)
+class ListChunk:
+    key: str
+    entries: tuple[ListEntry, ...]
+
+
+@dataclass(frozen=True)
+class ServedChunk:
+    """A chunk as the read API sends it: the JSON array, out-of-line rows resolved."""
+
+    key: str
+    body: str
+    row_count: int
+
+
+@dataclass(frozen=True)
+class IndexRef:
+    key: str
+    first: Position
+    chunk_count: int
+    row_count: int
+    size: int
+
+
+@dataclass(frozen=True)
+class IndexPage:
+    key: str
+    chunks: tuple[ChunkRef, ...]
+
+
+@dataclass(frozen=True)
+class ListHead:
+    """One published version of a table's list; the head item holds the current one."""
+
+    table: str
+    version: str
+    pages: tuple[IndexRef, ...]
+    row_count: int
+    list_bytes: int
+    etag: str
+    read_at_ns: int  # the newest read any of its rows came from
+    modified_at_ns: int  # when this version was published
+    complete: bool = True  # False while the first fill of the table has not finished
+
+    @property
+    def chunk_count(self) -> int:
+        return sum(page.chunk_count for page in self.pages)
+
+
+@dataclass(frozen=True)
+class SyncCheckpoint:
+    """How far a full sync of one table has come; lets a retry or a continuation resume."""
+
+    table: str
+    sync_id: str
+    phase: str  # "rows": paging Supabase by key; "deletes": checking the list's keys
+    after: Any = None  # the last key (rows) or list position (deletes) done
+    started_at_ns: int = 0
+    pages_done: int = 0
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    outcome: str  # "created" (the first version) | "published" | "unchanged"
+    version: str | None = None
+    chunks_written: int = 0
+    index_pages_written: int = 0
+    attempts: int = 1
+    stale_entries_kept: int = 0
+    complete: bool = True  # whether the list, as it now stands, is complete (I6)
+
+
+@dataclass
+class WriteCounter:
+    """DynamoDB write requests and units, as billed (one unit per started KB of an item)."""
+
+    requests: int = 0
+    units: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+    def add(self, kind: str, item_bytes: int) -> int:
+        units = max(1, -(-item_bytes // 1024))
+        self.requests += 1
+        self.units += units
+        self.by_kind[kind] = self.by_kind.get(kind, 0) + units
+        return units
+
+
+# ----- ports -----------------------------------------------------------------------------------
+
+
+class TableSource(Protocol):
+    """Supabase, the source of truth, as the consumer reads it."""
+
+    def read_rows(self, table: str, keys: Sequence[str]) -> list[Row]:
+        """The rows whose key is one of ``keys`` (absent: deleted or hidden)."""
+        ...
+
+    def read_page(self, table: str, after: Any, limit: int) -> list[Row]:
+        """Up to ``limit`` rows with key > ``after`` (None: from the start), in key order."""
+        ...
+
+    def existing_keys(self, table: str, keys: Sequence[str]) -> set[str]:
+        """Which of ``keys`` exist now (reads the key column only)."""
+        ...
+
+
+class ListNodeReads(Protocol):
+    """What a patch reads of the base version: index pages and chunks, by key."""
+
+    def get_index_page(self, key: str) -> IndexPage | None: ...
+
+    def get_chunk(self, key: str) -> ListChunk | None: ...
+
+
+class ServingReads(Protocol):
+    """What the read API and ``waituntil.reader`` read: rows and pages as served."""
+
+    def get_row_body(self, table: str, key: str) -> tuple[RowState, str] | None:
+        """A live row's state and its JSON text (from the blob store if kept there)."""
+        ...
+
+    def get_head(self, table: str) -> ListHead | None: ...
+
+    def get_version(self, table: str, version: str) -> ListHead | None: ...
+
+    def get_index_page(self, key: str) -> IndexPage | None: ...
+
+    def get_served_chunk(self, key: str) -> ServedChunk | None: ...
+
+
+class CacheReads(ListNodeReads, ServingReads, Protocol):
+    """Everything the consumer reads back from the cache."""
+
+    def get_rows(self, table: str, keys: Sequence[str]) -> dict[str, RowState]: ...
+
+
+class CacheWrites(Protocol):
+    def write_rows(
+        self, table: str, fresh: Sequence[FreshRow], *, read_at_ns: int, order: ListOrder
+    ) -> RowWrites: ...
+
+    def write_nodes(
+        self, table: str, chunks: Sequence[ListChunk], pages: Sequence[IndexPage]
+    ) -> int: ...
+
+    def flip_head(self, head: ListHead, base: ListHead | None) -> bool:
+        """Make ``head`` current if the current head is still ``base``; False if it moved."""
+        ...
+
+    def retire(
+        self,
+        table: str,
+        chunk_keys: Sequence[str],
+        page_keys: Sequence[str],
+        version: str | None,
+    ) -> None:
+        """Nodes (and the version) no longer current: kept for the grace period, then expire."""
+        ...
+
+    def discard(self, chunk_keys: Sequence[str], page_keys: Sequence[str]) -> None:
+        """Nodes written for a publish that lost its race: no version ever referenced them."""
+        ...
+
+    def prune_positions(self, table: str, stale: Mapping[str, frozenset[str]]) -> None: ...
+
+    def get_checkpoint(self, table: str) -> SyncCheckpoint | None: ...
+
+    def put_checkpoint(self, checkpoint: SyncCheckpoint | None, table: str) -> None: ...
+
+
+class CacheStorePort(CacheReads, CacheWrites, Protocol):
+    counter: WriteCounter
+
+
+def iter_entries(chunks: Sequence[ListChunk]) -> Iterator[ListEntry]:
+    for chunk in chunks:
+        yield from chunk.entries
+
+
+Clock = Callable[[], int]

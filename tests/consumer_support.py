@@ -1,0 +1,121 @@
+"""Driving the consumer in tests: ports on moto and the stand-in, SQS events, draining the queue.
+
+A full sync continues itself through the change queue (and a first change starts the fill
+there), so "the queue drained" means: run the handler on what the queue holds until it is empty.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from consumer.handler import build_ports, lambda_handler
+from local.aws_resources import seed_secrets
+from local.supabase_standin import SupabaseStandIn
+from tests.conftest import EmulatedAws, LambdaContext, load_event
+from waituntil.contracts import Change
+from waituntil.reader import get_item, get_list
+from waituntil.settings import ConsumerSettings
+from waituntil.sync import Ports
+
+
+def consumer_ports(
+    aws: EmulatedAws, supabase: SupabaseStandIn, tables: str = "articles,authors", **overrides: str
+) -> Ports:
+    seed_secrets(aws.secrets, aws.stack.resolver, {"SupabaseKeySecretName": supabase.service_key})
+    environment = {
+        **aws.environment("ConsumerFunction"),
+        "SUPABASE_URL": supabase.url,
+        "CACHED_TABLES": tables,
+        **overrides,
+    }
+    return build_ports(
+        ConsumerSettings.model_validate(environment),
+        secrets_client=aws.secrets,
+        dynamodb=aws.dynamodb,
+        sqs=aws.sqs,
+        s3=aws.s3,
+    )
+
+
+def sqs_event(*bodies: str) -> dict[str, Any]:
+    """An SQS event as Lambda delivers it, one record per message body."""
+    template = load_event("consumer/batch.json")["Records"][0]
+    records = []
+    for body in bodies:
+        record = copy.deepcopy(template)
+        record["messageId"] = str(uuid.uuid4())
+        record["body"] = body
+        records.append(record)
+    return {"Records": records}
+
+
+def batch(*changes: dict[str, Any]) -> dict[str, Any]:
+    return sqs_event(*(json.dumps(change) for change in changes))
+
+
+def change(change_type: str, key: Any, table: str = "articles") -> dict[str, Any]:
+    row = {"id": key}
+    return Change(
+        type=change_type,  # type: ignore[arg-type]
+        schema_name="public",
+        table=table,
+        key=key,
+        record=None if change_type in ("DELETE", "RESYNC") else row,
+        old_record=None if change_type in ("INSERT", "RESYNC") else row,
+        received_at=datetime.now(UTC),
+        correlation_id=f"corr-{change_type}-{key}",
+    ).model_dump(mode="json", by_alias=True)
+
+
+def resync(table: str = "*") -> dict[str, Any]:
+    return Change(
+        type="RESYNC",
+        schema_name="public",
+        table=table,
+        key=None,
+        received_at=datetime.now(UTC),
+        correlation_id="corr-resync",
+    ).model_dump(mode="json", by_alias=True)
+
+
+def run(event: dict[str, Any], ports: Ports, context: LambdaContext) -> list[str]:
+    """Invoke the handler once; return the ids of the records it reported as failed."""
+    response = lambda_handler(event, context, ports=ports)
+    return [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
+
+
+def drain(
+    aws: EmulatedAws, ports: Ports, context: LambdaContext, most_invocations: int = 500
+) -> int:
+    """Run the consumer on what the change queue holds (fills, continuations) until it is
+    empty; return the invocations used. A failed record fails the test."""
+    invocations = 0
+    while True:
+        messages = aws.queue_messages()
+        if not messages:
+            return invocations
+        for start in range(0, len(messages), 10):
+            group = messages[start : start + 10]
+            failed = run(sqs_event(*(m["Body"] for m in group)), ports, context)
+            assert failed == [], f"records failed while draining: {failed}"
+            invocations += 1
+            assert invocations <= most_invocations, "the queue never drained"
+
+
+def run_and_drain(
+    event: dict[str, Any], aws: EmulatedAws, ports: Ports, context: LambdaContext
+) -> list[str]:
+    failed = run(event, ports, context)
+    drain(aws, ports, context)
+    return failed
+
+
+def cache_equals(ports: Ports, rows: list[dict[str, Any]], table: str = "articles") -> None:
+    """The list and every row item equal ``rows`` (Supabase's table, in key order)."""
+    assert get_list(ports.store, table) == rows
+    for row in rows:
+        assert get_item(ports.store, table, row["id"]) == row
