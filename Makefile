@@ -17,7 +17,7 @@ PY313 := $(if $(PY313_PYENV),PYENV_VERSION=$(PY313_PYENV) python3.13,python3.13)
 
 # The first install takes about a minute: say so, and count the packages as pip collects them.
 $(VENV)/.installed: requirements/dev.lock
-	@echo "Installing the pinned dependencies into $(VENV) (first run only; about a minute)..."
+	@echo "Installing the pinned dependencies into $(VENV) (first run, or after requirements/dev.lock changed)..."
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@set -o pipefail; $(PY) -m pip install --disable-pip-version-check --progress-bar off \
 		-r requirements/dev.lock 2>$(VENV)/pip-errors.log | awk '/^Collecting/ \
