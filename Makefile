@@ -20,16 +20,21 @@ ENV ?=
 OPS := $(PY) -m ops $(if $(STACK),--stack $(STACK)) $(if $(ENV),--config-env $(ENV))
 SAM_ENV_FLAG := $(if $(ENV),--config-env $(ENV))
 
-.PHONY: help demo dev test soak lint typecheck unit bench build validate deploy invoke lock clean \
-	backfill resync dlq redrive verify status account-setup logs sync delete
+.PHONY: help demo dev test soak lint typecheck unit bench bench-quick bench-large build validate \
+	deploy invoke lock clean backfill resync dlq redrive verify status account-setup logs sync delete
 
 ## help: list every target
 help:
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed -e 's/^## //' -e 's/: /\t/' | expand -t 16
 
+# The first install takes about a minute: say so, and count the packages as pip collects them.
 $(VENV)/.installed: requirements/dev.lock
+	@echo "Installing the pinned dependencies into $(VENV) (first run, or after requirements/dev.lock changed)..."
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -qq --disable-pip-version-check -r requirements/dev.lock
+	@set -o pipefail; $(PY) -m pip install --disable-pip-version-check --progress-bar off \
+		-r requirements/dev.lock 2>$(VENV)/pip-errors.log | awk '/^Collecting/ \
+		{ printf "\r  %d packages collected", ++n; fflush() } /^Installing/ { print "\n  installing..." }' \
+		|| { cat $(VENV)/pip-errors.log >&2; exit 1; }
 	@touch $@
 
 $(SAM_VENV)/.installed: requirements/sam.lock
@@ -47,15 +52,20 @@ demo: $(VENV)/.installed
 	$(PY) -m local.demo
 
 ## dev: start the local stack in the foreground (Ctrl-C stops it)
+##   options: PORT=3000 (API) SUPABASE_PORT=54321 HOST=127.0.0.1 DATA=.local-data/db (keep rows)
+##            WEBHOOK_SECRET=... SUPABASE_URL=... SUPABASE_KEY=... (a real project: both or neither)
 dev: $(VENV)/.installed
-	$(PY) -m local.stack $(if $(DATA),--data-dir $(DATA))
+	$(PY) -m local.stack $(if $(DATA),--data-dir $(DATA)) $(if $(PORT),--port $(PORT)) \
+		$(if $(SUPABASE_PORT),--supabase-port $(SUPABASE_PORT)) $(if $(HOST),--host $(HOST))
 
 ## invoke: Docker-free `sam local invoke`: make invoke FUNCTION=ReceiverFunction EVENT=events/receiver/insert.json
 invoke: $(VENV)/.installed
-	$(PY) -m local.invoke $(FUNCTION) $(EVENT)
+	@$(PY) -m local.invoke $(FUNCTION) $(EVENT)
 
 ## test: lint, type-check, template lint, then every test (needs the SAM virtualenv too)
 # Some tests check the template as CloudFormation transforms it, with samtranslator from there.
+# xdist's default distribution (load): schemathesis gives the items of one parametrized test a
+# single node id, which --dist loadfile/loadscope/loadgroup collapse to one item.
 test: lint $(VENV)/.installed $(SAM_VENV)/.installed
 	$(PY) -m pytest -n 2
 
@@ -72,9 +82,18 @@ lint: $(VENV)/.installed $(CHECKOV_VENV)/.installed
 # Every skipped checkov check is justified in the resource's Metadata (checkov: skip: comment).
 	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation --quiet --compact --skip-download
 
-## bench: benchmarks, reported as ratios against a baseline measured in the same run
+## bench: benchmarks, reported as ratios against a baseline measured in the same run; writes
+##   docs/BENCHMARKS.md, docs/benchmarks/figures.csv and plots (a few minutes, progress on stderr)
 bench: $(VENV)/.installed
 	$(PY) -m bench
+
+## bench-quick: the same, briefly, written to .local-data/bench-quick/
+bench-quick: $(VENV)/.installed
+	$(PY) -m bench --quick
+
+## bench-large: a first fill of 1,000,000 rows (about an hour here), its time and memory
+bench-large: $(VENV)/.installed
+	$(PY) -m bench.scale --rows 1000000 --fill-only
 
 # build / validate / deploy: the SAM CLI, from its own virtualenv
 ## validate: sam validate --lint
@@ -138,6 +157,6 @@ lock:
 	/tmp/swu-lock/bin/python -m ops.layer_requirements
 	rm -rf /tmp/swu-lock-sam && $(PY313) -m venv /tmp/swu-lock-sam && /tmp/swu-lock-sam/bin/pip install -q -r requirements/sam.in && /tmp/swu-lock-sam/bin/pip freeze > requirements/sam.lock
 
-## clean: remove virtualenvs and build output
+## clean: remove the virtualenvs, build output, caches and .local-data/ (demo logs, kept rows)
 clean:
-	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .mypy_cache .ruff_cache .local-data

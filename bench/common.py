@@ -8,6 +8,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -60,6 +61,24 @@ def import_seconds(module: str, repeats: int = 7) -> float:
     return statistics.median(samples)
 
 
+class Progress:
+    """One line on stderr per step of a long run, with the time since the start."""
+
+    def __init__(self) -> None:
+        self._started = time.monotonic()
+        self._last_count = 0.0
+
+    def step(self, message: str) -> None:
+        print(f"[{time.monotonic() - self._started:5.0f} s] {message}", file=sys.stderr, flush=True)
+
+    def count(self, what: str, done: int, total: int) -> None:
+        """At most one line every 5 s, and one at the end."""
+        now = time.monotonic()
+        if done == total or now - self._last_count >= 5:
+            self._last_count = now
+            self.step(f"{what}: {done}/{total}")
+
+
 def percentile(samples: list[float], fraction: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -89,3 +108,8 @@ class BenchContext:
     memory_limit_in_mb = 512
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
     aws_request_id = "bench"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        # The consumer budgets its work by the time left (60 s, its Timeout): never short here.
+        return 60_000

@@ -70,7 +70,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", default="1000,10000,100000")
     parser.add_argument("--fill-only", action="store_true", help="fills only (bench-large)")
-    parser.add_argument("--no-report", action="store_true", help="do not write BENCHMARKS.md")
+    parser.add_argument(
+        "--report", action="store_true", help="also write docs/BENCHMARKS.md (this part only)"
+    )
     arguments = parser.parse_args(argv)
     use_fake_aws()
     sizes = [int(size) for size in arguments.rows.split(",")]
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
         writer_rates = _measure_writer_rates()
     report = _report(results, writer_rates)
     print(report)
-    if not arguments.no_report and not arguments.fill_only:
+    if arguments.report and not arguments.fill_only:
         REPORT.write_text(report)
         print(f"(written to {REPORT.relative_to(ROOT)})")
 
@@ -230,17 +232,14 @@ def _measure_writer_rates(rows: int = 2000) -> tuple[float, float]:
 
 def _report(results: list[Measured], writer_rates: tuple[float, float] | None) -> str:
     lines = [
-        "# Benchmarks",
-        "",
-        "Measured by `make bench` on this machine (2 cores), against the moto server and the",
-        "Supabase stand-in; each consumer run is a child process of its own. Rows are about 1 KB",
-        "of JSON. Figures are from one run: compare ratios within it, not across machines.",
+        "Each consumer run is a child process of its own, against the moto server and the",
+        "Supabase stand-in (run by the benchmark's process). Rows are about 1 KB of JSON.",
         "",
     ]
     batches = [r for r in results if r.job == "batch"]
     if batches:
         lines += [
-            "## A warm batch of 10 single-row updates",
+            "### A warm batch of 10 single-row updates",
             "",
             "```",
             table(
@@ -277,7 +276,7 @@ def _report(results: list[Measured], writer_rates: tuple[float, float] | None) -
     fills = [r for r in results if r.job == "fill"]
     if fills:
         lines += [
-            "## A first fill (one webhook on an empty cache, then the full sync it starts)",
+            "### A first fill (one webhook on an empty cache, then the full sync it starts)",
             "",
             "```",
             table(
@@ -315,7 +314,7 @@ def _report(results: list[Measured], writer_rates: tuple[float, float] | None) -
     if writer_rates is not None:
         sequential, parallel = writer_rates
         lines += [
-            "## Row writer: 16 threads against one",
+            "### Row writer: 16 threads against one",
             "",
             f"- one thread: {sequential:,.0f} rows/s; 16 threads: {parallel:,.0f} rows/s "
             f"(x{parallel / sequential:.1f}).",

@@ -8,8 +8,11 @@ multiValueHeaders, query strings, pathParameters, requestContext with a fresh re
 the template's stage), the function's container is invoked, and its proxy response becomes the
 HTTP response.
 
-Served at the root (``http://127.0.0.1:3000/revalidate``), as ``sam local start-api`` does;
-the deployed URL has the stage in front (``.../v1/revalidate``).
+Served at the root (``http://127.0.0.1:3000/revalidate``), as ``sam local start-api`` does,
+and also under the stage, as deployed (``http://127.0.0.1:3000/v1/revalidate``). Either way
+the event's ``requestContext.path`` has the stage in front, as on an ``execute-api`` domain,
+and ``X-Forwarded-Proto`` says ``http``: the reader's absolute ``Link`` targets
+(``http://127.0.0.1:3000/v1/articles?cursor=...``) therefore work here too.
 
 What API Gateway does that is reproduced, because clients can observe it:
 - a path or method no route has: 403 ``{"message": "Missing Authentication Token"}``, the REST
@@ -18,6 +21,8 @@ What API Gateway does that is reproduced, because clients can observe it:
   error"}``;
 - a request body over 10 MB: 413; responses gzip-compressed from the Api's
   ``MinimumCompressionSize`` when the client accepts gzip; ``x-amzn-RequestId``.
+Local-only: ``GET /openapi.yaml`` serves ``docs/openapi.yaml``, the API's description (the
+deployed API has no such route; there ``/openapi.yaml`` would be the read route of a table).
 Not reproduced: throttling (``MethodSettings``), the 29 s integration timeout (every function
 times out sooner), authorizers and API keys (the template uses none), and ``BinaryMediaTypes``
 on responses (an ``isBase64Encoded`` response is always decoded here).
@@ -26,6 +31,7 @@ on responses (an ``isBase64Encoded`` response is always decoded here).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import gzip
 import json
 import logging
@@ -37,6 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -54,6 +61,9 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 # Ranking of a path segment when several routes match (API Gateway prefers literal segments,
 # then {param}, then {greedy+}).
 _LITERAL, _PARAM, _GREEDY = 0, 1, 2
+_PROTO = "x-forwarded-proto"
+DESCRIPTION_PATH = "/openapi.yaml"
+DESCRIPTION_FILE = Path(__file__).resolve().parent.parent / "docs" / "openapi.yaml"
 
 Invoke = Callable[[str, dict[str, Any]], Invocation]
 
@@ -221,7 +231,9 @@ def build_event(
     path = unquote(url.path) or "/"
     headers: dict[str, str] = {}
     multi_headers: dict[str, list[str]] = {}
-    for name, value in request.headers:
+    # API Gateway sets X-Forwarded-Proto itself (https there, http here): a client's is dropped.
+    forwarded = [(name, value) for name, value in request.headers if name.lower() != _PROTO]
+    for name, value in [*forwarded, ("X-Forwarded-Proto", "http")]:
         headers[name] = value  # the last value wins, as in API Gateway's "headers"
         multi_headers.setdefault(name, []).append(value)
     query: dict[str, str] = {}
@@ -318,6 +330,19 @@ def gateway_error(status: int, message: str, error_type: str, request_id: str) -
             ("x-amzn-ErrorType", error_type),
         ],
         body=body,
+    )
+
+
+def description_response(request_id: str) -> HttpResponse:
+    """docs/openapi.yaml, read at each request so that edits show without a restart."""
+    return HttpResponse(
+        status=200,
+        headers=[
+            ("Content-Type", "application/yaml; charset=utf-8"),
+            ("Cache-Control", "no-cache"),
+            ("x-amzn-RequestId", request_id),
+        ],
+        body=DESCRIPTION_FILE.read_bytes(),
     )
 
 
@@ -430,7 +455,10 @@ class ApiGateway:
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         request_id = str(uuid.uuid4())
+        request = self._without_stage(request)
         path = urlsplit(request.target).path
+        if path == DESCRIPTION_PATH and request.method in ("GET", "HEAD"):
+            return description_response(request_id)
         match = match_route(self._routes, request.method, path)
         if match is None or self._invoke is None:
             return gateway_error(
@@ -451,6 +479,13 @@ class ApiGateway:
                 error.get("errorMessage"),
             )
         return proxy_response(invocation, request, self._settings, request_id)
+
+    def _without_stage(self, request: HttpRequest) -> HttpRequest:
+        """``/v1/articles`` as ``/articles``: the deployed URLs (and Link targets) work here."""
+        prefix = f"/{self._settings.stage}/"
+        if not request.target.startswith(prefix):
+            return request
+        return dataclasses.replace(request, target=request.target[len(prefix) - 1 :])
 
 
 class _Server(ConnectionTrackingServer):

@@ -8,7 +8,7 @@ equalled the table (polling ``waituntil.reader`` as any reader of the cache woul
 only if the cache ends equal to the table.
 
 Always uses the stand-in, even when SUPABASE_URL is set: a demo must not write to a real
-project.
+project. Ctrl-C (or SIGTERM) stops the stack as ``make dev`` does: no traceback, exit 130.
 """
 
 from __future__ import annotations
@@ -16,13 +16,16 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 import statistics
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from local.lambda_runtime import ROOT
@@ -90,12 +93,44 @@ class Outcome:
     batches: int
 
 
+# Set by Ctrl-C or SIGTERM. The demo stops at its next safe point rather than where the signal
+# lands: a KeyboardInterrupt raised inside a library (supabase-py building its client) leaves
+# half-built objects that print tracebacks when collected, and a second Ctrl-C must not cut
+# the stack's orderly stop short.
+_interrupted = threading.Event()
+
+
 def main() -> int:
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return _demo()
+    except _Interrupted:
+        # The stack was stopped on the way out (PipelineStack's context manager).
+        print("\ninterrupted; stack stopped.", flush=True)
+        return 130
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    _interrupted.set()
+
+
+def _stop_if_interrupted() -> None:
+    if _interrupted.is_set():
+        raise _Interrupted
+
+
+def _demo() -> int:
     from supabase import create_client
 
     started = time.monotonic()
     shutil.rmtree(LOG_DIR, ignore_errors=True)
     with PipelineStack(port=0, function_logs=LOG_DIR) as stack:
+        _stop_if_interrupted()
         _print_header(stack, time.monotonic() - started)
         assert stack.standin is not None
         client = create_client(stack.supabase_url, stack.supabase_key)
@@ -115,6 +150,7 @@ def main() -> int:
 
 def _run_change(stack: PipelineStack, client: Client, store: CacheStore, change: Change) -> Outcome:
     assert stack.standin is not None
+    _stop_if_interrupted()
     deliveries_before = len(stack.standin.webhook_log)
     batches_before = stack.consumer_batches
     started = time.monotonic()
@@ -143,6 +179,7 @@ def _wait_converged(
         expected_item = next((row for row in rows if row["id"] == key), None)
         if get_item(store, TABLE, key) == expected_item and get_list(store, TABLE) == rows:
             return time.monotonic() - started
+        _stop_if_interrupted()
         time.sleep(0.02)
     return None
 

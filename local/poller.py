@@ -214,7 +214,8 @@ class SqsPoller:
         batch = self._gather(first)
         invocation = self._invoke(build_sqs_event(batch, self.source, self._region))
         self.batches += 1
-        if not invocation.ok:
+        if not invocation.ok and not self._stopping.is_set():
+            # (A batch cut short by the stack stopping is retried by SQS; nothing to report.)
             error = invocation.error or {}
             log.warning(
                 "%s failed on a batch of %d: %s: %s",

@@ -19,8 +19,9 @@ Local-only deviations from a deployed stack (everything else comes from the temp
   fills again on start by queueing a RESYNC, as ``make backfill`` does (``PipelineStack``
   itself does not, so tests start from an empty cache).
 
-``python -m local.stack [--data-dir DIR] [--port N]`` runs it in the foreground until Ctrl-C or
-SIGTERM, and writes the endpoints to a state file (``.local-data/stack.json``, or
+``python -m local.stack [--data-dir DIR] [--port N] [--supabase-port N] [--host H]`` (``make dev
+DATA= PORT= SUPABASE_PORT= HOST=``) runs it in the foreground until Ctrl-C or SIGTERM, and
+writes the endpoints to a state file (``.local-data/stack.json``, or
 ``$LOCAL_STACK_STATE``) that ``local.invoke`` reads; the file is removed on exit.
 """
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -38,11 +40,13 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
 
+from local import BUNDLED_EVENTS_SECRET
 from local.api_gateway import ApiGateway, ApiRoute, api_routes, api_settings
 from local.aws_resources import StackResources, provision, seed_secrets
 from local.lambda_runtime import (
@@ -75,8 +79,22 @@ DEV_PARAMETERS = {
 }  # the Supabase CLI's local API port, a familiar URL
 DEV_VISIBILITY_TIMEOUT_S = 10
 DEFAULT_STATE_PATH = ROOT / ".local-data" / "stack.json"
+# `make dev` uses the bundled events' secret, so that the banner's `make invoke ...
+# EVENT=events/receiver/insert.json` is accepted; only on loopback: a stack reachable from
+# elsewhere (--host 0.0.0.0) gets a random one.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 # Supabase's dashboard default for a Database Webhook's timeout.
 WEBHOOK_TIMEOUT_S = 5.0
+
+
+class PortInUse(OSError):
+    """A port the user chose is taken: the message names it and the make variable to change."""
+
+    def __init__(self, what: str, port: int, variable: str) -> None:
+        super().__init__(
+            errno.EADDRINUSE,
+            f"port {port} ({what}) is already in use; choose another: make dev {variable}=<port>",
+        )
 
 
 class PipelineStack:
@@ -176,7 +194,12 @@ class PipelineStack:
         sqs = self._sqs = self._aws.sqs()
         if self.serve:
             # Bound first: the stand-in's webhook needs the receiver's URL before it starts.
-            self._api = ApiGateway(self.host, self.port)
+            try:
+                self._api = ApiGateway(self.host, self.port)
+            except OSError as error:
+                if error.errno == errno.EADDRINUSE:
+                    raise PortInUse("the local API", self.port, "PORT") from error
+                raise
         defaults = Resolver(self.template, parameters=self.parameters)
         self._start_supabase(defaults)
         parameters = {**self.parameters, "SupabaseUrl": self._supabase_url}
@@ -434,13 +457,14 @@ def _import_layers(template: dict[str, Any]) -> None:
 
 
 def _start_standin(standin: SupabaseStandIn, port: int) -> str:
+    # A taken port is an error, not a silent move elsewhere: the URL a user pasted into a client
+    # (http://127.0.0.1:54321) would quietly point at whatever holds that port.
     try:
         return standin.start(host="127.0.0.1", port=port)
-    except OSError:
-        if port == 0:
-            raise
-        log.warning("port %d is taken; the Supabase stand-in uses a free port instead", port)
-        return standin.start(host="127.0.0.1", port=0)
+    except OSError as error:
+        if port != 0 and error.errno == errno.EADDRINUSE:
+            raise PortInUse("the Supabase stand-in", port, "SUPABASE_PORT") from error
+        raise
 
 
 @contextlib.contextmanager
@@ -498,31 +522,37 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    real_url, real_key = os.environ.get("SUPABASE_URL"), os.environ.get("SUPABASE_KEY")
-    if real_url and not real_key:
-        print("SUPABASE_URL is set but SUPABASE_KEY is not: give both (and SUPABASE_ANON_KEY)")
+    try:
+        real_url, real_key = real_supabase(os.environ)
+    except ValueError as error:
+        print(f"cannot start the local stack: {error}", file=sys.stderr)
         return 2
-    use_real = bool(real_url and real_key)
+    webhook_secret = os.environ.get("WEBHOOK_SECRET") or None
+    exposed = arguments.host not in LOOPBACK_HOSTS
     # Two tables by default, each with its own key and order, as a real project has.
     parameters = {**DEV_PARAMETERS, **dict(arguments.parameter)}
-    webhook_secret = os.environ.get("WEBHOOK_SECRET")
     stack = PipelineStack(
         host=arguments.host,
         port=arguments.port,
         data_dir=arguments.data_dir,
         parameters=parameters,
         visibility_timeout_s=arguments.visibility_timeout,
-        webhook_secret=webhook_secret,
-        supabase_url=real_url if use_real else None,
-        supabase_key=real_key if use_real else None,
-        supabase_anon_key=os.environ.get("SUPABASE_ANON_KEY") if use_real else None,
+        # None: a random secret (reachable from elsewhere, a public one would let anyone in).
+        webhook_secret=webhook_secret or (None if exposed else BUNDLED_EVENTS_SECRET),
+        supabase_url=real_url,
+        supabase_key=real_key,
+        # Tables cached with the public's view (the default policy) read with the anon key.
+        supabase_anon_key=os.environ.get("SUPABASE_ANON_KEY") if real_url else None,
         supabase_port=arguments.supabase_port,
     )
     path = state_path()
     try:
         stack.start()
+    except PortInUse as error:
+        print(f"cannot start the local stack: {error.strerror}", file=sys.stderr)
+        return 1
     except OSError as error:
-        print(f"cannot start the local stack: {error} (another `make dev`? try PORT=3001)")
+        print(f"cannot start the local stack: {error}", file=sys.stderr)
         return 1
     try:
         existing = read_state(path)
@@ -532,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
             log.warning(
                 "another stack (pid %s) owns %s; make invoke uses it", existing["pid"], path
             )
-        print(_banner(stack, generated_secret=webhook_secret is None), flush=True)
+        print(_banner(stack, chosen_secret=webhook_secret is not None), flush=True)
         # The cache lives in memory: fill it now from whatever Supabase holds (kept rows with
         # DATA=, or a real project), as `make backfill` does, instead of at the next change.
         from ops.backfill import request_resync
@@ -550,6 +580,24 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def real_supabase(environ: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """(SUPABASE_URL, SUPABASE_KEY) of a real project, (None, None) for the stand-in.
+
+    One without the other is an error rather than a quiet fall back to the stand-in: a user who
+    set SUPABASE_URL expects their project, and would otherwise see an empty local table.
+    """
+    url, key = environ.get("SUPABASE_URL") or None, environ.get("SUPABASE_KEY") or None
+    if (url is None) != (key is None):
+        given, missing = (
+            ("SUPABASE_URL", "SUPABASE_KEY") if url else ("SUPABASE_KEY", "SUPABASE_URL")
+        )
+        raise ValueError(
+            f"{given} is set but {missing} is not: set both to use a real project "
+            "(the key is its service_role key), or neither for the local stand-in"
+        )
+    return url, key
+
+
 def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m local.stack", description="Run the whole pipeline locally (make dev)."
@@ -558,8 +606,17 @@ def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--port", type=int, default=int(os.environ.get("PORT") or DEFAULT_PORT), help="API port"
     )
-    parser.add_argument("--host", default="127.0.0.1", help="API address (0.0.0.0 for a tunnel)")
-    parser.add_argument("--supabase-port", type=int, default=DEFAULT_SUPABASE_PORT)
+    parser.add_argument(
+        "--host",
+        default=os.environ.get("HOST") or "127.0.0.1",
+        help="API address (0.0.0.0 for a tunnel; the webhook secret is then random)",
+    )
+    parser.add_argument(
+        "--supabase-port",
+        type=int,
+        default=int(os.environ.get("SUPABASE_PORT") or DEFAULT_SUPABASE_PORT),
+        help="the Supabase stand-in's port",
+    )
     parser.add_argument(
         "--visibility-timeout",
         type=int,
@@ -596,7 +653,15 @@ def table_policies(resolver: Resolver) -> dict[str, TablePolicy]:
     return parse_policies(tables, resolver.parameter("TablePolicies"), default)
 
 
-def _banner(stack: PipelineStack, *, generated_secret: bool) -> str:
+def _describe_tables(stack: PipelineStack) -> str:
+    assert stack.resources is not None
+    return "; ".join(
+        f"{table} (key {policy.key}, by {policy.order or policy.key}, {policy.role} view)"
+        for table, policy in table_policies(stack.resources.resolver).items()
+    )
+
+
+def _banner(stack: PipelineStack, *, chosen_secret: bool) -> str:
     secret = stack.webhook_secret
     table = stack.standin.tables if stack.standin is not None else {"articles": "id"}
     first_table, primary_key = next(iter(table.items()))
@@ -622,11 +687,12 @@ def _banner(stack: PipelineStack, *, generated_secret: bool) -> str:
         "Local stack running (no Docker, no AWS account). Ctrl-C stops it.",
         "",
         f"  Webhook URL     {stack.webhook_url}   (POST)",
-        f"  Webhook secret  {secret}"
-        + ("   (generated; set WEBHOOK_SECRET to choose)" if generated_secret else ""),
+        f"  Webhook secret  {secret}   " + _secret_origin(secret, chosen=chosen_secret),
         f"  Supabase URL    {supabase}",
         f"  Supabase key    {stack.supabase_key}",
         f"  API routes      {routes}",
+        f"  Cached tables   {_describe_tables(stack)}",
+        f"  API description {stack.api_url}/openapi.yaml   (OpenAPI 3.1, docs/openapi.yaml)",
         f"  Emulated AWS    {stack.aws.url}   queue {stack.queue_url.rsplit('/', 1)[-1]}, "
         f"table {stack.table_name}",
     ]
@@ -641,7 +707,8 @@ def _banner(stack: PipelineStack, *, generated_secret: bool) -> str:
         )
     lines += [
         "",
-        "A webhook by hand:",
+        "A webhook by hand (the consumer re-reads the row from Supabase: for a row that is not",
+        "in the table, as here until the supabase-py example below inserts it, it caches none):",
         f"  curl -i -X POST {stack.webhook_url} \\",
         f"    -H 'Authorization: Bearer {secret}' -H 'Content-Type: application/json' \\",
         f"    -d {shlex.quote(payload)}",
@@ -654,11 +721,22 @@ def _banner(stack: PipelineStack, *, generated_secret: bool) -> str:
         ".execute()",
         "  EOF",
         "",
+        "Read the cache:",
+        f"  curl -i {stack.api_url}/{first_table}   # Link targets are absolute: follow them as is",
+        "",
         "One function by hand: make invoke FUNCTION=ReceiverFunction "
         "EVENT=events/receiver/insert.json",
         "",
     ]
     return "\n".join(lines)
+
+
+def _secret_origin(secret: str, *, chosen: bool) -> str:
+    if chosen:
+        return "(from WEBHOOK_SECRET)"
+    if secret == BUNDLED_EVENTS_SECRET:
+        return "(the one events/ carry; set WEBHOOK_SECRET to choose)"
+    return "(random: the API is reachable from elsewhere; set WEBHOOK_SECRET to choose)"
 
 
 if __name__ == "__main__":

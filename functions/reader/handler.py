@@ -30,6 +30,7 @@ from waituntil.read_api import (
     ReadRequest,
     ReadResponse,
     ResponseTooLarge,
+    base_url,
     read_item,
     read_page,
 )
@@ -138,7 +139,8 @@ def _ports() -> Ports:
 def _read_request(table: str, key: str | None = None) -> ReadRequest:
     event = app.current_event
     query = event.query_string_parameters or {}
-    identity = (event.raw_event.get("requestContext") or {}).get("identity") or {}
+    request_context = event.raw_event.get("requestContext") or {}
+    identity = request_context.get("identity") or {}
     return ReadRequest(
         method=event.http_method,
         table=table,
@@ -148,6 +150,11 @@ def _read_request(table: str, key: str | None = None) -> ReadRequest:
         if_none_match=_header("if-none-match"),
         if_modified_since=_header("if-modified-since"),
         caller_arn=identity.get("userArn"),
+        base_url=base_url(
+            request_context.get("domainName") or _header("host"),
+            request_context.get("path") or event.path,
+            _header("x-forwarded-proto"),
+        ),
     )
 
 

@@ -48,6 +48,24 @@ def start_stack() -> Iterator[StartStack]:
 
 
 @pytest.fixture(scope="module")
+def paged_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipelineStack]:
+    """For read-only tests of the read API: rows 0-39 of ``articles`` stored in 1 KiB chunks
+    (several pages); the functions' logs go to files. Module scope, not session: moto's
+    backends are process-wide, so two stacks alive at once in one worker would share them."""
+    with PipelineStack(
+        port=0,
+        batching_window_s=0,
+        visibility_timeout_s=2,
+        environment={**QUIET, "LIST_CHUNK_BYTES": "1024"},
+        function_logs=tmp_path_factory.mktemp("logs"),
+    ) as stack:
+        rows = [{"id": key, "title": f"Article {key}", "text": "x" * 60} for key in range(40)]
+        supabase_client(stack).table(TABLE).insert(rows).execute()
+        assert stack.wait_until_idle(timeout_s=30)
+        yield stack
+
+
+@pytest.fixture(scope="module")
 def shared_stack() -> Iterator[PipelineStack]:
     """One stack for tests that leave nothing behind (refused requests)."""
     with PipelineStack(

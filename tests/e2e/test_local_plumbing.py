@@ -60,8 +60,14 @@ def test_webhook_request_becomes_the_bundled_event_shape(resolver: Resolver) -> 
     assert match[0].function_id == "ReceiverFunction"
     assert set(event) == set(bundled)
     assert set(bundled["requestContext"]) <= set(event["requestContext"])
-    for key in ("resource", "path", "httpMethod", "headers", "multiValueHeaders", "body"):
+    for key in ("resource", "path", "httpMethod", "body"):
         assert event[key] == bundled[key], key
+    # And the headers are the request's, plus the scheme API Gateway adds (http here)
+    assert event["headers"] == {**bundled["headers"], "X-Forwarded-Proto": "http"}
+    assert event["multiValueHeaders"] == {
+        **bundled["multiValueHeaders"],
+        "X-Forwarded-Proto": ["http"],
+    }
     context = event["requestContext"]
     assert (context["stage"], context["path"], context["requestId"]) == (
         "v1",

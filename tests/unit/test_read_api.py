@@ -28,6 +28,7 @@ from waituntil.read_api import (
     ReadRequest,
     ResponseTooLarge,
     StaleCursor,
+    base_url,
     check_response_size,
     decode_cursor,
     encode_cursor,
@@ -213,11 +214,12 @@ def test_a_cursor_of_another_table_is_refused() -> None:
 # ----- Link headers ---------------------------------------------------------------------------
 
 
-def _relations(header: str) -> dict[str, int]:
+def _relations(header: str, base: str = "") -> dict[str, int]:
     result: dict[str, int] = {}
     for part in header.split(", "):
         target, relation = part.split("; ")
-        token = target.removeprefix("<?cursor=").removesuffix(">")
+        assert target.startswith(f"<{base}?cursor=")
+        token = target.removeprefix(f"<{base}?cursor=").removesuffix(">")
         version, page = decode_cursor(token, "articles")
         assert version == VERSION  # every link pins the same version
         result[relation.removeprefix('rel="').removesuffix('"')] = page
@@ -234,6 +236,45 @@ def _relations(header: str) -> dict[str, int]:
 )
 def test_links_name_the_neighbours_within_one_version(page: int, expected: dict[str, int]) -> None:
     assert _relations(link_header(VERSION, page)) == expected
+
+
+def test_link_targets_are_absolute_when_the_request_url_is_known() -> None:
+    # Given the URL a client requested, stage included
+    base = "https://abc123.execute-api.eu-west-1.amazonaws.com/v1/articles"
+    # When the links of page 2 are built / Then every target is that URL with a cursor
+    assert _relations(link_header(VERSION, 2, base), base) == {
+        "next": 3,
+        "prev": 1,
+        "first": 1,
+        "last": 3,
+    }
+
+
+@pytest.mark.parametrize(
+    ("domain", "path", "scheme", "expected"),
+    [
+        (
+            "abc.execute-api.eu-west-1.amazonaws.com",
+            "/v1/articles",
+            None,
+            "https://abc.execute-api.eu-west-1.amazonaws.com/v1/articles",
+        ),
+        ("127.0.0.1:3000", "/v1/articles", "http", "http://127.0.0.1:3000/v1/articles"),
+        ("API.example.com", "/base/articles", "HTTPS", "https://api.example.com/base/articles"),
+        ("h.example", "/v1/a b", "https", "https://h.example/v1/a%20b"),  # encoded once
+        ("h.example", "/v1/a%20b", "https", "https://h.example/v1/a%20b"),
+        (None, "/v1/articles", "https", ""),  # no host: relative links
+        ("h.example", None, "https", ""),
+        ("h.example", "articles", "https", ""),
+        ("evil.example/x?", "/v1/articles", "https", ""),  # not a host name
+        ("user@evil.example", "/v1/articles", "https", ""),
+        ("h.example", "/v1/articles", "javascript", ""),  # neither http nor https
+    ],
+)
+def test_base_url_trusts_only_a_host_name_a_path_and_http_or_https(
+    domain: str | None, path: str | None, scheme: str | None, expected: str
+) -> None:
+    assert base_url(domain, path, scheme) == expected
 
 
 # ----- conditional requests -------------------------------------------------------------------

@@ -1,12 +1,11 @@
-"""Logger, metrics and tracer: created once per container, configured by POWERTOOLS_* env vars.
-
-The tracer is created on first use (``from waituntil.observability import tracer``), not when
-this module is imported: creating it loads the X-Ray SDK (about as long as ``import boto3``),
-and the receiver, whose cold start Supabase waits on, does without it (README, "Cold start").
+"""Logger and metrics, created once per container and configured by POWERTOOLS_* env vars;
+the tracer, created on first use: the consumer and the reader trace, while the receiver, whose
+cold start Supabase's 5 s webhook timeout waits on, does not import X-Ray at all.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger, Metrics
@@ -16,6 +15,10 @@ if TYPE_CHECKING:
 
 logger = Logger()
 metrics = Metrics()
+
+# Most reads (a 200 from the cache) add no metric: only 304s and errors do. Powertools warns on
+# every such invocation that it had nothing to publish, which is noise in each reader log line.
+warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 
 def __getattr__(name: str) -> Tracer:

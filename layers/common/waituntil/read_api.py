@@ -1,6 +1,9 @@
 """The read API's logic: ids, pages and cursors, conditional requests, response headers.
 
-Contract (``GET`` and ``HEAD``; ``HEAD`` answers the same status and headers without a body):
+Contract (``GET`` and ``HEAD``). ``HEAD`` is answered like ``GET``, body included: the HTTP
+layer in front (API Gateway, the local gateway) sends the headers only, with the
+``Content-Length`` of that body (RFC 9110 section 9.3.2), so a client learns a page's size
+without downloading it. A body-less ``HEAD`` reply would announce ``Content-Length: 0``.
 
 - ``/{table}/{id}``: one cached row, its body exactly as stored. One DynamoDB read.
   ``404`` when the row is not cached or was deleted (tombstones read as missing).
@@ -9,9 +12,13 @@ Contract (``GET`` and ``HEAD``; ``HEAD`` answers the same status and headers wit
   ``?page=N`` (1-based) picks a page of the current version; ``?cursor=C`` pins a version
   (and a page; a ``page`` next to a cursor picks another page of that pinned version).
   Every page links the others of its version (``Link``: ``next``, ``prev``, ``first``,
-  ``last``), each link a cursor pinning that version. Link targets are relative references
-  holding only a query (``<?cursor=...>``): they resolve against the URL the client
-  requested (RFC 3986 section 5.2), whatever the stage, base path or host in front.
+  ``last``), each link a cursor pinning that version. Link targets are absolute URLs, stage
+  included, as GitHub's API gives them (``<https://<api>/v1/articles?cursor=...>``): many
+  clients (``requests``' ``r.links["next"]["url"]``) hand the raw target to the next request
+  without resolving it. The URL is the one the client requested (``ReadRequest.base_url``,
+  from API Gateway's ``domainName`` and ``requestContext.path``, which holds the stage or a
+  custom domain's base path). Without one (an event lacking them) the targets fall back to
+  query-only relative references (``<?cursor=...>``, RFC 3986 section 5.2).
   ``X-Total-Count`` is the list's row count, ``X-Page`` / ``X-Page-Count`` the position.
   A cursor whose version was retired (its chunks expired after the grace period) is ``410``:
   restart from the first page. Until then the old version is served as it was.
@@ -48,7 +55,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from waituntil.errors import ClientError, DependencyUnavailable, ListFilling, WaitUntilError
 
@@ -73,6 +80,8 @@ _PAGE = re.compile(r"[1-9][0-9]{0,8}")
 _VERSION = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 _ETAG_VALUE = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 _QUOTED_TAG = re.compile(r'(?:W/)?"([^"]*)"')
+_DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})(?::[0-9]{1,5})?")
+_PATH_SAFE = "/%-._~!$&'()*+,;=:@"
 _FORBIDDEN_ID_CATEGORIES = frozenset({"Cc", "Cs"})  # control characters, lone surrogates
 
 
@@ -83,7 +92,11 @@ class ReadRefused(ClientError):
     """A request the client has to change. ``headers`` go on the error response."""
 
     status_code = HTTPStatus.BAD_REQUEST
-    headers: ClassVar[Mapping[str, str]] = {}
+    default_headers: ClassVar[Mapping[str, str]] = {}
+
+    def __init__(self, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.headers: Mapping[str, str] = {**self.default_headers, **(headers or {})}
 
 
 class BadReadRequest(ReadRefused):
@@ -102,14 +115,14 @@ class NotCached(ReadRefused):
 
 class MethodNotAllowed(ReadRefused):
     status_code = HTTPStatus.METHOD_NOT_ALLOWED
-    headers: ClassVar[Mapping[str, str]] = {"Allow": ALLOW}
+    default_headers: ClassVar[Mapping[str, str]] = {"Allow": ALLOW}
 
 
 class StaleCursor(ReadRefused):
-    """The cursor's list version was retired: the client restarts from the first page."""
+    """The cursor's list version was retired: the client restarts from the first page,
+    which the ``Link`` header (``rel="first"``) names."""
 
     status_code = HTTPStatus.GONE
-    headers: ClassVar[Mapping[str, str]] = {"Link": '<?page=1>; rel="first"'}
 
 
 class ResponseTooLarge(WaitUntilError):
@@ -131,13 +144,16 @@ class ReadRequest:
     if_none_match: str | None = None
     if_modified_since: str | None = None
     caller_arn: str | None = None  # requestContext.identity.userArn, set by IAM authorization
+    # The requested URL without its query (scheme, host, stage and path), for absolute Link
+    # targets; empty: query-only relative targets.
+    base_url: str = ""
 
 
 @dataclass(frozen=True)
 class ReadResponse:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
-    body: str = ""  # empty for 304 and HEAD
+    body: str = ""  # empty for 304
 
 
 @dataclass(frozen=True)
@@ -195,10 +211,12 @@ def read_page(store: ServingReads, request: ReadRequest, settings: ReaderSetting
         if served is None:
             raise StaleCursor(
                 "the list changed and the version this cursor pins is no longer kept; "
-                "restart from the first page (no cursor)"
+                "restart from the first page (no cursor)",
+                {"Link": f'<{request.base_url}?page=1>; rel="first"'},
             )
         etag, body = served
-        return _conditional_or_full(request, page_headers(pinned, page, etag, settings), body)
+        headers = page_headers(pinned, page, etag, settings, request.base_url)
+        return _conditional_or_full(request, headers, body)
     for _ in range(PAGE_READ_ATTEMPTS):
         head = store.get_head(table)
         if head is None:
@@ -213,7 +231,7 @@ def read_page(store: ServingReads, request: ReadRequest, settings: ReaderSetting
         served = _page_of(store, head, page)
         if served is not None:
             etag, body = served
-            headers = page_headers(version, page, etag, settings)
+            headers = page_headers(version, page, etag, settings, request.base_url)
             return _conditional_or_full(request, headers, body)
     raise DependencyUnavailable(f"the list of {table} kept changing while being read")
 
@@ -247,7 +265,8 @@ def _conditional_or_full(request: ReadRequest, headers: dict[str, str], body: st
         return ReadResponse(HTTPStatus.NOT_MODIFIED, headers)
     check_response_size(body)
     full = {"Content-Type": "application/json", **headers}
-    return ReadResponse(HTTPStatus.OK, full, body if request.method != "HEAD" else "")
+    # HEAD too carries the body: the gateway drops it and keeps its Content-Length.
+    return ReadResponse(HTTPStatus.OK, full, body)
 
 
 # ----- request parsing -------------------------------------------------------------------------
@@ -280,6 +299,23 @@ def parse_id(raw: str | None) -> str:
     if len(key.encode()) > MAX_ID_BYTES:
         raise BadReadRequest(f"the id is longer than {MAX_ID_BYTES} bytes")
     return key
+
+
+def base_url(domain: str | None, path: str | None, scheme: str | None) -> str:
+    """The requested URL without its query, or "" when the request does not say enough.
+
+    ``domain`` is API Gateway's ``requestContext.domainName`` (or the Host header), ``path`` its
+    ``requestContext.path`` (the stage, or a custom domain's base path, in front), ``scheme``
+    the ``X-Forwarded-Proto`` header. Anything unexpected gives "" (relative links) rather
+    than a link to a host or scheme a client slipped into its headers.
+    """
+    if not domain or not path or not _DOMAIN.fullmatch(domain) or not path.startswith("/"):
+        return ""
+    scheme = (scheme or "https").strip().lower()
+    if scheme not in ("http", "https"):
+        return ""
+    # Already percent-encoded characters stay as they are; anything else unsafe is encoded.
+    return f"{scheme}://{domain.lower()}{quote(path, safe=_PATH_SAFE)}"
 
 
 def parse_page(raw: str | None) -> int | None:
@@ -358,21 +394,27 @@ def _valid_cursor(payload: dict[str, Any]) -> bool:
 
 
 def page_headers(
-    version: ListVersion, page: int, chunk_etag: str, settings: ReaderSettings
+    version: ListVersion,
+    page: int,
+    chunk_etag: str,
+    settings: ReaderSettings,
+    list_url: str = "",
 ) -> dict[str, str]:
     return {
         # The page's content hash: the same rows give the same tag in any list version.
         "ETag": quote_etag(f"{chunk_etag}-p{page}"),
         "Last-Modified": http_date(version.modified_at),
         "Cache-Control": cache_control(settings),
-        "Link": link_header(version, page),
+        "Link": link_header(version, page, list_url),
         "X-Total-Count": str(version.row_count),
         "X-Page": str(page),
         "X-Page-Count": str(version.pages),
     }
 
 
-def link_header(version: ListVersion, page: int) -> str:
+def link_header(version: ListVersion, page: int, list_url: str = "") -> str:
+    """``next``/``prev``/``first``/``last`` of this version; targets are ``list_url`` (the
+    requested URL, see ``base_url``) with a cursor, or only the query when it is empty."""
     relations: list[tuple[str, int]] = []
     if page < version.pages:
         relations.append(("next", page + 1))
@@ -381,7 +423,7 @@ def link_header(version: ListVersion, page: int) -> str:
     relations += [("first", 1), ("last", version.pages)]
     # base64url needs no percent-encoding in a query.
     return ", ".join(
-        f'<?cursor={encode_cursor(version, target)}>; rel="{relation}"'
+        f'<{list_url}?cursor={encode_cursor(version, target)}>; rel="{relation}"'
         for relation, target in relations
     )
 

@@ -1,0 +1,73 @@
+"""The benchmark report from known figures: markdown, CSV and plots."""
+
+from __future__ import annotations
+
+import csv
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from bench.receiver import AckSamples
+from bench.report import Report, headline, write_report
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _report() -> Report:
+    return Report(
+        when=datetime(2026, 11, 29, 7, 0, tzinfo=UTC),
+        machine="Python 3.11 on test",
+        quick=False,
+        imports={
+            "boto3": 0.2,
+            "receiver.handler": 0.5,
+            "reader.handler": 0.6,
+            "consumer.handler": 0.8,
+            "supabase": 0.3,
+        },
+        ack=AckSamples(bare_send_message=[0.002] * 9, receiver_handler=[0.003] * 9),
+        consumer_text="## Consumer\n\nnaive / coalesced: Supabase requests x10.0\n",
+        reader_rows=[("per read", "p50 ms"), ("bare get_item", "1.00")],
+    )
+
+
+def test_headline_ratios_divide_figures_of_the_same_run() -> None:
+    # Given known figures / When the headline is computed / Then each is a ratio of two of them
+    assert headline(_report()) == pytest.approx(
+        {
+            "ack_over_send_message_p50": 1.5,
+            "receiver_import_over_boto3": 2.5,
+            "reader_import_over_boto3": 3.0,
+            "consumer_import_over_boto3": 4.0,
+        }
+    )
+
+
+def test_the_report_has_tables_raw_figures_and_plots(tmp_path: Path) -> None:
+    # Given a run's figures
+    report = _report()
+
+    # When the report is written
+    written = write_report(report, tmp_path)
+
+    # Then BENCHMARKS.md quotes the ratios and links the plots and the CSV
+    markdown = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "**1.50x** a bare `send_message`" in markdown
+    assert "receiver **2.50x**" in markdown
+    assert "naive / coalesced: Supabase requests x10.0" in markdown
+    for name in (
+        "benchmarks/ack_latency.png",
+        "benchmarks/cold_start.png",
+        "benchmarks/figures.csv",
+    ):
+        assert f"({name})" in markdown
+    # And the CSV holds every raw figure: 5 import medians and 2 x 9 samples
+    with (tmp_path / "benchmarks/figures.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 5 + 18
+    assert {row["benchmark"] for row in rows} == {"cold_start", "acknowledgement"}
+    # And the plots are PNG files
+    for plot in ("ack_latency.png", "cold_start.png"):
+        assert (tmp_path / "benchmarks" / plot).read_bytes().startswith(PNG_SIGNATURE)
+    assert len(written) == 4
