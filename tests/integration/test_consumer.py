@@ -3,8 +3,10 @@ stand-in over real HTTP, read through supabase-py."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -318,3 +320,58 @@ def test_the_templates_resync_message_is_a_valid_change(aws: EmulatedAws) -> Non
         None,
         "public",
     )
+
+
+def test_a_row_too_large_for_an_item_is_kept_in_s3_and_its_table_keeps_converging(
+    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+) -> None:
+    # Given a 600 KB row that does not compress (DynamoDB holds 400 KB at most), and others
+    big = {"id": 1, "blob": base64.b64encode(os.urandom(450_000)).decode()}
+    assert len(json.dumps(big)) > 600_000
+    supabase.seed("articles", [big, {"id": 2, "title": "small"}])
+    ports = _ports(aws, supabase)
+    # When its change is synced
+    assert _run(_batch(_change("INSERT", 1)), ports, lambda_context) == []
+    # Then it round-trips exactly, as an item and in the list, its body kept in the bucket
+    rows = supabase.rows("articles")  # (the stand-in gives each row every column it has seen)
+    assert get_item(ports.store, "articles", 1) == rows[0]
+    assert rows[0]["blob"] == big["blob"]
+    assert get_list(ports.store, "articles") == rows
+    objects = aws.s3.list_objects_v2(Bucket=aws.stack.blob_bucket).get("Contents", [])
+    assert len(objects) == 1
+    # And later changes of its table still converge, and a new body supersedes the old one
+    writer = create_client(supabase.url, supabase.service_key)
+    writer.table("articles").update({"title": "edited"}).eq("id", 2).execute()
+    bigger = {"id": 1, "blob": base64.b64encode(os.urandom(450_000)).decode()}
+    writer.table("articles").update(bigger).eq("id", 1).execute()
+    assert _run(_batch(_change("UPDATE", 2), _change("UPDATE", 1)), ports, lambda_context) == []
+    _cache_equals_supabase(ports, supabase)
+    tags = {
+        obj["Key"]: aws.s3.get_object_tagging(Bucket=aws.stack.blob_bucket, Key=obj["Key"])[
+            "TagSet"
+        ]
+        for obj in aws.s3.list_objects_v2(Bucket=aws.stack.blob_bucket)["Contents"]
+    }
+    assert sorted(tag == [{"Key": "superseded", "Value": "true"}] for tag in tags.values()) == [
+        False,
+        True,
+    ]
+
+
+def test_without_a_blob_store_an_oversized_row_fails_alone(
+    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+) -> None:
+    # Given no bucket configured, an incompressible 600 KB row and a small one
+    supabase.seed(
+        "articles",
+        [
+            {"id": 1, "blob": base64.b64encode(os.urandom(450_000)).decode()},
+            {"id": 2, "title": "small"},
+        ],
+    )
+    ports = _ports(aws, supabase, BLOB_BUCKET="")
+    event = _batch(_change("INSERT", 1), _change("INSERT", 2))
+    # When both changes are processed / Then only the oversized row's record fails
+    assert run(event, ports, lambda_context) == [event["Records"][0]["messageId"]]
+    assert get_item(ports.store, "articles", 2) == supabase.rows("articles")[1]
+    assert get_item(ports.store, "articles", 1) is None
