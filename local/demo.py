@@ -171,13 +171,18 @@ def _wait_converged(
     stack: PipelineStack, store: CacheStore, key: int, started: float
 ) -> float | None:
     """Seconds from the write until the cached item and list equal the table; None: never."""
+    from waituntil.errors import ListFilling
     from waituntil.reader import get_item, get_list
 
     assert stack.standin is not None
     while time.monotonic() - started < CONVERGENCE_TIMEOUT_S:
         rows = stack.standin.rows(TABLE)
         expected_item = next((row for row in rows if row["id"] == key), None)
-        if get_item(store, TABLE, key) == expected_item and get_list(store, TABLE) == rows:
+        try:
+            listed = get_list(store, TABLE)
+        except ListFilling:
+            listed = None  # the table's first fill (started by the first change) still runs
+        if get_item(store, TABLE, key) == expected_item and listed == rows:
             return time.monotonic() - started
         _stop_if_interrupted()
         time.sleep(0.02)
