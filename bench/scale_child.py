@@ -34,6 +34,12 @@ class Context:
 
 
 def rss_mb() -> float:
+    """This process's peak resident memory so far (VmHWM). Not ru_maxrss: after fork and exec
+    that still counts the parent's memory at the fork, which here holds moto and the rows."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
