@@ -28,7 +28,6 @@ from waituntil.cache_model import (
     RowWrites,
     ServedChunk,
     SyncCheckpoint,
-    WriteCounter,
     position_tag,
 )
 from waituntil.contracts import Row
@@ -48,7 +47,6 @@ class MemoryStore:
     retired: set[str] = field(default_factory=set)
     checkpoints: dict[str, SyncCheckpoint] = field(default_factory=dict)
     published: list[ListHead] = field(default_factory=list)  # every head ever flipped to
-    counter: WriteCounter = field(default_factory=WriteCounter)
     on_publish: Callable[[MemoryStore, ListHead], None] | None = None
 
     # ----- rows -----

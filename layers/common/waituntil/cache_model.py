@@ -260,22 +260,6 @@ class PublishResult:
     complete: bool = True  # whether the list, as it now stands, is complete (I6)
 
 
-@dataclass
-class WriteCounter:
-    """DynamoDB write requests and units, as billed (one unit per started KB of an item)."""
-
-    requests: int = 0
-    units: int = 0
-    by_kind: dict[str, int] = field(default_factory=dict)
-
-    def add(self, kind: str, item_bytes: int) -> int:
-        units = max(1, -(-item_bytes // 1024))
-        self.requests += 1
-        self.units += units
-        self.by_kind[kind] = self.by_kind.get(kind, 0) + units
-        return units
-
-
 # ----- ports -----------------------------------------------------------------------------------
 
 
@@ -360,7 +344,7 @@ class CacheWrites(Protocol):
 
 
 class CacheStorePort(CacheReads, CacheWrites, Protocol):
-    counter: WriteCounter
+    """The whole cache, as the consumer's flows use it (``adapters/cache_store.CacheStore``)."""
 
 
 def iter_entries(chunks: Sequence[ListChunk]) -> Iterator[ListEntry]:

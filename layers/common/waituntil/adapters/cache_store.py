@@ -10,7 +10,6 @@ unconditionally; the head flips conditionally on the version the publisher start
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +35,6 @@ from waituntil.cache_layout import (
     head_to_attributes,
     index_page_from_item,
     index_page_to_item,
-    item_bytes,
     list_item_key,
     row_item_key,
     row_state_from_item,
@@ -54,7 +52,6 @@ from waituntil.cache_model import (
     RowWrites,
     ServedChunk,
     SyncCheckpoint,
-    WriteCounter,
     position_tag,
 )
 from waituntil.errors import DependencyUnavailable, RowTooLarge
@@ -106,8 +103,6 @@ class CacheStore:
         self._workers = workers
         self._sleep = sleep
         self._clock = clock
-        self._count_lock = threading.Lock()
-        self.counter = WriteCounter()
 
     @cached_property
     def _pool(self) -> ThreadPoolExecutor:
@@ -117,10 +112,6 @@ class CacheStore:
         if len(items) <= 1 or self._workers <= 1:
             return [work(item) for item in items]
         return list(self._pool.map(work, items))
-
-    def _count(self, kind: str, item: Item) -> None:
-        with self._count_lock:
-            self.counter.add(kind, item_bytes(item))
 
     # ----- rows ---------------------------------------------------------------------------
 
@@ -199,7 +190,6 @@ class CacheStore:
             return "stale", None
         except DependencyUnavailable as error:
             return "failed", error
-        self._count("row", {"pk": {"S": pk}, **values})
         old_blob = response.get("Attributes", {}).get("blob", {}).get("S")
         if old_blob and self._blobs is not None and old_blob != values.get(":blob", {}).get("S"):
             try:
@@ -249,7 +239,6 @@ class CacheStore:
 
         def prune(entry: tuple[str, frozenset[str]]) -> None:
             key, tags = entry
-            item = {"pk": {"S": row_item_key(table, key)}, ":tags": {"SS": sorted(tags)}}
             self._call(
                 self._client.update_item,
                 TableName=self._table,
@@ -258,7 +247,6 @@ class CacheStore:
                 ExpressionAttributeNames={"#positions": "positions"},
                 ExpressionAttributeValues={":tags": {"SS": sorted(tags)}},
             )
-            self._count("position", item)
 
         self._parallel(prune, [(key, tags) for key, tags in stale.items() if tags])
 
@@ -306,8 +294,6 @@ class CacheStore:
     ) -> int:
         items = [chunk_to_item(chunk) for chunk in chunks]
         items += [index_page_to_item(page) for page in pages]
-        for item in items:
-            self._count(item["kind"]["S"], item)
         self._batch_write([{"PutRequest": {"Item": item}} for item in items])
         return len(items)
 
@@ -316,7 +302,6 @@ class CacheStore:
         attributes = head_to_attributes(head, _iso(head.read_at_ns), _iso(head.modified_at_ns))
         frozen = {"pk": {"S": version_item_key(head.table, head.version)}, **attributes}
         self._call(self._client.put_item, TableName=self._table, Item=frozen)
-        self._count("version", frozen)
         item = {"pk": {"S": list_item_key(head.table)}, **attributes}
         if base is None:
             # No head yet, or one from before index pages (it is replaced, not patched).
@@ -346,7 +331,6 @@ class CacheStore:
         except _StaleWrite:
             self._delete([version_item_key(head.table, head.version)])
             return False
-        self._count("head", item)
         return True
 
     def retire(
@@ -370,7 +354,6 @@ class CacheStore:
                 )
             except _StaleWrite:
                 return  # already gone
-            self._count("retire", {"pk": {"S": pk}, "expires_at": {"N": expires_at}})
 
         self._parallel(expire, keys)
 
@@ -389,7 +372,6 @@ class CacheStore:
             return
         item = checkpoint_to_item(checkpoint)
         self._call(self._client.put_item, TableName=self._table, Item=item)
-        self._count("checkpoint", item)
 
     # ----- internals ----------------------------------------------------------------------
 
