@@ -211,6 +211,10 @@ class CacheStore:
             for attempt in range(UNPROCESSED_RETRIES + 1):
                 response = self._call(self._client.batch_get_item, RequestItems=pending)
                 for item in response.get("Responses", {}).get(self._table, []):
+                    if "kind" not in item:
+                        # Not a whole item yet: moto's server can show an item an UpdateItem is
+                        # still creating (DynamoDB's writes are atomic); read as not there.
+                        continue
                     states[by_pk[item["pk"]["S"]]] = row_state_from_item(
                         by_pk[item["pk"]["S"]], item
                     )
@@ -226,7 +230,7 @@ class CacheStore:
     def get_row_body(self, table: str, key: str) -> tuple[RowState, str] | None:
         """A live row and its JSON text (resolved from the blob store if kept there)."""
         item = self._get(row_item_key(table, key))
-        if item is None or item["kind"]["S"] != KIND_ROW:
+        if item is None or item.get("kind", {}).get("S") != KIND_ROW:
             return None
         state = row_state_from_item(key, item)
         text = (
