@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from local.supabase_standin.errors import (
@@ -216,6 +217,30 @@ class Condition:
     negate: bool
     value: str | tuple[str, ...]
 
+    @cached_property
+    def _in_sets(self) -> dict[str, frozenset[Any] | None]:
+        # One set of read literals per stored type, built on first use: ``in`` with hundreds
+        # of keys over a large table must cost one lookup per row, not one parse per literal.
+        return {}
+
+    def holds_in(self, stored: Any) -> bool | None:
+        """``stored in (value)`` (three-valued): every literal is read as the stored type,
+        so one unreadable literal is an error, as in PostgreSQL."""
+        assert isinstance(self.value, tuple)
+        if stored is None:
+            return None
+        kind = _literal_kind(stored)
+        if kind not in self._in_sets:
+            read = [coerce_literal(stored, item) for item in self.value]
+            try:
+                self._in_sets[kind] = frozenset(read)
+            except TypeError:  # JSON arrays and objects are not hashable
+                self._in_sets[kind] = None
+        values = self._in_sets[kind]
+        if values is None:
+            return any(coerce_literal(stored, item) == stored for item in self.value)
+        return stored in values
+
 
 @dataclass(frozen=True)
 class Logic:
@@ -320,6 +345,15 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _literal_kind(stored: Any) -> str:
+    """The type a literal is read as (see ``coerce_literal``)."""
+    if isinstance(stored, bool):
+        return "boolean"
+    if _is_number(stored):
+        return "number"
+    return "text" if isinstance(stored, str) else "json"
+
+
 def coerce_literal(stored: Any, raw: str) -> Any:
     """Read a filter literal as the type of the stored value (as PostgreSQL reads a literal
     as the column's type). Raises 22P02 when it cannot be read, like PostgreSQL."""
@@ -387,10 +421,7 @@ def compare(stored: Any, op: str, raw: str | tuple[str, ...]) -> bool | None:
         return bool(coerce_literal(stored, raw) != stored)
     if stored is None:
         return None
-    if op == "in":
-        assert isinstance(raw, tuple)
-        return any(coerce_literal(stored, item) == stored for item in raw)
-    assert isinstance(raw, str)
+    assert isinstance(raw, str), "in is Condition.holds_in"
     if op in ("like", "ilike", "match", "imatch"):
         if not isinstance(stored, str):
             sql_op = {"like": "~~", "ilike": "~~*", "match": "~", "imatch": "~*"}[op]
@@ -437,7 +468,9 @@ def compare(stored: Any, op: str, raw: str | tuple[str, ...]) -> bool | None:
 def evaluate(node: Node, row: Mapping[str, Any]) -> bool | None:
     """Evaluate a filter tree on one row (three-valued)."""
     result: bool | None
-    if isinstance(node, Condition):
+    if isinstance(node, Condition) and node.op == "in":
+        result = node.holds_in(node.column.resolve(row))
+    elif isinstance(node, Condition):
         result = compare(node.column.resolve(row), node.op, node.value)
     else:
         values = [evaluate(child, row) for child in node.children]

@@ -104,6 +104,9 @@ def test_parse_column_rejects_arrow_after_text_arrow() -> None:
         ("title", 'in.(Alpha,"Gamma, Inc")', [1, 3]),
         ("id", "in.(1,4)", [1, 4]),
         ("id", "in.()", []),
+        ("id", "in.(1.0,4)", [1, 4]),  # a literal is read as the column's type
+        ("active", "in.(true)", [1, 4]),
+        ("active", "not.in.(true)", [2]),  # NULL stays unknown under not
         ("tag", "is.null", [1]),
         ("tag", "not.is.null", [2, 3, 4]),
         ("active", "is.true", [1, 4]),
@@ -146,6 +149,10 @@ def test_filter_value_that_cannot_be_read_as_the_column_type_is_a_400() -> None:
     with pytest.raises(PostgrestError) as info2:
         ids_matching("stock", "like.1*")
     assert (info2.value.status, info2.value.code) == (400, "42883")
+    # And one unreadable literal in a list fails the query, even after a literal that matched
+    with pytest.raises(PostgrestError) as info3:
+        ids_matching("id", "in.(1,one)")
+    assert (info3.value.status, info3.value.code) == (400, "22P02")
 
 
 @pytest.mark.parametrize(
