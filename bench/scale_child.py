@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import resource
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -54,13 +55,8 @@ def main() -> None:
     bodies: list[str] = json.loads(sys.stdin.read() or "[]")
     settings = ConsumerSettings.model_validate(dict(__import__("os").environ))
     dynamodb = boto3.client("dynamodb", config=PATIENT)
-    calls: list[tuple[str, dict[str, Any]]] = []
-
-    def record(model: Any, params: dict[str, Any], **_: Any) -> None:
-        if model.name in ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"):
-            calls.append((model.name, params))
-
-    dynamodb.meta.events.register("provide-client-params.dynamodb", record)
+    bill = WriteBill()
+    dynamodb.meta.events.register("provide-client-params.dynamodb", bill.record)
     sqs = boto3.client("sqs")
     ports = build_ports(
         settings,
@@ -95,7 +91,7 @@ def main() -> None:
         rows_read = ports.source.rows_read  # type: ignore[attr-defined]
     seconds = time.perf_counter() - started
     peak_mb = rss_mb()
-    requests, units = _billed(dynamodb, settings.table_name, calls)
+    requests, units = bill.requests, bill.units_after(dynamodb, settings.table_name)
     print(
         json.dumps(
             {
@@ -143,36 +139,47 @@ def _receive_all(sqs: Any, queue_url: str) -> list[str]:
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
-def _billed(
-    client: Any, table_name: str, calls: list[tuple[str, dict[str, Any]]]
-) -> tuple[int, int]:
-    """Write requests and write units as DynamoDB bills them (1 unit per started KB)."""
-    units = 0
-    updated: list[str] = []
-    for name, params in calls:
-        if name == "PutItem":
-            units += _units(item_bytes(params["Item"]))
-        elif name == "BatchWriteItem":
+class WriteBill:
+    """Write requests and units as DynamoDB bills them (1 unit per started KB), counted as the
+    writes are made. Only the keys of updates are kept, and in a file: peak memory is what
+    this benchmark measures, so its own bookkeeping must not grow with the table."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self._units = 0
+        self._updated = tempfile.TemporaryFile("w+")  # noqa: SIM115 (lives as long as the run)
+
+    def record(self, model: Any, params: dict[str, Any], **_: Any) -> None:
+        if model.name == "PutItem":
+            self.requests += 1
+            self._units += _units(item_bytes(params["Item"]))
+        elif model.name == "BatchWriteItem":
             for request in next(iter(params["RequestItems"].values())):
+                self.requests += 1
                 put = request.get("PutRequest")
-                units += _units(item_bytes(put["Item"])) if put else 1
-        elif name == "UpdateItem":
-            updated.append(params["Key"]["pk"]["S"])
-        else:
-            units += 1
-    # An update is billed at the size of the item it leaves (or found, if larger): read back.
-    for start in range(0, len(updated), 100):
-        keys = list(dict.fromkeys(updated[start : start + 100]))
-        response = client.batch_get_item(
-            RequestItems={table_name: {"Keys": [{"pk": {"S": pk}} for pk in keys]}}
-        )
-        sizes = {item["pk"]["S"]: item_bytes(item) for item in response["Responses"][table_name]}
-        units += sum(_units(sizes.get(pk, 1)) for pk in updated[start : start + 100])
-    requests = sum(
-        len(next(iter(p["RequestItems"].values()))) if n == "BatchWriteItem" else 1
-        for n, p in calls
-    )
-    return requests, units
+                self._units += _units(item_bytes(put["Item"])) if put else 1
+        elif model.name == "UpdateItem":
+            self.requests += 1
+            self._updated.write(params["Key"]["pk"]["S"] + "\n")
+        elif model.name == "DeleteItem":
+            self.requests += 1
+            self._units += 1
+
+    def units_after(self, client: Any, table_name: str) -> int:
+        """All units: an update is billed at the size of the item it leaves (or found, if
+        larger), so updated items are read back now, outside the timed part."""
+        self._updated.seek(0)
+        updated = [line.rstrip("\n") for line in self._updated]
+        units = self._units
+        for start in range(0, len(updated), 100):
+            batch = updated[start : start + 100]
+            response = client.batch_get_item(
+                RequestItems={table_name: {"Keys": [{"pk": {"S": pk}} for pk in set(batch)]}}
+            )
+            found = response["Responses"][table_name]
+            sizes = {item["pk"]["S"]: item_bytes(item) for item in found}
+            units += sum(_units(sizes.get(pk, 1)) for pk in batch)
+        return units
 
 
 def _units(size: int) -> int:
