@@ -1,0 +1,116 @@
+"""A first fill through the consumer's handler: continuations, and a killed invocation resuming.
+
+The table is small and pages are short so the test is quick; what it shows does not depend on
+size: each invocation has time for a few pages, continues in a new message, and an invocation
+that dies mid-page (a timeout or an out-of-memory kill, which no handler code survives) is
+resumed from the last checkpoint by SQS's redelivery, not restarted.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from local.supabase_standin import SupabaseStandIn
+from tests.conftest import EmulatedAws, LambdaContext
+from tests.consumer_support import batch, cache_equals, change, consumer_ports, run, sqs_event
+from waituntil.cache_layout import row_item_key
+
+ROWS = 300
+PAGE_ROWS = 50
+PAGES_PER_INVOCATION = 2
+
+
+class Killed(BaseException):
+    """The invocation dies here. A BaseException, as the process's end is: neither the batch
+    processor nor the handler gets to report, clean up or send anything after it."""
+
+
+class ShortInvocation(LambdaContext):
+    """An invocation with time for ``pages`` budget checks, then none: deterministic, where
+    a real clock would make the pages per invocation depend on this machine's load."""
+
+    def __init__(self, pages: int) -> None:
+        self._checks_left = pages
+
+    def get_remaining_time_in_millis(self) -> int:  # type: ignore[override]
+        self._checks_left -= 1
+        return 60_000 if self._checks_left >= 0 else 0
+
+
+@pytest.fixture
+def supabase() -> Iterator[SupabaseStandIn]:
+    with SupabaseStandIn(
+        tables={"articles": "id"}, webhook=None, anon_policies={"articles": "true"}
+    ) as standin:
+        yield standin
+
+
+def _rows() -> list[dict[str, Any]]:
+    return [{"id": key, "title": f"article {key}", "body": "x" * 200} for key in range(1, ROWS + 1)]
+
+
+def _page_reads(supabase: SupabaseStandIn) -> list[str]:
+    """The ``id`` filter of each full page read (``select=*`` ordered by id), in order."""
+    reads = []
+    for request in supabase.request_log:
+        query = urllib.parse.parse_qs(request.query)
+        if query.get("order") == ["id.asc"] and query.get("select") == ["*"]:
+            reads.append(query.get("id", ["from the start"])[0])
+    return reads
+
+
+def _drain_in_short_invocations(aws: EmulatedAws, ports: Any) -> int:
+    invocations = 0
+    while messages := aws.queue_messages():
+        for start in range(0, len(messages), 10):
+            event = sqs_event(*(m["Body"] for m in messages[start : start + 10]))
+            assert run(event, ports, ShortInvocation(PAGES_PER_INVOCATION)) == []
+            invocations += 1
+            assert invocations < 100, "the fill never finished"
+    return invocations
+
+
+def test_a_fill_continues_across_invocations_and_a_killed_one_resumes_from_its_checkpoint(
+    aws: EmulatedAws, supabase: SupabaseStandIn
+) -> None:
+    # Given 300 rows in Supabase, nothing cached, and pages of 50 rows
+    supabase.seed("articles", _rows())
+    ports = consumer_ports(aws, supabase, tables="articles", SUPABASE_PAGE_SIZE=str(PAGE_ROWS))
+    # When one change arrives: it caches its row and queues the first fill
+    assert run(batch(change("UPDATE", 1)), ports, LambdaContext()) == []
+    fill = aws.queue_messages()
+    assert len(fill) == 1 and json.loads(fill[0]["Body"])["type"] == "RESYNC"
+    # And the fill's first invocation has time for two pages, so it continues in a new message
+    assert run(sqs_event(fill[0]["Body"]), ports, ShortInvocation(PAGES_PER_INVOCATION)) == []
+    continuation = aws.queue_messages()
+    assert len(continuation) == 1
+    assert _page_reads(supabase) == ["from the start", f"gt.{PAGE_ROWS}"]
+
+    # When the next invocation is killed while writing its second page's rows (151-200)
+    killed_at = row_item_key("articles", 3 * PAGE_ROWS + PAGE_ROWS // 2)
+
+    def die_mid_page(params: dict[str, Any], **_: Any) -> None:
+        if params["Key"]["pk"]["S"] == killed_at:
+            raise Killed
+
+    aws.dynamodb.meta.events.register("provide-client-params.dynamodb.UpdateItem", die_mid_page)
+    with pytest.raises(Killed):
+        run(sqs_event(continuation[0]["Body"]), ports, LambdaContext())
+    aws.dynamodb.meta.events.unregister("provide-client-params.dynamodb.UpdateItem", die_mid_page)
+    assert aws.queue_messages() == []  # the dead invocation sent nothing
+    # Then SQS's redelivery of the same message resumes after the last checkpointed page
+    # (the one before the kill), not from the start, and the fill runs to the end
+    supabase.reset_request_log()
+    assert (
+        run(sqs_event(continuation[0]["Body"]), ports, ShortInvocation(PAGES_PER_INVOCATION)) == []
+    )
+    assert _page_reads(supabase)[0] == f"gt.{3 * PAGE_ROWS}"
+    invocations = _drain_in_short_invocations(aws, ports)
+    assert invocations >= 2  # the last pages, then the deletes phase and the publish of the whole
+    # And the cache is Supabase's table, as items and as a complete list
+    cache_equals(ports, _rows())
