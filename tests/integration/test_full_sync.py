@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from local.supabase_standin import SupabaseStandIn
 from tests.conftest import EmulatedAws, LambdaContext
@@ -75,21 +76,30 @@ def _drain_in_short_invocations(aws: EmulatedAws, ports: Any) -> int:
     return invocations
 
 
-def test_a_fill_continues_across_invocations_and_a_killed_one_resumes_from_its_checkpoint(
-    aws: EmulatedAws, supabase: SupabaseStandIn
-) -> None:
-    # Given 300 rows in Supabase, nothing cached, and pages of 50 rows
+def _fill_two_pages(
+    aws: EmulatedAws, supabase: SupabaseStandIn, **settings: str
+) -> tuple[Any, str]:
+    """300 rows in Supabase, nothing cached, pages of 50 rows; one change starts the fill and
+    its first invocation, with time for two pages, continues: (ports, the continuation)."""
     supabase.seed("articles", _rows())
-    ports = consumer_ports(aws, supabase, tables="articles", SUPABASE_PAGE_SIZE=str(PAGE_ROWS))
-    # When one change arrives: it caches its row and queues the first fill
+    ports = consumer_ports(
+        aws, supabase, tables="articles", SUPABASE_PAGE_SIZE=str(PAGE_ROWS), **settings
+    )
     assert run(batch(change("UPDATE", 1)), ports, LambdaContext()) == []
     fill = aws.queue_messages()
     assert len(fill) == 1 and json.loads(fill[0]["Body"])["type"] == "RESYNC"
-    # And the fill's first invocation has time for two pages, so it continues in a new message
     assert run(sqs_event(fill[0]["Body"]), ports, ShortInvocation(PAGES_PER_INVOCATION)) == []
     continuation = aws.queue_messages()
     assert len(continuation) == 1
     assert _page_reads(supabase) == ["from the start", f"gt.{PAGE_ROWS}"]
+    return ports, str(continuation[0]["Body"])
+
+
+def test_a_fill_continues_across_invocations_and_a_killed_one_resumes_from_its_checkpoint(
+    aws: EmulatedAws, supabase: SupabaseStandIn
+) -> None:
+    # Given a fill under way: two pages cached, its continuation queued
+    ports, continuation = _fill_two_pages(aws, supabase)
 
     # When the next invocation is killed while writing its second page's rows (151-200)
     killed_at = row_item_key("articles", 3 * PAGE_ROWS + PAGE_ROWS // 2)
@@ -100,17 +110,38 @@ def test_a_fill_continues_across_invocations_and_a_killed_one_resumes_from_its_c
 
     aws.dynamodb.meta.events.register("provide-client-params.dynamodb.UpdateItem", die_mid_page)
     with pytest.raises(Killed):
-        run(sqs_event(continuation[0]["Body"]), ports, LambdaContext())
+        run(sqs_event(continuation), ports, LambdaContext())
     aws.dynamodb.meta.events.unregister("provide-client-params.dynamodb.UpdateItem", die_mid_page)
     assert aws.queue_messages() == []  # the dead invocation sent nothing
     # Then SQS's redelivery of the same message resumes after the last checkpointed page
     # (the one before the kill), not from the start, and the fill runs to the end
     supabase.reset_request_log()
-    assert (
-        run(sqs_event(continuation[0]["Body"]), ports, ShortInvocation(PAGES_PER_INVOCATION)) == []
-    )
+    assert run(sqs_event(continuation), ports, ShortInvocation(PAGES_PER_INVOCATION)) == []
     assert _page_reads(supabase)[0] == f"gt.{3 * PAGE_ROWS}"
     invocations = _drain_in_short_invocations(aws, ports)
     assert invocations >= 2  # the last pages, then the deletes phase and the publish of the whole
     # And the cache is Supabase's table, as items and as a complete list
+    cache_equals(ports, _rows())
+
+
+def test_supabase_failing_mid_fill_fails_the_record_and_its_retry_resumes(
+    aws: EmulatedAws, supabase: SupabaseStandIn
+) -> None:
+    # Given a fill under way (supabase-py's own retry off, so the outage reaches the consumer)
+    ports, continuation = _fill_two_pages(aws, supabase, SUPABASE_RETRY="false")
+    # When Supabase answers 503 to every read
+    supabase.inject_fault(status=503, times=None, table="articles")
+    event = sqs_event(continuation)
+    # Then the invocation fails (its only record failed: SQS keeps the message and redelivers
+    # it), and no continuation was sent
+    with pytest.raises(BatchProcessingError):
+        run(event, ports, ShortInvocation(PAGES_PER_INVOCATION))
+    assert aws.queue_messages() == []
+    # When Supabase is back and SQS redelivers the message
+    supabase.clear_faults()
+    supabase.reset_request_log()
+    assert run(event, ports, ShortInvocation(PAGES_PER_INVOCATION)) == []
+    # Then it resumes where the fill was (after page 2), and the fill completes
+    assert _page_reads(supabase)[0] == f"gt.{2 * PAGE_ROWS}"
+    _drain_in_short_invocations(aws, ports)
     cache_equals(ports, _rows())
