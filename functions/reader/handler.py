@@ -20,20 +20,17 @@ from waituntil.adapters.aws import dynamodb_client_fast, s3_client_fast
 from waituntil.adapters.blob_store import S3BlobStore
 from waituntil.adapters.cache_store import CacheStore
 from waituntil.cache_model import ServingReads
-from waituntil.errors import DependencyUnavailable, ListFilling
-from waituntil.observability import logger, metrics, tracer
-from waituntil.read_api import (
-    ALLOW,
-    READ_METHODS,
+from waituntil.errors import (
+    DependencyUnavailable,
+    ListFilling,
     MethodNotAllowed,
     ReadRefused,
-    ReadRequest,
-    ReadResponse,
     ResponseTooLarge,
-    base_url,
-    read_item,
-    read_page,
 )
+from waituntil.observability import logger, metrics, tracer
+from waituntil.read_api import read_item, read_page
+from waituntil.read_request import ALLOW, READ_METHODS, ReadRequest, base_url
+from waituntil.read_response import ReadResponse
 from waituntil.settings import ReaderSettings, reader_settings
 
 if TYPE_CHECKING:
@@ -84,7 +81,7 @@ def get_item(table: str, key: str) -> Response[str]:
 @app.route("/<table>", method=OTHER_METHODS)
 @app.route("/<table>/<key>", method=OTHER_METHODS)
 def wrong_method(**_: str) -> Response[str]:
-    raise MethodNotAllowed(f"use {ALLOW}")
+    raise MethodNotAllowed(ALLOW)
 
 
 @app.not_found
@@ -95,7 +92,7 @@ def not_found(_: Exception) -> Response[Any]:
     parameters = event.path_parameters or {}
     if event.resource in (LIST_RESOURCE, ITEM_RESOURCE) and "table" in parameters:
         if event.http_method not in READ_METHODS:
-            raise MethodNotAllowed(f"use {ALLOW}")
+            raise MethodNotAllowed(ALLOW)
         if event.resource == ITEM_RESOURCE:
             return get_item(parameters["table"], parameters.get("id", ""))
         return get_list(parameters["table"])
