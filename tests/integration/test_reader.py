@@ -13,11 +13,11 @@ import pytest
 from reader.handler import Ports, build_ports, lambda_handler
 from tests.conftest import EmulatedAws, LambdaContext, load_event
 from waituntil.adapters.cache_store import CacheStore
+from waituntil.cache_client import read_version
 from waituntil.cache_layout import content_etag, dump_json
 from waituntil.cache_model import ListOrder, RowState, position_tag
 from waituntil.list_patch import ListSizes, plan_patch
 from waituntil.read_response import MAX_RESPONSE_BYTES
-from waituntil.reader import read_version
 from waituntil.settings import ReaderSettings
 from waituntil.sync import fresh_rows
 

@@ -49,13 +49,8 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
-from waituntil.errors import (
-    BadReadRequest,
-    DependencyUnavailable,
-    ListFilling,
-    NotCached,
-    StaleCursor,
-)
+from waituntil.cache_client import read_current_version
+from waituntil.errors import BadReadRequest, NotCached, StaleCursor
 from waituntil.http_preconditions import http_date, is_not_modified, quote_etag
 from waituntil.list_cursor import ListVersion, decode_cursor
 from waituntil.read_request import ReadRequest, check_access, check_table, parse_id, parse_page
@@ -64,10 +59,6 @@ from waituntil.read_response import ReadResponse, cache_control, check_response_
 if TYPE_CHECKING:
     from waituntil.cache_model import ListHead, ServingReads
     from waituntil.settings import ReaderSettings
-
-# An unpinned page read races with the consumer retiring the version it just read from the
-# manifest only if the grace period is shorter than the read; re-reading the manifest fixes it.
-PAGE_READ_ATTEMPTS = 3
 
 
 def read_item(store: ServingReads, request: ReadRequest, settings: ReaderSettings) -> ReadResponse:
@@ -104,23 +95,21 @@ def read_page(store: ServingReads, request: ReadRequest, settings: ReaderSetting
         etag, body = served
         headers = page_headers(pinned, page, etag, settings, request.base_url)
         return _conditional_or_full(request, headers, body)
-    for _ in range(PAGE_READ_ATTEMPTS):
-        head = store.get_head(table)
-        if head is None:
-            raise NotCached(f"the list of {table} is not cached yet")
-        if not head.complete:
-            raise ListFilling(
-                f"the list of {table} is still filling ({head.row_count} rows so far); "
-                "rows are served one by one meanwhile"
-            )
+
+    def serve(head: ListHead) -> ReadResponse | None:
         version = ListVersion.of(head)
-        page = _within(version, page or 1)
-        served = _page_of(store, head, page)
-        if served is not None:
-            etag, body = served
-            headers = page_headers(version, page, etag, settings, request.base_url)
-            return _conditional_or_full(request, headers, body)
-    raise DependencyUnavailable(f"the list of {table} kept changing while being read")
+        number = _within(version, page or 1)
+        served = _page_of(store, head, number)
+        if served is None:
+            return None
+        etag, body = served
+        headers = page_headers(version, number, etag, settings, request.base_url)
+        return _conditional_or_full(request, headers, body)
+
+    response = read_current_version(store, table, serve)
+    if response is None:
+        raise NotCached(f"the list of {table} is not cached yet")
+    return response
 
 
 def _page_of(store: ServingReads, head: ListHead, page: int) -> tuple[str, str] | None:
