@@ -45,20 +45,22 @@ NO_STORE = {"Cache-Control": "no-store"}
 
 
 @dataclass(frozen=True)
-class Ports:
+class ReaderPorts:
     settings: ReaderSettings
     store: ServingReads
 
 
 def build_ports(
     settings: ReaderSettings, *, dynamodb: DynamoDBClient, s3: S3Client | None = None
-) -> Ports:
+) -> ReaderPorts:
     blobs = S3BlobStore(settings.blob_bucket, s3) if settings.blob_bucket and s3 else None
-    return Ports(settings=settings, store=CacheStore(settings.table_name, dynamodb, blobs=blobs))
+    return ReaderPorts(
+        settings=settings, store=CacheStore(settings.table_name, dynamodb, blobs=blobs)
+    )
 
 
 @cache
-def default_ports() -> Ports:
+def default_ports() -> ReaderPorts:
     return build_ports(reader_settings(), dynamodb=dynamodb_client_fast(), s3=s3_client_fast())
 
 
@@ -66,14 +68,14 @@ def default_ports() -> Ports:
 # are dropped above 64 KB (a list page is up to ~256 KB), and row data has no place in traces.
 @app.route("/<table>", method=list(READ_METHODS))
 @tracer.capture_method(capture_response=False)
-def get_list(table: str) -> Response[str]:
+def serve_list(table: str) -> Response[str]:
     ports = _ports()
     return _respond(read_page(ports.store, _read_request(table), ports.settings))
 
 
 @app.route("/<table>/<key>", method=list(READ_METHODS))
 @tracer.capture_method(capture_response=False)
-def get_item(table: str, key: str) -> Response[str]:
+def serve_item(table: str, key: str) -> Response[str]:
     ports = _ports()
     return _respond(read_item(ports.store, _read_request(table, key), ports.settings))
 
@@ -94,8 +96,8 @@ def not_found(_: Exception) -> Response[Any]:
         if event.http_method not in READ_METHODS:
             raise MethodNotAllowed(ALLOW)
         if event.resource == ITEM_RESOURCE:
-            return get_item(parameters["table"], parameters.get("id", ""))
-        return get_list(parameters["table"])
+            return serve_item(parameters["table"], parameters.get("id", ""))
+        return serve_list(parameters["table"])
     return _error(HTTPStatus.NOT_FOUND, "no such route; read GET /{table} or GET /{table}/{id}")
 
 
@@ -128,8 +130,8 @@ def response_too_large(error: ResponseTooLarge) -> Response[Any]:
     return _error(HTTPStatus.INTERNAL_SERVER_ERROR, str(error))
 
 
-def _ports() -> Ports:
-    ports: Ports | None = app.context.get("ports")
+def _ports() -> ReaderPorts:
+    ports: ReaderPorts | None = app.context.get("ports")
     return ports or default_ports()
 
 
@@ -188,7 +190,7 @@ def _error(
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(
-    event: dict[str, Any], context: LambdaContext, ports: Ports | None = None
+    event: dict[str, Any], context: LambdaContext, ports: ReaderPorts | None = None
 ) -> dict[str, Any]:
     app.append_context(ports=ports)
     return app.resolve(event, context)
