@@ -366,7 +366,7 @@ class PipelineStack:
         return self.resources
 
     def cache_store(self) -> CacheStore:
-        """The cache table as the read side sees it (``waituntil.reader`` takes this)."""
+        """The cache table as the read side sees it (``waituntil.cache_client`` takes this)."""
         from waituntil.adapters.cache_store import CacheStore
 
         return CacheStore(self.table_name, self.aws.dynamodb())
@@ -449,7 +449,7 @@ def webhook_path(template: dict[str, Any]) -> str:
 
 def _import_layers(template: dict[str, Any]) -> None:
     """Put the template's layers on this process's path: the stack reads the cache with the
-    shared package (``waituntil.reader``), as any other reader of the table would."""
+    shared package (``waituntil.cache_client``), as any other reader of the table would."""
     for layer in resources_of_type(template, "AWS::Serverless::LayerVersion").values():
         path = str((ROOT / layer["Properties"]["ContentUri"]).resolve())
         if path not in sys.path:

@@ -16,8 +16,8 @@ from consumer.handler import build_ports, lambda_handler
 from local.aws_resources import seed_secrets
 from local.supabase_standin import SupabaseStandIn
 from tests.conftest import EmulatedAws, LambdaContext, load_event
+from waituntil.cache_client import get_item, get_list
 from waituntil.contracts import Change
-from waituntil.reader import get_item, get_list
 from waituntil.settings import ConsumerSettings
 from waituntil.sync import Ports
 

@@ -20,20 +20,17 @@ from waituntil.adapters.aws import dynamodb_client_fast, s3_client_fast
 from waituntil.adapters.blob_store import S3BlobStore
 from waituntil.adapters.cache_store import CacheStore
 from waituntil.cache_model import ServingReads
-from waituntil.errors import DependencyUnavailable, ListFilling
-from waituntil.observability import logger, metrics, tracer
-from waituntil.read_api import (
-    ALLOW,
-    READ_METHODS,
+from waituntil.errors import (
+    DependencyUnavailable,
+    ListFilling,
     MethodNotAllowed,
     ReadRefused,
-    ReadRequest,
-    ReadResponse,
     ResponseTooLarge,
-    base_url,
-    read_item,
-    read_page,
 )
+from waituntil.observability import logger, metrics, tracer
+from waituntil.read_api import read_item, read_page
+from waituntil.read_request import ALLOW, READ_METHODS, ReadRequest, base_url
+from waituntil.read_response import ReadResponse
 from waituntil.settings import ReaderSettings, reader_settings
 
 if TYPE_CHECKING:
@@ -48,20 +45,22 @@ NO_STORE = {"Cache-Control": "no-store"}
 
 
 @dataclass(frozen=True)
-class Ports:
+class ReaderPorts:
     settings: ReaderSettings
     store: ServingReads
 
 
 def build_ports(
     settings: ReaderSettings, *, dynamodb: DynamoDBClient, s3: S3Client | None = None
-) -> Ports:
+) -> ReaderPorts:
     blobs = S3BlobStore(settings.blob_bucket, s3) if settings.blob_bucket and s3 else None
-    return Ports(settings=settings, store=CacheStore(settings.table_name, dynamodb, blobs=blobs))
+    return ReaderPorts(
+        settings=settings, store=CacheStore(settings.table_name, dynamodb, blobs=blobs)
+    )
 
 
 @cache
-def default_ports() -> Ports:
+def default_ports() -> ReaderPorts:
     return build_ports(reader_settings(), dynamodb=dynamodb_client_fast(), s3=s3_client_fast())
 
 
@@ -69,14 +68,14 @@ def default_ports() -> Ports:
 # are dropped above 64 KB (a list page is up to ~256 KB), and row data has no place in traces.
 @app.route("/<table>", method=list(READ_METHODS))
 @tracer.capture_method(capture_response=False)
-def get_list(table: str) -> Response[str]:
+def serve_list(table: str) -> Response[str]:
     ports = _ports()
     return _respond(read_page(ports.store, _read_request(table), ports.settings))
 
 
 @app.route("/<table>/<key>", method=list(READ_METHODS))
 @tracer.capture_method(capture_response=False)
-def get_item(table: str, key: str) -> Response[str]:
+def serve_item(table: str, key: str) -> Response[str]:
     ports = _ports()
     return _respond(read_item(ports.store, _read_request(table, key), ports.settings))
 
@@ -84,7 +83,7 @@ def get_item(table: str, key: str) -> Response[str]:
 @app.route("/<table>", method=OTHER_METHODS)
 @app.route("/<table>/<key>", method=OTHER_METHODS)
 def wrong_method(**_: str) -> Response[str]:
-    raise MethodNotAllowed(f"use {ALLOW}")
+    raise MethodNotAllowed(ALLOW)
 
 
 @app.not_found
@@ -95,10 +94,10 @@ def not_found(_: Exception) -> Response[Any]:
     parameters = event.path_parameters or {}
     if event.resource in (LIST_RESOURCE, ITEM_RESOURCE) and "table" in parameters:
         if event.http_method not in READ_METHODS:
-            raise MethodNotAllowed(f"use {ALLOW}")
+            raise MethodNotAllowed(ALLOW)
         if event.resource == ITEM_RESOURCE:
-            return get_item(parameters["table"], parameters.get("id", ""))
-        return get_list(parameters["table"])
+            return serve_item(parameters["table"], parameters.get("id", ""))
+        return serve_list(parameters["table"])
     return _error(HTTPStatus.NOT_FOUND, "no such route; read GET /{table} or GET /{table}/{id}")
 
 
@@ -131,8 +130,8 @@ def response_too_large(error: ResponseTooLarge) -> Response[Any]:
     return _error(HTTPStatus.INTERNAL_SERVER_ERROR, str(error))
 
 
-def _ports() -> Ports:
-    ports: Ports | None = app.context.get("ports")
+def _ports() -> ReaderPorts:
+    ports: ReaderPorts | None = app.context.get("ports")
     return ports or default_ports()
 
 
@@ -191,7 +190,7 @@ def _error(
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(
-    event: dict[str, Any], context: LambdaContext, ports: Ports | None = None
+    event: dict[str, Any], context: LambdaContext, ports: ReaderPorts | None = None
 ) -> dict[str, Any]:
     app.append_context(ports=ports)
     return app.resolve(event, context)

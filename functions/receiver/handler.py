@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from waituntil.adapters.aws import secrets_client_fast, sqs_client
 from waituntil.adapters.queue import QueuePublisher
 from waituntil.adapters.secrets import SecretReader
-from waituntil.errors import ClientError, DependencyUnavailable
+from waituntil.errors import DependencyUnavailable, RequestRefused
 from waituntil.observability import logger, metrics
 from waituntil.settings import ReceiverSettings, receiver_settings
 from waituntil.webhook import (
@@ -116,8 +116,8 @@ def not_found(_: Exception) -> Response[dict[str, Any]]:
     return _error(HTTPStatus.NOT_FOUND, "no such route; webhooks go to POST /revalidate")
 
 
-@app.exception_handler(ClientError)
-def client_error(error: ClientError) -> Response[dict[str, Any]]:
+@app.exception_handler(RequestRefused)
+def request_refused(error: RequestRefused) -> Response[dict[str, Any]]:
     logger.info("webhook refused", extra={"status": error.status_code, "reason": str(error)})
     metrics.add_metric(name="WebhooksRefused", unit=MetricUnit.Count, value=1)
     return _error(error.status_code, str(error))

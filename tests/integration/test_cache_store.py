@@ -9,10 +9,10 @@ from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from tests.conftest import EmulatedAws
 from waituntil.adapters.cache_store import CacheStore
+from waituntil.cache_client import get_item, get_list
 from waituntil.cache_model import ListOrder, PublishResult
 from waituntil.errors import DependencyUnavailable
 from waituntil.list_patch import ListSizes
-from waituntil.reader import get_item, get_list
 from waituntil.sync import fresh_rows, publish_list
 
 

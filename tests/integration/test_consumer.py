@@ -17,8 +17,8 @@ from supabase import create_client
 from local.supabase_standin import SupabaseStandIn
 from tests.conftest import EmulatedAws, LambdaContext, load_event
 from tests.consumer_support import batch, cache_equals, change, consumer_ports, drain, run
+from waituntil.cache_client import get_item, get_list
 from waituntil.contracts import Change
-from waituntil.reader import get_item, get_list
 from waituntil.sync import Ports
 
 

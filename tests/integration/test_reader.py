@@ -10,14 +10,14 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from reader.handler import Ports, build_ports, lambda_handler
+from reader.handler import ReaderPorts, build_ports, lambda_handler
 from tests.conftest import EmulatedAws, LambdaContext, load_event
 from waituntil.adapters.cache_store import CacheStore
+from waituntil.cache_client import read_version
 from waituntil.cache_layout import content_etag, dump_json
 from waituntil.cache_model import ListOrder, RowState, position_tag
 from waituntil.list_patch import ListSizes, plan_patch
-from waituntil.read_api import MAX_RESPONSE_BYTES
-from waituntil.reader import read_version
+from waituntil.read_response import MAX_RESPONSE_BYTES
 from waituntil.settings import ReaderSettings
 from waituntil.sync import fresh_rows
 
@@ -38,7 +38,7 @@ class Clock:
 class Reader:
     aws: EmulatedAws
     context: LambdaContext
-    ports: Ports
+    ports: ReaderPorts
     store: CacheStore  # the consumer's writer, on the same clock
     clock: Clock
 
@@ -109,7 +109,7 @@ class Reader:
         query: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
         method: str | None = None,
-        ports: Ports | None = None,
+        ports: ReaderPorts | None = None,
     ) -> dict[str, Any]:
         event = copy.deepcopy(load_event(event_file))
         if query is not None:
@@ -136,7 +136,7 @@ def reader(aws: EmulatedAws, lambda_context: LambdaContext) -> Reader:
         aws.stack.table_name, aws.dynamodb, sleep=lambda _: None, clock=clock, grace_s=GRACE_S
     )
     settings = ReaderSettings.model_validate(aws.environment("ReaderFunction"))
-    ports = Ports(settings=settings, store=store)
+    ports = ReaderPorts(settings=settings, store=store)
     return Reader(aws=aws, context=lambda_context, ports=ports, store=store, clock=clock)
 
 
@@ -396,7 +396,7 @@ def test_an_id_the_router_pattern_rejects_is_still_served(reader: Reader) -> Non
 def test_dynamodb_failure_is_503_not_500(reader: Reader) -> None:
     # Given a store whose table does not exist
     broken = CacheStore("no-such-table", reader.aws.dynamodb)
-    ports = Ports(settings=reader.ports.settings, store=broken)
+    ports = ReaderPorts(settings=reader.ports.settings, store=broken)
     # When an item and a page are read / Then 503 with Retry-After
     for event_file in ("reader/item.json", "reader/list.json"):
         response = reader.get(event_file, ports=ports)

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 from tests.fakes import MemoryQueue, MemorySource, MemoryStore
+from waituntil.cache_client import get_item, get_list
 from waituntil.cache_layout import row_body
 from waituntil.cache_model import FreshRow, ListOrder
 from waituntil.contracts import Change, SyncProgress
 from waituntil.list_patch import ListSizes
-from waituntil.reader import get_item, get_list
 from waituntil.settings import ConsumerSettings
 from waituntil.sync import Ports, full_sync, publish_list, sync_changes
 

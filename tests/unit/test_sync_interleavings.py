@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 
 from tests.conftest import examples
 from tests.fakes import MemoryQueue, MemorySource, MemoryStore, Paused, Scheduler
+from waituntil.cache_client import get_item, get_list
 from waituntil.cache_model import ListHead, ListOrder
 from waituntil.contracts import Change
-from waituntil.reader import get_item, get_list
 from waituntil.settings import ConsumerSettings
 from waituntil.sync import Ports, QueuedMessage, list_order, sync_batch
 

@@ -2,34 +2,85 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import ClassVar
+
 
 class WaitUntilError(Exception):
     """Base of the project's own errors."""
 
 
-# Receiver: the client's mistakes (4xx), named for what went wrong.
-class ClientError(WaitUntilError):
+# A client's mistake at either API (4xx), named for what went wrong. Not botocore's
+# ClientError, which the adapters catch nearby and which means that AWS refused *us*.
+class RequestRefused(WaitUntilError):
     status_code = 400
 
 
-class Unauthorized(ClientError):
+# Receiver: a webhook the client has to change.
+class Unauthorized(RequestRefused):
     status_code = 401
 
 
-class UnsupportedMediaType(ClientError):
+class UnsupportedMediaType(RequestRefused):
     status_code = 415
 
 
-class PayloadTooLarge(ClientError):
+class PayloadTooLarge(RequestRefused):
     status_code = 413
 
 
-class InvalidHeaders(ClientError):
+class InvalidHeaders(RequestRefused):
     """A header Supabase sends once arrived several times: which one to trust is ambiguous."""
 
 
-class InvalidPayload(ClientError):
+class InvalidPayload(RequestRefused):
     """The body is not a Supabase Database Webhook payload this deployment accepts."""
+
+
+# Read API: one HTTP status each, mapped to a response in the reader's handler.
+class ReadRefused(RequestRefused):
+    """A read the client has to change. ``headers`` go on the error response."""
+
+    status_code = HTTPStatus.BAD_REQUEST
+    default_headers: ClassVar[Mapping[str, str]] = {}
+
+    def __init__(self, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.headers: Mapping[str, str] = {**self.default_headers, **(headers or {})}
+
+
+class BadReadRequest(ReadRefused):
+    status_code = HTTPStatus.BAD_REQUEST
+
+
+class ReadForbidden(ReadRefused):
+    status_code = HTTPStatus.FORBIDDEN
+
+
+class NotCached(ReadRefused):
+    """Unknown table, or a row or list the cache does not hold."""
+
+    status_code = HTTPStatus.NOT_FOUND
+
+
+class MethodNotAllowed(ReadRefused):
+    status_code = HTTPStatus.METHOD_NOT_ALLOWED
+
+    def __init__(self, allow: str) -> None:
+        # The methods are the read API's to name (``read_request.ALLOW``), not this module's.
+        super().__init__(f"use {allow}", {"Allow": allow})
+
+
+class StaleCursor(ReadRefused):
+    """The cursor's list version was retired: the client restarts from the first page,
+    which the ``Link`` header (``rel="first"``) names."""
+
+    status_code = HTTPStatus.GONE
+
+
+class ResponseTooLarge(WaitUntilError):
+    """A stored body too large for one Lambda response (a huge, very compressible row)."""
 
 
 # Dependencies that failed: 503 at the API, a batch item failure in the consumer.

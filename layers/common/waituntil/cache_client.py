@@ -1,20 +1,26 @@
 """Read the cache as other services see it: one row, or the whole list of one version.
 
 ``get_item`` and ``get_list`` return the rows exactly as Supabase returned them (parsed JSON),
-bodies kept out of line (S3) included. The read API uses the same layout.
+bodies kept out of line (S3) included. The read API uses the same layout, and the same
+``read_current_version`` to read a list's current version.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import TypeVar
 
 from waituntil.cache_model import ListHead, ServingReads
 from waituntil.contracts import Row, RowKey
 from waituntil.errors import DependencyUnavailable, ListFilling
 
-# A list version retired between reading its head and its chunks is re-read from the head;
-# two flips within one read are already unlikely.
+# A list version retired between reading its head and its nodes is re-read from the head: that
+# race needs the grace period to be shorter than the read, so two flips within one read are
+# already unlikely.
 LIST_READ_ATTEMPTS = 3
+
+Read = TypeVar("Read")
 
 
 def get_item(store: ServingReads, table: str, key: RowKey) -> Row | None:
@@ -30,15 +36,31 @@ def get_list(store: ServingReads, table: str) -> list[Row] | None:
 
     Raises ``ListFilling`` while the table's first fill has not finished (I6).
     """
+    return read_current_version(store, table, lambda head: read_version(store, head))
+
+
+def read_current_version(
+    store: ServingReads, table: str, read: Callable[[ListHead], Read | None]
+) -> Read | None:
+    """``read`` of the table's current list version; None when the table has no list yet.
+
+    ``read`` answers None when the version's nodes have expired (it was retired meanwhile);
+    the head is then read again, up to ``LIST_READ_ATTEMPTS`` times in all, after which the
+    list is ``DependencyUnavailable``. A list whose first fill has not finished raises
+    ``ListFilling`` (I6).
+    """
     for _ in range(LIST_READ_ATTEMPTS):
         head = store.get_head(table)
         if head is None:
             return None
         if not head.complete:
-            raise ListFilling(f"the list of {table} is still filling")
-        rows = read_version(store, head)
-        if rows is not None:
-            return rows
+            raise ListFilling(
+                f"the list of {table} is still filling ({head.row_count} rows so far); "
+                "rows are served one by one meanwhile"
+            )
+        result = read(head)
+        if result is not None:
+            return result
     raise DependencyUnavailable(f"the list of {table} kept changing while being read")
 
 
