@@ -84,8 +84,10 @@ def verify_table(
 def _all_rows(table: str, primary_key: str, read_page: PageReader) -> Iterator[Row]:
     last: RowKey | None = None
     while True:
+        # Only an empty page ends the table: a project whose max-rows is below PAGE_SIZE
+        # answers short pages before the end.
         page = read_page(table, last, PAGE_SIZE)
-        yield from page
-        if len(page) < PAGE_SIZE:
+        if not page:
             return
+        yield from page
         last = page[-1][primary_key]

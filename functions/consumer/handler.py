@@ -52,6 +52,7 @@ def build_ports(
             schema_name=settings.schema_name,
             timeout_s=settings.supabase_timeout_s,
             retry=settings.supabase_retry,
+            max_rows=settings.page_size,
         ),
         store=CacheStore(
             settings.table_name,

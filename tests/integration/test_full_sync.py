@@ -18,8 +18,18 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 
 from local.supabase_standin import SupabaseStandIn
 from tests.conftest import EmulatedAws, LambdaContext
-from tests.consumer_support import batch, cache_equals, change, consumer_ports, run, sqs_event
+from tests.consumer_support import (
+    batch,
+    cache_equals,
+    change,
+    consumer_ports,
+    resync,
+    run,
+    sqs_event,
+)
+from waituntil.adapters.supabase_source import SupabaseSource, key_groups
 from waituntil.cache_layout import row_item_key
+from waituntil.table_policy import TablePolicy
 
 ROWS = 300
 PAGE_ROWS = 50
@@ -145,3 +155,48 @@ def test_supabase_failing_mid_fill_fails_the_record_and_its_retry_resumes(
     assert _page_reads(supabase)[0] == f"gt.{2 * PAGE_ROWS}"
     _drain_in_short_invocations(aws, ports)
     cache_equals(ports, _rows())
+
+
+def test_a_project_capping_reads_below_1000_rows_still_syncs_whole(aws: EmulatedAws) -> None:
+    # Given a project whose max-rows setting is 100 (PostgREST truncates any read there),
+    # declared to the consumer as its page size, and 300 rows
+    with SupabaseStandIn(
+        tables={"articles": "id"}, webhook=None, anon_policies={"articles": "true"}, max_rows=100
+    ) as capped:
+        capped.seed("articles", _rows())
+        ports = consumer_ports(aws, capped, tables="articles", SUPABASE_PAGE_SIZE="100")
+        # When a change starts the fill and it runs, and then a resync checks every row again
+        assert run(batch(change("UPDATE", 1)), ports, LambdaContext()) == []
+        _drain_in_short_invocations(aws, ports)
+        assert run(batch(resync("articles")), ports, LambdaContext()) == []
+        _drain_in_short_invocations(aws, ports)
+        # Then no read was cut short: every row is cached, none taken for deleted
+        cache_equals(ports, _rows())
+
+
+def test_existence_checks_cut_short_by_max_rows_never_take_a_row_for_deleted() -> None:
+    # Given a project that answers at most 100 rows to a read, 300 rows of which 20 are gone,
+    # and a source that was told the default (1,000): its key groups will be cut short
+    rows = [row for row in _rows() if row["id"] % 15 != 0]
+    with SupabaseStandIn(
+        tables={"articles": "id"}, webhook=None, anon_policies={"articles": "true"}, max_rows=100
+    ) as capped:
+        capped.seed("articles", rows)
+        source = SupabaseSource(
+            capped.url, {"anon": lambda: capped.anon_key}, {"articles": TablePolicy()}
+        )
+        # When the deletes phase asks which of the 300 keys still exist
+        existing = source.existing_keys("articles", [str(key) for key in range(1, ROWS + 1)])
+    # Then exactly the rows Supabase has are found: none is taken for deleted
+    assert existing == {str(row["id"]) for row in rows}
+
+
+def test_key_groups_keep_under_both_the_url_and_the_row_caps() -> None:
+    # Given 250 short keys, When grouped for in.(...) reads under a 100-row cap
+    groups = key_groups([str(key) for key in range(250)], max_keys=100)
+    # Then no group exceeds the cap, and every key is in exactly one group, in order
+    assert [len(group) for group in groups] == [100, 100, 50]
+    assert [key for group in groups for key in group] == [str(key) for key in range(250)]
+    # And long keys are grouped by the URL budget first
+    long_keys = ["k" * 997 for _ in range(7)]
+    assert [len(group) for group in key_groups(long_keys, max_keys=100)] == [3, 3, 1]

@@ -15,6 +15,7 @@ from supabase import ClientOptions, create_client
 
 from waituntil.contracts import Row
 from waituntil.errors import SourceUnavailable
+from waituntil.settings import SUPABASE_MAX_ROWS
 from waituntil.table_policy import TablePolicy
 
 if TYPE_CHECKING:
@@ -37,15 +38,19 @@ class SupabaseSource:
         schema_name: str = "public",
         timeout_s: float = 8.0,
         retry: bool = True,
+        max_rows: int = SUPABASE_MAX_ROWS,
     ) -> None:
         """``keys``: a getter of the API key for each role (``anon``, ``service``) a policy
-        names; each table is read with the key of its policy's role."""
+        names; each table is read with the key of its policy's role. ``max_rows``: the most
+        rows the project answers to one read (its max-rows setting, which the consumer's
+        ``SUPABASE_PAGE_SIZE`` declares); no read here ever asks for more."""
         self._url = url
         self._keys = keys
         self._policies = policies
         self._schema = schema_name
         self._timeout_s = timeout_s
         self._retry = retry
+        self._max_rows = max_rows
         self._clients: dict[str, Client] = {}
         self.requests_made = 0
         self.rows_read = 0
@@ -83,14 +88,30 @@ class SupabaseSource:
         each URL short (PostgREST sits behind proxies that refuse long request lines)."""
         rows: list[Row] = []
         key = self._policies[table].key
-        for group in key_groups(keys):
+        for group in key_groups(keys, max_keys=self._max_rows):
             rows.extend(self._execute(table, self._query(table).in_(key, group)))
         return rows
 
     def existing_keys(self, table: str, keys: Sequence[str]) -> set[str]:
+        """The ``keys`` Supabase still has. A key it does not return is asked again, alone
+        with the other missing ones, until an answer returns none of them: a read cut short by
+        the project's max-rows (set below what ``SUPABASE_PAGE_SIZE`` declares) could drop
+        keys that exist, but an empty answer cannot be cut short. So a row is never taken for
+        deleted because a read was truncated, at one more request when some keys are gone."""
+        found: set[str] = set()
+        missing = list(keys)
+        while missing:
+            answered = self._keys_found(table, missing)
+            if not answered:
+                return found
+            found |= answered
+            missing = [key for key in missing if key not in answered]
+        return found
+
+    def _keys_found(self, table: str, keys: Sequence[str]) -> set[str]:
         found: set[str] = set()
         key = self._policies[table].key
-        for group in key_groups(keys):
+        for group in key_groups(keys, max_keys=self._max_rows):
             query = self._query(table, select=key).in_(key, group)
             found |= {str(row[key]) for row in self._execute(table, query)}
         return found
@@ -119,14 +140,17 @@ class SupabaseSource:
         return rows
 
 
-def key_groups(keys: Sequence[str], max_chars: int = MAX_KEYS_CHARS) -> list[list[str]]:
-    """Keys in groups whose ``in.(...)`` list stays under ``max_chars`` (postgrest-py quotes a
-    key holding a comma or quote itself; counted here as if every key were quoted)."""
+def key_groups(
+    keys: Sequence[str], max_chars: int = MAX_KEYS_CHARS, max_keys: int = SUPABASE_MAX_ROWS
+) -> list[list[str]]:
+    """Keys in groups of at most ``max_keys`` whose ``in.(...)`` list stays under
+    ``max_chars`` (postgrest-py quotes a key holding a comma or quote itself; counted here as
+    if every key were quoted)."""
     groups: list[list[str]] = []
     size = max_chars
     for key in keys:
         cost = len(key) + 3
-        if size + cost > max_chars:
+        if size + cost > max_chars or len(groups[-1]) >= max_keys:
             groups.append([])
             size = 0
         groups[-1].append(key)
