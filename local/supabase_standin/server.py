@@ -28,20 +28,18 @@ import time
 import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from local.http_server import ConnectionTrackingServer
+from local.http_server import ConnectionTrackingServer, HttpResponse, RequestHandler, base_url
 from local.supabase_standin.errors import PostgrestError
 from local.supabase_standin.keys import make_anon_key, make_service_key
 from local.supabase_standin.policies import ANON, SERVICE_ROLE, Role, parse_anon_policies
 from local.supabase_standin.query import Row
 from local.supabase_standin.rest import (
     Headers,
-    HttpResponse,
     RestApi,
     error_response,
     json_response,
@@ -128,69 +126,19 @@ class _Server(ConnectionTrackingServer):
         super().__init__(address, _Handler)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(RequestHandler):
     server: _Server
-    protocol_version = "HTTP/1.1"
     server_version = "supabase-standin"
-    sys_version = ""
     timeout = 120  # idle keep-alive connections
-    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms ACK wait
+    no_length_statuses = frozenset({204, 304})
 
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_HEAD(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_PATCH(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    def _read_body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks: list[bytes] = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    self.rfile.readline()
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
-
-    def _dispatch(self) -> None:
-        try:
-            body = self._read_body()
-        except (ValueError, OSError):
-            self.close_connection = True
-            self._send(error_response(PostgrestError(400, "PGRST102", "Unreadable request body")))
-            return
-        response = self.server.app.handle_http(
+    def respond(self, body: bytes) -> HttpResponse:
+        return self.server.app.handle_http(
             self.command, self.path, Headers(self.headers.items()), body
         )
-        self._send(response)
 
-    def _send(self, response: HttpResponse) -> None:
-        try:
-            self.send_response(response.status)
-            for name, value in response.headers:
-                self.send_header(name, value)
-            if response.status not in (204, 304):
-                self.send_header("Content-Length", str(len(response.body)))
-            self.end_headers()
-            if self.command != "HEAD" and response.body:
-                self.wfile.write(response.body)
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
-            self.close_connection = True  # the client gave up (e.g. its own timeout)
+    def refuse_body(self, too_large: bool) -> HttpResponse:
+        return error_response(PostgrestError(400, "PGRST102", "Unreadable request body"))
 
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.app.verbose:
@@ -286,10 +234,7 @@ class SupabaseStandIn:
             server = _Server((host, port), self)
             self._server = server
             self._port = int(server.server_address[1])
-            url_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
-            if ":" in url_host:
-                url_host = f"[{url_host}]" if url_host != "::" else "[::1]"
-            self._url = f"http://{url_host}:{self._port}"
+            self._url = base_url(host, self._port)
             if self._sender is not None:
                 self._sender.open()
             self._thread = threading.Thread(
