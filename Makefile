@@ -55,7 +55,7 @@ demo: $(VENV)/.installed
 ##   options: PORT=3000 (API) SUPABASE_PORT=54321 HOST=127.0.0.1 DATA=.local-data/db (keep rows)
 ##            WEBHOOK_SECRET=... SUPABASE_URL=... SUPABASE_KEY=... (a real project: both or neither)
 dev: $(VENV)/.installed
-	$(PY) -m local.stack $(if $(DATA),--data-dir $(DATA)) $(if $(PORT),--port $(PORT)) \
+	$(PY) -m local.dev $(if $(DATA),--data-dir $(DATA)) $(if $(PORT),--port $(PORT)) \
 		$(if $(SUPABASE_PORT),--supabase-port $(SUPABASE_PORT)) $(if $(HOST),--host $(HOST))
 
 ## invoke: Docker-free `sam local invoke`: make invoke FUNCTION=ReceiverFunction EVENT=events/receiver/insert.json

@@ -37,26 +37,21 @@ import json
 import logging
 import re
 import threading
-import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from local.http_server import ConnectionTrackingServer
+from local.http_server import ConnectionTrackingServer, HttpResponse, RequestHandler, base_url
 from local.lambda_runtime import Invocation
 from local.template import Resolver, resources_of_type
 
 log = logging.getLogger("local.api_gateway")
 
 MAX_REQUEST_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
-# An oversized body is read and discarded up to this much before the 413 (see _discard); past
-# it the connection is closed unread, since a client sending more is not one worth serving.
-DISCARD_LIMIT_BYTES = 64 * 1024 * 1024
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 # Ranking of a path segment when several routes match (API Gateway prefers literal segments,
 # then {param}, then {greedy+}).
@@ -99,13 +94,6 @@ class HttpRequest:
     body: bytes
     source_ip: str
     protocol: str = "HTTP/1.1"
-
-
-@dataclass(frozen=True)
-class HttpResponse:
-    status: int
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    body: bytes = b""
 
 
 # ----- routes from the template -------------------------------------------------------------
@@ -425,8 +413,7 @@ class ApiGateway:
         self._settings = ApiSettings()
         self._invoke: Invoke | None = None
         bound_host, bound_port = self._server.server_address[:2]
-        url_host = "127.0.0.1" if str(bound_host) in ("0.0.0.0", "") else str(bound_host)
-        self.url = f"http://{url_host}:{bound_port}"
+        self.url = base_url(str(bound_host), int(bound_port))
 
     @property
     def routes(self) -> list[ApiRoute]:
@@ -499,53 +486,16 @@ class _Server(ConnectionTrackingServer):
         super().__init__(address, _Handler)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(RequestHandler):
     server: _Server
-    protocol_version = "HTTP/1.1"
     server_version = "local-api-gateway"
-    sys_version = ""
     timeout = 60  # idle keep-alive connections
-    # Headers and body are two writes: without TCP_NODELAY a keep-alive client waits ~40 ms
-    # for a delayed ACK (Nagle) on every request.
-    disable_nagle_algorithm = True
+    max_body_bytes = MAX_REQUEST_BYTES
 
-    def version_string(self) -> str:
-        return self.server_version
+    # API Gateway passes OPTIONS on to the function (the stand-in answers it 501).
+    do_OPTIONS = RequestHandler.answer  # noqa: N815 (http.server calls do_<METHOD>)
 
-    def do_GET(self) -> None:
-        self._proxy()
-
-    def do_HEAD(self) -> None:
-        self._proxy()
-
-    def do_POST(self) -> None:
-        self._proxy()
-
-    def do_PUT(self) -> None:
-        self._proxy()
-
-    def do_PATCH(self) -> None:
-        self._proxy()
-
-    def do_DELETE(self) -> None:
-        self._proxy()
-
-    def do_OPTIONS(self) -> None:
-        self._proxy()
-
-    def _proxy(self) -> None:
-        started = time.monotonic()
-        request_id = str(uuid.uuid4())
-        try:
-            body = self._read_body()
-        except _TooLarge:
-            self.close_connection = True
-            self._send(gateway_error(413, "Request Too Long", "RequestTooLarge", request_id))
-            return
-        except (ValueError, OSError):
-            self.close_connection = True
-            self._send(gateway_error(400, "Bad Request", "BadRequestException", request_id))
-            return
+    def respond(self, body: bytes) -> HttpResponse:
         request = HttpRequest(
             method=self.command,
             target=self.path,
@@ -555,89 +505,36 @@ class _Handler(BaseHTTPRequestHandler):
             protocol=self.request_version,
         )
         try:
-            response = self.server.gateway.handle(request)
+            return self.server.gateway.handle(request)
         except Exception:  # a bug here must not kill the connection silently
             log.exception("the local API gateway failed on %s %s", self.command, self.path)
-            response = gateway_error(
-                500, "Internal server error", "InternalServerErrorException", request_id
+            return gateway_error(
+                500, "Internal server error", "InternalServerErrorException", str(uuid.uuid4())
             )
-        self._send(response)
+
+    def refuse_body(self, too_large: bool) -> HttpResponse:
+        request_id = str(uuid.uuid4())
+        if too_large:
+            return gateway_error(413, "Request Too Long", "RequestTooLarge", request_id)
+        return gateway_error(400, "Bad Request", "BadRequestException", request_id)
+
+    def responded(self, response: HttpResponse, elapsed_s: float) -> None:
         log.info(
             "%s %s -> %d (%.0f ms)",
             self.command,
             urlsplit(self.path).path,
             response.status,
-            (time.monotonic() - started) * 1000,
+            elapsed_s * 1000,
         )
 
     def handle_expect_100(self) -> bool:
         """A client that sent ``Expect: 100-continue`` waits before sending its body: an
         oversized one is refused at once, and the body is never sent."""
-        if self._declared_length() > MAX_REQUEST_BYTES:
+        if self.declared_length() > MAX_REQUEST_BYTES:
             self.close_connection = True
-            request_id = str(uuid.uuid4())
-            self._send(gateway_error(413, "Request Too Long", "RequestTooLarge", request_id))
+            self.send(self.refuse_body(too_large=True))
             return False
         return super().handle_expect_100()
 
-    def _declared_length(self) -> int:
-        try:
-            return int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            return 0  # _read_body refuses it
-
-    def _read_body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks: list[bytes] = []
-            total = 0
-            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                total += size
-                if total > MAX_REQUEST_BYTES:
-                    # Read the rest of the chunks (and their CRLFs), keeping none of them.
-                    while size and total <= DISCARD_LIMIT_BYTES:
-                        self._discard(size + 2)
-                        size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                        total += size
-                    raise _TooLarge
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            self.rfile.readline()
-            return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_REQUEST_BYTES:
-            self._discard(length)
-            raise _TooLarge
-        return self.rfile.read(length) if length > 0 else b""
-
-    def _discard(self, length: int) -> None:
-        """Read ``length`` bytes of body and drop them, so the 413 reaches the client.
-
-        A client writes its whole body before reading the answer; closing a socket with unread
-        bytes makes the kernel reset the connection, and the client sees ECONNRESET or a broken
-        pipe instead of the 413 (what API Gateway answers).
-        """
-        remaining = min(length, DISCARD_LIMIT_BYTES)
-        while remaining > 0:
-            read = len(self.rfile.read(min(remaining, 1 << 16)))
-            if not read:
-                return
-            remaining -= read
-
-    def _send(self, response: HttpResponse) -> None:
-        try:
-            self.send_response(response.status)
-            for name, value in response.headers:
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(response.body)))
-            self.end_headers()
-            if self.command != "HEAD" and response.body:
-                self.wfile.write(response.body)
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
-            self.close_connection = True  # the client gave up (e.g. its webhook timeout)
-
     def log_message(self, format: str, *args: Any) -> None:
-        """Silenced: ``_proxy`` logs one line per request through ``logging`` instead."""
-
-
-class _TooLarge(Exception):
-    pass
+        """Silenced: ``responded`` logs one line per request through ``logging`` instead."""

@@ -102,7 +102,9 @@ def _target_stack(
     function: str, ephemeral: bool
 ) -> Iterator[tuple[FunctionSpec, dict[str, str], str]]:
     """The function's spec and full environment, from a running stack or an ephemeral one."""
-    from local.stack import PipelineStack, read_state, real_supabase, state_path
+    from local.dev import real_supabase
+    from local.stack import PipelineStack
+    from local.state_file import read_state, state_path
 
     state = None if ephemeral else read_state(state_path())
     if state is not None:

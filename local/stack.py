@@ -11,42 +11,35 @@
   receiver, unless a real project is given.
 
 Local-only deviations from a deployed stack (everything else comes from the template):
-- ``visibility_timeout_s`` may shorten the change queue's visibility timeout (660 s in the
-  template) so that a failed batch is retried within seconds; ``make dev`` uses 10 s;
+- ``visibility_timeout_s`` may shorten the change queue's visibility timeout (the template's
+  is ``local.template.queue_visibility_timeout_s``) so that a failed batch is retried within
+  seconds; ``make dev`` uses 10 s;
 - one container per function and one batch at a time per queue (Lambda scales out);
 - the API is served without the stage prefix (``/revalidate``, not ``/v1/revalidate``);
 - the cache (moto) lives in memory: a restart starts with an empty cache, which ``make dev``
   fills again on start by queueing a RESYNC, as ``make backfill`` does (``PipelineStack``
   itself does not, so tests start from an empty cache).
 
-``python -m local.stack [--data-dir DIR] [--port N] [--supabase-port N] [--host H]`` (``make dev
-DATA= PORT= SUPABASE_PORT= HOST=``) runs it in the foreground until Ctrl-C or SIGTERM, and
-writes the endpoints to a state file (``.local-data/stack.json``, or
-``$LOCAL_STACK_STATE``) that ``local.invoke`` reads; the file is removed on exit.
+This module is the wiring only: ``make dev`` is ``local.dev`` (its CLI), which prints
+``local.banner`` and writes ``local.state_file``.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import errno
-import json
 import logging
 import os
 import re
 import secrets
-import shlex
-import signal
 import sys
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from local import BUNDLED_EVENTS_SECRET
 from local.api_gateway import ApiGateway, ApiRoute, api_routes, api_settings
 from local.aws_resources import StackResources, provision, seed_secrets
 from local.lambda_runtime import (
@@ -70,19 +63,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("local.stack")
 
-DEFAULT_PORT = 3000
-DEFAULT_SUPABASE_PORT = 54321
-# `make dev` caches two tables, each with its own key and list order (template parameters).
-DEV_PARAMETERS = {
-    "CachedTables": "articles,authors",
-    "TablePolicies": json.dumps({"authors": {"key": "slug", "order": "name"}}),
-}  # the Supabase CLI's local API port, a familiar URL
-DEV_VISIBILITY_TIMEOUT_S = 10
-DEFAULT_STATE_PATH = ROOT / ".local-data" / "stack.json"
-# `make dev` uses the bundled events' secret, so that the banner's `make invoke ...
-# EVENT=events/receiver/insert.json` is accepted; only on loopback: a stack reachable from
-# elsewhere (--host 0.0.0.0) gets a random one.
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 # Supabase's dashboard default for a Database Webhook's timeout.
 WEBHOOK_TIMEOUT_S = 5.0
 
@@ -476,171 +456,6 @@ def _logged(what: str) -> Any:
         log.exception("%s failed", what)
 
 
-# ----- the state file read by local.invoke -------------------------------------------------
-
-
-def state_path() -> Path:
-    return Path(os.environ.get("LOCAL_STACK_STATE") or DEFAULT_STATE_PATH)
-
-
-def write_state(stack: PipelineStack, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(stack.state(), indent=2))
-    temporary.replace(path)
-
-
-def read_state(path: Path) -> dict[str, Any] | None:
-    """The state of a running stack, or None (no file, or its process is gone)."""
-    try:
-        state: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    try:
-        os.kill(int(state["pid"]), 0)
-    except (OSError, KeyError, ValueError):
-        return None  # left behind by a stack that was killed
-    return state
-
-
-def remove_state(path: Path) -> None:
-    state = read_state(path)
-    if state is not None and state.get("pid") == os.getpid():
-        path.unlink(missing_ok=True)
-
-
-# ----- make dev ------------------------------------------------------------------------------
-
-
-def main(argv: list[str] | None = None) -> int:
-    arguments = _parse_arguments(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    stopping = threading.Event()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    try:
-        real_url, real_key = real_supabase(os.environ)
-    except ValueError as error:
-        print(f"cannot start the local stack: {error}", file=sys.stderr)
-        return 2
-    webhook_secret = os.environ.get("WEBHOOK_SECRET") or None
-    exposed = arguments.host not in LOOPBACK_HOSTS
-    # Two tables by default, each with its own key and order, as a real project has.
-    parameters = {**DEV_PARAMETERS, **dict(arguments.parameter)}
-    stack = PipelineStack(
-        host=arguments.host,
-        port=arguments.port,
-        data_dir=arguments.data_dir,
-        parameters=parameters,
-        visibility_timeout_s=arguments.visibility_timeout,
-        # None: a random secret (reachable from elsewhere, a public one would let anyone in).
-        webhook_secret=webhook_secret or (None if exposed else BUNDLED_EVENTS_SECRET),
-        supabase_url=real_url,
-        supabase_key=real_key,
-        # Tables cached with the public's view (the default policy) read with the anon key.
-        supabase_anon_key=os.environ.get("SUPABASE_ANON_KEY") if real_url else None,
-        supabase_port=arguments.supabase_port,
-    )
-    path = state_path()
-    try:
-        stack.start()
-    except PortInUse as error:
-        print(f"cannot start the local stack: {error.strerror}", file=sys.stderr)
-        return 1
-    except OSError as error:
-        print(f"cannot start the local stack: {error}", file=sys.stderr)
-        return 1
-    try:
-        existing = read_state(path)
-        if existing is None:
-            write_state(stack, path)
-        else:
-            log.warning(
-                "another stack (pid %s) owns %s; make invoke uses it", existing["pid"], path
-            )
-        print(_banner(stack, chosen_secret=webhook_secret is not None), flush=True)
-        # The cache lives in memory: fill it now from whatever Supabase holds (kept rows with
-        # DATA=, or a real project), as `make backfill` does, instead of at the next change.
-        from ops.backfill import request_resync
-
-        schema_name = stack.function_environment("ConsumerFunction")["SUPABASE_SCHEMA"]
-        request_resync(stack.aws.sqs(), stack.queue_url, schema_name)
-        print("backfill queued: the cache fills from Supabase now", flush=True)
-        while not stopping.wait(0.5):
-            pass
-        print("\nstopping...", flush=True)
-    finally:
-        remove_state(path)
-        stack.stop()
-    print("stopped.", flush=True)
-    return 0
-
-
-def real_supabase(environ: Mapping[str, str]) -> tuple[str | None, str | None]:
-    """(SUPABASE_URL, SUPABASE_KEY) of a real project, (None, None) for the stand-in.
-
-    One without the other is an error rather than a quiet fall back to the stand-in: a user who
-    set SUPABASE_URL expects their project, and would otherwise see an empty local table.
-    """
-    url, key = environ.get("SUPABASE_URL") or None, environ.get("SUPABASE_KEY") or None
-    if (url is None) != (key is None):
-        given, missing = (
-            ("SUPABASE_URL", "SUPABASE_KEY") if url else ("SUPABASE_KEY", "SUPABASE_URL")
-        )
-        raise ValueError(
-            f"{given} is set but {missing} is not: set both to use a real project "
-            "(the key is its service_role key), or neither for the local stand-in"
-        )
-    return url, key
-
-
-def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m local.stack", description="Run the whole pipeline locally (make dev)."
-    )
-    parser.add_argument("--data-dir", help="keep the Supabase stand-in's rows in this folder")
-    parser.add_argument(
-        "--port", type=int, default=int(os.environ.get("PORT") or DEFAULT_PORT), help="API port"
-    )
-    parser.add_argument(
-        "--host",
-        default=os.environ.get("HOST") or "127.0.0.1",
-        help="API address (0.0.0.0 for a tunnel; the webhook secret is then random)",
-    )
-    parser.add_argument(
-        "--supabase-port",
-        type=int,
-        default=int(os.environ.get("SUPABASE_PORT") or DEFAULT_SUPABASE_PORT),
-        help="the Supabase stand-in's port",
-    )
-    parser.add_argument(
-        "--visibility-timeout",
-        type=int,
-        default=DEV_VISIBILITY_TIMEOUT_S,
-        help="local-only: the change queue's visibility timeout in seconds (template: 660)",
-    )
-    parser.add_argument(
-        "--parameter",
-        action="append",
-        default=[],
-        type=_key_value,
-        metavar="NAME=VALUE",
-        help="override a template parameter (repeatable)",
-    )
-    return parser.parse_args(argv)
-
-
-def _key_value(text: str) -> tuple[str, str]:
-    name, separator, value = text.partition("=")
-    if not separator:
-        raise argparse.ArgumentTypeError("expected NAME=VALUE")
-    return name, value
-
-
 def table_policies(resolver: Resolver) -> dict[str, TablePolicy]:
     """The cached tables and their policies, from the template's parameters, parsed exactly as
     the functions parse them from their environment."""
@@ -651,93 +466,3 @@ def table_policies(resolver: Resolver) -> dict[str, TablePolicy]:
         key=resolver.parameter("PrimaryKey"), order=resolver.parameter("ListOrder") or None
     )
     return parse_policies(tables, resolver.parameter("TablePolicies"), default)
-
-
-def _describe_tables(stack: PipelineStack) -> str:
-    assert stack.resources is not None
-    return "; ".join(
-        f"{table} (key {policy.key}, by {policy.order or policy.key}, {policy.role} view)"
-        for table, policy in table_policies(stack.resources.resolver).items()
-    )
-
-
-def _banner(stack: PipelineStack, *, chosen_secret: bool) -> str:
-    secret = stack.webhook_secret
-    table = stack.standin.tables if stack.standin is not None else {"articles": "id"}
-    first_table, primary_key = next(iter(table.items()))
-    if stack.standin is not None:
-        where = f"in {stack.data_dir}" if stack.data_dir else "in memory; --data-dir/DATA= keeps it"
-        supabase = f"{stack.supabase_url}   (local stand-in, {where})"
-    else:
-        supabase = f"{stack.supabase_url}   (real project from SUPABASE_URL)"
-    routes = ", ".join(
-        f"{route.method} {route.path} -> {route.function_id}" for route in stack.routes
-    )
-    payload = json.dumps(
-        {
-            "type": "INSERT",
-            "table": first_table,
-            "schema": "public",
-            "record": {primary_key: 1, "title": "Hello"},
-            "old_record": None,
-        }
-    )
-    lines = [
-        "",
-        "Local stack running (no Docker, no AWS account). Ctrl-C stops it.",
-        "",
-        f"  Webhook URL     {stack.webhook_url}   (POST)",
-        f"  Webhook secret  {secret}   " + _secret_origin(secret, chosen=chosen_secret),
-        f"  Supabase URL    {supabase}",
-        f"  Supabase key    {stack.supabase_key}",
-        f"  API routes      {routes}",
-        f"  Cached tables   {_describe_tables(stack)}",
-        f"  API description {stack.api_url}/openapi.yaml   (OpenAPI 3.1, docs/openapi.yaml)",
-        f"  Emulated AWS    {stack.aws.url}   queue {stack.queue_url.rsplit('/', 1)[-1]}, "
-        f"table {stack.table_name}",
-    ]
-    if stack.visibility_timeout_s is not None:
-        lines.append(
-            f"  Local-only      visibility timeout {stack.visibility_timeout_s} s (template: 660 s)"
-        )
-    if stack.standin is None:
-        lines.append(
-            "  Note            a real project can only call this machine through a tunnel "
-            "(e.g. cloudflared); use its URL in the Database Webhook."
-        )
-    lines += [
-        "",
-        "A webhook by hand (the consumer re-reads the row from Supabase: for a row that is not",
-        "in the table, as here until the supabase-py example below inserts it, it caches none):",
-        f"  curl -i -X POST {stack.webhook_url} \\",
-        f"    -H 'Authorization: Bearer {secret}' -H 'Content-Type: application/json' \\",
-        f"    -d {shlex.quote(payload)}",
-        "",
-        "A real change (the stand-in sends the webhook, the consumer fills the cache):",
-        "  .venv/bin/python - <<'EOF'",
-        "  from supabase import create_client",
-        f"  client = create_client({stack.supabase_url!r}, {stack.supabase_key!r})",
-        f"  client.table({first_table!r}).insert({{{primary_key!r}: 1, 'title': 'Hello'}})"
-        ".execute()",
-        "  EOF",
-        "",
-        "Read the cache:",
-        f"  curl -i {stack.api_url}/{first_table}   # Link targets are absolute: follow them as is",
-        "",
-        "One function by hand: make invoke FUNCTION=ReceiverFunction "
-        "EVENT=events/receiver/insert.json",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def _secret_origin(secret: str, *, chosen: bool) -> str:
-    if chosen:
-        return "(from WEBHOOK_SECRET)"
-    if secret == BUNDLED_EVENTS_SECRET:
-        return "(the one events/ carry; set WEBHOOK_SECRET to choose)"
-    return "(random: the API is reachable from elsewhere; set WEBHOOK_SECRET to choose)"
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -140,3 +140,10 @@ def function_property(template: dict[str, Any], logical_id: str, name: str) -> A
     if name in own:
         return own[name]
     return template.get("Globals", {}).get("Function", {}).get(name)
+
+
+def queue_visibility_timeout_s(template: dict[str, Any], logical_id: str = "ChangeQueue") -> int:
+    """A queue's visibility timeout as the template sets it (SQS's default, 30 s, if unset):
+    what the local stack's shorter, local-only one stands in for."""
+    properties = template["Resources"][logical_id]["Properties"]
+    return int(Resolver(template).resolve(properties.get("VisibilityTimeout", 30)))

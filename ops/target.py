@@ -178,7 +178,7 @@ def resolve_target(stack: str | None, config_env: str | None) -> Target:
         return deployed_target(stack)
     if config_env:
         return deployed_target(stack_name_from_config(config_env))
-    from local.stack import read_state, state_path
+    from local.state_file import read_state, state_path
 
     state = read_state(state_path())
     if state is None:

@@ -1,4 +1,9 @@
-"""Shared fixtures: an emulated AWS built from template.yaml, events from events/, a context."""
+"""Shared fixtures: an emulated AWS built from template.yaml, events from events/, a context.
+
+Three levels: ``unit`` (pure logic on fakes; no sockets and no moto, refused by
+``tests/unit/conftest.py``), ``integration`` (handlers in-process under moto, the Supabase
+stand-in and the local servers over real HTTP) and ``e2e`` (the local stack, ``local.stack``).
+"""
 
 from __future__ import annotations
 

@@ -4,6 +4,13 @@ Covers what supabase-py builds: ``select``, horizontal filters (``col=op.value``
 ``or``/``and`` logic trees, ``order``, ``limit``/``offset``, the ``Range`` header, ``Prefer``,
 ``on_conflict`` and ``columns``. Comparisons follow SQL: a comparison with NULL is unknown,
 and ``not.`` of unknown stays unknown, so such rows never match.
+
+Why all of it, when the consumer's own reads are ``in``/``gt``, ``order`` and ``limit``: a
+table's policy (the ``TablePolicies`` parameter) passes its ``columns`` (select syntax: JSON
+paths, casts, aliases) and ``filter`` (any filter, ``or=(...)`` too) through the consumer as
+written, and a developer's own supabase-py code runs against ``make dev``; a filter the
+stand-in got wrong would show as a cache bug. What it does not implement (embedding, full-text
+search, array and range operators) it refuses with a 400 naming the gap.
 """
 
 from __future__ import annotations

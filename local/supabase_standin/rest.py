@@ -10,10 +10,10 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+from local.http_server import HttpResponse
 from local.supabase_standin.errors import PostgrestError
 from local.supabase_standin.policies import (
     ANON,
@@ -65,22 +65,6 @@ class Headers:
         """Every value of ``name``."""
         lowered = name.lower()
         return [value for key, value in self._pairs if key == lowered]
-
-
-@dataclass
-class HttpResponse:
-    """What the server writes back."""
-
-    status: int
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    body: bytes = b""
-
-    def header(self, name: str) -> str | None:
-        """A response header's value (first match, case-insensitive)."""
-        for key, value in self.headers:
-            if key.lower() == name.lower():
-                return value
-        return None
 
 
 def dump_json(value: Any) -> bytes:

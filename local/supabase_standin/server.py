@@ -1,57 +1,44 @@
 """``SupabaseStandIn``: an HTTP server speaking PostgREST at ``/rest/v1`` with Database Webhooks.
 
 ``/rest/v1/<table>`` takes the service key (every row) or the anon key (rows its table's
-policy shows; see ``policies.py``). Besides it serves an admin API for other processes
-(service key needed)::
+policy shows; see ``policies.py``). Everything else is driven in-process, by the local stack
+and the tests: rows (``seed``, ``rows``), faults (``inject_fault``), the request and webhook
+logs and the waits for them.
 
-    POST   /__standin/faults              {"status": 503, "delay_s": 0, "times": 1,
-                                           "method": "GET", "table": null}
-    GET    /__standin/faults              the faults still armed
-    DELETE /__standin/faults              clear them
-    GET    /__standin/requests            request log      (DELETE: reset it)
-    GET    /__standin/webhooks            webhook log      (DELETE: reset it)
-    POST   /__standin/webhooks/wait       {"timeout_s": 10} -> {"idle": true|false}
-    GET    /__standin/tables/<t>/rows     rows ordered by primary key
-    POST   /__standin/tables/<t>/rows     [rows...]: seed, no webhooks -> {"inserted": n}
-    GET    /__standin/keys                {"anon": ..., "service_role": ...}
-    GET    /__standin/anon-policies       {"articles": "published=eq.true", ...}
-    PUT    /__standin/anon-policies       the same shape: replaces every anon policy
+Its PostgREST coverage is what supabase-py sends (``rest.py``, ``query.py``): the consumer's
+reads, the demo's and the tests' writes, and whatever a developer's own supabase-py code does
+against ``make dev`` (its banner prints the URL and key to use).
 """
 
 from __future__ import annotations
 
 import hmac
-import json
 import sys
 import threading
 import time
 import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from local.http_server import ConnectionTrackingServer
+from local.http_server import ConnectionTrackingServer, HttpResponse, RequestHandler, base_url
 from local.supabase_standin.errors import PostgrestError
 from local.supabase_standin.keys import make_anon_key, make_service_key
 from local.supabase_standin.policies import ANON, SERVICE_ROLE, Role, parse_anon_policies
 from local.supabase_standin.query import Row
 from local.supabase_standin.rest import (
     Headers,
-    HttpResponse,
     RestApi,
     error_response,
     json_response,
-    parse_json_body,
 )
 from local.supabase_standin.store import Change, Store
 from local.supabase_standin.webhooks import WebhookConfig, WebhookDelivery, WebhookSender
 
 REST_PREFIX = "/rest/v1"
-ADMIN_PREFIX = "/__standin"
 _LOGGED_HEADERS = ("prefer", "range", "range-unit", "accept", "x-retry-count", "content-type")
 _DEFAULT_FAULT_ERRORS = {
     503: ("PGRST001", "Database client error. Retrying the connection."),
@@ -76,10 +63,6 @@ class RequestRecord:
     headers: dict[str, str]
     at: float
     role: Role | None = None  # whose key was used; None when it was refused
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (for the admin API)."""
-        return asdict(self)
 
 
 @dataclass
@@ -113,10 +96,6 @@ class Fault:
             "Injected by the supabase stand-in",
         )
 
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (for the admin API)."""
-        return asdict(self)
-
 
 class _Server(ConnectionTrackingServer):
     """The stand-in's HTTP server: handler threads are daemons, stop() ends idle connections."""
@@ -128,73 +107,22 @@ class _Server(ConnectionTrackingServer):
         super().__init__(address, _Handler)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(RequestHandler):
     server: _Server
-    protocol_version = "HTTP/1.1"
     server_version = "supabase-standin"
-    sys_version = ""
     timeout = 120  # idle keep-alive connections
-    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms ACK wait
+    no_length_statuses = frozenset({204, 304})
 
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_HEAD(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_PATCH(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    def _read_body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks: list[bytes] = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    self.rfile.readline()
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
-
-    def _dispatch(self) -> None:
-        try:
-            body = self._read_body()
-        except (ValueError, OSError):
-            self.close_connection = True
-            self._send(error_response(PostgrestError(400, "PGRST102", "Unreadable request body")))
-            return
-        response = self.server.app.handle_http(
+    def respond(self, body: bytes) -> HttpResponse:
+        return self.server.app.handle_http(
             self.command, self.path, Headers(self.headers.items()), body
         )
-        self._send(response)
 
-    def _send(self, response: HttpResponse) -> None:
-        try:
-            self.send_response(response.status)
-            for name, value in response.headers:
-                self.send_header(name, value)
-            if response.status not in (204, 304):
-                self.send_header("Content-Length", str(len(response.body)))
-            self.end_headers()
-            if self.command != "HEAD" and response.body:
-                self.wfile.write(response.body)
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
-            self.close_connection = True  # the client gave up (e.g. its own timeout)
+    def refuse_body(self, too_large: bool) -> HttpResponse:
+        return error_response(PostgrestError(400, "PGRST102", "Unreadable request body"))
 
     def log_message(self, format: str, *args: Any) -> None:
-        if self.server.app.verbose:
-            super().log_message(format, *args)
+        """Silenced: ``request_log`` records every REST request."""
 
 
 class SupabaseStandIn:
@@ -217,7 +145,6 @@ class SupabaseStandIn:
         *,
         columns: Mapping[str, Sequence[str]] | None = None,
         schema: str = "public",
-        verbose: bool = False,
         anon_key: str | None = None,
         anon_policies: Mapping[str, str] | None = None,
     ) -> None:
@@ -230,7 +157,6 @@ class SupabaseStandIn:
         self.max_rows = max_rows
         self.webhook = webhook
         self.schema = schema
-        self.verbose = verbose
         self._declared = {t: list(c) for t, c in (columns or {}).items()}
         unknown = set(self._declared) - set(self.tables)
         if unknown:
@@ -286,10 +212,7 @@ class SupabaseStandIn:
             server = _Server((host, port), self)
             self._server = server
             self._port = int(server.server_address[1])
-            url_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
-            if ":" in url_host:
-                url_host = f"[{url_host}]" if url_host != "::" else "[::1]"
-            self._url = f"http://{url_host}:{self._port}"
+            self._url = base_url(host, self._port)
             if self._sender is not None:
                 self._sender.open()
             self._thread = threading.Thread(
@@ -336,11 +259,6 @@ class SupabaseStandIn:
         self.stop()
 
     @property
-    def running(self) -> bool:
-        """Whether the server is serving."""
-        return self._server is not None
-
-    @property
     def url(self) -> str:
         """Base URL (``SUPABASE_URL``); supabase-py calls ``{url}/rest/v1/<table>``."""
         if self._url is None:
@@ -368,11 +286,6 @@ class SupabaseStandIn:
     def anon_policies(self) -> dict[str, str]:
         """The anon policy of each table that has one (tables absent: anon sees no row)."""
         return {table: policy.text for table, policy in self._api.anon_policies.items()}
-
-    def set_anon_policies(self, policies: Mapping[str, str]) -> None:
-        """Replace every anon policy (like ``DROP``/``CREATE POLICY``); reads after it use
-        the new ones. A bad policy is a ValueError and changes nothing."""
-        self._api.anon_policies = parse_anon_policies(policies, self.tables)
 
     # -- data --------------------------------------------------------------------------------
 
@@ -466,11 +379,6 @@ class SupabaseStandIn:
         """Every finished webhook delivery attempt (empty without a webhook config)."""
         return self._sender.log if self._sender is not None else []
 
-    def reset_webhook_log(self) -> None:
-        """Forget logged deliveries."""
-        if self._sender is not None:
-            self._sender.reset_log()
-
     def wait_for_webhooks(self, timeout_s: float = 10.0) -> bool:
         """Block until every queued delivery has finished; False on timeout."""
         return self._sender.wait(timeout_s) if self._sender is not None else True
@@ -497,15 +405,6 @@ class SupabaseStandIn:
                     with self._in_flight_done:
                         self._in_flight -= 1
                         self._in_flight_done.notify_all()
-            if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
-                role, denied = self._authenticate(headers, parts.query)
-                if denied is None and role != SERVICE_ROLE:
-                    denied = error_response(
-                        PostgrestError(
-                            403, "42501", "the stand-in's admin API needs the service key"
-                        )
-                    )
-                return denied or self._handle_admin(method, path, body)
         except Exception as exc:  # a bug here must not kill the connection silently
             traceback.print_exc(file=sys.stderr)
             return json_response(
@@ -595,6 +494,7 @@ class SupabaseStandIn:
                 assert role is not None  # _authenticate names the role of every request it admits
                 response = self._api.handle(method, table, query, headers, body, role=role)
             elif resource.startswith("rpc/"):
+                # A developer's client.rpc(...) gets what a project without that function says.
                 response = error_response(
                     PostgrestError(
                         404,
@@ -602,10 +502,6 @@ class SupabaseStandIn:
                         f"Could not find the function {self.schema}.{resource[4:]} "
                         "in the schema cache",
                     )
-                )
-            elif not resource and method in ("GET", "HEAD"):
-                response = json_response(
-                    200, {"swagger": "2.0", "paths": {f"/{t}": {} for t in self.tables}}
                 )
             else:
                 response = error_response(
@@ -630,73 +526,3 @@ class SupabaseStandIn:
         with self._requests_lock:
             self._requests.append(record)
         return response
-
-    def _handle_admin(self, method: str, path: str, body: bytes) -> HttpResponse:
-        route = path[len(ADMIN_PREFIX) :].strip("/")
-        try:
-            if route == "faults":
-                if method == "POST":
-                    spec = parse_json_body(body) if body.strip() else {}
-                    if not isinstance(spec, dict):
-                        raise PostgrestError(400, "PGRST102", "expected a JSON object")
-                    allowed = {"status", "delay_s", "times", "method", "table", "code", "message"}
-                    extra = set(spec) - allowed
-                    if extra:
-                        raise PostgrestError(400, "PGRST102", f"unknown keys: {sorted(extra)}")
-                    self.inject_fault(**spec)
-                    return json_response(201, [f.to_json() for f in self.faults])
-                if method == "DELETE":
-                    self.clear_faults()
-                    return HttpResponse(204)
-                if method == "GET":
-                    return json_response(200, [f.to_json() for f in self.faults])
-            elif route == "requests":
-                if method == "GET":
-                    return json_response(200, [r.to_json() for r in self.request_log])
-                if method == "DELETE":
-                    self.reset_request_log()
-                    return HttpResponse(204)
-            elif route == "webhooks":
-                if method == "GET":
-                    return json_response(200, [d.to_json() for d in self.webhook_log])
-                if method == "DELETE":
-                    self.reset_webhook_log()
-                    return HttpResponse(204)
-            elif route == "webhooks/wait" and method == "POST":
-                spec = parse_json_body(body) if body.strip() else {}
-                timeout_s = float(spec.get("timeout_s", 10.0)) if isinstance(spec, dict) else 10.0
-                return json_response(200, {"idle": self.wait_for_webhooks(timeout_s)})
-            elif route.startswith("tables/") and route.endswith("/rows"):
-                table = unquote(route[len("tables/") : -len("/rows")])
-                if table not in self.tables:
-                    raise PostgrestError(404, "PGRST205", f"unknown table {table!r}")
-                if method == "GET":
-                    return json_response(200, self.rows(table))
-                if method == "POST":
-                    rows = parse_json_body(body)
-                    if not isinstance(rows, list):
-                        raise PostgrestError(400, "PGRST102", "expected a JSON array of rows")
-                    return json_response(201, {"inserted": self.seed(table, rows)})
-            elif route == "keys" and method == "GET":
-                return json_response(200, {ANON: self.anon_key, SERVICE_ROLE: self.service_key})
-            elif route == "anon-policies":
-                if method == "GET":
-                    return json_response(200, self.anon_policies)
-                if method == "PUT":
-                    policies = parse_json_body(body)
-                    if not isinstance(policies, dict):
-                        raise PostgrestError(400, "PGRST102", "expected a JSON object")
-                    self.set_anon_policies(policies)
-                    return json_response(200, self.anon_policies)
-            else:
-                raise PostgrestError(404, "PGRST125", f"unknown admin route {path}")
-        except (TypeError, ValueError) as exc:
-            return error_response(PostgrestError(400, "PGRST102", str(exc)))
-        except PostgrestError as exc:
-            return error_response(exc)
-        return error_response(PostgrestError(405, "PGRST117", f"{method} not allowed on {path}"))
-
-
-def dump_records(records: Iterable[RequestRecord | WebhookDelivery]) -> str:
-    """The records as a JSON array (debugging aid)."""
-    return json.dumps([r.to_json() for r in records], ensure_ascii=False, indent=2)

@@ -27,7 +27,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from local.supabase_standin.store import Change
@@ -95,10 +95,6 @@ class WebhookDelivery:
     def ok(self) -> bool:
         """A 2xx answer."""
         return self.status_code is not None and 200 <= self.status_code < 300
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (for the admin API)."""
-        return asdict(self)
 
 
 def jsonb_order(value: Any) -> Any:
@@ -283,11 +279,6 @@ class WebhookSender:
         """Every finished delivery attempt, in finishing order (a copy)."""
         with self._lock:
             return list(self._log)
-
-    def reset_log(self) -> None:
-        """Forget the finished deliveries."""
-        with self._lock:
-            self._log.clear()
 
     @property
     def pending(self) -> int:

@@ -2,7 +2,7 @@
 
 Every stack binds port 0 (parallel pytest workers never clash), uses a batching window of 0 s
 unless a test asks otherwise, and a 2 s visibility timeout so that failed batches come back
-within the test (a local-only setting; the template says 660 s).
+within the test (a local-only setting; the template's is minutes).
 """
 
 from __future__ import annotations

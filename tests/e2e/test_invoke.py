@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from local.stack import write_state
+from local.state_file import write_state
 from tests.conftest import ROOT
 from tests.e2e.conftest import StartStack, wait_for
 

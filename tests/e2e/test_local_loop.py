@@ -15,7 +15,8 @@ from typing import IO
 
 import pytest
 
-from local.stack import PipelineStack, PortInUse, real_supabase
+from local.dev import real_supabase
+from local.stack import PipelineStack, PortInUse
 from tests.conftest import ROOT
 from tests.e2e.conftest import QUIET
 
@@ -60,7 +61,7 @@ def test_the_banners_invoke_command_is_accepted_by_a_running_make_dev(tmp_path: 
     state = tmp_path / "stack.json"
     dev = _python(
         "-m",
-        "local.stack",
+        "local.dev",
         "--port",
         "0",
         "--supabase-port",
@@ -184,7 +185,7 @@ def test_half_a_real_project_is_an_error_not_a_fallback(
     # When make dev starts with it / Then it refuses in one line instead of using the stand-in
     dev = _python(
         "-m",
-        "local.stack",
+        "local.dev",
         "--port",
         "0",
         "--supabase-port",

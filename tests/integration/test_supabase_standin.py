@@ -6,10 +6,6 @@ Webhooks are captured by a tiny ThreadingHTTPServer receiver in this file.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +23,6 @@ from supabase import Client, ClientOptions, create_client
 from local.supabase_standin import (
     SupabaseStandIn,
     WebhookConfig,
-    make_anon_key,
     make_service_key,
 )
 
@@ -653,46 +648,6 @@ def test_delay_only_fault_then_serves_normally(small: SupabaseStandIn) -> None:
     assert time.monotonic() - started < 0.3
 
 
-def test_admin_api_over_http(small: SupabaseStandIn) -> None:
-    # Given the admin endpoints, When called without the key, Then 401
-    with httpx.Client(trust_env=False) as http:
-        assert http.get(f"{small.url}/__standin/requests").status_code == 401
-    # When a fault is armed over HTTP, Then the next matching request gets it
-    armed = raw(small, "POST", "/__standin/faults", json={"status": 500, "method": "GET"})
-    assert armed.status_code == 201
-    assert (
-        raw(small, "GET", "/rest/v1/products", params={"marker": "admin-test"}).status_code == 500
-    )
-    # And the request log and fault list are readable, and faults can be cleared
-    assert raw(small, "POST", "/__standin/faults", json={"status": 502, "times": None}).is_success
-    assert raw(small, "DELETE", "/__standin/faults").status_code == 204
-    assert raw(small, "GET", "/__standin/faults").json() == []
-    # (found by its own query: the module's stand-in serves other tests' requests too)
-    log = raw(small, "GET", "/__standin/requests").json()
-    mine = [entry for entry in log if "admin-test" in str(entry.get("query"))]
-    assert [entry["status"] for entry in mine] == [500]
-    assert {"method", "table", "query", "status"} <= set(mine[0])
-    assert raw(small, "GET", "/__standin/webhooks").json() == []
-    assert raw(small, "POST", "/__standin/faults", json={"bogus": 1}).status_code == 400
-
-
-def test_admin_seed_rows_and_webhook_log_over_http(
-    hooked: SupabaseStandIn, receiver: Receiver
-) -> None:
-    # Given rows seeded over HTTP (no webhooks) and one insert through the API
-    seeded = raw(hooked, "POST", "/__standin/tables/articles/rows", json=[{"id": 1}, {"id": 2}])
-    assert seeded.json() == {"inserted": 2}
-    make_client(hooked).table("articles").insert({"id": 3}).execute()
-    # When waiting for webhooks over HTTP, Then the log shows just the insert
-    assert raw(hooked, "POST", "/__standin/webhooks/wait", json={"timeout_s": 5}).json() == {
-        "idle": True
-    }
-    deliveries = raw(hooked, "GET", "/__standin/webhooks").json()
-    assert [(d["type"], d["status_code"]) for d in deliveries] == [("INSERT", 200)]
-    rows = raw(hooked, "GET", "/__standin/tables/articles/rows").json()
-    assert rows == [{"id": 1}, {"id": 2}, {"id": 3}]
-
-
 # -- row level security (the anon key) -------------------------------------------------------
 
 RLS_N = 250
@@ -915,38 +870,6 @@ def test_role_follows_the_bearer_token_then_the_apikey_and_is_logged(
     ]
 
 
-def test_admin_api_exposes_keys_and_replaces_anon_policies(rls: SupabaseStandIn) -> None:
-    # Given the admin API, When asked for the keys and policies, Then both come back
-    assert raw(rls, "GET", "/__standin/keys").json() == {
-        "anon": rls.anon_key,
-        "service_role": rls.service_key,
-    }
-    assert raw(rls, "GET", "/__standin/anon-policies").json() == {
-        "articles": "published=eq.true",
-        "authors": "true",
-    }
-    # When the policies are replaced (articles now shows ids up to 5, authors nothing)
-    replaced = raw(rls, "PUT", "/__standin/anon-policies", json={"articles": "id=lte.5"})
-    assert (replaced.status_code, replaced.json()) == (200, {"articles": "id=lte.5"})
-    # Then the next anon reads follow them
-    anon = anon_client(rls)
-    assert [r["id"] for r in rows_of(anon.table("articles").select("id").execute())] == [
-        1,
-        2,
-        3,
-        4,
-        5,
-    ]
-    assert anon.table("authors").select("*").execute().data == []
-    # And a bad policy is a 400 that changes nothing
-    bad = raw(rls, "PUT", "/__standin/anon-policies", json={"articles": "id=zz.1"})
-    assert bad.status_code == 400
-    assert rls.anon_policies == {"articles": "id=lte.5"}
-    # And the anon key cannot use the admin API
-    denied = raw(rls, "GET", "/__standin/keys", headers={"apikey": rls.anon_key})
-    assert denied.status_code == 403
-
-
 # -- lifecycle -------------------------------------------------------------------------------
 
 
@@ -990,87 +913,3 @@ def test_seed_is_fast_for_5000_rows() -> None:
         standin.seed("articles", [{"id": i, "title": f"t{i}"} for i in range(5000)])
         assert time.monotonic() - started < 2.0
         assert len(standin.rows("articles")) == 5000
-
-
-def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
-    # Given the CLI started on a free port, with an anon key and an anon policy
-    key = make_service_key()
-    anon_key = make_anon_key()
-    process = subprocess.Popen(  # noqa: S603 (fixed argv: this interpreter, our module)
-        [
-            sys.executable,
-            "-m",
-            "local.supabase_standin",
-            "--port",
-            "0",
-            "--table",
-            "articles=id,title",
-            "--data-dir",
-            str(tmp_path),
-            "--service-key",
-            key,
-            "--anon-key",
-            anon_key,
-            "--anon-policy",
-            "articles=published=eq.true",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        url_line = process.stdout.readline().strip()
-        key_line = process.stdout.readline().strip()
-        anon_line = process.stdout.readline().strip()
-        # Then it prints the URL and both keys
-        assert url_line.startswith("SUPABASE_URL=http://127.0.0.1:")
-        assert key_line == f"SUPABASE_SERVICE_ROLE_KEY={key}"
-        assert anon_line == f"SUPABASE_ANON_KEY={anon_key}"
-        url = url_line.split("=", 1)[1]
-        # And serves the declared table (the declared column is selectable while empty)
-        client = create_client(url, key, ClientOptions(postgrest_client_timeout=5))
-        assert client.table("articles").select("id,title").execute().data == []
-        # And the anon key reads through the policy
-        client.table("articles").insert(
-            [{"id": 1, "published": True}, {"id": 2, "published": False}]
-        ).execute()
-        public = create_client(url, anon_key, ClientOptions(postgrest_client_timeout=5))
-        assert public.table("articles").select("id").execute().data == [{"id": 1}]
-    finally:
-        # When SIGTERM arrives, Then it exits cleanly
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
-        if process.stdout:
-            process.stdout.close()
-        if process.stderr:
-            process.stderr.close()
-
-
-def test_cli_refuses_a_policy_for_an_unknown_table() -> None:
-    # When the CLI gets a policy for a table it does not serve
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "local.supabase_standin",
-            "--port",
-            "0",
-            "--table",
-            "articles=id",
-            "--anon-policy",
-            "authors=true",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    # Then it exits with a usage error naming the table, before serving anything
-    assert done.returncode == 2
-    assert "unknown table 'authors'" in done.stderr
-    assert done.stdout == ""

@@ -24,8 +24,6 @@ from local.poller import settled_messages
 from local.template import Resolver, load_template
 from tests.conftest import load_event
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture(scope="module")
 def resolver() -> Resolver:

@@ -1,27 +1,26 @@
-"""Property: however webhooks are reordered, duplicated, lost or batched, however consumers
-interleave at every port call, and wherever one is killed, the cache converges to Supabase;
-and no published list version ever mixes versions or shows a row older than an earlier one.
+"""The interleaving scenario: however webhooks are reordered, duplicated, lost or batched,
+however consumers interleave at every port call, and wherever one is killed, the cache
+converges to Supabase; and no published list version ever mixes versions or shows a row older
+than an earlier one.
 
 Supabase changes while consumers run. A lost webhook is healed by one full sync at the end.
-The same scenario runs on in-memory fakes (many examples) and on the real ``CacheStore`` over
-moto (fewer, slower); ``make soak`` runs thousands of each.
+The scenario takes the store it runs on: in-memory fakes in
+``tests/unit/test_interleavings_on_fakes.py`` (many examples), the real ``CacheStore`` over
+moto in ``tests/integration/test_interleavings_under_moto.py`` (fewer, slower); ``make soak``
+runs thousands of each.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
-from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import examples
-from tests.fakes import MemoryQueue, MemorySource, MemoryStore, Paused, Scheduler
+from tests.fakes import MemoryQueue, MemorySource, Paused, Scheduler
 from waituntil.cache_client import get_item, get_list
 from waituntil.cache_model import ListHead, ListOrder
 from waituntil.contracts import Change
@@ -118,31 +117,7 @@ class ListWatch:
         self.versions += 1
 
 
-@contextmanager
-def _memory_store() -> Iterator[Any]:
-    yield MemoryStore()
-
-
-@contextmanager
-def _moto_store() -> Iterator[Any]:
-    import boto3
-    from moto import mock_aws
-
-    from waituntil.adapters.cache_store import CacheStore
-
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName="cache",
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        # One worker: every write happens in the consumer's own (scheduled) thread.
-        yield CacheStore("cache", client, workers=1, sleep=lambda _: None)
-
-
-def _scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
+def run_scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
     order_column = data.draw(st.sampled_from([None, "rank", "rank.desc"]), label="order")
     settings_ = _settings(order_column)
     order = list_order(settings_, "articles")
@@ -274,17 +249,3 @@ def _scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
         ready.append(_resync())
         drain()
         converged()
-
-
-@pytest.mark.property
-@settings(max_examples=examples(150))
-@given(data=st.data())
-def test_interleaved_consumers_converge_on_fakes(data: st.DataObject) -> None:
-    _scenario(data, _memory_store)
-
-
-@pytest.mark.property
-@settings(max_examples=examples(12))
-@given(data=st.data())
-def test_interleaved_consumers_converge_on_the_real_store_under_moto(data: st.DataObject) -> None:
-    _scenario(data, _moto_store)
