@@ -54,9 +54,11 @@ demo: $(VENV)/.installed
 ## dev: start the local stack in the foreground (Ctrl-C stops it)
 ##   options: PORT=3000 (API) SUPABASE_PORT=54321 HOST=127.0.0.1 DATA=.local-data/db (keep rows)
 ##            WEBHOOK_SECRET=... SUPABASE_URL=... SUPABASE_KEY=... (a real project: both or neither)
+##            BACKFILL=no (start with an empty cache, as a fresh deployment: a first change fills)
 dev: $(VENV)/.installed
 	$(PY) -m local.dev $(if $(DATA),--data-dir $(DATA)) $(if $(PORT),--port $(PORT)) \
-		$(if $(SUPABASE_PORT),--supabase-port $(SUPABASE_PORT)) $(if $(HOST),--host $(HOST))
+		$(if $(SUPABASE_PORT),--supabase-port $(SUPABASE_PORT)) $(if $(HOST),--host $(HOST)) \
+		$(if $(filter no,$(BACKFILL)),--no-backfill)
 
 ## invoke: Docker-free `sam local invoke`: make invoke FUNCTION=ReceiverFunction EVENT=events/receiver/insert.json
 invoke: $(VENV)/.installed

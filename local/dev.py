@@ -95,13 +95,14 @@ def main(argv: list[str] | None = None) -> int:
                 "another stack (pid %s) owns %s; make invoke uses it", existing["pid"], path
             )
         print(format_banner(stack, chosen_secret=webhook_secret is not None), flush=True)
-        # The cache lives in memory: fill it now from whatever Supabase holds (kept rows with
-        # DATA=, or a real project), as `make backfill` does, instead of at the next change.
-        from ops.backfill import request_resync
+        if arguments.backfill:
+            # The cache lives in memory: fill it now from whatever Supabase holds (kept rows
+            # with DATA=, or a real project), as `make backfill` does, not at the next change.
+            from ops.backfill import request_resync
 
-        schema_name = stack.function_environment("ConsumerFunction")["SUPABASE_SCHEMA"]
-        request_resync(stack.aws.sqs(), stack.queue_url, schema_name)
-        print("backfill queued: the cache fills from Supabase now", flush=True)
+            schema_name = stack.function_environment("ConsumerFunction")["SUPABASE_SCHEMA"]
+            request_resync(stack.aws.sqs(), stack.queue_url, schema_name)
+            print("backfill queued: the cache fills from Supabase now", flush=True)
         while not stopping.wait(0.5):
             pass
         print("\nstopping...", flush=True)
@@ -156,6 +157,13 @@ def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         default=DEV_VISIBILITY_TIMEOUT_S,
         help="local-only: the change queue's visibility timeout in seconds "
         f"(template: {template_timeout_s})",
+    )
+    parser.add_argument(
+        "--no-backfill",
+        dest="backfill",
+        action="store_false",
+        help="start with an empty cache, as a fresh deployment does: the first change of a "
+        "table fills it (or `make backfill`)",
     )
     parser.add_argument(
         "--parameter",
