@@ -23,10 +23,11 @@ from hypothesis import strategies as st
 from tests.conftest import examples
 from tests.fakes import MemoryQueue, MemorySource, MemoryStore, Paused, Scheduler
 from waituntil.cache_model import ListHead, ListOrder
+from waituntil.consumer_batch import QueuedMessage, process_batch
+from waituntil.consumer_ports import ConsumerPorts
 from waituntil.contracts import Change
 from waituntil.reader import get_item, get_list
 from waituntil.settings import ConsumerSettings
-from waituntil.sync import Ports, QueuedMessage, list_order, sync_batch
 
 KEYS = st.integers(min_value=1, max_value=12)
 OPS = st.lists(
@@ -145,7 +146,7 @@ def _moto_store() -> Iterator[Any]:
 def _scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
     order_column = data.draw(st.sampled_from([None, "rank", "rank.desc"]), label="order")
     settings_ = _settings(order_column)
-    order = list_order(settings_, "articles")
+    order = settings_.policy("articles").list_order
     source = MemorySource()
     initial = data.draw(
         st.dictionaries(KEYS, st.integers(0, 2), min_size=4, max_size=10), label="rows"
@@ -160,7 +161,7 @@ def _scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
 
     with make_store() as raw_store:
         store = Paused(raw_store, scheduler, on_flip=watch)
-        ports = Ports(
+        ports = ConsumerPorts(
             settings=settings_,
             source=Paused(source, scheduler),
             store=store,
@@ -183,7 +184,7 @@ def _scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
                 return 10**9 if next(calls) < budget else 0
 
             def work() -> None:
-                outcomes[consumer] = sync_batch(messages, ports, remaining_ms)
+                outcomes[consumer] = process_batch(messages, ports, remaining_ms)
 
             consumer = scheduler.start(work)
             running[consumer] = bodies

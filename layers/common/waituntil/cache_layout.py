@@ -31,16 +31,18 @@ from typing import Any
 
 from waituntil.cache_model import (
     ChunkRef,
+    FreshRow,
     IndexPage,
     IndexRef,
     ListChunk,
     ListEntry,
     ListHead,
+    ListOrder,
     RowBody,
     RowState,
     SyncCheckpoint,
 )
-from waituntil.contracts import RowKey
+from waituntil.contracts import Row, RowKey
 
 # DynamoDB bills writes per KB; compressing large bodies cuts cost and keeps items far below
 # the 400 KB item limit.
@@ -106,6 +108,19 @@ def content_etag(text: str) -> str:
 def row_body(row: Any) -> RowBody:
     text = dump_json(row)
     return RowBody(text=text, etag=content_etag(text))
+
+
+def fresh_rows(keys: Sequence[str], rows: Sequence[Row], order: ListOrder) -> list[FreshRow]:
+    """Each key as Supabase has it now: its row, or gone (deleted, or hidden from us)."""
+    by_key = {str(row[order.primary_key]): row for row in rows}
+    fresh: list[FreshRow] = []
+    for key in keys:
+        row = by_key.get(key)
+        if row is None:
+            fresh.append(FreshRow(key=key, body=None, position=None))
+        else:
+            fresh.append(FreshRow(key=key, body=row_body(row), position=order.position(row)))
+    return fresh
 
 
 def encode_text(text: str, name: str = "body") -> Item:

@@ -1,6 +1,6 @@
 """The cache's domain model: what a row and a list version are, and the ports the logic needs.
 
-Pure: no I/O, no boto3, no adapters. ``list_patch`` and ``sync`` work on these types;
+Pure: no I/O, no boto3, no adapters. ``list_patch`` and the consumer's flows work on these types;
 ``adapters/cache_store`` turns them into DynamoDB items (through ``cache_layout``).
 
 A list version is a tree three levels deep, every node immutable once written:

@@ -4,7 +4,8 @@ A patch reads only the nodes that hold a touched row (or will), and writes only 
 whose content changed plus the index pages above them and a new head. Every node it did not
 touch is carried over by key. Cost therefore follows the change, not the table.
 
-Rules that make concurrent patches safe (``sync.publish_rows`` retries a patch whose base moved):
+Rules that make concurrent patches safe (``list_publish.publish_list`` retries a patch whose
+base moved):
 - the new entries come from the row items' winning states, read after the base head, so a
   published version never holds a row older than its base held (I2, I4);
 - an entry newer than the state at hand is kept (a defensive check; it never happens when the
