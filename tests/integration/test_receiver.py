@@ -377,3 +377,20 @@ def test_the_receiver_may_read_only_its_own_secret() -> None:
     arn = policy["AWSSecretsManagerGetSecretValuePolicy"]["SecretArn"]
     assert "${WebhookSecretName}-??????" in str(arn)
     assert all("SecretsManager" not in str(p) or p is policy for p in policies)
+
+
+def test_the_receiver_fits_messages_to_the_limit_its_queues_have(aws: EmulatedAws) -> None:
+    # Given the queues as template.yaml creates them, and the receiver's environment from it
+    settings = ReceiverSettings.model_validate(aws.environment("ReceiverFunction"))
+    # When each queue's limit is read back from SQS
+    limits = {
+        logical_id: aws.sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["MaximumMessageSize"]
+        )["Attributes"]["MaximumMessageSize"]
+        for logical_id, url in aws.stack.queue_urls.items()
+    }
+    # Then every queue (the dead-letter queue too: a message is moved there whole) takes the
+    # largest message the receiver sends, and that is SQS's own limit
+    assert len(limits) == 2
+    assert {int(limit) for limit in limits.values()} == {settings.max_message_bytes}
+    assert settings.max_message_bytes == 1024 * 1024

@@ -52,7 +52,12 @@ def _ports(
     secrets: FakeSecrets | None = None, queue: Any = None, **environment: str
 ) -> ReceiverPorts:
     settings = ReceiverSettings.model_validate(
-        {"QUEUE_URL": "https://queue", "WEBHOOK_SECRET_NAME": SECRET_NAME, **environment}
+        {
+            "QUEUE_URL": "https://queue",
+            "WEBHOOK_SECRET_NAME": SECRET_NAME,
+            "MAX_MESSAGE_BYTES": "262144",
+            **environment,
+        }
     )
     return ReceiverPorts(
         settings=settings,
