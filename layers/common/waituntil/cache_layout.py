@@ -299,8 +299,6 @@ def checkpoint_to_item(checkpoint: SyncCheckpoint) -> Item:
         "sync_id": {"S": checkpoint.sync_id},
         "phase": {"S": checkpoint.phase},
         "after": {"S": dump_json(checkpoint.after)},
-        "started_at_ns": {"N": str(checkpoint.started_at_ns)},
-        "pages_done": {"N": str(checkpoint.pages_done)},
     }
 
 
@@ -310,10 +308,4 @@ def checkpoint_from_item(table: str, item: Item) -> SyncCheckpoint:
         sync_id=item["sync_id"]["S"],
         phase=item["phase"]["S"],
         after=json.loads(item["after"]["S"]),
-        started_at_ns=int(item["started_at_ns"]["N"]),
-        pages_done=int(item["pages_done"]["N"]),
     )
-
-
-def key_strings(keys: Sequence[RowKey]) -> list[str]:
-    return [str(key) for key in keys]

@@ -49,10 +49,8 @@ def ensure_fill(table: str, ports: ConsumerPorts) -> None:
         return
     progress = SyncProgress(sync_id=secrets.token_hex(8))
     ports.queue.publish(_resync_message(table, progress, ports))
-    now = ports.clock_ns()
     ports.store.put_checkpoint(
-        SyncCheckpoint(table=table, sync_id=progress.sync_id, phase="rows", started_at_ns=now),
-        table,
+        SyncCheckpoint(table=table, sync_id=progress.sync_id, phase="rows"), table
     )
     logger.info("first fill started", extra={"table": table, "sync_id": progress.sync_id})
 
@@ -135,8 +133,6 @@ def full_sync(
                 sync_id=progress.sync_id,
                 phase=progress.phase,
                 after=progress.after,
-                started_at_ns=started_ns,
-                pages_done=pages,
             ),
             table,
         )

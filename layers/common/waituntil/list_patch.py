@@ -67,7 +67,6 @@ class PatchPlan:
     # Per touched key: the read the version now holds (None: not listed). Position tags older
     # than this can never be needed again (I4), so they are pruned after the publish.
     listed_read_at: dict[str, int] = field(default_factory=dict)
-    stale_entries_kept: int = 0
 
 
 def entry_of(state: RowState) -> ListEntry | None:
@@ -119,12 +118,11 @@ def plan_patch(
                 old[entry.key] = (location, entry)
 
     listed: dict[str, int] = {}
-    stale_kept = 0
     for key, state in states.items():
         new = entry_of(state)
         found = old.get(key)
         if found is not None and found[1].read_at_ns > state.read_at_ns:
-            stale_kept += 1  # never replace a newer listed row with an older state (I4)
+            # Never replace a newer listed row with an older state (I4).
             listed[key] = found[1].read_at_ns
             continue
         if found is not None and new is not None and found[1].same_content(new):
@@ -138,7 +136,7 @@ def plan_patch(
 
     same_flag = complete is None or (base.complete if base else True) == complete
     if not tree.modified and same_flag and base is not None:
-        return PatchPlan(head=None, listed_read_at=listed, stale_entries_kept=stale_kept)
+        return PatchPlan(head=None, listed_read_at=listed)
     tree.merge_small(sizes)
 
     new_refs: list[IndexRef] = []
@@ -196,7 +194,6 @@ def plan_patch(
         retired_chunks=tuple(retired_chunks),
         retired_pages=tuple(retired_pages),
         listed_read_at=listed,
-        stale_entries_kept=stale_kept,
     )
 
 

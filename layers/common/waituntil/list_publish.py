@@ -77,7 +77,6 @@ def publish_list(
             return PublishResult(
                 outcome="unchanged",
                 attempts=attempt,
-                stale_entries_kept=plan.stale_entries_kept,
                 complete=base.complete if base is not None else True,
             )
         store.write_nodes(table, plan.chunks, plan.pages)
@@ -90,11 +89,9 @@ def publish_list(
         _prune(store, table, states, plan.listed_read_at)
         return PublishResult(
             outcome="created" if base is None else "published",
-            version=plan.head.version,
             chunks_written=len(plan.chunks),
             index_pages_written=len(plan.pages),
             attempts=attempt,
-            stale_entries_kept=plan.stale_entries_kept,
             complete=plan.head.complete,
         )
     raise ListContended(f"the list of {table} kept moving; {PUBLISH_ATTEMPTS} attempts lost")
