@@ -1,5 +1,8 @@
 """The cache's domain model: what a row and a list version are, and the ports the logic needs.
 
+Over 300 lines on purpose: these types and the ports over them are one vocabulary, imported
+alike by the consumer's flows, the read side and the adapters; split, each part needs the rest.
+
 Pure: no I/O, no boto3, no adapters. ``list_patch`` and the consumer's flows work on these types;
 ``adapters/cache_store`` turns them into DynamoDB items (through ``cache_layout``).
 

@@ -1,5 +1,8 @@
 """Patch a published list with the winning states of a few rows: pure planning, no I/O.
 
+Over 300 lines on purpose: the plan, the tree it walks and the node sizing keep one set of
+invariants (I2, I4, below) and change together.
+
 A patch reads only the nodes that hold a touched row (or will), and writes only the chunks
 whose content changed plus the index pages above them and a new head. Every node it did not
 touch is carried over by key. Cost therefore follows the change, not the table.
