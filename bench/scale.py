@@ -211,8 +211,8 @@ def _measure_writer_rates(rows: int = 2000) -> tuple[float, float]:
     from local.moto_server import MotoServer
     from waituntil.adapters.aws import PATIENT
     from waituntil.adapters.cache_store import CacheStore
+    from waituntil.cache_layout import fresh_rows
     from waituntil.cache_model import ListOrder
-    from waituntil.sync import fresh_rows
 
     moto = MotoServer(REGION)
     endpoint = moto.start()

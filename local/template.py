@@ -1,7 +1,7 @@
 """Read template.yaml so the local stack and the tests build exactly what is deployed.
 
 Only the intrinsic functions the template uses are resolved (Ref, GetAtt, Sub, If, Equals,
-Not); anything else raises, so a template change that the local stack cannot follow fails
+Not, FindInMap); anything else raises, so a template change that the local stack cannot follow fails
 loudly instead of drifting.
 """
 
@@ -96,6 +96,9 @@ class Resolver:
             return str(left) == str(right)
         if name == "Fn::Not":
             return not self.resolve(argument[0])
+        if name == "Fn::FindInMap":
+            mapping, top, second = (self.resolve(item) for item in argument)
+            return self.template["Mappings"][mapping][top][second]
         if name.startswith("Fn::"):
             raise NotImplementedError(f"the local stack does not resolve {name}")
         return {name: self.resolve(argument)}

@@ -17,14 +17,14 @@ from local.aws_resources import seed_secrets
 from local.supabase_standin import SupabaseStandIn
 from tests.conftest import EmulatedAws, LambdaContext, load_event
 from waituntil.cache_client import get_item, get_list
+from waituntil.consumer_ports import ConsumerPorts
 from waituntil.contracts import Change
 from waituntil.settings import ConsumerSettings
-from waituntil.sync import Ports
 
 
 def consumer_ports(
     aws: EmulatedAws, supabase: SupabaseStandIn, tables: str = "articles,authors", **overrides: str
-) -> Ports:
+) -> ConsumerPorts:
     seed_secrets(
         aws.secrets,
         aws.stack.resolver,
@@ -89,14 +89,14 @@ def resync(table: str = "*") -> dict[str, Any]:
     ).model_dump(mode="json", by_alias=True)
 
 
-def run(event: dict[str, Any], ports: Ports, context: LambdaContext) -> list[str]:
+def run(event: dict[str, Any], ports: ConsumerPorts, context: LambdaContext) -> list[str]:
     """Invoke the handler once; return the ids of the records it reported as failed."""
     response = lambda_handler(event, context, ports=ports)
     return [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
 
 
 def drain(
-    aws: EmulatedAws, ports: Ports, context: LambdaContext, most_invocations: int = 500
+    aws: EmulatedAws, ports: ConsumerPorts, context: LambdaContext, most_invocations: int = 500
 ) -> int:
     """Run the consumer on what the change queue holds (fills, continuations) until it is
     empty; return the invocations used. A failed record fails the test."""
@@ -114,14 +114,14 @@ def drain(
 
 
 def run_and_drain(
-    event: dict[str, Any], aws: EmulatedAws, ports: Ports, context: LambdaContext
+    event: dict[str, Any], aws: EmulatedAws, ports: ConsumerPorts, context: LambdaContext
 ) -> list[str]:
     failed = run(event, ports, context)
     drain(aws, ports, context)
     return failed
 
 
-def cache_equals(ports: Ports, rows: list[dict[str, Any]], table: str = "articles") -> None:
+def cache_equals(ports: ConsumerPorts, rows: list[dict[str, Any]], table: str = "articles") -> None:
     """The list and every row item equal ``rows`` (Supabase's table, in key order)."""
     assert get_list(ports.store, table) == rows
     for row in rows:

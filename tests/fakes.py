@@ -188,7 +188,6 @@ class MemorySource:
     table: dict[Any, Row] = field(default_factory=dict)
     history: dict[str, set[str]] = field(default_factory=dict)  # key -> every JSON it had
     rows_read: int = 0
-    requests: int = 0
 
     def put(self, row: Row) -> None:
         self.table[row[self.primary_key]] = row
@@ -198,19 +197,16 @@ class MemorySource:
         self.table.pop(key, None)
 
     def read_rows(self, table: str, keys: Sequence[str]) -> list[Row]:
-        self.requests += 1
         rows = [row for key, row in self.table.items() if str(key) in set(keys)]
         self.rows_read += len(rows)
         return [dict(row) for row in rows]
 
     def read_page(self, table: str, after: Any, limit: int) -> list[Row]:
-        self.requests += 1
         keys = sorted(key for key in self.table if after is None or key > after)[:limit]
         self.rows_read += len(keys)
         return [dict(self.table[key]) for key in keys]
 
     def existing_keys(self, table: str, keys: Sequence[str]) -> set[str]:
-        self.requests += 1
         return {str(key) for key in self.table if str(key) in set(keys)}
 
     def rows(self, order: ListOrder) -> list[Row]:

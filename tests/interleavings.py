@@ -23,9 +23,10 @@ from hypothesis import strategies as st
 from tests.fakes import MemoryQueue, MemorySource, Paused, Scheduler
 from waituntil.cache_client import get_item, get_list
 from waituntil.cache_model import ListHead, ListOrder
+from waituntil.consumer_batch import QueuedMessage, process_batch
+from waituntil.consumer_ports import ConsumerPorts
 from waituntil.contracts import Change
 from waituntil.settings import ConsumerSettings
-from waituntil.sync import Ports, QueuedMessage, list_order, sync_batch
 
 KEYS = st.integers(min_value=1, max_value=12)
 OPS = st.lists(
@@ -120,7 +121,7 @@ class ListWatch:
 def run_scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
     order_column = data.draw(st.sampled_from([None, "rank", "rank.desc"]), label="order")
     settings_ = _settings(order_column)
-    order = list_order(settings_, "articles")
+    order = settings_.policy("articles").list_order
     source = MemorySource()
     initial = data.draw(
         st.dictionaries(KEYS, st.integers(0, 2), min_size=4, max_size=10), label="rows"
@@ -135,7 +136,7 @@ def run_scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
 
     with make_store() as raw_store:
         store = Paused(raw_store, scheduler, on_flip=watch)
-        ports = Ports(
+        ports = ConsumerPorts(
             settings=settings_,
             source=Paused(source, scheduler),
             store=store,
@@ -158,7 +159,7 @@ def run_scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
                 return 10**9 if next(calls) < budget else 0
 
             def work() -> None:
-                outcomes[consumer] = sync_batch(messages, ports, remaining_ms)
+                outcomes[consumer] = process_batch(messages, ports, remaining_ms)
 
             consumer = scheduler.start(work)
             running[consumer] = bodies

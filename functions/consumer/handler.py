@@ -20,9 +20,10 @@ from waituntil.adapters.cache_store import CacheStore
 from waituntil.adapters.queue import QueuePublisher
 from waituntil.adapters.secrets import SecretReader
 from waituntil.adapters.supabase_source import SupabaseSource
+from waituntil.consumer_batch import BatchOutcome, QueuedMessage, process_batch
+from waituntil.consumer_ports import ConsumerPorts
 from waituntil.observability import logger, metrics, tracer
 from waituntil.settings import ConsumerSettings, consumer_settings
-from waituntil.sync import BatchOutcome, Ports, QueuedMessage, sync_batch
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -40,10 +41,10 @@ def build_ports(
     dynamodb: DynamoDBClient,
     sqs: SQSClient,
     s3: S3Client | None = None,
-) -> Ports:
+) -> ConsumerPorts:
     secrets = SecretReader(secrets_client, settings.secret_max_age_s)
     blobs = S3BlobStore(settings.blob_bucket, s3) if settings.blob_bucket and s3 else None
-    return Ports(
+    return ConsumerPorts(
         settings=settings,
         source=SupabaseSource(
             settings.supabase_url,
@@ -82,7 +83,7 @@ def supabase_keys(
 
 
 @cache
-def default_ports() -> Ports:
+def default_ports() -> ConsumerPorts:
     return build_ports(
         consumer_settings(),
         secrets_client=secrets_client_patient(),
@@ -92,7 +93,8 @@ def default_ports() -> Ports:
     )
 
 
-def report(record: SQSRecord, outcome: BatchOutcome) -> None:
+def raise_if_record_failed(record: SQSRecord, outcome: BatchOutcome) -> None:
+    """The batch processor's record handler: the work is done; a record fails by raising."""
     outcome.raise_if_failed(record.message_id)
 
 
@@ -100,13 +102,15 @@ def report(record: SQSRecord, outcome: BatchOutcome) -> None:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(
-    event: dict[str, Any], context: LambdaContext, ports: Ports | None = None
+    event: dict[str, Any], context: LambdaContext, ports: ConsumerPorts | None = None
 ) -> dict[str, Any]:
     messages = [QueuedMessage(record["messageId"], record["body"]) for record in event["Records"]]
-    outcome = sync_batch(messages, ports or default_ports(), context.get_remaining_time_in_millis)
+    outcome = process_batch(
+        messages, ports or default_ports(), context.get_remaining_time_in_millis
+    )
     response = process_partial_response(
         event=event,
-        record_handler=partial(report, outcome=outcome),
+        record_handler=partial(raise_if_record_failed, outcome=outcome),
         processor=processor,
         context=context,
     )

@@ -1,12 +1,11 @@
 """POST /revalidate: authenticate the Supabase webhook, queue it durably, answer 202.
 
-This is the "respond first" half of waitUntil: the work happens in the consumer.
+This is the "respond first" half of waitUntil: the work happens in the consumer. The use case
+is ``waituntil.receive.accept``; this module wires its ports, routes, and maps errors to answers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import cache
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -21,15 +20,8 @@ from waituntil.adapters.queue import QueuePublisher
 from waituntil.adapters.secrets import SecretReader
 from waituntil.errors import DependencyUnavailable, RequestRefused
 from waituntil.observability import logger, metrics
+from waituntil.receive import ReceiverPorts, WebhookRequest, accept
 from waituntil.settings import ReceiverSettings, receiver_settings
-from waituntil.webhook import (
-    build_change,
-    check_bearer,
-    check_single_headers,
-    fit_message,
-    parse_payload,
-    request_body,
-)
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -39,17 +31,10 @@ app = APIGatewayRestResolver()
 OTHER_METHODS = ["GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
-@dataclass(frozen=True)
-class Ports:
-    settings: ReceiverSettings
-    secrets: SecretReader
-    queue: QueuePublisher
-
-
 def build_ports(
     settings: ReceiverSettings, *, secrets_client: SecretsManagerClient, sqs: SQSClient
-) -> Ports:
-    return Ports(
+) -> ReceiverPorts:
+    return ReceiverPorts(
         settings=settings,
         secrets=SecretReader(secrets_client, settings.secret_max_age_s),
         queue=QueuePublisher(settings.queue_url, sqs),
@@ -57,52 +42,29 @@ def build_ports(
 
 
 @cache
-def default_ports() -> Ports:
+def default_ports() -> ReceiverPorts:
     return build_ports(receiver_settings(), secrets_client=secrets_client_fast(), sqs=sqs_client())
 
 
 @app.post("/revalidate")
 def revalidate() -> Response[dict[str, Any]]:
-    ports: Ports = app.context.get("ports") or default_ports()
+    ports: ReceiverPorts = app.context.get("ports") or default_ports()
     event = app.current_event
-    check_single_headers(event.raw_event.get("multiValueHeaders"))
-    # Current and, mid-rotation, pending secret: see README "Rotate the webhook secret".
-    check_bearer(
-        event.headers.get("authorization"),
-        ports.secrets.accepted_versions(ports.settings.webhook_secret_name),
-    )
-    payload = parse_payload(
-        request_body(event.body, event.is_base64_encoded),
-        event.headers.get("content-type"),
-        ports.settings.max_body_bytes,
-    )
-    change = build_change(
-        payload,
-        cached_tables=ports.settings.cached_tables,
-        schema_name=ports.settings.schema_name,
-        primary_keys=ports.settings.primary_keys,
-        received_at=datetime.now(UTC),
-        correlation_id=event.request_context.request_id,
-    )
-    message, queued = fit_message(change, ports.settings.max_message_bytes)
-    message_id = ports.queue.publish(message)
-    metrics.add_metric(name="ChangesQueued", unit=MetricUnit.Count, value=1)
-    if queued.bodies_dropped:
-        metrics.add_metric(name="RowBodiesDropped", unit=MetricUnit.Count, value=1)
-    logger.info(
-        "change queued",
-        extra={
-            "message_id": message_id,
-            "change_type": queued.type,
-            "table": queued.table,
-            "key": queued.key,
-            "bodies_dropped": queued.bodies_dropped,
-        },
+    accepted = accept(
+        WebhookRequest(
+            body=event.body,
+            is_base64_encoded=event.is_base64_encoded,
+            authorization=event.headers.get("authorization"),
+            content_type=event.headers.get("content-type"),
+            multi_value_headers=event.raw_event.get("multiValueHeaders"),
+            request_id=event.request_context.request_id,
+        ),
+        ports,
     )
     return Response(
         status_code=HTTPStatus.ACCEPTED,
         content_type=content_types.APPLICATION_JSON,
-        body={"received": True, "id": message_id},
+        body={"received": True, "id": accepted.message_id},
     )
 
 
@@ -149,7 +111,7 @@ def _error(
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.log_metrics
 def lambda_handler(
-    event: dict[str, Any], context: LambdaContext, ports: Ports | None = None
+    event: dict[str, Any], context: LambdaContext, ports: ReceiverPorts | None = None
 ) -> dict[str, Any]:
     app.append_context(ports=ports)
     return app.resolve(event, context)

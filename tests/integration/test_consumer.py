@@ -18,8 +18,8 @@ from local.supabase_standin import SupabaseStandIn
 from tests.conftest import EmulatedAws, LambdaContext, load_event
 from tests.consumer_support import batch, cache_equals, change, consumer_ports, drain, run
 from waituntil.cache_client import get_item, get_list
+from waituntil.consumer_ports import ConsumerPorts
 from waituntil.contracts import Change
-from waituntil.sync import Ports
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ _batch = batch
 _change = change
 
 
-def _run(event: dict[str, Any], ports: Ports, context: LambdaContext) -> list[str]:
+def _run(event: dict[str, Any], ports: ConsumerPorts, context: LambdaContext) -> list[str]:
     """Invoke the handler, then drain what it queued (the first fill); return failed ids."""
     failed = run(event, ports, context)
     drain(_AWS[0], ports, context)
@@ -55,7 +55,7 @@ def _remember_aws(aws: EmulatedAws) -> Iterator[None]:
 
 
 def _cache_equals_supabase(
-    ports: Ports, supabase: SupabaseStandIn, table: str = "articles"
+    ports: ConsumerPorts, supabase: SupabaseStandIn, table: str = "articles"
 ) -> None:
     cache_equals(ports, supabase.rows(table), table)
 

@@ -9,21 +9,22 @@ from typing import Any
 import pytest
 
 from local.template import load_template
-from receiver.handler import Ports, build_ports, lambda_handler
+from receiver.handler import build_ports, lambda_handler
 from tests.conftest import WEBHOOK_SECRET, EmulatedAws, LambdaContext, load_event
 from tests.faults import FAULTS, FaultyClient, unreachable
 from waituntil.adapters.queue import QueuePublisher
 from waituntil.adapters.secrets import SecretReader
 from waituntil.contracts import Change
+from waituntil.receive import ReceiverPorts
 from waituntil.settings import ReceiverSettings
 
 
-def _ports(aws: EmulatedAws, **overrides: Any) -> Ports:
+def _ports(aws: EmulatedAws, **overrides: Any) -> ReceiverPorts:
     settings = ReceiverSettings.model_validate({**aws.environment("ReceiverFunction"), **overrides})
     return build_ports(settings, secrets_client=aws.secrets, sqs=aws.sqs)
 
 
-def _invoke(event: dict[str, Any], ports: Ports, context: LambdaContext) -> dict[str, Any]:
+def _invoke(event: dict[str, Any], ports: ReceiverPorts, context: LambdaContext) -> dict[str, Any]:
     response: dict[str, Any] = lambda_handler(event, context, ports=ports)
     response["json"] = json.loads(response["body"]) if response.get("body") else None
     return response
@@ -132,7 +133,7 @@ def test_change_too_big_for_sqs_is_queued_by_key(
 def test_queue_down_means_no_2xx(aws: EmulatedAws, lambda_context: LambdaContext) -> None:
     # Given SQS refusing the message (the queue does not exist)
     ports = _ports(aws)
-    ports = Ports(
+    ports = ReceiverPorts(
         ports.settings, ports.secrets, QueuePublisher(ports.settings.queue_url + "-gone", aws.sqs)
     )
     # When a valid webhook arrives
@@ -167,7 +168,9 @@ def test_secret_and_authorization_header_never_reach_the_logs(
         "receiver/bad_type.json",
     ):
         _invoke(load_event(event_file), ports, lambda_context)
-    down = Ports(ports.settings, ports.secrets, QueuePublisher("https://nowhere/x", aws.sqs))
+    down = ReceiverPorts(
+        ports.settings, ports.secrets, QueuePublisher("https://nowhere/x", aws.sqs)
+    )
     _invoke(load_event("receiver/insert.json"), down, lambda_context)
     # When we read everything they logged
     printed = capsys.readouterr()
@@ -185,7 +188,7 @@ def test_secret_and_authorization_header_never_reach_the_logs(
 
 def _faulty_ports(
     aws: EmulatedAws, *, sqs: FaultyClient | None = None, secrets: FaultyClient | None = None
-) -> Ports:
+) -> ReceiverPorts:
     settings = ReceiverSettings.model_validate(aws.environment("ReceiverFunction"))
     return build_ports(
         settings,
@@ -283,9 +286,9 @@ class Clock:
         return self.now
 
 
-def _rotating_ports(aws: EmulatedAws, clock: Clock) -> Ports:
+def _rotating_ports(aws: EmulatedAws, clock: Clock) -> ReceiverPorts:
     ports = _ports(aws)
-    return Ports(ports.settings, SecretReader(aws.secrets, 300, clock=clock), ports.queue)
+    return ReceiverPorts(ports.settings, SecretReader(aws.secrets, 300, clock=clock), ports.queue)
 
 
 def _with_token(token: str) -> dict[str, Any]:
@@ -374,3 +377,20 @@ def test_the_receiver_may_read_only_its_own_secret() -> None:
     arn = policy["AWSSecretsManagerGetSecretValuePolicy"]["SecretArn"]
     assert "${WebhookSecretName}-??????" in str(arn)
     assert all("SecretsManager" not in str(p) or p is policy for p in policies)
+
+
+def test_the_receiver_fits_messages_to_the_limit_its_queues_have(aws: EmulatedAws) -> None:
+    # Given the queues as template.yaml creates them, and the receiver's environment from it
+    settings = ReceiverSettings.model_validate(aws.environment("ReceiverFunction"))
+    # When each queue's limit is read back from SQS
+    limits = {
+        logical_id: aws.sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["MaximumMessageSize"]
+        )["Attributes"]["MaximumMessageSize"]
+        for logical_id, url in aws.stack.queue_urls.items()
+    }
+    # Then every queue (the dead-letter queue too: a message is moved there whole) takes the
+    # largest message the receiver sends, and that is SQS's own limit
+    assert len(limits) == 2
+    assert {int(limit) for limit in limits.values()} == {settings.max_message_bytes}
+    assert settings.max_message_bytes == 1024 * 1024

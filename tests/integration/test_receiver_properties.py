@@ -21,10 +21,11 @@ import pytest
 from hypothesis import currently_in_test_context, event, example, given, settings
 from hypothesis import strategies as st
 
-from receiver.handler import Ports, build_ports, lambda_handler
+from receiver.handler import build_ports, lambda_handler
 from tests.conftest import WEBHOOK_SECRET, EmulatedAws, LambdaContext, load_event
 from tests.faults import FAULTS, SQS_ALLOWED, FaultyClient
 from waituntil.contracts import Change
+from waituntil.receive import ReceiverPorts
 from waituntil.settings import ReceiverSettings
 
 pytestmark = pytest.mark.property
@@ -276,7 +277,7 @@ def _check_one(
         target.faults[operation] = FAULTS[kind]
     settings_ = ReceiverSettings.model_validate(aws.environment("ReceiverFunction"))
     # A fresh container each time: nothing cached, so a Secrets Manager fault is a cold start.
-    ports: Ports = build_ports(settings_, secrets_client=secrets, sqs=sqs)  # type: ignore[arg-type]
+    ports: ReceiverPorts = build_ports(settings_, secrets_client=secrets, sqs=sqs)  # type: ignore[arg-type]
 
     response = lambda_handler(_event(request), context, ports=ports)
 

@@ -21,8 +21,8 @@ from reader.handler import lambda_handler as reader_handler
 from tests.conftest import EmulatedAws, LambdaContext, load_event
 from tests.consumer_support import batch, change, consumer_ports, run_and_drain
 from waituntil.cache_client import get_item, get_list
+from waituntil.consumer_ports import ConsumerPorts
 from waituntil.settings import ConsumerSettings, ReaderSettings
-from waituntil.sync import Ports
 
 POLICIES = {
     "articles": {"filter": "deleted=is.false", "columns": "id,title,published"},
@@ -41,7 +41,7 @@ def supabase() -> Iterator[SupabaseStandIn]:
         yield standin
 
 
-def _ports(aws: EmulatedAws, supabase: SupabaseStandIn, **policies: Any) -> Ports:
+def _ports(aws: EmulatedAws, supabase: SupabaseStandIn, **policies: Any) -> ConsumerPorts:
     return consumer_ports(aws, supabase, TABLE_POLICIES=json.dumps(policies or POLICIES))
 
 

@@ -11,10 +11,13 @@ from tests.fakes import MemoryQueue, MemorySource, MemoryStore
 from waituntil.cache_client import get_item, get_list
 from waituntil.cache_layout import row_body
 from waituntil.cache_model import FreshRow, ListOrder
+from waituntil.consumer_ports import ConsumerPorts
 from waituntil.contracts import Change, SyncProgress
+from waituntil.full_sync import full_sync
 from waituntil.list_patch import ListSizes
+from waituntil.list_publish import publish_list
+from waituntil.row_changes import apply_changes
 from waituntil.settings import ConsumerSettings
-from waituntil.sync import Ports, full_sync, publish_list, sync_changes
 
 SIZES = ListSizes(chunk_bytes=1024, index_refs=4)
 
@@ -157,7 +160,9 @@ def test_an_older_state_never_replaces_a_newer_listed_row() -> None:
 # ----- the sync flows on fakes -----------------------------------------------------------------
 
 
-def _ports(source: MemorySource, store: MemoryStore, queue: MemoryQueue, page: int = 3) -> Ports:
+def _ports(
+    source: MemorySource, store: MemoryStore, queue: MemoryQueue, page: int = 3
+) -> ConsumerPorts:
     settings = ConsumerSettings.model_validate(
         {
             "CACHE_TABLE_NAME": "cache",
@@ -171,7 +176,7 @@ def _ports(source: MemorySource, store: MemoryStore, queue: MemoryQueue, page: i
         }
     )
     clock = iter(range(1000, 10**6))
-    return Ports(settings, source, store, queue, clock_ns=lambda: next(clock))
+    return ConsumerPorts(settings, source, store, queue, clock_ns=lambda: next(clock))
 
 
 def _change(key: int) -> Change:
@@ -194,7 +199,7 @@ def test_a_change_reads_only_its_keys_and_starts_the_first_fill() -> None:
         source.put(_row(key))
     ports = _ports(source, store, queue)
     # When one change arrives
-    sync_changes("articles", [_change(7)], ports)
+    apply_changes("articles", [_change(7)], ports)
     # Then one row was read, the list exists but says it is filling, and a fill was queued
     assert source.rows_read == 1
     head = store.get_head("articles")

@@ -55,6 +55,7 @@ def test_a_policy_that_cannot_be_meant_stops_the_function(policies: str, message
             {
                 "QUEUE_URL": "q",
                 "WEBHOOK_SECRET_NAME": "s",
+                "MAX_MESSAGE_BYTES": "65536",
                 "CACHED_TABLES": "articles",
                 "TABLE_POLICIES": policies,
             }
@@ -66,6 +67,7 @@ def test_every_function_reads_the_same_keys() -> None:
         {
             "QUEUE_URL": "q",
             "WEBHOOK_SECRET_NAME": "s",
+            "MAX_MESSAGE_BYTES": "65536",
             "CACHED_TABLES": "articles,authors",
             "TABLE_POLICIES": '{"authors": {"key": "slug"}}',
         }

@@ -1,6 +1,9 @@
 """The cache's domain model: what a row and a list version are, and the ports the logic needs.
 
-Pure: no I/O, no boto3, no adapters. ``list_patch`` and ``sync`` work on these types;
+Over 300 lines on purpose: these types and the ports over them are one vocabulary, imported
+alike by the consumer's flows, the read side and the adapters; split, each part needs the rest.
+
+Pure: no I/O, no boto3, no adapters. ``list_patch`` and the consumer's flows work on these types;
 ``adapters/cache_store`` turns them into DynamoDB items (through ``cache_layout``).
 
 A list version is a tree three levels deep, every node immutable once written:
@@ -18,7 +21,7 @@ not touch (by key), and a reader that pinned a version sees the same nodes until
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import total_ordering
 from typing import Any, Protocol
@@ -129,10 +132,6 @@ class RowState:
     position: Position | None
     positions: frozenset[str] = frozenset()
     blob_key: str | None = None  # the body lives in the blob store (too large for an item)
-
-    @property
-    def exists(self) -> bool:
-        return self.body is not None
 
 
 def position_tag(read_at_ns: int, position: Position) -> str:
@@ -245,18 +244,14 @@ class SyncCheckpoint:
     sync_id: str
     phase: str  # "rows": paging Supabase by key; "deletes": checking the list's keys
     after: Any = None  # the last key (rows) or list position (deletes) done
-    started_at_ns: int = 0
-    pages_done: int = 0
 
 
 @dataclass(frozen=True)
 class PublishResult:
     outcome: str  # "created" (the first version) | "published" | "unchanged"
-    version: str | None = None
     chunks_written: int = 0
     index_pages_written: int = 0
     attempts: int = 1
-    stale_entries_kept: int = 0
     complete: bool = True  # whether the list, as it now stands, is complete (I6)
 
 
@@ -288,7 +283,7 @@ class ListNodeReads(Protocol):
 
 
 class ServingReads(Protocol):
-    """What the read API and ``waituntil.reader`` read: rows and pages as served."""
+    """What the read API and ``waituntil.cache_client`` read: rows and pages as served."""
 
     def get_row_body(self, table: str, key: str) -> tuple[RowState, str] | None:
         """A live row's state and its JSON text (from the blob store if kept there)."""
@@ -345,11 +340,3 @@ class CacheWrites(Protocol):
 
 class CacheStorePort(CacheReads, CacheWrites, Protocol):
     """The whole cache, as the consumer's flows use it (``adapters/cache_store.CacheStore``)."""
-
-
-def iter_entries(chunks: Sequence[ListChunk]) -> Iterator[ListEntry]:
-    for chunk in chunks:
-        yield from chunk.entries
-
-
-Clock = Callable[[], int]

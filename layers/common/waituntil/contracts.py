@@ -21,7 +21,7 @@ Version 1 fields:
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
@@ -88,3 +88,12 @@ class Change(BaseModel):
     @classmethod
     def from_message(cls, body: str) -> Change:
         return cls.model_validate_json(body)
+
+
+class ChangeQueue(Protocol):
+    """Where ``Change`` messages go: the receiver publishes webhooks, the consumer its own
+    continuations (``adapters/queue.QueuePublisher``)."""
+
+    def publish(self, body: str) -> str:
+        """Send one message; its id once the queue has stored it."""
+        ...

@@ -1,10 +1,14 @@
 """Patch a published list with the winning states of a few rows: pure planning, no I/O.
 
+Over 300 lines on purpose: the plan, the tree it walks and the node sizing keep one set of
+invariants (I2, I4, below) and change together.
+
 A patch reads only the nodes that hold a touched row (or will), and writes only the chunks
 whose content changed plus the index pages above them and a new head. Every node it did not
 touch is carried over by key. Cost therefore follows the change, not the table.
 
-Rules that make concurrent patches safe (``sync.publish_rows`` retries a patch whose base moved):
+Rules that make concurrent patches safe (``list_publish.publish_list`` retries a patch whose
+base moved):
 - the new entries come from the row items' winning states, read after the base head, so a
   published version never holds a row older than its base held (I2, I4);
 - an entry newer than the state at hand is kept (a defensive check; it never happens when the
@@ -66,7 +70,6 @@ class PatchPlan:
     # Per touched key: the read the version now holds (None: not listed). Position tags older
     # than this can never be needed again (I4), so they are pruned after the publish.
     listed_read_at: dict[str, int] = field(default_factory=dict)
-    stale_entries_kept: int = 0
 
 
 def entry_of(state: RowState) -> ListEntry | None:
@@ -118,12 +121,11 @@ def plan_patch(
                 old[entry.key] = (location, entry)
 
     listed: dict[str, int] = {}
-    stale_kept = 0
     for key, state in states.items():
         new = entry_of(state)
         found = old.get(key)
         if found is not None and found[1].read_at_ns > state.read_at_ns:
-            stale_kept += 1  # never replace a newer listed row with an older state (I4)
+            # Never replace a newer listed row with an older state (I4).
             listed[key] = found[1].read_at_ns
             continue
         if found is not None and new is not None and found[1].same_content(new):
@@ -137,7 +139,7 @@ def plan_patch(
 
     same_flag = complete is None or (base.complete if base else True) == complete
     if not tree.modified and same_flag and base is not None:
-        return PatchPlan(head=None, listed_read_at=listed, stale_entries_kept=stale_kept)
+        return PatchPlan(head=None, listed_read_at=listed)
     tree.merge_small(sizes)
 
     new_refs: list[IndexRef] = []
@@ -195,7 +197,6 @@ def plan_patch(
         retired_chunks=tuple(retired_chunks),
         retired_pages=tuple(retired_pages),
         listed_read_at=listed,
-        stale_entries_kept=stale_kept,
     )
 
 

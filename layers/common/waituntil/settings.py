@@ -14,8 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from waituntil.table_policy import TablePolicy, parse_policies
 
-# The 2025 SQS limit; template.yaml sets MaximumMessageSize to the same value.
-SQS_MAX_MESSAGE_BYTES = 1_048_576
 # Supabase (PostgREST db-max-rows) silently truncates any read to this many rows.
 SUPABASE_MAX_ROWS = 1000
 
@@ -61,9 +59,9 @@ class ReceiverSettings(_EnvSettings):
     queue_url: Annotated[str, Field(alias="QUEUE_URL", min_length=1)]
     webhook_secret_name: Annotated[str, Field(alias="WEBHOOK_SECRET_NAME", min_length=1)]
     secret_max_age_s: Annotated[int, Field(alias="SECRET_MAX_AGE_SECONDS", ge=0)] = 300
-    max_message_bytes: Annotated[
-        int, Field(alias="MAX_MESSAGE_BYTES", gt=1024, le=SQS_MAX_MESSAGE_BYTES)
-    ] = SQS_MAX_MESSAGE_BYTES
+    # SQS's message size limit. No default: template.yaml's Mappings hold the one value, which
+    # the queues' MaximumMessageSize reads too, so the two cannot disagree.
+    max_message_bytes: Annotated[int, Field(alias="MAX_MESSAGE_BYTES", gt=1024)]
     # Lambda accepts at most 6 MB of synchronous request payload; refuse early above it.
     max_body_bytes: Annotated[int, Field(alias="MAX_BODY_BYTES", gt=0)] = 6_000_000
 

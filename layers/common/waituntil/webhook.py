@@ -1,6 +1,9 @@
-"""Receiver logic: authenticate, validate and shape a Supabase webhook into a queue message.
+"""The receiver's rules: authenticate, validate and shape a Supabase webhook into a message.
 
-Pure functions: the handler passes in the request parts, the secrets and the settings.
+Just over 300 lines on purpose: the refusal rules below are one list, each with its reason, and
+the parser hooks that enforce them sit next to it.
+
+Pure functions: ``receive.accept`` passes in the request parts, the secrets and the settings.
 
 What is accepted is what Supabase can send: ``supabase_functions.http_request()`` builds the
 body with ``jsonb_build_object``, so it is UTF-8 JSON that Postgres' jsonb could hold. Anything

@@ -1,5 +1,8 @@
 """The DynamoDB cache: I/O, conditions and retries only (layout: ``waituntil.cache_layout``).
 
+Over 300 lines on purpose: one adapter for one DynamoDB table; every item kind shares its
+client, conditions, retries and thread pool (the item codecs are ``cache_items``).
+
 Every row write carries ``read_at_ns``, the time the consumer read Supabase; it lands only if
 the stored item is older, so two consumers racing cannot let an older read win. Row writes are
 conditional per item, so they run in parallel on a thread pool (the boto3 client's connection
@@ -19,26 +22,28 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from waituntil.cache_items import (
+    checkpoint_from_item,
+    checkpoint_to_item,
+    chunk_from_item,
+    chunk_to_item,
+    head_from_item,
+    head_to_attributes,
+    index_page_from_item,
+    index_page_to_item,
+    row_state_from_item,
+    served_body_of_chunk_item,
+)
 from waituntil.cache_layout import (
     KIND_ROW,
     KIND_TOMBSTONE,
     MAX_STORED_BODY_BYTES,
     Item,
     blob_object_key,
-    checkpoint_from_item,
-    checkpoint_to_item,
-    chunk_from_item,
-    chunk_to_item,
     dump_json,
     encode_text,
-    head_from_item,
-    head_to_attributes,
-    index_page_from_item,
-    index_page_to_item,
     list_item_key,
     row_item_key,
-    row_state_from_item,
-    served_body_of_chunk_item,
     sync_item_key,
     version_item_key,
 )

@@ -52,7 +52,6 @@ class SupabaseSource:
         self._retry = retry
         self._max_rows = max_rows
         self._clients: dict[str, Client] = {}
-        self.requests_made = 0
         self.rows_read = 0
 
     def _query(self, table: str, select: str | None = None) -> Any:
@@ -130,7 +129,6 @@ class SupabaseSource:
         return self._execute(table, query)
 
     def _execute(self, table: str, query: Any) -> list[Row]:
-        self.requests_made += 1
         try:
             response = query.execute()
         except (APIError, httpx.HTTPError, ValueError) as error:

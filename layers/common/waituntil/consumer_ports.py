@@ -1,0 +1,32 @@
+"""What the consumer's flows run on: its settings and ports, and the list shape they imply.
+
+``consumer_batch``, ``row_changes``, ``list_publish`` and ``full_sync`` all take one
+``ConsumerPorts``; the handler builds it from adapters, the tests from fakes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from waituntil.cache_model import CacheStorePort, ListOrder, TableSource
+from waituntil.contracts import ChangeQueue
+from waituntil.list_patch import ListSizes
+from waituntil.settings import ConsumerSettings
+
+
+@dataclass(frozen=True)
+class ConsumerPorts:
+    settings: ConsumerSettings
+    source: TableSource
+    store: CacheStorePort
+    queue: ChangeQueue  # a full sync's continuations, a first fill's start
+    clock_ns: Callable[[], int] = time.time_ns
+
+    def list_order(self, table: str) -> ListOrder:
+        return self.settings.policy(table).list_order
+
+    @property
+    def list_sizes(self) -> ListSizes:
+        return ListSizes(chunk_bytes=self.settings.chunk_bytes, index_refs=self.settings.index_refs)

@@ -1,0 +1,238 @@
+"""The full sync of one table (a RESYNC; and the first fill, started by the first change of an
+uncached table): page through the table by key, write what differs, publish page by page; then
+walk the list and tombstone rows Supabase no longer has.
+
+Memory is one page; a checkpoint after each page lets a retry resume, and when the invocation
+runs short of time the sync sends itself a continuation message instead of timing out.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from waituntil.cache_layout import fresh_rows
+from waituntil.cache_model import (
+    CacheStorePort,
+    FreshRow,
+    ListEntry,
+    ListHead,
+    ListOrder,
+    SyncCheckpoint,
+)
+from waituntil.consumer_ports import ConsumerPorts
+from waituntil.contracts import EVERY_TABLE, Change, SyncProgress
+from waituntil.errors import ListNodeMissing
+from waituntil.list_patch import locate
+from waituntil.list_publish import publish_rows
+from waituntil.observability import logger, metrics
+from waituntil.pipeline_metrics import record_synced
+
+# Keys checked against Supabase per request in the deletes phase of a full sync.
+DELETE_CHECK_KEYS = 500
+
+
+def ensure_fill(table: str, ports: ConsumerPorts) -> None:
+    """The list is still filling: make sure a fill is under way.
+
+    The change that created the list starts the fill; but it may have died between the two,
+    so any change that finds the list filling and no sync checkpoint starts one. The message
+    goes first and the checkpoint after: a death between them costs a duplicate fill (which
+    converges all the same), never a list that stays incomplete.
+    """
+    if ports.store.get_checkpoint(table) is not None:
+        return
+    progress = SyncProgress(sync_id=secrets.token_hex(8))
+    ports.queue.publish(_resync_message(table, progress, ports))
+    ports.store.put_checkpoint(
+        SyncCheckpoint(table=table, sync_id=progress.sync_id, phase="rows"), table
+    )
+    logger.info("first fill started", extra={"table": table, "sync_id": progress.sync_id})
+
+
+def resync(
+    change: Change, ports: ConsumerPorts, remaining_ms: Callable[[], int]
+) -> dict[str, Exception]:
+    if change.table == EVERY_TABLE:
+        # One message per table: each gets its own time budget and retries.
+        for table in ports.settings.cached_tables:
+            progress = SyncProgress(sync_id=secrets.token_hex(8))
+            ports.queue.publish(_resync_message(table, progress, ports))
+        return {}
+    progress = change.sync or SyncProgress(sync_id=secrets.token_hex(8))
+    fixed = [0]
+    full_sync(change.table, progress, ports, remaining_ms, fixed)
+    record_synced([change], datetime.now(UTC), rows_fixed=fixed[0])
+    return {}
+
+
+def full_sync(
+    table: str,
+    progress: SyncProgress,
+    ports: ConsumerPorts,
+    remaining_ms: Callable[[], int],
+    fixed: list[int] | None = None,
+) -> SyncProgress | None:
+    """Run a full sync from ``progress`` until done (None) or short of time (the progress a
+    continuation message carries on). Resumes from the stored checkpoint of the same sync."""
+    settings, store = ports.settings, ports.store
+    order = ports.list_order(table)
+    checkpoint = store.get_checkpoint(table)
+    if checkpoint is not None and checkpoint.sync_id == progress.sync_id:
+        progress = progress.model_copy(
+            update={"phase": checkpoint.phase, "after": checkpoint.after}
+        )
+    started_ns = ports.clock_ns()
+    slowest_ms = 0.0
+    pages = 0
+    while True:
+        if remaining_ms() < settings.sync_reserve_ms + 2 * slowest_ms:
+            ports.queue.publish(_resync_message(table, progress, ports))
+            metrics.add_metric(name="SyncContinuations", unit=MetricUnit.Count, value=1)
+            logger.info("full sync continues in a new message", extra={"table": table})
+            return progress
+        began = time.perf_counter()
+        if progress.phase == "rows":
+            after, done, written = _sync_rows_page(table, progress.after, order, ports)
+            if fixed is not None:
+                fixed[0] += written
+            next_phase = "deletes" if done else "rows"
+            progress = progress.model_copy(
+                update={"phase": next_phase, "after": None if done else after}
+            )
+        else:
+            after, done, gone = _sync_deletes_step(table, progress.after, order, ports)
+            if fixed is not None:
+                fixed[0] += gone
+            if done:
+                # A list created by this sync (or by the change that started the first fill)
+                # is published as complete only now (I6).
+                publish_rows(table, [], ports, complete=True)
+                store.put_checkpoint(None, table)
+                metrics.add_metric(name="FullSyncs", unit=MetricUnit.Count, value=1)
+                logger.info(
+                    "full sync done",
+                    extra={
+                        "table": table,
+                        "pages": pages,
+                        "ms": (ports.clock_ns() - started_ns) // 1_000_000,
+                    },
+                )
+                return None
+            progress = progress.model_copy(update={"after": after})
+        pages += 1
+        slowest_ms = max(slowest_ms, (time.perf_counter() - began) * 1000)
+        store.put_checkpoint(
+            SyncCheckpoint(
+                table=table,
+                sync_id=progress.sync_id,
+                phase=progress.phase,
+                after=progress.after,
+            ),
+            table,
+        )
+
+
+def _sync_rows_page(
+    table: str, after: Any, order: ListOrder, ports: ConsumerPorts
+) -> tuple[Any, bool, int]:
+    """One page of rows by key: write what differs from the items, then patch the list."""
+    settings, store = ports.settings, ports.store
+    read_at_ns = ports.clock_ns()
+    rows = ports.source.read_page(table, after, settings.page_size)
+    metrics.add_metric(name="RowsRead", unit=MetricUnit.Count, value=len(rows))
+    if not rows:
+        return after, True, 0
+    keys = [str(row[order.primary_key]) for row in rows]
+    fresh = fresh_rows(keys, rows, order)
+    cached = store.get_rows(table, keys)
+    differing = [
+        row
+        for row in fresh
+        if (state := cached.get(row.key)) is None
+        or state.body is None
+        or row.body is None
+        or state.body.etag != row.body.etag
+        or state.position != row.position
+    ]
+    writes = store.write_rows(table, differing, read_at_ns=read_at_ns, order=order)
+    if writes.failures:
+        logger.error(
+            "rows failed in a full sync",
+            extra={"table": table, "keys": sorted(writes.failures)[:20]},
+        )
+        metrics.add_metric(name="RowFailures", unit=MetricUnit.Count, value=len(writes.failures))
+    # Every key of the page goes through the patch, not just the rewritten ones: the list may
+    # lack a row whose item is current (a crash between the two writes).
+    publish_rows(table, [key for key in keys if key not in writes.failures], ports)
+    last = rows[-1][order.primary_key]
+    return last, len(rows) < settings.page_size, writes.written + writes.deleted
+
+
+def _sync_deletes_step(
+    table: str, after: Any, order: ListOrder, ports: ConsumerPorts
+) -> tuple[Any, bool, int]:
+    """Walk the list from ``after``: tombstone the rows Supabase no longer has."""
+    store = ports.store
+    head = store.get_head(table)
+    if head is None:
+        return after, True, 0
+    entries = list(_list_entries_after(store, head, after, order, DELETE_CHECK_KEYS))
+    if not entries:
+        return after, True, 0
+    keys = [entry.key for entry in entries]
+    existing = ports.source.existing_keys(table, keys)
+    gone = [key for key in keys if key not in existing]
+    if gone:
+        read_at_ns = ports.clock_ns()
+        fresh = [FreshRow(key=key, body=None, position=None) for key in gone]
+        store.write_rows(table, fresh, read_at_ns=read_at_ns, order=order)
+        publish_rows(table, gone, ports)
+        metrics.add_metric(name="RowsHealedAsDeleted", unit=MetricUnit.Count, value=len(gone))
+    return list(entries[-1].position), len(entries) < DELETE_CHECK_KEYS, len(gone)
+
+
+def _list_entries_after(
+    store: CacheStorePort, head: ListHead, after: Any, order: ListOrder, most: int
+) -> Iterable[ListEntry]:
+    """Up to ``most`` list entries past position ``after``, from the chunk that holds it on."""
+    floor = order.sort_key(tuple(after)) if after is not None else None
+    first_page = 0
+    if after is not None:
+        first_page = locate([ref.first for ref in head.pages], tuple(after), order)
+    given = 0
+    for page_number in range(first_page, len(head.pages)):
+        page = store.get_index_page(head.pages[page_number].key)
+        if page is None:
+            raise ListNodeMissing(f"index page {head.pages[page_number].key} expired in a sync")
+        start = 0
+        if page_number == first_page and after is not None:
+            start = locate([ref.first for ref in page.chunks], tuple(after), order)
+        for ref in page.chunks[start:]:
+            chunk = store.get_chunk(ref.key)
+            if chunk is None:
+                raise ListNodeMissing(f"chunk {ref.key} expired during a sync")
+            for entry in chunk.entries:
+                if floor is not None and order.sort_key(entry.position) <= floor:
+                    continue
+                yield entry
+                given += 1
+                if given >= most:
+                    return
+
+
+def _resync_message(table: str, progress: SyncProgress, ports: ConsumerPorts) -> str:
+    return Change(
+        type="RESYNC",
+        schema_name=ports.settings.schema_name,
+        table=table,
+        key=None,
+        received_at=datetime.fromtimestamp(ports.clock_ns() / 1e9, tz=UTC),
+        correlation_id=f"sync-{progress.sync_id}",
+        sync=progress,
+    ).to_message()

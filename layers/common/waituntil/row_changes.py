@@ -1,0 +1,89 @@
+"""Row changes (INSERT/UPDATE/DELETE) of one table: read just the touched keys from Supabase,
+write their row items conditionally, then patch the list from the states that won.
+
+Cost follows the change: nothing here reads or writes in proportion to the table.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from waituntil.cache_layout import fresh_rows
+from waituntil.cache_model import PublishResult, RowWrites
+from waituntil.consumer_ports import ConsumerPorts
+from waituntil.contracts import Change
+from waituntil.errors import RowTooLarge
+from waituntil.full_sync import ensure_fill
+from waituntil.list_publish import publish_rows
+from waituntil.observability import logger, metrics
+from waituntil.pipeline_metrics import record_synced
+
+
+def apply_changes(
+    table: str, changes: Sequence[Change], ports: ConsumerPorts
+) -> dict[str, Exception]:
+    """Converge the touched keys of one table; returns the keys that failed on their own."""
+    order = ports.list_order(table)
+    keys = list(dict.fromkeys(str(change.key) for change in changes if change.key is not None))
+    read_at_ns = ports.clock_ns()
+    started = time.perf_counter()
+    rows = ports.source.read_rows(table, keys)
+    read_ms = (time.perf_counter() - started) * 1000
+    fresh = fresh_rows(keys, rows, order)
+    writes = ports.store.write_rows(table, fresh, read_at_ns=read_at_ns, order=order)
+    failed = _row_failures(writes)
+    done = [key for key in keys if key not in failed]
+    published = publish_rows(table, done, ports)
+    if not published.complete:
+        ensure_fill(table, ports)
+    _report(table, len(changes), len(rows), read_ms, writes, published)
+    record_synced(changes, datetime.now(UTC), rows_fixed=0)
+    return failed
+
+
+def _row_failures(writes: RowWrites) -> dict[str, Exception]:
+    failures: dict[str, Exception] = {}
+    for key, reason in writes.failures.items():
+        failures[key] = RowTooLarge(reason) if "too large" in reason else RuntimeError(reason)
+    return failures
+
+
+def _report(
+    table: str,
+    changes: int,
+    rows_read: int,
+    read_ms: float,
+    writes: RowWrites,
+    published: PublishResult,
+) -> None:
+    metrics.add_metric(name="ChangesProcessed", unit=MetricUnit.Count, value=changes)
+    metrics.add_metric(name="RowsRead", unit=MetricUnit.Count, value=rows_read)
+    metrics.add_metric(name="SupabaseReadTime", unit=MetricUnit.Milliseconds, value=read_ms)
+    metrics.add_metric(name="ItemsWritten", unit=MetricUnit.Count, value=writes.written)
+    metrics.add_metric(name="ItemsDeleted", unit=MetricUnit.Count, value=writes.deleted)
+    metrics.add_metric(name="StaleWritesSkipped", unit=MetricUnit.Count, value=writes.skipped_stale)
+    metrics.add_metric(
+        name="RowsStoredOutOfLine", unit=MetricUnit.Count, value=writes.stored_out_of_line
+    )
+    metrics.add_metric(
+        name="AggregateChunksWritten", unit=MetricUnit.Count, value=published.chunks_written
+    )
+    logger.info(
+        "table synced",
+        extra={
+            "table": table,
+            "changes": changes,
+            "rows_read": rows_read,
+            "supabase_read_ms": round(read_ms, 1),
+            "items_written": writes.written,
+            "items_deleted": writes.deleted,
+            "stale_skipped": writes.skipped_stale,
+            "list": published.outcome,
+            "chunks_written": published.chunks_written,
+            "publish_attempts": published.attempts,
+        },
+    )

@@ -1,0 +1,154 @@
+"""The consumer's batch on fakes: which records fail, and why, and what the others still do."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from tests.fakes import MemoryQueue, MemorySource, MemoryStore
+from waituntil.cache_model import ListOrder
+from waituntil.consumer_batch import BatchOutcome, QueuedMessage, parse_change, process_batch
+from waituntil.consumer_ports import ConsumerPorts
+from waituntil.contracts import Change, Row
+from waituntil.errors import InvalidMessage, SourceUnavailable
+from waituntil.list_patch import ListSizes
+from waituntil.settings import ConsumerSettings
+
+TABLES = ("articles", "authors")
+
+
+@dataclass
+class TwoTables:
+    """One ``MemorySource`` per table; a table listed in ``down`` cannot be read."""
+
+    tables: dict[str, MemorySource] = field(
+        default_factory=lambda: {table: MemorySource() for table in TABLES}
+    )
+    down: set[str] = field(default_factory=set)
+
+    def _table(self, table: str) -> MemorySource:
+        if table in self.down:
+            raise SourceUnavailable(f"reading {table} from Supabase failed")
+        return self.tables[table]
+
+    def read_rows(self, table: str, keys: Sequence[str]) -> list[Row]:
+        return self._table(table).read_rows(table, keys)
+
+    def read_page(self, table: str, after: Any, limit: int) -> list[Row]:
+        return self._table(table).read_page(table, after, limit)
+
+    def existing_keys(self, table: str, keys: Sequence[str]) -> set[str]:
+        return self._table(table).existing_keys(table, keys)
+
+
+def _settings(**environment: str) -> ConsumerSettings:
+    return ConsumerSettings.model_validate(
+        {
+            "CACHE_TABLE_NAME": "cache",
+            "SUPABASE_URL": "http://supabase.invalid",
+            "SUPABASE_KEY_SECRET_NAME": "key",
+            "QUEUE_URL": "http://queue.invalid",
+            "CACHED_TABLES": ",".join(TABLES),
+            **environment,
+        }
+    )
+
+
+def _ports(source: TwoTables, store: MemoryStore, queue: MemoryQueue) -> ConsumerPorts:
+    clock = iter(range(1000, 10**6))
+    return ConsumerPorts(_settings(), source, store, queue, clock_ns=lambda: next(clock))
+
+
+def _message(
+    message_id: str, table: str = "articles", key: int | None = 1, **fields: Any
+) -> QueuedMessage:
+    change = Change.model_validate(
+        {
+            "type": "UPDATE" if key is not None else "RESYNC",
+            "schema": "public",
+            "table": table,
+            "key": key,
+            "received_at": "2026-11-29T00:00:00Z",
+            "correlation_id": f"c-{message_id}",
+            **fields,
+        }
+    )
+    return QueuedMessage(message_id, change.to_message())
+
+
+def _never_short_of_time() -> int:
+    return 10**9
+
+
+def test_an_unusable_message_fails_alone() -> None:
+    # Given a batch with a message that is not a change, and a valid change of row 1
+    source, store, queue = TwoTables(), MemoryStore(), MemoryQueue()
+    source.tables["articles"].put({"id": 1, "title": "one"})
+    batch = [QueuedMessage("bad", "{not json"), _message("good")]
+    # When the batch is processed
+    outcome = process_batch(batch, _ports(source, store, queue), _never_short_of_time)
+    # Then only the bad message fails, as invalid, and the good one's row is cached
+    assert list(outcome.failures) == ["bad"]
+    assert isinstance(outcome.failures["bad"], InvalidMessage)
+    cached = store.get_rows("articles", ["1"])["1"]
+    assert cached.body is not None and '"one"' in cached.body.text
+
+
+def test_a_table_that_cannot_be_read_fails_its_records_and_no_others() -> None:
+    # Given Supabase failing for authors only, and changes of both tables in one batch
+    source, store, queue = TwoTables(down={"authors"}), MemoryStore(), MemoryQueue()
+    source.tables["articles"].put({"id": 1, "title": "one"})
+    batch = [_message("a1"), _message("u1", "authors", 1), _message("u2", "authors", 2)]
+    # When the batch is processed
+    outcome = process_batch(batch, _ports(source, store, queue), _never_short_of_time)
+    # Then both authors records fail with the source's error; the articles change is applied
+    assert sorted(outcome.failures) == ["u1", "u2"]
+    assert all(isinstance(error, SourceUnavailable) for error in outcome.failures.values())
+    assert "1" in store.get_rows("articles", ["1"])
+
+
+def test_a_resync_of_every_table_queues_one_full_sync_per_table() -> None:
+    # Given the schedule's RESYNC of table "*"
+    source, store, queue = TwoTables(), MemoryStore(), MemoryQueue()
+    # When it is processed
+    outcome = process_batch(
+        [_message("r", "*", None)], _ports(source, store, queue), _never_short_of_time
+    )
+    # Then it succeeds by queueing one RESYNC per cached table, each its own sync
+    assert outcome.failures == {}
+    queued = [Change.from_message(body) for body in queue.bodies]
+    assert sorted(change.table for change in queued) == sorted(TABLES)
+    assert all(change.type == "RESYNC" and change.sync is not None for change in queued)
+    assert len({change.sync.sync_id for change in queued if change.sync}) == len(TABLES)
+
+
+@pytest.mark.parametrize(("table", "schema"), [("comments", "public"), ("articles", "private")])
+def test_a_change_of_a_table_not_cached_here_is_invalid(table: str, schema: str) -> None:
+    # Given a change of a table (or schema) this deployment does not cache
+    body = _message("m", table, 1).body.replace('"schema":"public"', f'"schema":"{schema}"')
+    # When it is parsed / Then it is invalid: it can never succeed, so it goes to the DLQ
+    with pytest.raises(InvalidMessage):
+        parse_change(body, _settings())
+
+
+def test_the_outcome_raises_a_failed_records_error_and_nothing_for_the_others() -> None:
+    # Given an outcome where one record failed
+    error = SourceUnavailable("down")
+    outcome = BatchOutcome(failures={"failed": error})
+    # When each record is reported / Then the failed one raises its own error, the other nothing
+    with pytest.raises(SourceUnavailable) as raised:
+        outcome.raise_if_failed("failed")
+    assert raised.value is error
+    outcome.raise_if_failed("done")
+
+
+def test_the_ports_give_each_tables_order_and_the_list_sizes() -> None:
+    # Given settings with a list order and chunk sizes
+    settings = _settings(LIST_ORDER="rank.desc", LIST_CHUNK_BYTES="2048", LIST_INDEX_REFS="8")
+    ports = ConsumerPorts(settings, TwoTables(), MemoryStore(), MemoryQueue())
+    # When the flows ask for them / Then they are the settings' values
+    assert ports.list_order("articles") == ListOrder("id", "rank", descending=True)
+    assert ports.list_sizes == ListSizes(chunk_bytes=2048, index_refs=8)
