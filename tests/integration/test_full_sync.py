@@ -157,14 +157,19 @@ def test_supabase_failing_mid_fill_fails_the_record_and_its_retry_resumes(
     cache_equals(ports, _rows())
 
 
-def test_a_project_capping_reads_below_1000_rows_still_syncs_whole(aws: EmulatedAws) -> None:
+@pytest.mark.parametrize("declared_page_size", ["100", "1000"])
+def test_a_project_capping_reads_below_1000_rows_still_syncs_whole(
+    aws: EmulatedAws, declared_page_size: str
+) -> None:
     # Given a project whose max-rows setting is 100 (PostgREST truncates any read there),
-    # declared to the consumer as its page size, and 300 rows
+    # declared to the consumer as its page size, or not (left at 1,000), and 300 rows
     with SupabaseStandIn(
         tables={"articles": "id"}, webhook=None, anon_policies={"articles": "true"}, max_rows=100
     ) as capped:
         capped.seed("articles", _rows())
-        ports = consumer_ports(aws, capped, tables="articles", SUPABASE_PAGE_SIZE="100")
+        ports = consumer_ports(
+            aws, capped, tables="articles", SUPABASE_PAGE_SIZE=declared_page_size
+        )
         # When a change starts the fill and it runs, and then a resync checks every row again
         assert run(batch(change("UPDATE", 1)), ports, LambdaContext()) == []
         _drain_in_short_invocations(aws, ports)
