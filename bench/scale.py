@@ -202,7 +202,10 @@ def _child(
         raise SystemExit(f"benchmark child failed ({design} {job} {rows}):\n{process.stderr}")
     result = json.loads(process.stdout.strip().splitlines()[-1])
     result["supabase_requests"] = len(supabase.request_log)
-    return Measured(**result)
+    measured = Measured(**result)
+    # Each result as it comes: a long run that fails later still leaves what it measured.
+    print(f"measured: {json.dumps(asdict(measured))}", file=sys.stderr, flush=True)
+    return measured
 
 
 def _measure_writer_rates(rows: int = 2000) -> tuple[float, float]:

@@ -12,6 +12,7 @@ import json
 import resource
 import sys
 import tempfile
+import threading
 import time
 from typing import Any
 
@@ -148,20 +149,26 @@ class WriteBill:
         self.requests = 0
         self._units = 0
         self._updated = tempfile.TemporaryFile("w+")  # noqa: SIM115 (lives as long as the run)
+        # The row writer calls from its thread pool: one write at a time, or lines interleave.
+        self._lock = threading.Lock()
 
     def record(self, model: Any, params: dict[str, Any], **_: Any) -> None:
-        if model.name == "PutItem":
+        with self._lock:
+            self._record(model.name, params)
+
+    def _record(self, name: str, params: dict[str, Any]) -> None:
+        if name == "PutItem":
             self.requests += 1
             self._units += _units(item_bytes(params["Item"]))
-        elif model.name == "BatchWriteItem":
+        elif name == "BatchWriteItem":
             for request in next(iter(params["RequestItems"].values())):
                 self.requests += 1
                 put = request.get("PutRequest")
                 self._units += _units(item_bytes(put["Item"])) if put else 1
-        elif model.name == "UpdateItem":
+        elif name == "UpdateItem":
             self.requests += 1
             self._updated.write(params["Key"]["pk"]["S"] + "\n")
-        elif model.name == "DeleteItem":
+        elif name == "DeleteItem":
             self.requests += 1
             self._units += 1
 
