@@ -320,18 +320,38 @@ def _report(results: list[Measured], writer_rates: tuple[float, float] | None) -
             "```",
             "",
         ]
+        lines += _fill_targets(fills)
     if writer_rates is not None:
         sequential, parallel = writer_rates
         lines += [
             "### Row writer: 16 threads against one",
             "",
             f"- one thread: {sequential:,.0f} rows/s; 16 threads: {parallel:,.0f} rows/s "
-            f"(x{parallel / sequential:.1f}).",
+            f"(x{parallel / sequential:.1f}; target: at least x4).",
             "",
         ]
     lines.append("Raw figures (JSON), for scripts:")
     lines += ["", "```json", json.dumps([asdict(r) for r in results], indent=1), "```", ""]
     return "\n".join(lines)
+
+
+def _fill_targets(fills: list[Measured]) -> list[str]:
+    """Peak memory growth against the targets: at most 100 MB, and flat as the table grows."""
+    lines = []
+    for r in fills:
+        per_invocation = r.rows / max(r.invocations, 1)
+        lines.append(
+            f"- {r.rows:,} rows: peak RSS growth {r.rss_growth_mb:.0f} MB (target: at most "
+            f"100 MB); {r.invocations} invocations of at most 60 s, about "
+            f"{per_invocation:,.0f} rows each."
+        )
+    if len(fills) > 1:
+        small, large = fills[-2], fills[-1]
+        lines.append(
+            f"- from {small.rows:,} to {large.rows:,} rows the growth went from "
+            f"{small.rss_growth_mb:.0f} MB to {large.rss_growth_mb:.0f} MB (target: flat)."
+        )
+    return [*lines, ""]
 
 
 def _targets(batches: list[Measured]) -> list[str]:
