@@ -113,7 +113,7 @@ class MemoryStore:
         chunk = self.get_chunk(key)
         if chunk is None:
             return None
-        return ServedChunk(key=key, body=served_chunk_json(chunk.entries), row_count=0)
+        return ServedChunk(key=key, body=served_chunk_json(chunk.entries))
 
     def write_nodes(
         self, table: str, chunks: Sequence[ListChunk], pages: Sequence[IndexPage]

@@ -79,4 +79,4 @@ class FakeStore:
         self.reads += 1
         version, _, index = key.rpartition("#c")
         body = self.chunks.get((version, int(index)))
-        return None if body is None else ServedChunk(key=key, body=body, row_count=1)
+        return None if body is None else ServedChunk(key=key, body=body)

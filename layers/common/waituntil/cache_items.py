@@ -123,7 +123,6 @@ def chunk_to_item(chunk: ListChunk) -> Item:
         "kind": {"S": KIND_CHUNK},
         **encode_text(served_chunk_json(chunk.entries)),
         **encode_text(dump_json(meta), "meta"),
-        "row_count": {"N": str(len(chunk.entries))},
     }
 
 

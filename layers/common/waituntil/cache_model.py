@@ -199,7 +199,6 @@ class ServedChunk:
 
     key: str
     body: str
-    row_count: int
 
 
 @dataclass(frozen=True)

@@ -296,7 +296,7 @@ class CacheStore:
             for index, blob_key in blobs:
                 rows[index] = json.loads(self._blob(blob_key))
             body = dump_json(rows)
-        return ServedChunk(key=key, body=body, row_count=int(item["row_count"]["N"]))
+        return ServedChunk(key=key, body=body)
 
     def write_nodes(
         self, table: str, chunks: Sequence[ListChunk], pages: Sequence[IndexPage]
