@@ -23,8 +23,15 @@ from waituntil.settings import ConsumerSettings
 
 
 def consumer_ports(
-    aws: EmulatedAws, supabase: SupabaseStandIn, tables: str = "articles,authors", **overrides: str
+    aws: EmulatedAws,
+    supabase: SupabaseStandIn,
+    tables: str = "articles,authors",
+    *,
+    secrets_client: Any = None,
+    **overrides: str,
 ) -> ConsumerPorts:
+    """The consumer's ports on moto and the stand-in; ``secrets_client`` may replace the
+    Secrets Manager client (e.g. a ``tests.faults.FaultyClient``)."""
     seed_secrets(
         aws.secrets,
         aws.stack.resolver,
@@ -41,7 +48,7 @@ def consumer_ports(
     }
     return build_ports(
         ConsumerSettings.model_validate(environment),
-        secrets_client=aws.secrets,
+        secrets_client=secrets_client or aws.secrets,
         dynamodb=aws.dynamodb,
         sqs=aws.sqs,
         s3=aws.s3,

@@ -17,6 +17,7 @@ from supabase import create_client
 from local.supabase_standin import SupabaseStandIn
 from tests.conftest import EmulatedAws, LambdaContext, load_event
 from tests.consumer_support import batch, cache_equals, change, consumer_ports, drain, run
+from tests.faults import FaultyClient, unreachable
 from waituntil.cache_client import get_item, get_list
 from waituntil.consumer_ports import ConsumerPorts
 from waituntil.contracts import Change
@@ -219,6 +220,25 @@ def test_a_batch_where_everything_fails_is_retried_whole(
     # When a batch is processed / Then Powertools raises, so Lambda retries the whole batch
     with pytest.raises(BatchProcessingError):
         _run(_batch(_change("UPDATE", 1), _change("UPDATE", 2)), ports, lambda_context)
+
+
+def test_secrets_manager_down_fails_the_batch_and_its_redelivery_converges(
+    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+) -> None:
+    # Given Secrets Manager unreachable when the consumer first needs Supabase's key
+    supabase.seed("articles", [{"id": 1, "title": "t"}])
+    down = FaultyClient(aws.secrets, {"get_secret_value": unreachable})
+    ports = consumer_ports(aws, supabase, secrets_client=down)
+    # When a change is processed / Then it fails (retried whole by Lambda) and wrote nothing
+    with pytest.raises(BatchProcessingError):
+        _run(_batch(_change("UPDATE", 1)), ports, lambda_context)
+    assert "get_secret_value" in down.calls
+    assert ports.store.get_head("articles") is None
+    assert get_item(ports.store, "articles", 1) is None
+    # When Secrets Manager is back and the batch is redelivered / Then it reaches the cache
+    down.faults.clear()
+    assert _run(_batch(_change("UPDATE", 1)), ports, lambda_context) == []
+    assert get_item(ports.store, "articles", 1) == {"id": 1, "title": "t"}
 
 
 def test_unparseable_record_fails_alone(
