@@ -24,6 +24,8 @@ class HttpResponse:
     status: int
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
+    # Close the connection instead of answering (a fault: the client's read fails mid-request).
+    dropped: bool = False
 
     def header(self, name: str) -> str | None:
         """A response header's value (first match, case-insensitive)."""
@@ -172,6 +174,9 @@ class RequestHandler(BaseHTTPRequestHandler):
 
     def send(self, response: HttpResponse) -> None:
         """Write ``response``; a client that has gone away only ends the connection."""
+        if response.dropped:
+            self.close_connection = True
+            return
         try:
             self.send_response(response.status)
             for name, value in response.headers:

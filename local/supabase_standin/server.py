@@ -76,6 +76,7 @@ class Fault:
     table: str | None
     code: str | None = None
     message: str | None = None
+    dropped: bool = False  # close the connection without answering
 
     def matches(self, method: str, table: str | None) -> bool:
         """Whether a request is hit by this fault."""
@@ -315,18 +316,20 @@ class SupabaseStandIn:
         *,
         code: str | None = None,
         message: str | None = None,
+        dropped: bool = False,
     ) -> None:
         """The next ``times`` matching ``/rest/v1`` requests (None: until cleared) wait
         ``delay_s`` then get ``status`` with a PostgREST-style JSON error; with
-        ``status=None`` they wait and are then served normally. ``method``/``table`` None
-        match any."""
+        ``status=None`` they wait and are then served normally; ``dropped`` closes the
+        connection without an answer instead (as a proxy or a restarting server may).
+        ``method``/``table`` None match any."""
         if status is not None and not 400 <= status <= 599:
             raise ValueError("status must be a 4xx/5xx code or None")
         if delay_s < 0:
             raise ValueError("delay_s must not be negative")
         if times is not None and times < 1:
             raise ValueError("times must be at least 1 (or None)")
-        fault = Fault(status, float(delay_s), times, method, table, code, message)
+        fault = Fault(status, float(delay_s), times, method, table, code, message, dropped)
         with self._faults_lock:
             self._faults.append(fault)
 
@@ -483,7 +486,9 @@ class SupabaseStandIn:
                 faulted = True
                 if fault.delay_s > 0:
                     self._stopping.wait(fault.delay_s)
-                if fault.status is not None:
+                if fault.dropped:
+                    response = HttpResponse(0, dropped=True)
+                elif fault.status is not None:
                     response = error_response(fault.error())
         if response is None:
             if self._stopping.is_set():

@@ -200,6 +200,29 @@ def test_a_passing_supabase_503_is_retried_in_place(
     assert supabase.request_log[2].query != supabase.request_log[1].query
 
 
+@pytest.mark.parametrize("retry", [True, False])
+def test_a_connection_dropped_mid_read_is_retried_in_place_or_fails_the_records(
+    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext, retry: bool
+) -> None:
+    # Given Supabase's connection closing once without an answer (a proxy or a restart)
+    supabase.seed("articles", [{"id": 1, "title": "t"}])
+    supabase.inject_fault(status=None, dropped=True, times=1, table="articles")
+    ports = _ports(aws, supabase, SUPABASE_RETRY=str(retry).lower())
+    event = _batch(_change("UPDATE", 1))
+    if retry:
+        # When a change is processed with supabase-py's retry on (the default)
+        # Then it is read again at once and reaches the cache
+        assert _run(event, ports, lambda_context) == []
+        assert [record.status for record in supabase.request_log][:2] == [0, 200]
+        assert get_item(ports.store, "articles", 1) == {"id": 1, "title": "t"}
+    else:
+        # When it is processed without it / Then the batch fails whole (SQS redelivers it)
+        # and nothing was written
+        with pytest.raises(BatchProcessingError):
+            _run(event, ports, lambda_context)
+        assert get_item(ports.store, "articles", 1) is None
+
+
 def test_supabase_timeout_fails_the_records(
     aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
 ) -> None:
