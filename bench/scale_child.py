@@ -50,6 +50,7 @@ def main() -> None:
 
     from consumer.handler import build_ports, lambda_handler
     from waituntil.adapters.aws import PATIENT
+    from waituntil.adapters.cache_store import CacheStore
     from waituntil.settings import ConsumerSettings
 
     design, job, rows = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -66,10 +67,20 @@ def main() -> None:
         sqs=sqs,
         s3=boto3.client("s3"),
     )
+    writer_rows = (
+        _writer_rows(int(job), rows, ports.list_order("articles")) if design == "writer" else []
+    )
     start_mb = rss_mb()
     invocations = 0
     started = time.perf_counter()
-    if design == "patch":
+    if design == "writer":
+        # The row writer alone, with ``job`` threads: as a fill's page writes what differs.
+        store = CacheStore(settings.table_name, dynamodb, workers=int(job))
+        store.write_rows(
+            "articles", writer_rows, read_at_ns=time.time_ns(), order=ports.list_order("articles")
+        )
+        invocations, rows_read = 1, 0
+    elif design == "patch":
         if job == "fill":
             bodies = [_one_webhook()]
         events = [bodies]
@@ -110,6 +121,16 @@ def main() -> None:
             }
         )
     )
+
+
+def _writer_rows(workers: int, rows: int, order: Any) -> list[Any]:
+    """``rows`` new rows, keyed apart from the table's and from the other writer run's."""
+    from bench.scale import article
+    from waituntil.cache_layout import fresh_rows
+
+    first = 10_000_000 * workers
+    data = [article(key) for key in range(first, first + rows)]
+    return fresh_rows([str(row["id"]) for row in data], data, order)
 
 
 def _one_webhook() -> str:
