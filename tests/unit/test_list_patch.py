@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from waituntil.cache_layout import row_body
 from waituntil.cache_model import FreshRow, ListOrder
 from waituntil.consumer_ports import ConsumerPorts
 from waituntil.contracts import Change, SyncProgress
-from waituntil.full_sync import full_sync
+from waituntil.full_sync import full_sync, resync
 from waituntil.list_patch import ListSizes
 from waituntil.list_publish import publish_list
 from waituntil.row_changes import apply_changes
@@ -206,6 +207,34 @@ def test_a_change_reads_only_its_keys_and_starts_the_first_fill() -> None:
     assert head is not None and not head.complete and head.row_count == 1
     assert len(queue.bodies) == 1 and '"RESYNC"' in queue.bodies[0]
     assert get_item(store, "articles", 7) == _row(7)
+
+
+def test_a_first_change_while_a_queued_resync_has_not_begun_starts_no_second_fill() -> None:
+    # Given a 10-row table, an empty cache, and a RESYNC of every table queued but not yet run
+    source, store, queue = MemorySource(), MemoryStore(), MemoryQueue()
+    for key in range(1, 11):
+        source.put(_row(key))
+    ports = _ports(source, store, queue)
+    every_table = Change(
+        type="RESYNC",
+        schema_name="public",
+        table="*",
+        key=None,
+        received_at=datetime.now(UTC),
+        correlation_id="resync",
+    )
+    resync(every_table, ports, lambda: 10**9)
+    assert len(queue.bodies) == 1
+    # When the table's first change arrives before that sync begins
+    apply_changes("articles", [_change(7)], ports)
+    # Then it queues no second fill: the queued sync will complete the list
+    assert len(queue.bodies) == 1
+    queued = Change.from_message(queue.bodies[0])
+    assert queued.sync is not None
+    assert full_sync("articles", queued.sync, ports, lambda: 10**9) is None
+    assert get_list(store, "articles") == source.rows(ListOrder("id"))
+    head = store.get_head("articles")
+    assert head is not None and head.complete
 
 
 def test_a_full_sync_out_of_time_continues_and_resumes_from_its_checkpoint() -> None:

@@ -47,12 +47,19 @@ def ensure_fill(table: str, ports: ConsumerPorts) -> None:
     """
     if ports.store.get_checkpoint(table) is not None:
         return
+    progress = _queue_sync(table, ports)
+    logger.info("first fill started", extra={"table": table, "sync_id": progress.sync_id})
+
+
+def _queue_sync(table: str, ports: ConsumerPorts) -> SyncProgress:
+    """Queue a full sync of ``table``, then checkpoint it as begun: a first change that comes
+    before it runs finds the checkpoint and queues no second fill."""
     progress = SyncProgress(sync_id=secrets.token_hex(8))
     ports.queue.publish(_resync_message(table, progress, ports))
     ports.store.put_checkpoint(
         SyncCheckpoint(table=table, sync_id=progress.sync_id, phase="rows"), table
     )
-    logger.info("first fill started", extra={"table": table, "sync_id": progress.sync_id})
+    return progress
 
 
 def resync(
@@ -61,8 +68,7 @@ def resync(
     if change.table == EVERY_TABLE:
         # One message per table: each gets its own time budget and retries.
         for table in ports.settings.cached_tables:
-            progress = SyncProgress(sync_id=secrets.token_hex(8))
-            ports.queue.publish(_resync_message(table, progress, ports))
+            _queue_sync(table, ports)
         return {}
     progress = change.sync or SyncProgress(sync_id=secrets.token_hex(8))
     fixed = [0]
