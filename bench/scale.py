@@ -75,7 +75,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", default=DEFAULT_ROWS)
     parser.add_argument("--fill-only", action="store_true", help="fills only (bench-large)")
     parser.add_argument(
-        "--report", action="store_true", help="also write docs/BENCHMARKS.md (this part only)"
+        "--report",
+        action="store_true",
+        help="also replace the 'Consumer at scale' section of docs/BENCHMARKS.md",
     )
     arguments = parser.parse_args(argv)
     use_fake_aws()
@@ -91,8 +93,20 @@ def main(argv: list[str] | None = None) -> None:
     report = _report(results, writer_rates)
     print(report)
     if arguments.report and not arguments.fill_only:
-        REPORT.write_text(report)
+        _replace_section(report, " ".join(["python -m bench.scale", *(argv or sys.argv[1:])]))
         print(f"(written to {REPORT.relative_to(ROOT)})")
+
+
+def _replace_section(report: str, command: str) -> None:
+    """Put ``report`` in place of the report's "Consumer at scale" section, saying which
+    command wrote it and when; the other sections (``make bench``'s) stay as they are."""
+    heading = "## Consumer at scale\n"
+    text = REPORT.read_text()
+    start = text.index(heading)
+    end = text.find("\n## ", start + len(heading))
+    written = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    section = f"{heading}\nWritten by `{command}` on {written}.\n\n{report.rstrip()}\n"
+    REPORT.write_text(text[:start] + section + (text[end:] if end != -1 else ""))
 
 
 def _measure_size(
