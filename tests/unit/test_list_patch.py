@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -180,12 +179,12 @@ def _ports(
     return ConsumerPorts(settings, source, store, queue, clock_ns=lambda: next(clock))
 
 
-def _change(key: int) -> Change:
+def _change(key: int | None, kind: str = "UPDATE", table: str = "articles") -> Change:
     return Change.model_validate(
         {
-            "type": "UPDATE",
+            "type": kind,
             "schema": "public",
-            "table": "articles",
+            "table": table,
             "key": key,
             "received_at": "2026-11-29T00:00:00Z",
             "correlation_id": "c",
@@ -215,15 +214,7 @@ def test_a_first_change_while_a_queued_resync_has_not_begun_starts_no_second_fil
     for key in range(1, 11):
         source.put(_row(key))
     ports = _ports(source, store, queue)
-    every_table = Change(
-        type="RESYNC",
-        schema_name="public",
-        table="*",
-        key=None,
-        received_at=datetime.now(UTC),
-        correlation_id="resync",
-    )
-    resync(every_table, ports, lambda: 10**9)
+    resync(_change(None, "RESYNC", table="*"), ports, lambda: 10**9)
     assert len(queue.bodies) == 1
     # When the table's first change arrives before that sync begins
     apply_changes("articles", [_change(7)], ports)
