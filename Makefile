@@ -75,11 +75,12 @@ test: lint $(VENV)/.installed $(SAM_VENV)/.installed
 soak: $(VENV)/.installed
 	HYPOTHESIS_PROFILE=soak $(PY) -m pytest -n 2 -m property
 
-## lint: ruff, mypy --strict, cfn-lint, checkov
+## lint: ruff, mypy --strict, the layer's import rules, cfn-lint, checkov
 lint: $(VENV)/.installed $(CHECKOV_VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy layers/common functions local ops tests bench
+	PYTHONPATH=layers/common:functions $(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/cfn-lint template.yaml
 # Every skipped checkov check is justified in the resource's Metadata (checkov: skip: comment).
 	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation --quiet --compact --skip-download

@@ -32,7 +32,7 @@ def backfill(target: Target, arguments: argparse.Namespace) -> int:
     if not wait_until_drained(target.sqs, target.queue_url, arguments.timeout):
         print(f"the change queue is not empty after {arguments.timeout:.0f} s; see `make status`")
         return 1
-    from waituntil.cache_client import get_list
+    from waituntil.read.cache_client import get_list
 
     store = target.cache_store()
     for table in target.cached_tables:
@@ -93,7 +93,7 @@ def status(target: Target, arguments: argparse.Namespace) -> int:
             f"{attributes['ApproximateNumberOfMessagesNotVisible']} in flight"
         )
 
-    from waituntil.cache_client import get_list
+    from waituntil.read.cache_client import get_list
 
     print(target.description)
     print(f"  change queue: {depth(target.queue_url)}")

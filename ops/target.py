@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from waituntil.adapters.cache_store import CacheStore
     from waituntil.adapters.supabase_source import SupabaseSource
-    from waituntil.table_policy import TablePolicy
+    from waituntil.core.table_policy import TablePolicy
 
 ROOT = Path(__file__).resolve().parent.parent
 # The outputs every command may need; a stack without them is not one of ours.
@@ -94,7 +94,7 @@ class Target:
     def consumer_source(self) -> tuple[SupabaseSource, dict[str, TablePolicy]]:
         """Supabase as the consumer reads it: its URL, keys and per-table policies."""
         from waituntil.adapters.supabase_source import SupabaseSource
-        from waituntil.settings import ConsumerSettings
+        from waituntil.core.settings import ConsumerSettings
 
         settings = ConsumerSettings.model_validate(self.consumer_environment)
         policies = {table: settings.policy(table) for table in settings.cached_tables}

@@ -14,9 +14,9 @@ from tests.conftest import WEBHOOK_SECRET, EmulatedAws, LambdaContext, load_even
 from tests.faults import FAULTS, FaultyClient, unreachable
 from waituntil.adapters.queue import QueuePublisher
 from waituntil.adapters.secrets import SecretReader
-from waituntil.contracts import Change
-from waituntil.receive import ReceiverPorts
-from waituntil.settings import ReceiverSettings
+from waituntil.core.contracts import Change
+from waituntil.core.settings import ReceiverSettings
+from waituntil.receive.accept import ReceiverPorts
 
 
 def _ports(aws: EmulatedAws, **overrides: Any) -> ReceiverPorts:

@@ -20,9 +20,9 @@ from reader.handler import build_ports as build_reader_ports
 from reader.handler import lambda_handler as reader_handler
 from tests.conftest import EmulatedAws, LambdaContext, load_event
 from tests.consumer_support import batch, change, consumer_ports, run_and_drain
-from waituntil.cache_client import get_item, get_list
-from waituntil.consumer_ports import ConsumerPorts
-from waituntil.settings import ConsumerSettings, ReaderSettings
+from waituntil.core.settings import ConsumerSettings, ReaderSettings
+from waituntil.read.cache_client import get_item, get_list
+from waituntil.sync.ports import ConsumerPorts
 
 POLICIES = {
     "articles": {"filter": "deleted=is.false", "columns": "id,title,published"},

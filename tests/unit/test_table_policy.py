@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from waituntil.settings import ReceiverSettings
-from waituntil.table_policy import TablePolicy, parse_policies
+from waituntil.core.settings import ReceiverSettings
+from waituntil.core.table_policy import TablePolicy, parse_policies
 
 DEFAULT = TablePolicy()
 

@@ -28,7 +28,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from waituntil.cache_model import ListOrder
+from waituntil.core.list_order import ListOrder
 
 # PostgREST identifiers as this project accepts them: no quoting needed in a URL or a key.
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")

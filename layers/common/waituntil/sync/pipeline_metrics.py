@@ -16,8 +16,8 @@ from datetime import datetime
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from waituntil.contracts import Change
-from waituntil.observability import metrics
+from waituntil.core.contracts import Change
+from waituntil.core.observability import metrics
 
 
 def change_latencies_ms(changes: Iterable[Change], synced_at: datetime) -> list[float]:

@@ -68,7 +68,7 @@ class MethodNotAllowed(ReadRefused):
     status_code = HTTPStatus.METHOD_NOT_ALLOWED
 
     def __init__(self, allow: str) -> None:
-        # The methods are the read API's to name (``read_request.ALLOW``), not this module's.
+        # The methods are the read API's to name (``read.request.ALLOW``), not this module's.
         super().__init__(f"use {allow}", {"Allow": allow})
 
 

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
-from waituntil.table_policy import TablePolicy, parse_policies
+from waituntil.core.table_policy import TablePolicy, parse_policies
 
 # Supabase (PostgREST db-max-rows) silently truncates any read to this many rows.
 SUPABASE_MAX_ROWS = 1000
@@ -45,7 +45,7 @@ class _EnvSettings(BaseModel):
         self._policies = parse_policies(self.cached_tables, self.table_policies_json, default)
 
     def policy(self, table: str) -> TablePolicy:
-        """The cache policy of a cached table (``waituntil.table_policy``)."""
+        """The cache policy of a cached table (``waituntil.core.table_policy``)."""
         return self._policies[table]
 
     @property
