@@ -1,9 +1,10 @@
 """In-memory fakes of the consumer's ports, and a scheduler that interleaves consumers.
 
 ``MemoryStore`` keeps the same rules as ``adapters/cache_store.CacheStore`` (conditional row
-writes on ``read_at_ns``, position tags kept on tombstones, immutable nodes, a head flipped only
-from the version it was read at) and checks what the real one cannot: that a node is never
-rewritten, and that no published version refers to a node that was discarded or retired.
+writes on ``read_at_ns``, position tags kept on tombstones, immutable nodes, a head switched
+only from the version it was read at, a switch that already applied answering True again) and
+checks what the real one cannot: that a node is never rewritten, that no published version
+refers to a node that was retired, and that nothing a head reaches is ever retired.
 ``MemorySource`` is a table whose rows change while consumers read it.
 ``Scheduler`` runs each consumer in a thread that stops before every port call until the test
 lets it go on, so a test (hypothesis) decides the interleaving, and can crash a consumer there.
@@ -17,12 +18,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from waituntil.cache.layout import dump_json, served_chunk_json
+from waituntil.cache.layout import dump_json, served_chunk_json, version_item_key
 from waituntil.cache.model import (
     FreshRow,
     IndexPage,
     ListChunk,
     ListHead,
+    PublishAttempt,
     RowState,
     RowWrites,
     ServedChunk,
@@ -43,8 +45,10 @@ class MemoryStore:
     rows: dict[tuple[str, str], RowState] = field(default_factory=dict)
     nodes: dict[str, IndexPage | ListChunk] = field(default_factory=dict)
     heads: dict[str, ListHead] = field(default_factory=dict)
+    next_heads: dict[str, ListHead] = field(default_factory=dict)  # versions built apart
     versions: dict[tuple[str, str], ListHead] = field(default_factory=dict)
-    retired: set[str] = field(default_factory=set)
+    retired: set[str] = field(default_factory=set)  # node and version keys given an expiry
+    attempts: dict[str, set[PublishAttempt]] = field(default_factory=dict)
     checkpoints: dict[str, SyncCheckpoint] = field(default_factory=dict)
     published: list[ListHead] = field(default_factory=list)  # every head ever flipped to
     on_publish: Callable[[MemoryStore, ListHead], None] | None = None
@@ -52,7 +56,13 @@ class MemoryStore:
     # ----- rows -----
 
     def write_rows(
-        self, table: str, fresh: Sequence[FreshRow], *, read_at_ns: int, order: ListOrder
+        self,
+        table: str,
+        fresh: Sequence[FreshRow],
+        *,
+        read_at_ns: int,
+        order: ListOrder,
+        policy: str = "",
     ) -> RowWrites:
         written = deleted = stale = 0
         for row in fresh:
@@ -63,7 +73,12 @@ class MemoryStore:
             tags = old.positions if old is not None else frozenset()
             if row.body is None or row.position is None:
                 self.rows[(table, row.key)] = RowState(
-                    key=row.key, body=None, read_at_ns=read_at_ns, position=None, positions=tags
+                    key=row.key,
+                    body=None,
+                    read_at_ns=read_at_ns,
+                    position=None,
+                    positions=tags,
+                    policy=policy,
                 )
                 deleted += 1
             else:
@@ -73,6 +88,7 @@ class MemoryStore:
                     read_at_ns=read_at_ns,
                     position=row.position,
                     positions=tags | {position_tag(read_at_ns, row.position)},
+                    policy=policy,
                 )
                 written += 1
         return RowWrites(written=written, deleted=deleted, skipped_stale=stale)
@@ -95,6 +111,9 @@ class MemoryStore:
 
     def get_head(self, table: str) -> ListHead | None:
         return self.heads.get(table)
+
+    def get_next_head(self, table: str) -> ListHead | None:
+        return self.next_heads.get(table)
 
     def get_version(self, table: str, version: str) -> ListHead | None:
         return self.versions.get((table, version))
@@ -125,48 +144,89 @@ class MemoryStore:
         return len(chunks) + len(pages)
 
     def flip_head(self, head: ListHead, base: ListHead | None) -> bool:
-        current = self.heads.get(head.table)
+        return self._switch(head, base)
+
+    def promote_head(self, head: ListHead, base: ListHead | None, rebuilt: ListHead) -> bool:
+        ending = self.next_heads.get(head.table)
+        if (ending.version if ending else None) != rebuilt.version:
+            return (head.table, head.version) in self.versions
+        if not self._switch(head, base):
+            return False
+        del self.next_heads[head.table]
+        return True
+
+    def _switch(self, head: ListHead, base: ListHead | None) -> bool:
+        if (head.table, head.version) in self.versions:
+            return True  # applied before (its answer was lost): the frozen version proves it
+        heads = self.next_heads if head.rebuild else self.heads
+        current = heads.get(head.table)
         if (current.version if current else None) != (base.version if base else None):
             return False
-        for page_ref in head.pages:
-            page = self.get_index_page(page_ref.key)
-            assert page is not None, f"head refers to missing index page {page_ref.key}"
-            assert page_ref.key not in self.retired, "head refers to a retired index page"
-            for ref in page.chunks:
-                assert ref.key in self.nodes, f"head refers to missing chunk {ref.key}"
-                assert ref.key not in self.retired, "head refers to a retired chunk"
-        self.versions[(head.table, head.version)] = head
-        self.heads[head.table] = head
+        for key in self.node_keys(head):
+            assert key in self.nodes, f"head refers to missing node {key}"
+            assert key not in self.retired, f"head refers to retired node {key}"
+        self.versions[(head.table, head.version)] = replace(head, retiring=None)
+        heads[head.table] = head
+        if head.rebuild:
+            return True
         self.published.append(head)
         if self.on_publish is not None:
             self.on_publish(self, head)
         return True
 
+    def clear_retiring(self, head: ListHead) -> None:
+        heads = self.next_heads if head.rebuild else self.heads
+        current = heads.get(head.table)
+        if current is not None and current.version == head.version:
+            heads[head.table] = replace(current, retiring=None)
+
     def retire(
         self, table: str, chunk_keys: Sequence[str], page_keys: Sequence[str], version: str | None
     ) -> None:
-        current = self.heads[table]
-        live = set(self.node_keys(current))
-        for key in [*chunk_keys, *page_keys]:
-            # Only nodes of a version that is no longer current: a reader mid-way keeps them
-            # for the grace period, and the current version never loses one.
-            assert key not in live, f"retired {key}, which the current version uses"
-            self.retired.add(key)
+        live = self.live_keys(table)
+        keys = [*chunk_keys, *page_keys]
+        if version is not None:
+            keys.append(version_item_key(table, version))
+        for key in keys:
+            # Only what no head reaches: a reader mid-way keeps it for the grace period, and
+            # a head never loses one.
+            assert key not in live, f"retired {key}, which a head reaches"
+            if key in self.nodes or key.startswith(f"/{table}@"):
+                self.retired.add(key)
 
-    def discard(self, chunk_keys: Sequence[str], page_keys: Sequence[str]) -> None:
-        for key in [*chunk_keys, *page_keys]:
-            for head in self.heads.values():
-                assert key not in self.node_keys(head), "discarded a node of the current list"
-            self.nodes.pop(key, None)
+    def register_attempt(self, table: str, attempt: PublishAttempt) -> None:
+        self.attempts.setdefault(table, set()).add(attempt)
+
+    def end_attempt(self, table: str, attempt: PublishAttempt) -> None:
+        self.attempts.get(table, set()).discard(attempt)
+
+    def get_attempts(self, table: str) -> list[PublishAttempt]:
+        return sorted(self.attempts.get(table, set()), key=lambda attempt: attempt.version)
 
     def node_keys(self, head: ListHead) -> list[str]:
         keys: list[str] = []
         for page_ref in head.pages:
             keys.append(page_ref.key)
             page = self.get_index_page(page_ref.key)
-            assert page is not None
+            assert page is not None, f"head refers to missing index page {page_ref.key}"
             keys += [ref.key for ref in page.chunks]
         return keys
+
+    def live_keys(self, table: str) -> set[str]:
+        """What the heads of ``table`` reach: their versions and nodes."""
+        live: set[str] = set()
+        for head in (self.heads.get(table), self.next_heads.get(table)):
+            if head is not None:
+                live.add(version_item_key(table, head.version))
+                live.update(self.node_keys(head))
+        return live
+
+    def orphans(self, table: str) -> list[str]:
+        """Stored nodes and versions that no head reaches and that never expire."""
+        live = self.live_keys(table)
+        stored = [key for key in self.nodes if key.startswith(f"/{table}#")]
+        stored += [version_item_key(table, version) for t, version in self.versions if t == table]
+        return sorted(key for key in stored if key not in live and key not in self.retired)
 
     # ----- full sync -----
 

@@ -15,7 +15,9 @@ Version 1 fields:
 - ``received_at``: when the receiver accepted the webhook (UTC, ISO 8601).
 - ``correlation_id``: the receiver's request id; the consumer logs it for every record.
 - ``sync``: only on RESYNC messages the consumer sends itself to continue a full sync that ran
-  out of invocation time: which sync, which phase, and the last key or list position done.
+  out of invocation time: which sync, which phase, and the last key or list position done;
+  and on a rebuild's (``rebuild: true``: ``make rebuild``, or a consumer that found the list
+  built with another table policy).
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ class SyncProgress(BaseModel):
     sync_id: Annotated[str, Field(min_length=1, max_length=64)]
     phase: Literal["rows", "deletes"] = "rows"
     after: Any = None
+    # A rebuild: the sync builds a fresh version apart and switches to it when complete, while
+    # readers keep the served one (``make rebuild``, or a table policy that changed).
+    rebuild: bool = False
 
 
 class Change(BaseModel):

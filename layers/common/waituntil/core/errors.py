@@ -119,3 +119,12 @@ class ListContended(DependencyUnavailable):
 
 class ListFilling(DependencyUnavailable):
     """The first fill of a table has not finished: its list is not complete yet (I6)."""
+
+
+class ListRebuilding(ListFilling):
+    """The served list was built with another table policy than the one in force: it is not
+    served (it may hold rows or columns the policy now hides) while a rebuild runs."""
+
+
+class RebuildSuperseded(WaitUntilError):
+    """A rebuild found its version replaced by a newer rebuild's: it stops, the newer goes on."""

@@ -88,6 +88,10 @@ class ConsumerSettings(_EnvSettings):
     index_refs: Annotated[int, Field(alias="LIST_INDEX_REFS", ge=4, le=1000)] = 128
     tombstone_ttl_s: Annotated[int, Field(alias="TOMBSTONE_TTL_SECONDS", ge=60)] = 86_400
     old_list_grace_s: Annotated[int, Field(alias="OLD_LIST_GRACE_SECONDS", ge=0)] = 900
+    # A publish older than this is settled or dead: no invocation runs longer than Lambda's
+    # 900 s, so the sweep may expire what it wrote that no head reaches. Also how long a
+    # rebuild may go without switching its version before another consumer takes it over.
+    orphan_age_s: Annotated[int, Field(alias="ORPHAN_AGE_SECONDS", ge=0)] = 1200
     # Where a full sync sends its continuation (the change queue itself).
     queue_url: Annotated[str, Field(alias="QUEUE_URL", min_length=1)]
     # A full sync stops and continues in a new message when less than this is left.

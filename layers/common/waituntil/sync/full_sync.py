@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,12 +21,14 @@ from waituntil.cache.layout import fresh_rows
 from waituntil.cache.list_patch import locate
 from waituntil.cache.model import CacheStorePort, FreshRow, ListEntry, ListHead, SyncCheckpoint
 from waituntil.core.contracts import EVERY_TABLE, Change, SyncProgress
-from waituntil.core.errors import ListNodeMissing
+from waituntil.core.errors import ListNodeMissing, RebuildSuperseded
 from waituntil.core.list_order import ListOrder
 from waituntil.core.observability import logger, metrics
-from waituntil.sync.list_publish import publish_rows
+from waituntil.sync.list_publish import current_head, publish_rows
+from waituntil.sync.list_retire import sweep_orphans
 from waituntil.sync.pipeline_metrics import record_synced
 from waituntil.sync.ports import ConsumerPorts
+from waituntil.sync.rebuild import begin_rebuild, promote
 
 # Keys checked against Supabase per request in the deletes phase of a full sync.
 DELETE_CHECK_KEYS = 500
@@ -66,7 +69,12 @@ def resync(
         return {}
     progress = change.sync or SyncProgress(sync_id=secrets.token_hex(8))
     fixed = [0]
-    full_sync(change.table, progress, ports, remaining_ms, fixed)
+    try:
+        full_sync(change.table, progress, ports, remaining_ms, fixed)
+    except RebuildSuperseded:
+        # A newer rebuild replaced this one's version: that one finishes the job.
+        logger.info("rebuild superseded", extra={"table": change.table})
+        return {}
     record_synced([change], datetime.now(UTC), rows_fixed=fixed[0])
     return {}
 
@@ -83,10 +91,16 @@ def full_sync(
     settings, store = ports.settings, ports.store
     order = ports.list_order(table)
     checkpoint = store.get_checkpoint(table)
-    if checkpoint is not None and checkpoint.sync_id == progress.sync_id:
+    resuming = checkpoint is not None and checkpoint.sync_id == progress.sync_id
+    if resuming and checkpoint is not None:
         progress = progress.model_copy(
             update={"phase": checkpoint.phase, "after": checkpoint.after}
         )
+    if progress.rebuild:
+        # A rebuild's pages patch the version it builds apart (``sync/rebuild``).
+        if not resuming and progress.phase == "rows" and progress.after is None:
+            begin_rebuild(table, progress.sync_id, ports)
+        ports = replace(ports, rebuild=progress.sync_id)
     started_ns = ports.clock_ns()
     slowest_ms = 0.0
     pages = 0
@@ -110,9 +124,7 @@ def full_sync(
             if fixed is not None:
                 fixed[0] += gone
             if done:
-                # A list created by this sync (or by the change that started the first fill)
-                # is published as complete only now (I6).
-                publish_rows(table, [], ports, complete=True)
+                _finish(table, ports)
                 store.put_checkpoint(None, table)
                 metrics.add_metric(name="FullSyncs", unit=MetricUnit.Count, value=1)
                 logger.info(
@@ -138,6 +150,17 @@ def full_sync(
         )
 
 
+def _finish(table: str, ports: ConsumerPorts) -> None:
+    """A list created by this sync (or by the change that started the first fill) is
+    published as complete only now (I6); a rebuild's version is switched to whole. Then what
+    killed publishes left behind is swept (``list_retire.sweep_orphans``)."""
+    if ports.rebuild is not None:
+        promote(table, ports.rebuild, ports)
+    else:
+        publish_rows(table, [], ports, complete=True)
+    sweep_orphans(ports.store, table, ports.clock_ns(), ports.settings.orphan_age_s)
+
+
 def _sync_rows_page(
     table: str, after: Any, order: ListOrder, ports: ConsumerPorts
 ) -> tuple[Any, bool, int]:
@@ -151,6 +174,7 @@ def _sync_rows_page(
     keys = [str(row[order.primary_key]) for row in rows]
     fresh = fresh_rows(keys, rows, order)
     cached = store.get_rows(table, keys)
+    policy = ports.policy(table)
     differing = [
         row
         for row in fresh
@@ -159,8 +183,9 @@ def _sync_rows_page(
         or row.body is None
         or state.body.etag != row.body.etag
         or state.position != row.position
+        or state.policy != policy
     ]
-    writes = store.write_rows(table, differing, read_at_ns=read_at_ns, order=order)
+    writes = store.write_rows(table, differing, read_at_ns=read_at_ns, order=order, policy=policy)
     if writes.failures:
         logger.error(
             "rows failed in a full sync",
@@ -181,7 +206,7 @@ def _sync_deletes_step(
 ) -> tuple[Any, bool, int]:
     """Walk the list from ``after``: tombstone the rows Supabase no longer has."""
     store = ports.store
-    head = store.get_head(table)
+    head = current_head(table, ports)
     if head is None:
         return after, True, 0
     entries = list(_list_entries_after(store, head, after, order, DELETE_CHECK_KEYS))
@@ -193,7 +218,9 @@ def _sync_deletes_step(
     if gone:
         read_at_ns = ports.clock_ns()
         fresh = [FreshRow(key=key, body=None, position=None) for key in gone]
-        store.write_rows(table, fresh, read_at_ns=read_at_ns, order=order)
+        store.write_rows(
+            table, fresh, read_at_ns=read_at_ns, order=order, policy=ports.policy(table)
+        )
         publish_rows(table, gone, ports)
         metrics.add_metric(name="RowsHealedAsDeleted", unit=MetricUnit.Count, value=len(gone))
     return list(entries[-1].position), len(entries) < DELETE_CHECK_KEYS, len(gone)

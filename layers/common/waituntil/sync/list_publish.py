@@ -1,7 +1,13 @@
 """Publish a table's list: make it hold the winning state of some keys, optimistically.
 
 ``list_patch`` plans a patch (pure); this runs it against the store: read the head and the row
-states, write the plan's nodes, flip the head if it is still the one read, else start over.
+states, write the plan's nodes, switch the head if it is still the one read, else start over.
+
+A publish is settled in one step with the switch: the new head carries what it replaced
+(``ListHead.retiring``) until that is retired, and whoever next reads the head finishes it, so
+a kill or a lost answer after the switch still retires the old version. Its nodes are
+registered before they are written (``PublishAttempt``), so a publish killed before its switch
+leaves nothing the sweep cannot find (``list_retire``).
 """
 
 from __future__ import annotations
@@ -10,15 +16,24 @@ import random
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 
 from aws_lambda_powertools.metrics import MetricUnit
 
 from waituntil.cache.list_patch import ListSizes, plan_patch
-from waituntil.cache.model import CacheStorePort, PublishResult, RowState
-from waituntil.core.errors import ListContended, ListNodeMissing
+from waituntil.cache.model import (
+    CacheStorePort,
+    ListHead,
+    PublishAttempt,
+    PublishResult,
+    RowState,
+)
+from waituntil.core.errors import ListContended, ListNodeMissing, RebuildSuperseded
 from waituntil.core.list_order import ListOrder
 from waituntil.core.observability import metrics
+from waituntil.sync.list_retire import release_lost, retire_replaced
 from waituntil.sync.ports import ConsumerPorts
+from waituntil.sync.rebuild import ensure_rebuild
 
 # A publish that keeps losing the race to other consumers gives up and lets SQS retry.
 PUBLISH_ATTEMPTS = 12
@@ -27,15 +42,46 @@ PUBLISH_ATTEMPTS = 12
 def publish_rows(
     table: str, keys: Sequence[str], ports: ConsumerPorts, *, complete: bool | None = None
 ) -> PublishResult:
-    return publish_list(
-        ports.store,
-        table,
-        keys,
-        order=ports.list_order(table),
-        sizes=ports.list_sizes,
-        clock_ns=ports.clock_ns,
-        complete=complete,
-    )
+    """Publish ``keys`` to the table's list; a rebuild's own sync, to the version it builds.
+
+    While a rebuild builds a version apart, every change goes to that version first, then to
+    the served one: the version the rebuild switches to misses no change made meanwhile. A
+    served list built with another table policy is not patched: a rebuild replaces it.
+    """
+    policy = ports.policy(table)
+
+    def publish(head: str, complete: bool | None = None) -> PublishResult:
+        return publish_list(
+            ports.store,
+            table,
+            keys,
+            order=ports.list_order(table),
+            sizes=ports.list_sizes,
+            clock_ns=ports.clock_ns,
+            complete=complete,
+            policy=policy,
+            head=head,
+        )
+
+    if ports.rebuild is not None:
+        return publish(ports.rebuild)
+    rebuilt = ports.store.get_next_head(table)
+    if rebuilt is not None and rebuilt.rebuild and rebuilt.policy == policy:
+        # Superseded: switched to (the served publish below reaches it), or replaced by a newer
+        # rebuild (which began after these rows were written, so it reads them itself).
+        with suppress(RebuildSuperseded):
+            publish(rebuilt.rebuild)
+    served = publish("", complete)
+    if served.outcome == "rebuilding":
+        ensure_rebuild(table, ports, rebuilt)
+    return served
+
+
+def current_head(table: str, ports: ConsumerPorts) -> ListHead | None:
+    """The head a flow works on: the served one, or for a rebuild's sync the one it builds."""
+    if ports.rebuild is None:
+        return ports.store.get_head(table)
+    return _building(ports.store, table, ports.rebuild)
 
 
 def publish_list(
@@ -47,15 +93,22 @@ def publish_list(
     sizes: ListSizes,
     clock_ns: Callable[[], int] = time.time_ns,
     complete: bool | None = None,
+    policy: str = "",
+    head: str = "",
 ) -> PublishResult:
     """Make the list hold the winning state of each key, optimistically.
 
     Read the head, then the row states (so they are at least as new as anything the head
-    holds), plan the patch, write its nodes, flip the head if it is still the one read. If
-    another consumer flipped first, discard the nodes and start over from the new head.
+    holds), plan the patch, register and write its nodes, switch the head if it is still the
+    one read. If another consumer switched first, release the nodes and start over from the
+    new head. ``head``: "" the served head; a rebuild's sync id, the version it builds apart.
     """
     for attempt in range(1, PUBLISH_ATTEMPTS + 1):
-        base = store.get_head(table)
+        base = _building(store, table, head) if head else store.get_head(table)
+        if base is not None:
+            retire_replaced(store, base)  # a switch whose retirement was cut short
+            if base.policy != policy:
+                return PublishResult(outcome="rebuilding", attempts=attempt)
         states = store.get_rows(table, keys)
         if not states and base is not None and complete is None:
             return PublishResult(outcome="unchanged", attempts=attempt, complete=base.complete)
@@ -70,6 +123,7 @@ def publish_list(
                 now_ns=clock_ns(),
                 nonce=secrets.token_hex(6),
                 complete=complete if complete is not None else (None if base else False),
+                policy=policy,
             )
         except ListNodeMissing:
             continue  # the head moved on and its nodes expired meanwhile: re-read it
@@ -80,13 +134,24 @@ def publish_list(
                 attempts=attempt,
                 complete=base.complete if base is not None else True,
             )
-        store.write_nodes(table, plan.chunks, plan.pages)
+        nodes = PublishAttempt(
+            version=plan.head.version,
+            chunks=tuple(chunk.key for chunk in plan.chunks),
+            pages=tuple(page.key for page in plan.pages),
+        )
+        if plan.chunks or plan.pages:
+            store.register_attempt(table, nodes)
+            store.write_nodes(table, plan.chunks, plan.pages)
         if not store.flip_head(plan.head, base):
-            store.discard([chunk.key for chunk in plan.chunks], [page.key for page in plan.pages])
+            release_lost(store, nodes, plan.chunks, table, order, policy)
+            if plan.chunks or plan.pages:
+                store.end_attempt(table, nodes)
             metrics.add_metric(name="ListPublishRetries", unit=MetricUnit.Count, value=1)
             time.sleep(random.uniform(0, 0.01 * attempt))  # noqa: S311 - jitter, not crypto
             continue
-        store.retire(table, plan.retired_chunks, plan.retired_pages, base.version if base else None)
+        retire_replaced(store, plan.head)
+        if plan.chunks or plan.pages:
+            store.end_attempt(table, nodes)
         _prune(store, table, states, plan.listed_read_at)
         return PublishResult(
             outcome="created" if base is None else "published",
@@ -96,6 +161,14 @@ def publish_list(
             complete=plan.head.complete,
         )
     raise ListContended(f"the list of {table} kept moving; {PUBLISH_ATTEMPTS} attempts lost")
+
+
+def _building(store: CacheStorePort, table: str, rebuild: str) -> ListHead:
+    """The version rebuild ``rebuild`` builds; gone or another rebuild's: it was superseded."""
+    head = store.get_next_head(table)
+    if head is None or head.rebuild != rebuild:
+        raise RebuildSuperseded(f"the rebuild {rebuild} of {table} was superseded or has ended")
+    return head
 
 
 def _prune(

@@ -34,7 +34,9 @@ def apply_changes(
     rows = ports.source.read_rows(table, keys)
     read_ms = (time.perf_counter() - started) * 1000
     fresh = fresh_rows(keys, rows, order)
-    writes = ports.store.write_rows(table, fresh, read_at_ns=read_at_ns, order=order)
+    writes = ports.store.write_rows(
+        table, fresh, read_at_ns=read_at_ns, order=order, policy=ports.policy(table)
+    )
     failed = _row_failures(writes)
     done = [key for key in keys if key not in failed]
     published = publish_rows(table, done, ports)
