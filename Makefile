@@ -21,7 +21,7 @@ OPS := $(PY) -m ops $(if $(STACK),--stack $(STACK)) $(if $(ENV),--config-env $(E
 SAM_ENV_FLAG := $(if $(ENV),--config-env $(ENV))
 
 .PHONY: help demo dev test soak lint typecheck unit bench bench-quick bench-scale bench-large build validate \
-	deploy invoke lock clean backfill resync dlq redrive verify status account-setup logs sync delete
+	deploy invoke lock clean backfill resync rebuild dlq redrive verify status account-setup logs sync delete
 
 ## help: list every target
 help:
@@ -129,6 +129,12 @@ backfill: $(VENV)/.installed
 
 ## resync: the same as backfill (what the schedule sends)
 resync: backfill
+
+## rebuild: rebuild one table's list as a fresh version; readers keep the current one until
+##   the new one is complete: make rebuild TABLE=articles (STACK=name / ENV=prod: deployed)
+rebuild: $(VENV)/.installed
+	@test -n "$(TABLE)" || { echo "usage: make rebuild TABLE=<cached table>"; exit 2; }
+	$(OPS) rebuild --table $(TABLE)
 
 ## dlq: list the dead-letter queue, with why each message failed
 dlq: $(VENV)/.installed

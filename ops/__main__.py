@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.append(str(Path(__file__).resolve().parent.parent / "layers" / "common"))
 
 from ops.account import current_role, ensure_log_role
-from ops.backfill import request_resync, wait_until_drained
+from ops.backfill import request_rebuild, request_resync, wait_until_drained
 from ops.dead_letters import list_dead_letters, logged_error_finder, redrive
 from ops.target import Target, TargetNotFound, resolve_target
 from ops.verify import verify_table
@@ -38,6 +38,36 @@ def backfill(target: Target, arguments: argparse.Namespace) -> int:
     for table in target.cached_tables:
         rows = get_list(store, table)
         print(f"  {table}: {'not cached' if rows is None else f'{len(rows)} rows cached'}")
+    return 0
+
+
+def rebuild(target: Target, arguments: argparse.Namespace) -> int:
+    table = arguments.table
+    if table not in target.cached_tables:
+        print(f"{table!r} is not a cached table of {target.description}: {target.cached_tables}")
+        return 2
+    message_id, change = request_rebuild(target.sqs, target.queue_url, target.schema_name, table)
+    print(
+        f"queued a rebuild of {table} on {target.description}: message {message_id}, "
+        f"correlation_id {change.correlation_id}; readers keep the current list until the "
+        "new one is complete"
+    )
+    if arguments.no_wait:
+        return 0
+    if not wait_until_drained(target.sqs, target.queue_url, arguments.timeout):
+        print(f"the change queue is not empty after {arguments.timeout:.0f} s; see `make status`")
+        return 1
+    from waituntil.read.cache_client import get_list
+
+    store = target.cache_store()
+    rebuilding = store.get_next_head(table)
+    if rebuilding is not None and rebuilding.rebuild == (
+        change.sync.sync_id if change.sync else ""
+    ):
+        print(f"  {table}: the rebuild has not switched yet; see `make dlq` and `make status`")
+        return 1
+    rows = get_list(store, table)
+    print(f"  {table}: {'not cached' if rows is None else f'{len(rows)} rows cached'}")
     return 0
 
 
@@ -134,6 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     command = commands.add_parser("backfill", help="fill or refill the cache from Supabase now")
     command.add_argument("--no-wait", action="store_true")
     command.add_argument("--timeout", type=float, default=300.0)
+    command = commands.add_parser(
+        "rebuild", help="rebuild one table's list as a fresh version (readers served meanwhile)"
+    )
+    command.add_argument("--table", required=True)
+    command.add_argument("--no-wait", action="store_true")
+    command.add_argument("--timeout", type=float, default=600.0)
     command = commands.add_parser("dlq", help="list the dead-letter queue, with why")
     command.add_argument("--limit", type=int, default=100)
     command = commands.add_parser("redrive", help="move the dead-letter queue back")
@@ -155,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     handlers = {
         "backfill": backfill,
+        "rebuild": rebuild,
         "dlq": dlq,
         "redrive": redrive_command,
         "verify": verify,

@@ -32,12 +32,57 @@ from waituntil.cache.model import (
     position_tag,
 )
 from waituntil.core.contracts import Row
+from waituntil.core.errors import DependencyUnavailable
 from waituntil.core.list_order import ListOrder
 
 
 class Crash(BaseException):
     """A consumer killed at a port call (Lambda timed out, or the container died). A
     BaseException, so no ``except Exception`` in the code under test can outlive it."""
+
+
+class AnswerLost(DependencyUnavailable):
+    """A store call whose answer never came, after the retries (what ``CacheStore`` raises)."""
+
+
+# The store's writes: each can apply and lose its answer (``Paused`` with ``StoreFaults``).
+STORE_WRITES = frozenset(
+    {
+        "write_rows",
+        "write_nodes",
+        "flip_head",
+        "promote_head",
+        "retire",
+        "clear_retiring",
+        "prune_positions",
+        "put_checkpoint",
+        "register_attempt",
+        "end_attempt",
+    }
+)
+
+
+@dataclass
+class StoreFaults:
+    """Faults armed for the next store write, as AWS and botocore produce them:
+
+    - ``"resent"``: the write applied, its answer was lost, botocore sent it again; the
+      caller gets the second answer (what the write meets after itself);
+    - ``"gave up"``: the write applied, and every answer was lost: the caller gets an error;
+    - ``"failed"``: the write did not apply, and the caller gets an error.
+
+    ``hit`` records which consumer each fault hit (a failed record there is expected).
+    """
+
+    armed: list[str] = field(default_factory=list)
+    hit: list[tuple[int | None, str, str]] = field(default_factory=list)
+
+    def take(self, method: str, consumer: int | None) -> str | None:
+        if method not in STORE_WRITES or not self.armed:
+            return None
+        fault = self.armed.pop(0)
+        self.hit.append((consumer, method, fault))
+        return fault
 
 
 @dataclass
@@ -139,7 +184,8 @@ class MemoryStore:
     ) -> int:
         nodes: list[IndexPage | ListChunk] = [*chunks, *pages]
         for node in nodes:
-            assert node.key not in self.nodes, f"node {node.key} written twice"
+            # A resend writes the same node again; nothing else may reuse a key.
+            assert self.nodes.get(node.key, node) == node, f"node {node.key} rewritten"
             self.nodes[node.key] = node
         return len(chunks) + len(pages)
 
@@ -297,6 +343,11 @@ class Scheduler:
         self._local = threading.local()
         self._next_id = 0
 
+    def current(self) -> int | None:
+        """The consumer whose thread this is (None: the test's own thread)."""
+        consumer: int | None = getattr(self._local, "consumer", None)
+        return consumer
+
     def pause(self) -> None:
         """Called by a consumer thread before a port call."""
         consumer = getattr(self._local, "consumer", None)
@@ -362,17 +413,20 @@ class Scheduler:
 
 class Paused:
     """A port whose every method pauses on the scheduler first. ``on_flip`` sees each head
-    that a ``flip_head`` made current."""
+    that a ``flip_head`` or ``promote_head`` made current; ``faults`` (a store's) are applied
+    to the store's writes."""
 
     def __init__(
         self,
         target: Any,
         scheduler: Scheduler,
         on_flip: Callable[[Any, ListHead], None] | None = None,
+        faults: StoreFaults | None = None,
     ) -> None:
         self._target = target
         self._scheduler = scheduler
         self._on_flip = on_flip
+        self._faults = faults
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._target, name)
@@ -381,9 +435,19 @@ class Paused:
 
         def call(*args: Any, **kwargs: Any) -> Any:
             self._scheduler.pause()
+            fault = None
+            if self._faults is not None:
+                fault = self._faults.take(name, self._scheduler.current())
+            if fault == "failed":
+                raise AnswerLost(f"{name} failed and did not apply")
             result = attribute(*args, **kwargs)
-            if name == "flip_head" and result and self._on_flip is not None:
+            if fault == "resent":
+                result = attribute(*args, **kwargs)
+            switched = name in ("flip_head", "promote_head") and result
+            if switched and self._on_flip is not None:
                 self._on_flip(self._target, args[0])
+            if fault == "gave up":
+                raise AnswerLost(f"{name} applied, and its answer was lost")
             return result
 
         return call

@@ -28,7 +28,7 @@ from waituntil.sync.list_publish import current_head, publish_rows
 from waituntil.sync.list_retire import sweep_orphans
 from waituntil.sync.pipeline_metrics import record_synced
 from waituntil.sync.ports import ConsumerPorts
-from waituntil.sync.rebuild import begin_rebuild, promote
+from waituntil.sync.rebuild import after_superseded, begin_rebuild, promote
 
 # Keys checked against Supabase per request in the deletes phase of a full sync.
 DELETE_CHECK_KEYS = 500
@@ -72,11 +72,25 @@ def resync(
     try:
         full_sync(change.table, progress, ports, remaining_ms, fixed)
     except RebuildSuperseded:
-        # A newer rebuild replaced this one's version: that one finishes the job.
+        # A newer rebuild replaced this one's version (that one finishes the job), or the
+        # policy it was rebuilding for is no longer in force.
         logger.info("rebuild superseded", extra={"table": change.table})
+        _after_superseded(change.table, progress, ports)
         return {}
     record_synced([change], datetime.now(UTC), rows_fixed=fixed[0])
     return {}
+
+
+def _after_superseded(table: str, progress: SyncProgress, ports: ConsumerPorts) -> None:
+    """A rebuild that stops leaves no checkpoint behind: a first fill waiting on it (its
+    checkpoint stood for "a sync is under way") is started now instead."""
+    checkpoint = ports.store.get_checkpoint(table)
+    if checkpoint is not None and checkpoint.sync_id == progress.sync_id:
+        ports.store.put_checkpoint(None, table)
+    after_superseded(table, ports)
+    served = ports.store.get_head(table)
+    if served is not None and not served.complete and served.policy == ports.policy(table):
+        ensure_fill(table, ports)
 
 
 def full_sync(

@@ -16,7 +16,7 @@ import random
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from contextlib import suppress
+from dataclasses import dataclass, field
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -47,11 +47,15 @@ def publish_rows(
     While a rebuild builds a version apart, every change goes to that version first, then to
     the served one: the version the rebuild switches to misses no change made meanwhile. A
     served list built with another table policy is not patched: a rebuild replaces it.
+
+    Position tags are pruned once, after both: a tag one version no longer needs may still
+    locate the row in the other. A rebuild's own pages prune nothing (the served version,
+    which they do not patch, may still need every tag).
     """
     policy = ports.policy(table)
 
-    def publish(head: str, complete: bool | None = None) -> PublishResult:
-        return publish_list(
+    def publish(head: str, complete: bool | None = None) -> _Published:
+        return _publish(
             ports.store,
             table,
             keys,
@@ -64,24 +68,35 @@ def publish_rows(
         )
 
     if ports.rebuild is not None:
-        return publish(ports.rebuild)
+        return publish(ports.rebuild).result
+    floors: list[dict[str, int]] = []
     rebuilt = ports.store.get_next_head(table)
     if rebuilt is not None and rebuilt.rebuild and rebuilt.policy == policy:
-        # Superseded: switched to (the served publish below reaches it), or replaced by a newer
-        # rebuild (which began after these rows were written, so it reads them itself).
-        with suppress(RebuildSuperseded):
-            publish(rebuilt.rebuild)
+        try:
+            floors.append(publish(rebuilt.rebuild).listed)
+        except RebuildSuperseded:
+            # Switched to (the served publish below reaches it), or replaced by a newer
+            # rebuild (which began after these rows were written, so it reads them itself).
+            floors.append({})
     served = publish("", complete)
-    if served.outcome == "rebuilding":
+    if served.result.outcome == "rebuilding":
         ensure_rebuild(table, ports, rebuilt)
-    return served
+    else:
+        floors.append(served.listed)
+    listed = {
+        key: min(floor.get(key, -1) for floor in floors)
+        for key in served.states
+        if floors and all(key in floor for floor in floors)
+    }
+    _prune(ports.store, table, served.states, listed)
+    return served.result
 
 
 def current_head(table: str, ports: ConsumerPorts) -> ListHead | None:
     """The head a flow works on: the served one, or for a rebuild's sync the one it builds."""
     if ports.rebuild is None:
         return ports.store.get_head(table)
-    return _building(ports.store, table, ports.rebuild)
+    return _building(ports.store, table, ports.rebuild, ports.policy(table))
 
 
 def publish_list(
@@ -96,22 +111,59 @@ def publish_list(
     policy: str = "",
     head: str = "",
 ) -> PublishResult:
-    """Make the list hold the winning state of each key, optimistically.
+    """Make the list hold the winning state of each key, optimistically (one lineage: its
+    position tags pruned after it)."""
+    published = _publish(
+        store,
+        table,
+        keys,
+        order=order,
+        sizes=sizes,
+        clock_ns=clock_ns,
+        complete=complete,
+        policy=policy,
+        head=head,
+    )
+    _prune(store, table, published.states, published.listed)
+    return published.result
 
-    Read the head, then the row states (so they are at least as new as anything the head
+
+@dataclass(frozen=True)
+class _Published:
+    result: PublishResult
+    states: dict[str, RowState] = field(default_factory=dict)  # the row states it used
+    # Per key: the read the version now holds (its tags older than that are not needed by it).
+    listed: dict[str, int] = field(default_factory=dict)
+
+
+def _publish(
+    store: CacheStorePort,
+    table: str,
+    keys: Sequence[str],
+    *,
+    order: ListOrder,
+    sizes: ListSizes,
+    clock_ns: Callable[[], int],
+    complete: bool | None,
+    policy: str,
+    head: str,
+) -> _Published:
+    """Read the head, then the row states (so they are at least as new as anything the head
     holds), plan the patch, register and write its nodes, switch the head if it is still the
     one read. If another consumer switched first, release the nodes and start over from the
     new head. ``head``: "" the served head; a rebuild's sync id, the version it builds apart.
     """
     for attempt in range(1, PUBLISH_ATTEMPTS + 1):
-        base = _building(store, table, head) if head else store.get_head(table)
+        base = _building(store, table, head, policy) if head else store.get_head(table)
         if base is not None:
             retire_replaced(store, base)  # a switch whose retirement was cut short
             if base.policy != policy:
-                return PublishResult(outcome="rebuilding", attempts=attempt)
+                return _Published(PublishResult(outcome="rebuilding", attempts=attempt))
         states = store.get_rows(table, keys)
         if not states and base is not None and complete is None:
-            return PublishResult(outcome="unchanged", attempts=attempt, complete=base.complete)
+            return _Published(
+                PublishResult(outcome="unchanged", attempts=attempt, complete=base.complete)
+            )
         try:
             plan = plan_patch(
                 store,
@@ -128,12 +180,12 @@ def publish_list(
         except ListNodeMissing:
             continue  # the head moved on and its nodes expired meanwhile: re-read it
         if plan.head is None:
-            _prune(store, table, states, plan.listed_read_at)
-            return PublishResult(
+            unchanged = PublishResult(
                 outcome="unchanged",
                 attempts=attempt,
                 complete=base.complete if base is not None else True,
             )
+            return _Published(unchanged, states, plan.listed_read_at)
         nodes = PublishAttempt(
             version=plan.head.version,
             chunks=tuple(chunk.key for chunk in plan.chunks),
@@ -152,22 +204,23 @@ def publish_list(
         retire_replaced(store, plan.head)
         if plan.chunks or plan.pages:
             store.end_attempt(table, nodes)
-        _prune(store, table, states, plan.listed_read_at)
-        return PublishResult(
+        published = PublishResult(
             outcome="created" if base is None else "published",
             chunks_written=len(plan.chunks),
             index_pages_written=len(plan.pages),
             attempts=attempt,
             complete=plan.head.complete,
         )
+        return _Published(published, states, plan.listed_read_at)
     raise ListContended(f"the list of {table} kept moving; {PUBLISH_ATTEMPTS} attempts lost")
 
 
-def _building(store: CacheStorePort, table: str, rebuild: str) -> ListHead:
-    """The version rebuild ``rebuild`` builds; gone or another rebuild's: it was superseded."""
+def _building(store: CacheStorePort, table: str, rebuild: str, policy: str) -> ListHead:
+    """The version rebuild ``rebuild`` builds. Gone, another rebuild's, or built with another
+    policy than the one in force: that rebuild is over (superseded, switched to, outdated)."""
     head = store.get_next_head(table)
-    if head is None or head.rebuild != rebuild:
-        raise RebuildSuperseded(f"the rebuild {rebuild} of {table} was superseded or has ended")
+    if head is None or head.rebuild != rebuild or head.policy != policy:
+        raise RebuildSuperseded(f"the rebuild {rebuild} of {table} is over")
     return head
 
 

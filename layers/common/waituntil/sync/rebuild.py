@@ -38,6 +38,8 @@ def begin_rebuild(table: str, sync_id: str, ports: ConsumerPorts) -> None:
     for _ in range(SWITCH_ATTEMPTS):
         old = store.get_next_head(table)
         if old is not None and old.rebuild == sync_id:
+            if old.policy != ports.policy(table):
+                raise RebuildSuperseded(f"the rebuild {sync_id} of {table} is outdated")
             return  # begun already (this is a redelivery)
         if _replace_rebuilt(table, sync_id, old, ports):
             logger.info("rebuild begun", extra={"table": table, "sync_id": sync_id})
@@ -72,8 +74,8 @@ def promote(table: str, sync_id: str, ports: ConsumerPorts) -> None:
     store = ports.store
     for attempt in range(1, SWITCH_ATTEMPTS + 1):
         rebuilt = store.get_next_head(table)
-        if rebuilt is None or rebuilt.rebuild != sync_id:
-            raise RebuildSuperseded(f"the rebuild {sync_id} of {table} was superseded")
+        if rebuilt is None or rebuilt.rebuild != sync_id or rebuilt.policy != ports.policy(table):
+            raise RebuildSuperseded(f"the rebuild {sync_id} of {table} is over")
         retire_replaced(store, rebuilt)
         served = store.get_head(table)
         if served is not None:
@@ -97,6 +99,14 @@ def promote(table: str, sync_id: str, ports: ConsumerPorts) -> None:
             return
         time.sleep(random.uniform(0, 0.01 * attempt))  # noqa: S311 - jitter, not crypto
     raise ListContended(f"the list of {table} kept moving; the rebuild could not switch")
+
+
+def after_superseded(table: str, ports: ConsumerPorts) -> None:
+    """A rebuild stopped because it was outdated or replaced: if the served list is still
+    built with another policy than the one in force, make sure the right rebuild runs."""
+    served = ports.store.get_head(table)
+    if served is not None and served.policy != ports.policy(table):
+        ensure_rebuild(table, ports, ports.store.get_next_head(table))
 
 
 def rebuild_message(table: str, progress: SyncProgress, ports: ConsumerPorts) -> str:

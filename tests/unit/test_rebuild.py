@@ -1,0 +1,128 @@
+"""Rebuilding a table's list as a fresh version, apart from the served one (``make rebuild``,
+or a changed table policy): readers keep the served version until the new one is complete.
+On the in-memory fakes: no moto, no HTTP."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from tests.fakes import MemoryQueue, MemorySource, MemoryStore
+from tests.list_checks import orphans
+from waituntil.cache.list_patch import chunk_ref
+from waituntil.cache.model import IndexPage, ListChunk
+from waituntil.core.contracts import Change, SyncProgress
+from waituntil.core.list_order import ListOrder
+from waituntil.core.settings import ConsumerSettings
+from waituntil.read.cache_client import get_list
+from waituntil.sync.full_sync import full_sync, resync
+from waituntil.sync.ports import ConsumerPorts
+from waituntil.sync.row_changes import apply_changes
+
+ORDER = ListOrder("id")
+
+
+def _ports(source: MemorySource, store: MemoryStore, queue: MemoryQueue) -> ConsumerPorts:
+    settings = ConsumerSettings.model_validate(
+        {
+            "CACHE_TABLE_NAME": "cache",
+            "SUPABASE_URL": "http://supabase.invalid",
+            "SUPABASE_KEY_SECRET_NAME": "key",
+            "QUEUE_URL": "http://queue.invalid",
+            "CACHED_TABLES": "articles",
+            "SUPABASE_PAGE_SIZE": "5",
+            "LIST_CHUNK_BYTES": "1024",
+            "LIST_INDEX_REFS": "4",
+        }
+    )
+    clock = iter(range(1000, 10**6))
+    return ConsumerPorts(settings, source, store, queue, clock_ns=lambda: next(clock))
+
+
+def _row(key: int, title: str = "t") -> dict[str, Any]:
+    return {"id": key, "title": f"{title} {key}", "pad": "x" * 300}
+
+
+def _change(key: int) -> Change:
+    return Change.model_validate(
+        {
+            "type": "UPDATE",
+            "schema": "public",
+            "table": "articles",
+            "key": key,
+            "received_at": "2026-11-29T00:00:00Z",
+            "correlation_id": "c",
+        }
+    )
+
+
+def _one_page() -> Any:
+    """An invocation with time for one page of a full sync."""
+    budget = iter([10**9, 0])
+    return lambda: next(budget)
+
+
+def _corrupted(source: MemorySource, store: MemoryStore, ports: ConsumerPorts) -> list[Any]:
+    """A filled list whose first chunk holds its first row twice: a list no patch repairs
+    (a patch finds one of the two), as the order change of an older release left them."""
+    for key in range(1, 21):
+        source.put(_row(key))
+    assert full_sync("articles", SyncProgress(sync_id="fill"), ports, lambda: 10**9) is None
+    head = store.get_head("articles")
+    assert head is not None
+    page = store.get_index_page(head.pages[0].key)
+    assert page is not None
+    first = store.get_chunk(page.chunks[0].key)
+    assert first is not None
+    doubled = ListChunk(key="/articles#c/planted", entries=(first.entries[0], *first.entries))
+    planted = IndexPage(key="/articles#i/planted", chunks=(chunk_ref(doubled), *page.chunks[1:]))
+    store.write_nodes("articles", [doubled], [planted])
+    pages = (replace(head.pages[0], key=planted.key, row_count=head.pages[0].row_count + 1),)
+    corrupted = replace(
+        head, version="2000-planted", pages=pages + head.pages[1:], row_count=head.row_count + 1
+    )
+    assert store.flip_head(corrupted, head)
+    store.retire("articles", [first.key], [page.key], head.version)
+    rows = get_list(store, "articles")
+    assert rows is not None and rows[0] == rows[1]  # served: the first row twice
+    return rows
+
+
+def test_a_rebuild_keeps_serving_the_current_list_until_the_new_one_is_complete() -> None:
+    # Given a served list that holds a row twice
+    source, store, queue = MemorySource(), MemoryStore(), MemoryQueue()
+    ports = _ports(source, store, queue)
+    served = _corrupted(source, store, ports)
+    # When a rebuild runs one page per invocation, and a change arrives in the middle of it
+    progress = SyncProgress(sync_id="r1", rebuild=True)
+    assert full_sync("articles", progress, ports, _one_page()) is not None
+    assert get_list(store, "articles") == served  # readers keep the current list meanwhile
+    source.put(_row(3, "changed"))
+    apply_changes("articles", [_change(3)], ports)
+    while queue.bodies:
+        continuation = Change.from_message(queue.bodies.pop(0))
+        assert continuation.sync is not None and continuation.sync.rebuild
+        full_sync("articles", continuation.sync, ports, _one_page())
+    # Then the list is whole again: every row once, the change included
+    assert get_list(store, "articles") == source.rows(ORDER)
+    assert store.get_next_head("articles") is None
+    assert orphans(store, "articles") == []
+
+
+def test_a_newer_rebuild_supersedes_an_older_one_which_stops_quietly() -> None:
+    # Given a rebuild that has done one page and queued its continuation
+    source, store, queue = MemorySource(), MemoryStore(), MemoryQueue()
+    ports = _ports(source, store, queue)
+    _corrupted(source, store, ports)
+    assert full_sync("articles", SyncProgress(sync_id="r1", rebuild=True), ports, _one_page())
+    older = queue.bodies.pop()
+    # When another rebuild runs whole, and the older one's continuation arrives after it
+    assert (
+        full_sync("articles", SyncProgress(sync_id="r2", rebuild=True), ports, lambda: 10**9)
+        is None
+    )
+    assert resync(Change.from_message(older), ports, lambda: 10**9) == {}
+    # Then the older stopped without failing or touching the list, which is whole
+    assert queue.bodies == []
+    assert get_list(store, "articles") == source.rows(ORDER)
+    assert store.get_next_head("articles") is None
