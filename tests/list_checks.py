@@ -8,10 +8,13 @@ table is scanned.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from tests.fakes import MemoryStore
-from waituntil.cache.layout import version_item_key
+from waituntil.cache.layout import chunk_node_key, index_node_key, version_item_key
+from waituntil.cache.list_patch import chunk_ref
+from waituntil.cache.model import IndexPage, ListChunk
 from waituntil.sync.list_retire import reachable_keys
 
 
@@ -38,3 +41,29 @@ def expiring(store: Any, key: str) -> bool:
         return key in store.retired
     item = store._client.get_item(TableName=store._table, Key={"pk": {"S": key}}).get("Item")
     return item is not None and "expires_at" in item
+
+
+def plant_duplicate(store: Any, table: str) -> None:
+    """Switch the list to a version whose first chunk holds its first row twice: a list no
+    patch repairs (a patch finds one of the two), as an order change once left them."""
+    head = store.get_head(table)
+    assert head is not None
+    page = store.get_index_page(head.pages[0].key)
+    first = store.get_chunk(page.chunks[0].key)
+    doubled = ListChunk(
+        key=chunk_node_key(table, "planted"), entries=(first.entries[0], *first.entries)
+    )
+    planted = IndexPage(
+        key=index_node_key(table, "planted"), chunks=(chunk_ref(doubled), *page.chunks[1:])
+    )
+    store.write_nodes(table, [doubled], [planted])
+    ref = replace(head.pages[0], key=planted.key, row_count=head.pages[0].row_count + 1)
+    corrupted = replace(
+        head,
+        version=f"{head.modified_at_ns + 1}-planted",
+        pages=(ref, *head.pages[1:]),
+        row_count=head.row_count + 1,
+        retiring=None,
+    )
+    assert store.flip_head(corrupted, head)
+    store.retire(table, [first.key], [page.key], head.version)

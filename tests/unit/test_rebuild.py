@@ -4,13 +4,10 @@ On the in-memory fakes: no moto, no HTTP."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from tests.fakes import MemoryQueue, MemorySource, MemoryStore
-from tests.list_checks import orphans
-from waituntil.cache.list_patch import chunk_ref
-from waituntil.cache.model import IndexPage, ListChunk
+from tests.list_checks import orphans, plant_duplicate
 from waituntil.core.contracts import Change, SyncProgress
 from waituntil.core.list_order import ListOrder
 from waituntil.core.settings import ConsumerSettings
@@ -63,28 +60,13 @@ def _one_page() -> Any:
 
 
 def _corrupted(source: MemorySource, store: MemoryStore, ports: ConsumerPorts) -> list[Any]:
-    """A filled list whose first chunk holds its first row twice: a list no patch repairs
-    (a patch finds one of the two), as the order change of an older release left them."""
+    """A filled list whose first chunk holds its first row twice (served so)."""
     for key in range(1, 21):
         source.put(_row(key))
     assert full_sync("articles", SyncProgress(sync_id="fill"), ports, lambda: 10**9) is None
-    head = store.get_head("articles")
-    assert head is not None
-    page = store.get_index_page(head.pages[0].key)
-    assert page is not None
-    first = store.get_chunk(page.chunks[0].key)
-    assert first is not None
-    doubled = ListChunk(key="/articles#c/planted", entries=(first.entries[0], *first.entries))
-    planted = IndexPage(key="/articles#i/planted", chunks=(chunk_ref(doubled), *page.chunks[1:]))
-    store.write_nodes("articles", [doubled], [planted])
-    pages = (replace(head.pages[0], key=planted.key, row_count=head.pages[0].row_count + 1),)
-    corrupted = replace(
-        head, version="2000-planted", pages=pages + head.pages[1:], row_count=head.row_count + 1
-    )
-    assert store.flip_head(corrupted, head)
-    store.retire("articles", [first.key], [page.key], head.version)
+    plant_duplicate(store, "articles")
     rows = get_list(store, "articles")
-    assert rows is not None and rows[0] == rows[1]  # served: the first row twice
+    assert rows is not None and rows[0] == rows[1]
     return rows
 
 

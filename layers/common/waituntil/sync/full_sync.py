@@ -223,6 +223,8 @@ def _sync_deletes_step(
     head = current_head(table, ports)
     if head is None:
         return after, True, 0
+    if after is not None and len(after) != (1 if order.by_key else 2):
+        after = None  # a position in another order (the policy changed): walk from the start
     entries = list(_list_entries_after(store, head, after, order, DELETE_CHECK_KEYS))
     if not entries:
         return after, True, 0

@@ -93,10 +93,12 @@ def publish_rows(
 
 
 def current_head(table: str, ports: ConsumerPorts) -> ListHead | None:
-    """The head a flow works on: the served one, or for a rebuild's sync the one it builds."""
-    if ports.rebuild is None:
-        return ports.store.get_head(table)
-    return _building(ports.store, table, ports.rebuild, ports.policy(table))
+    """The head a full sync walks: the served one, or for a rebuild's sync the one it builds.
+    None for a served list built with another policy (a rebuild replaces it whole)."""
+    if ports.rebuild is not None:
+        return _building(ports.store, table, ports.rebuild, ports.policy(table))
+    head = ports.store.get_head(table)
+    return head if head is not None and head.policy == ports.policy(table) else None
 
 
 def publish_list(

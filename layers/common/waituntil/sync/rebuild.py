@@ -21,11 +21,13 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from aws_lambda_powertools.metrics import MetricUnit
+
 from waituntil.cache.list_patch import plan_patch
 from waituntil.cache.model import ListHead, Retiring
 from waituntil.core.contracts import Change, SyncProgress
 from waituntil.core.errors import ListContended, RebuildSuperseded
-from waituntil.core.observability import logger
+from waituntil.core.observability import logger, metrics
 from waituntil.sync.list_retire import retire_replaced
 from waituntil.sync.ports import ConsumerPorts
 
@@ -92,6 +94,7 @@ def promote(table: str, sync_id: str, ports: ConsumerPorts) -> None:
         )
         if store.promote_head(head, served, rebuilt):
             retire_replaced(store, head)
+            metrics.add_metric(name="ListRebuilds", unit=MetricUnit.Count, value=1)
             logger.info(
                 "rebuild switched to",
                 extra={"table": table, "sync_id": sync_id, "rows": head.row_count},
