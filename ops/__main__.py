@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 # The shared package, as Lambda's layer puts it on the path of the functions.
 sys.path.append(str(Path(__file__).resolve().parent.parent / "layers" / "common"))
@@ -32,13 +33,22 @@ def backfill(target: Target, arguments: argparse.Namespace) -> int:
     if not wait_until_drained(target.sqs, target.queue_url, arguments.timeout):
         print(f"the change queue is not empty after {arguments.timeout:.0f} s; see `make status`")
         return 1
-    from waituntil.read.cache_client import get_list
-
     store = target.cache_store()
     for table in target.cached_tables:
-        rows = get_list(store, table)
-        print(f"  {table}: {'not cached' if rows is None else f'{len(rows)} rows cached'}")
+        print(f"  {table}: {_cached(store, table, 'rows cached')}")
     return 0
+
+
+def _cached(store: Any, table: str, rows_are: str) -> str:
+    """What the read API would say of a table's list, in a few words."""
+    from waituntil.core.errors import ListFilling
+    from waituntil.read.cache_client import get_list
+
+    try:
+        rows = get_list(store, table)
+    except ListFilling as error:
+        return f"not served yet: {error}"
+    return "not cached" if rows is None else f"{len(rows)} {rows_are}"
 
 
 def rebuild(target: Target, arguments: argparse.Namespace) -> int:
@@ -57,8 +67,6 @@ def rebuild(target: Target, arguments: argparse.Namespace) -> int:
     if not wait_until_drained(target.sqs, target.queue_url, arguments.timeout):
         print(f"the change queue is not empty after {arguments.timeout:.0f} s; see `make status`")
         return 1
-    from waituntil.read.cache_client import get_list
-
     store = target.cache_store()
     rebuilding = store.get_next_head(table)
     if rebuilding is not None and rebuilding.rebuild == (
@@ -66,8 +74,7 @@ def rebuild(target: Target, arguments: argparse.Namespace) -> int:
     ):
         print(f"  {table}: the rebuild has not switched yet; see `make dlq` and `make status`")
         return 1
-    rows = get_list(store, table)
-    print(f"  {table}: {'not cached' if rows is None else f'{len(rows)} rows cached'}")
+    print(f"  {table}: {_cached(store, table, 'rows cached')}")
     return 0
 
 
@@ -123,15 +130,12 @@ def status(target: Target, arguments: argparse.Namespace) -> int:
             f"{attributes['ApproximateNumberOfMessagesNotVisible']} in flight"
         )
 
-    from waituntil.read.cache_client import get_list
-
     print(target.description)
     print(f"  change queue: {depth(target.queue_url)}")
     print(f"  dead-letter queue: {depth(target.dlq_url)}")
     store = target.cache_store()
     for table in target.cached_tables:
-        rows = get_list(store, table)
-        print(f"  {table}: {'not cached' if rows is None else f'{len(rows)} rows in the list'}")
+        print(f"  {table}: {_cached(store, table, 'rows in the list')}")
     return 0
 
 

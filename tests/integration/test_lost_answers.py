@@ -167,8 +167,8 @@ def write_kind(operation: str, request: dict[str, Any]) -> str:
         ("row", ":read_at_ns"),
         ("position tags", "DELETE #positions"),
         ("retire", "SET expires_at"),
-        ("publish in flight", "attempts"),
-        ("retired mark", "REMOVE retiring"),
+        ("publish in flight", "#attempts"),
+        ("retired mark", "REMOVE #retiring"),
         ("node", "PutRequest"),
         ("checkpoint delete", "DeleteRequest"),
     ]

@@ -11,7 +11,7 @@ from tests.list_checks import orphans, plant_duplicate
 from waituntil.core.contracts import Change, SyncProgress
 from waituntil.core.list_order import ListOrder
 from waituntil.core.settings import ConsumerSettings
-from waituntil.read.cache_client import get_list
+from waituntil.read.cache_client import get_item, get_list
 from waituntil.sync.full_sync import full_sync, resync
 from waituntil.sync.ports import ConsumerPorts
 from waituntil.sync.row_changes import apply_changes
@@ -108,3 +108,20 @@ def test_a_newer_rebuild_supersedes_an_older_one_which_stops_quietly() -> None:
     assert queue.bodies == []
     assert get_list(store, "articles") == source.rows(ORDER)
     assert store.get_next_head("articles") is None
+
+
+def test_a_rebuild_tombstones_a_row_only_the_list_it_replaces_held() -> None:
+    # Given a served list holding row 3, which Supabase deleted without a webhook
+    source, store, queue = MemorySource(), MemoryStore(), MemoryQueue()
+    ports = _ports(source, store, queue)
+    for key in range(1, 21):
+        source.put(_row(key))
+    assert full_sync("articles", SyncProgress(sync_id="fill"), ports, lambda: 10**9) is None
+    source.delete(3)
+    # When the table is rebuilt (the new version never lists row 3: Supabase has no row 3)
+    assert (
+        full_sync("articles", SyncProgress(sync_id="r", rebuild=True), ports, lambda: 10**9) is None
+    )
+    # Then row 3 is gone as an item too, not just from the list
+    assert get_list(store, "articles") == source.rows(ORDER)
+    assert get_item(store, "articles", 3) is None

@@ -428,9 +428,14 @@ class CacheStore:
                 self._client.update_item,
                 TableName=self._table,
                 Key={"pk": {"S": key}},
-                UpdateExpression="REMOVE retiring, retiring_z",
+                UpdateExpression="REMOVE #retiring, #retiring_z",
                 ConditionExpression="#version = :version",
-                ExpressionAttributeNames={"#version": "version"},
+                # Every name aliased: DynamoDB reserves many words (version among them).
+                ExpressionAttributeNames={
+                    "#version": "version",
+                    "#retiring": "retiring",
+                    "#retiring_z": "retiring_z",
+                },
                 ExpressionAttributeValues={":version": {"S": head.version}},
             )
         except _StaleWrite:
@@ -471,7 +476,8 @@ class CacheStore:
             self._client.update_item,
             TableName=self._table,
             Key={"pk": {"S": attempts_item_key(table)}},
-            UpdateExpression="SET kind = :kind ADD attempts :attempt",
+            UpdateExpression="SET #kind = :kind ADD #attempts :attempt",
+            ExpressionAttributeNames={"#kind": "kind", "#attempts": "attempts"},
             ExpressionAttributeValues={
                 ":kind": {"S": KIND_ATTEMPTS},
                 ":attempt": {"SS": [attempt_to_text(attempt)]},
@@ -483,7 +489,8 @@ class CacheStore:
             self._client.update_item,
             TableName=self._table,
             Key={"pk": {"S": attempts_item_key(table)}},
-            UpdateExpression="DELETE attempts :attempt",
+            UpdateExpression="DELETE #attempts :attempt",
+            ExpressionAttributeNames={"#attempts": "attempts"},
             ExpressionAttributeValues={":attempt": {"SS": [attempt_to_text(attempt)]}},
         )
 

@@ -19,7 +19,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from waituntil.cache.layout import fresh_rows
 from waituntil.cache.list_patch import locate
-from waituntil.cache.model import CacheStorePort, FreshRow, ListEntry, ListHead, SyncCheckpoint
+from waituntil.cache.model import (
+    CacheStorePort,
+    FreshRow,
+    IndexPage,
+    ListEntry,
+    ListHead,
+    SyncCheckpoint,
+)
 from waituntil.core.contracts import EVERY_TABLE, Change, SyncProgress
 from waituntil.core.errors import ListNodeMissing, RebuildSuperseded
 from waituntil.core.list_order import ListOrder
@@ -134,7 +141,15 @@ def full_sync(
                 update={"phase": next_phase, "after": None if done else after}
             )
         else:
-            after, done, gone = _sync_deletes_step(table, progress.after, order, ports)
+            if isinstance(progress.after, dict):
+                after, done, gone = _replaced_deletes_step(table, progress.after, ports)
+            else:
+                after, done, gone = _sync_deletes_step(table, progress.after, order, ports)
+                if done and ports.rebuild is not None:
+                    # A rebuild then walks the version it replaces too: a row only that one
+                    # lists (its delete was lost) is in no list the rebuild builds.
+                    after = _replaced_start(table, ports)
+                    done = after is None
             if fixed is not None:
                 fixed[0] += gone
             if done:
@@ -240,6 +255,63 @@ def _sync_deletes_step(
         publish_rows(table, gone, ports)
         metrics.add_metric(name="RowsHealedAsDeleted", unit=MetricUnit.Count, value=len(gone))
     return list(entries[-1].position), len(entries) < DELETE_CHECK_KEYS, len(gone)
+
+
+def _replaced_start(table: str, ports: ConsumerPorts) -> dict[str, Any] | None:
+    """Where a rebuild's walk of the served version it replaces begins (None: there is none)."""
+    served = ports.store.get_head(table)
+    return None if served is None else {"version": served.version, "page": 0, "chunk": 0}
+
+
+def _replaced_deletes_step(
+    table: str, after: dict[str, Any], ports: ConsumerPorts
+) -> tuple[Any, bool, int]:
+    """A rebuild's walk of the served version it replaces: tombstone the rows that version
+    lists and Supabase no longer has. That frozen version is walked by index (its order may
+    be another policy's); if it expired meanwhile, the walk starts over on the served one."""
+    store = ports.store
+    version = store.get_version(table, after["version"])
+    page_number, chunk_number = after["page"], after["chunk"]
+    keys: list[str] = []
+    pages: dict[int, IndexPage | None] = {}
+    while version is not None and page_number < len(version.pages):
+        if len(keys) >= DELETE_CHECK_KEYS:
+            break
+        if page_number not in pages:
+            pages[page_number] = store.get_index_page(version.pages[page_number].key)
+        page = pages[page_number]
+        chunk = store.get_chunk(page.chunks[chunk_number].key) if page is not None else None
+        if page is None or chunk is None:
+            version = None  # retired and expired meanwhile
+            break
+        keys += [entry.key for entry in chunk.entries]
+        chunk_number += 1
+        if chunk_number >= len(page.chunks):
+            page_number, chunk_number = page_number + 1, 0
+    if version is None:
+        restart = _replaced_start(table, ports)
+        if restart is not None and restart["version"] == after["version"]:
+            raise ListNodeMissing(f"a node of {table}'s served version is gone")
+        return restart, restart is None, 0
+    gone: list[str] = []
+    if keys:
+        read_at_ns = ports.clock_ns()  # before the read it stamps
+        existing = ports.source.existing_keys(table, keys)
+        gone = [key for key in dict.fromkeys(keys) if key not in existing]
+    if gone:
+        fresh = [FreshRow(key=key, body=None, position=None) for key in gone]
+        ports.store.write_rows(
+            table,
+            fresh,
+            read_at_ns=read_at_ns,
+            order=ports.list_order(table),
+            policy=ports.policy(table),
+        )
+        publish_rows(table, gone, ports)
+        metrics.add_metric(name="RowsHealedAsDeleted", unit=MetricUnit.Count, value=len(gone))
+    if page_number >= len(version.pages):
+        return None, True, len(gone)
+    return {**after, "page": page_number, "chunk": chunk_number}, False, len(gone)
 
 
 def _list_entries_after(

@@ -3,8 +3,10 @@
 A rebuild is a full sync (``full_sync``) whose pages patch a version of their own, kept at
 ``/<table>#next`` and never served, starting empty. While it runs, every change is published to
 that version first and to the served one after (``list_publish.publish_rows``), so it misses
-none. When its deletes phase is done, one switch (``promote``) makes it the served head and
-ends the rebuild; what the served version used is retired with the grace period. Readers keep
+none. Its deletes phase walks its own version, then the served one it replaces (a row only that
+one lists, its delete lost, would otherwise stay a live item no list holds). Then one switch
+(``promote``) makes it the served head and ends the rebuild; what the served version used is
+retired with the grace period. Readers keep
 the served version until then (I6): no downtime, no half-built list.
 
 Two things start one: ``make rebuild`` (an operator: a list that is inconsistent for a reason
