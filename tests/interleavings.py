@@ -326,9 +326,10 @@ def run_scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
                 assert get_item(raw_store, "articles", key, policy=policy.fingerprint) == row
 
         drain()
-        head = raw_store.get_head("articles")
-        if head is not None and head.policy == policy.fingerprint and not lost:
-            # I1 without a full sync: every change was delivered at least once.
+        if raw_store.get_head("articles") is not None and not lost and not policy_changes:
+            # I1 without a full sync: every change was delivered at least once. (After a
+            # policy change, a consumer still running with the old one may write a row last,
+            # in the old view: the reader refuses it until the next full sync rewrites it.)
             converged()
         # I1 with lost webhooks: one full sync heals whatever they left behind; it comes after
         # the longest invocation, so its sweep settles every publish ever killed.
