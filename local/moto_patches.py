@@ -30,7 +30,7 @@ def install() -> None:
         # A whole table is not copied: the transaction below saves the items it names.
         return value if isinstance(value, Table) else copy.deepcopy(value, memo)
 
-    models.copy = types.SimpleNamespace(deepcopy=deepcopy)  # type: ignore[attr-defined]
+    setattr(models, "copy", types.SimpleNamespace(deepcopy=deepcopy))  # noqa: B010
     original = models.DynamoDBBackend.transact_write_items
 
     def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:

@@ -10,7 +10,10 @@ from tests.conftest import EmulatedAws
 
 
 def _item(aws: EmulatedAws, key: str) -> dict[str, object] | None:
-    return aws.dynamodb.get_item(TableName=aws.stack.table_name, Key={"pk": {"S": key}}).get("Item")
+    item: dict[str, object] | None = aws.dynamodb.get_item(
+        TableName=aws.stack.table_name, Key={"pk": {"S": key}}
+    ).get("Item")
+    return item
 
 
 def test_a_cancelled_transaction_leaves_every_item_as_it_was(aws: EmulatedAws) -> None:
