@@ -21,7 +21,7 @@ OPS := $(PY) -m ops $(if $(STACK),--stack $(STACK)) $(if $(ENV),--config-env $(E
 SAM_ENV_FLAG := $(if $(ENV),--config-env $(ENV))
 
 .PHONY: help demo dev test soak lint typecheck unit bench bench-quick bench-scale bench-large build validate \
-	deploy invoke lock clean backfill resync dlq redrive verify status account-setup logs sync delete
+	deploy invoke lock clean webhook-sql backfill resync dlq redrive verify status account-setup logs sync delete
 
 ## help: list every target
 help:
@@ -55,10 +55,15 @@ demo: $(VENV)/.installed
 ##   options: PORT=3000 (API) SUPABASE_PORT=54321 HOST=127.0.0.1 DATA=.local-data/db (keep rows)
 ##            WEBHOOK_SECRET=... SUPABASE_URL=... SUPABASE_KEY=... (a real project: both or neither)
 ##            BACKFILL=no (start with an empty cache, as a fresh deployment: a first change fills)
+##            DROP_WEBHOOKS=0.1 (fail that share of webhook deliveries, as Supabase loses some)
 dev: $(VENV)/.installed
 	$(PY) -m local.dev $(if $(DATA),--data-dir $(DATA)) $(if $(PORT),--port $(PORT)) \
 		$(if $(SUPABASE_PORT),--supabase-port $(SUPABASE_PORT)) $(if $(HOST),--host $(HOST)) \
-		$(if $(filter no,$(BACKFILL)),--no-backfill)
+		$(if $(filter no,$(BACKFILL)),--no-backfill) $(if $(DROP_WEBHOOKS),--drop-webhooks $(DROP_WEBHOOKS))
+
+## webhook-sql: print the SQL that creates a stack's Database Webhooks in Supabase (review, then run it)
+webhook-sql: $(VENV)/.installed
+	@$(OPS) webhook-sql
 
 ## invoke: Docker-free `sam local invoke`: make invoke FUNCTION=ReceiverFunction EVENT=events/receiver/insert.json
 invoke: $(VENV)/.installed

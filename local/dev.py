@@ -1,13 +1,16 @@
 """``make dev``: the local stack (``local.stack.PipelineStack``) in the foreground.
 
-``python -m local.dev [--data-dir DIR] [--port N] [--supabase-port N] [--host H]`` (``make dev
-DATA= PORT= SUPABASE_PORT= HOST=``) starts it with two cached tables and a short, local-only
+``python -m local.dev [--data-dir DIR] [--port N] [--supabase-port N] [--host H]
+[--drop-webhooks SHARE]`` (``make dev DATA= PORT= SUPABASE_PORT= HOST= DROP_WEBHOOKS=``) starts
+it on a local PostgreSQL (migrations and seed from ``supabase/``; kept in DIR, else temporary)
+with two cached tables and a short, local-only
 visibility timeout (a failed batch is retried within seconds), prints the banner
 (``local.banner``), queues a RESYNC so that the in-memory cache fills from Supabase at once
 (as ``make backfill`` does), and runs until Ctrl-C or SIGTERM. The endpoints go to the state
 file (``local.state_file``) that ``make invoke`` and the operator commands read; it is removed
 on exit. ``SUPABASE_URL`` and ``SUPABASE_KEY`` (both or neither) use a real project instead of
-the stand-in, ``WEBHOOK_SECRET`` chooses the webhook's secret.
+the local one, ``WEBHOOK_SECRET`` chooses the webhook's secret. What stops the start (a port in
+use, a data folder in use, a failing migration) is one line on stderr and exit status 1.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from types import FrameType
 from local import BUNDLED_EVENTS_SECRET
 from local.banner import format_banner
 from local.stack import PipelineStack, PortInUse
+from local.supabase import LocalDatabaseError
 from local.state_file import read_state, remove_state, state_path, write_state
 from local.template import load_template, queue_visibility_timeout_s
 
@@ -76,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         # Tables cached with the public's view (the default policy) read with the anon key.
         supabase_anon_key=os.environ.get("SUPABASE_ANON_KEY") if real_url else None,
         supabase_port=arguments.supabase_port,
+        seed=True,
+        drop_webhooks=arguments.drop_webhooks,
     )
     path = state_path()
     try:
@@ -83,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     except PortInUse as error:
         print(f"cannot start the local stack: {error.strerror}", file=sys.stderr)
         return 1
-    except OSError as error:
+    except (LocalDatabaseError, OSError) as error:
         print(f"cannot start the local stack: {error}", file=sys.stderr)
         return 1
     try:
@@ -114,9 +120,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def real_supabase(environ: Mapping[str, str]) -> tuple[str | None, str | None]:
-    """(SUPABASE_URL, SUPABASE_KEY) of a real project, (None, None) for the stand-in.
+    """(SUPABASE_URL, SUPABASE_KEY) of a real project, (None, None) for the local one.
 
-    One without the other is an error rather than a quiet fall back to the stand-in: a user who
+    One without the other is an error rather than a quiet fall back to the local one: a user who
     set SUPABASE_URL expects their project, and would otherwise see an empty local table.
     """
     url, key = environ.get("SUPABASE_URL") or None, environ.get("SUPABASE_KEY") or None
@@ -126,7 +132,7 @@ def real_supabase(environ: Mapping[str, str]) -> tuple[str | None, str | None]:
         )
         raise ValueError(
             f"{given} is set but {missing} is not: set both to use a real project "
-            "(the key is its service_role key), or neither for the local stand-in"
+            "(the key is its service_role key), or neither for the local one"
         )
     return url, key
 
@@ -135,7 +141,7 @@ def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m local.dev", description="Run the whole pipeline locally (make dev)."
     )
-    parser.add_argument("--data-dir", help="keep the Supabase stand-in's rows in this folder")
+    parser.add_argument("--data-dir", help="keep the local database in this folder")
     parser.add_argument(
         "--port", type=int, default=int(os.environ.get("PORT") or DEFAULT_PORT), help="API port"
     )
@@ -148,7 +154,14 @@ def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         "--supabase-port",
         type=int,
         default=int(os.environ.get("SUPABASE_PORT") or DEFAULT_SUPABASE_PORT),
-        help="the Supabase stand-in's port",
+        help="the local Supabase API's port",
+    )
+    parser.add_argument(
+        "--drop-webhooks",
+        type=_share,
+        default=_share(os.environ.get("DROP_WEBHOOKS") or "0"),
+        metavar="SHARE",
+        help="fail this share (0 to 1) of webhook deliveries, as lost ones: what a resync heals",
     )
     template_timeout_s = queue_visibility_timeout_s(load_template())
     parser.add_argument(
@@ -174,6 +187,16 @@ def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         help="override a template parameter (repeatable)",
     )
     return parser.parse_args(argv)
+
+
+def _share(text: str) -> float:
+    try:
+        share = float(text)
+    except ValueError:
+        share = -1.0
+    if not 0.0 <= share <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a share from 0 to 1, not {text!r}")
+    return share
 
 
 def _key_value(text: str) -> tuple[str, str]:

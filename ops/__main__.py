@@ -19,6 +19,7 @@ from ops.backfill import request_resync, wait_until_drained
 from ops.dead_letters import list_dead_letters, logged_error_finder, redrive
 from ops.target import Target, TargetNotFound, resolve_target
 from ops.verify import verify_table
+from ops.webhook_sql import render_webhook_sql
 
 
 def backfill(target: Target, arguments: argparse.Namespace) -> int:
@@ -105,6 +106,24 @@ def status(target: Target, arguments: argparse.Namespace) -> int:
     return 0
 
 
+def webhook_sql(target: Target, arguments: argparse.Namespace) -> int:
+    """The Database Webhooks' SQL for this stack: its receiver's URL and current secret."""
+    environment = target.receiver_environment or (
+        target.client("lambda")
+        .get_function_configuration(FunctionName=target.outputs["ReceiverFunctionName"])
+        .get("Environment", {})
+        .get("Variables", {})
+    )
+    if "WebhookUrl" not in target.outputs or "WEBHOOK_SECRET_NAME" not in environment:
+        print(f"{target.description} has no WebhookUrl output or webhook secret", file=sys.stderr)
+        return 2
+    secret = target.secrets.get_secret_value(SecretId=environment["WEBHOOK_SECRET_NAME"])
+    tables = target.cached_tables
+    url = target.outputs["WebhookUrl"]
+    print(render_webhook_sql(url, secret["SecretString"], tables, schema=target.schema_name))
+    return 0
+
+
 def account_setup(arguments: argparse.Namespace) -> int:
     import boto3
 
@@ -142,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     command = commands.add_parser("verify", help="report drift between cache and Supabase")
     command.add_argument("--table", action="append", help="only this table (repeatable)")
     commands.add_parser("status", help="queue depths and cached tables")
+    commands.add_parser("webhook-sql", help="the SQL that creates the Database Webhooks")
     command = commands.add_parser("account-setup", help="API Gateway's CloudWatch role, once")
     command.add_argument("--check", action="store_true", help="only report; exit 1 if unset")
     arguments = parser.parse_args(argv)
@@ -159,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         "redrive": redrive_command,
         "verify": verify,
         "status": status,
+        "webhook-sql": webhook_sql,
     }
     return handlers[arguments.command](target, arguments)
 

@@ -46,6 +46,8 @@ class Target:
     session: boto3.Session = field(repr=False)
     endpoint_url: str | None = None
     log_group: str | None = None  # the consumer's; None where there are no CloudWatch logs
+    # The receiver's variables where no Lambda API has them (the local stack); else read there.
+    receiver_environment: dict[str, str] = field(default_factory=dict)
 
     def client(self, service: str) -> Any:
         return self.session.client(service, endpoint_url=self.endpoint_url)  # type: ignore[call-overload]
@@ -159,6 +161,7 @@ def local_target(state: dict[str, Any]) -> Target:
         consumer_environment={**consumer["environment"], **(state.get("environment") or {})},
         session=session,
         endpoint_url=state["aws_endpoint"],
+        receiver_environment=state["functions"]["ReceiverFunction"]["environment"],
     )
 
 

