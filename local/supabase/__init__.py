@@ -91,17 +91,19 @@ class LocalSupabase(RestServer):
             return cursor.fetchall() if cursor.description else []
 
     def seed(self, table: str, rows: Iterable[Mapping[str, Any]]) -> int:
-        """Insert rows as a data load does: no trigger fires, so no webhook is sent."""
-        rows = list(rows)
-        names = sql.SQL(", ").join(
-            map(sql.Identifier, dict.fromkeys(k for row in rows for k in row))
-        )
+        """Insert rows as a data load does: no trigger fires, so no webhook is sent; a column
+        a row leaves out gets its default."""
+        groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+        for row in rows:
+            groups.setdefault(tuple(row), []).append(row)
         target = sql.Identifier("public", table)
         insert = sql.SQL("insert into {} ({}) select {} from json_populate_recordset(null::{}, %s)")
         with psycopg.connect(self.owner) as conn:
             conn.execute("set local session_replication_role = replica")
-            conn.execute(insert.format(target, names, names, target), [json.dumps(rows)])
-        return len(rows)
+            for columns, group in groups.items():
+                names = sql.SQL(", ").join(map(sql.Identifier, columns))
+                conn.execute(insert.format(target, names, names, target), [json.dumps(group)])
+        return sum(map(len, groups.values()))
 
     def rows(self, table: str) -> list[dict[str, Any]]:
         """Every row and column, by primary key, rendered as PostgREST renders them."""

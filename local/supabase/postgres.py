@@ -15,6 +15,7 @@ the fix.
 
 from __future__ import annotations
 
+import atexit
 import os
 import subprocess
 import sys
@@ -28,8 +29,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 ROOT = Path(__file__).resolve().parents[2]
-MIGRATIONS = ROOT / "supabase" / "migrations"
-SEED = ROOT / "supabase" / "seed.sql"
+PROJECT = ROOT / "supabase"  # the Supabase CLI's layout: migrations/*.sql, seed.sql
 PLATFORM = Path(__file__).with_name("platform.sql")
 # Stops the server once its stdin closes: stop() closes it, and so does this process's end.
 _WATCHDOG = """import shutil, subprocess, sys
@@ -76,6 +76,7 @@ class PostgresCluster:
         # get_server() hands out one object per folder and process: forget it, so that a later
         # start on this folder (a restarted stack) starts the server again.
         PostgresServer._instances.pop(self.pgdata, None)
+        atexit.unregister(server._cleanup)
         info = server.get_postmaster_info()
         self._host, self._port = str(info.socket_dir), int(info.port or 5432)
         self._watchdog = subprocess.Popen(  # noqa: S603 (our interpreter, our script)
@@ -91,11 +92,12 @@ class PostgresCluster:
             stdin=subprocess.PIPE,
             start_new_session=True,  # Ctrl-C is for the stack, not for it
         )
-        if self._temporary is not None:  # nothing here outlives the run: durability is not needed
-            with psycopg.connect(self.conninfo(), autocommit=True) as conn:
+        with psycopg.connect(self.conninfo(), autocommit=True) as conn:
+            conn.execute("alter system set timezone = 'UTC'")  # as Supabase's
+            if self._temporary is not None:  # nothing here outlives the run: no durability
                 for setting in ("fsync", "synchronous_commit", "full_page_writes"):
                     conn.execute(f"alter system set {setting} = off")
-                conn.execute("select pg_reload_conf()")
+            conn.execute("select pg_reload_conf()")
         return self
 
     def stop(self) -> None:
@@ -133,7 +135,7 @@ class PostgresCluster:
                 sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
             )
 
-    def prepare(self, database: str, *, seed: bool = True) -> None:
+    def prepare(self, database: str, *, seed: bool = True, project: Path = PROJECT) -> None:
         """Platform, migrations and seed on a new database; new migrations on an old one."""
         with psycopg.connect(self.conninfo(database), autocommit=True) as conn:
             found = conn.execute(
@@ -150,9 +152,8 @@ class PostgresCluster:
                     )
                 }
             )
-            pending = [
-                path for path in sorted(MIGRATIONS.glob("*.sql")) if _version(path) not in applied
-            ]
+            migrations = sorted((project / "migrations").glob("*.sql"))
+            pending = [path for path in migrations if _version(path) not in applied]
             with conn.transaction():
                 if fresh:
                     _run(conn, PLATFORM)
@@ -164,8 +165,8 @@ class PostgresCluster:
                         " values (%s, %s, array[%s])",
                         [version, name, path.read_text()],
                     )
-                if fresh and seed and SEED.exists():
-                    _run(conn, SEED)
+                if fresh and seed and (project / "seed.sql").exists():
+                    _run(conn, project / "seed.sql")
 
 
 def _version(path: Path) -> str:

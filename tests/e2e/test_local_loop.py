@@ -17,7 +17,7 @@ import pytest
 
 from local.dev import real_supabase
 from local.stack import PipelineStack, PortInUse
-from tests.conftest import ROOT
+from tests.conftest import ROOT, Database
 from tests.e2e.conftest import QUIET
 
 pytestmark = pytest.mark.e2e
@@ -182,7 +182,7 @@ def test_half_a_real_project_is_an_error_not_a_fallback(
     # Given only one of SUPABASE_URL / SUPABASE_KEY
     with pytest.raises(ValueError, match=message):
         real_supabase(environ)
-    # When make dev starts with it / Then it refuses in one line instead of using the stand-in
+    # When make dev starts with it / Then it refuses in one line instead of using the local one
     dev = _python(
         "-m",
         "local.dev",
@@ -207,15 +207,17 @@ def test_half_a_real_project_is_an_error_not_a_fallback(
     ("option", "what", "variable"),
     [
         ("port", "the local API", "PORT"),
-        ("supabase_port", "the Supabase stand-in", "SUPABASE_PORT"),
+        ("supabase_port", "the local Supabase API", "SUPABASE_PORT"),
     ],
 )
 def test_a_busy_port_names_itself_and_the_make_variable(
-    taken_port: int, option: str, what: str, variable: str
+    taken_port: int, option: str, what: str, variable: str, database: Database
 ) -> None:
     # Given a port already taken / When the stack is asked to use it
     ports = {"port": 0, "supabase_port": 0, option: taken_port}
-    stack = PipelineStack(port=ports["port"], supabase_port=ports["supabase_port"])
+    stack = PipelineStack(
+        port=ports["port"], supabase_port=ports["supabase_port"], database=database
+    )
     with pytest.raises(PortInUse) as raised:
         stack.start()
     # Then the error names the port, what wanted it and how to choose another
