@@ -82,8 +82,7 @@ def format_banner(stack: PipelineStack, *, chosen_secret: bool) -> str:
         "  .venv/bin/python - <<'EOF'",
         "  from supabase import create_client",
         f"  client = create_client({stack.supabase_url!r}, {stack.supabase_key!r})",
-        f"  client.table({first_table!r}).insert({{'title': 'Hello'}})"
-        ".execute()",
+        f"  client.table({first_table!r}).insert({{'title': 'Hello'}}).execute()",
         "  EOF",
         "",
         "Read the cache:",

@@ -28,8 +28,8 @@ from types import FrameType
 from local import BUNDLED_EVENTS_SECRET
 from local.banner import format_banner
 from local.stack import PipelineStack, PortInUse
-from local.supabase import LocalDatabaseError
 from local.state_file import read_state, remove_state, state_path, write_state
+from local.supabase import LocalDatabaseError
 from local.template import load_template, queue_visibility_timeout_s
 
 log = logging.getLogger("local.dev")
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     except PortInUse as error:
         print(f"cannot start the local stack: {error.strerror}", file=sys.stderr)
         return 1
-    except (LocalDatabaseError, OSError) as error:
+    except (LocalDatabaseError, OSError, ValueError) as error:
         print(f"cannot start the local stack: {error}", file=sys.stderr)
         return 1
     try:
@@ -158,8 +158,8 @@ def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--drop-webhooks",
-        type=_share,
-        default=_share(os.environ.get("DROP_WEBHOOKS") or "0"),
+        type=float,
+        default=float(os.environ.get("DROP_WEBHOOKS") or "0"),
         metavar="SHARE",
         help="fail this share (0 to 1) of webhook deliveries, as lost ones: what a resync heals",
     )
@@ -187,16 +187,6 @@ def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         help="override a template parameter (repeatable)",
     )
     return parser.parse_args(argv)
-
-
-def _share(text: str) -> float:
-    try:
-        share = float(text)
-    except ValueError:
-        share = -1.0
-    if not 0.0 <= share <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a share from 0 to 1, not {text!r}")
-    return share
 
 
 def _key_value(text: str) -> tuple[str, str]:

@@ -234,8 +234,9 @@ class PipelineStack:
             self._own_cluster.prepare("postgres", seed=self.seed)
         cluster, database = self.database or (self._own_cluster, "postgres")
         assert cluster is not None
+        jitter, drop = self.webhook_jitter_s, self.drop_webhooks
         self.supabase = LocalSupabase(
-            cluster, database, webhook_jitter_s=self.webhook_jitter_s, drop_webhooks=self.drop_webhooks
+            cluster, database, webhook_jitter_s=jitter, drop_webhooks=drop
         )
         if self._api is not None:
             self.supabase.wire_webhooks(
@@ -416,9 +417,6 @@ class PipelineStack:
             "region": self.aws.region,
             "api_url": self.api_url if self._api is not None else None,
             "supabase_url": self.supabase_url,
-            "database_uri": self.supabase.cluster.uri(self.supabase.database)
-            if self.supabase is not None
-            else None,
             "functions": {logical_id: asdict(spec) for logical_id, spec in self.specs.items()},
             "environment": self._environment,
             # Named as the deployed stack's outputs, so `make dlq` and the others read both alike.

@@ -1,4 +1,4 @@
-"""Driving the consumer in tests: ports on moto and a local Supabase, SQS events, draining the queue.
+"""Driving the consumer in tests: ports on moto and a local Supabase, SQS events, draining.
 
 A full sync continues itself through the change queue (and a first change starts the fill
 there), so "the queue drained" means: run the handler on what the queue holds until it is empty.

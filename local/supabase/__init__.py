@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from types import TracebackType
 from typing import Any
 
 import psycopg
@@ -26,6 +25,10 @@ from ops.webhook_sql import TRIGGER_NAME, render_webhook_sql
 
 __all__ = ["DEFAULT_JWT_SECRET", "LocalDatabaseError", "LocalSupabase", "PostgresCluster"]
 __all__ += ["RequestRecord", "WebhookDelivery", "make_key"]
+_PRIMARY_KEY = """select a.attname::text from pg_index i join pg_attribute a on a.attrelid =
+                  i.indrelid and a.attnum = any(i.indkey) where i.indrelid = %s::regclass
+                  and i.indisprimary"""
+_WIRED = "select tgrelid::regclass::text from pg_trigger where tgname = %s"
 
 
 class LocalSupabase(RestServer):
@@ -33,18 +36,11 @@ class LocalSupabase(RestServer):
     its tables (``sql``, ``seed``, ``rows``) for tests and the demo."""
 
     def __init__(
-        self,
-        cluster: PostgresCluster,
-        database: str,
-        *,
-        max_rows: int = 1000,
-        webhook_jitter_s: float = 0.0,
-        drop_webhooks: float = 0.0,
-        jwt_secret: str = DEFAULT_JWT_SECRET,
-    ) -> None:
-        super().__init__(
-            cluster.conninfo(database, "authenticator"), jwt_secret=jwt_secret, max_rows=max_rows
-        )
+        self, cluster: PostgresCluster, database: str, *, max_rows: int = 1000,
+        webhook_jitter_s: float = 0.0, drop_webhooks: float = 0.0,
+    ) -> None:  # fmt: skip
+        api = cluster.conninfo(database, "authenticator")
+        super().__init__(api, jwt_secret=DEFAULT_JWT_SECRET, max_rows=max_rows)
         self.cluster, self.database, self.owner = cluster, database, cluster.conninfo(database)
         self.net = Dispatcher(self.owner, max_jitter_s=webhook_jitter_s, drop_rate=drop_webhooks)
 
@@ -66,12 +62,7 @@ class LocalSupabase(RestServer):
         self.start()
         return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     @property
@@ -81,9 +72,7 @@ class LocalSupabase(RestServer):
     def wait_for_webhooks(self, timeout_s: float = 10.0) -> bool:
         return self.net.wait(timeout_s)
 
-    def sql(
-        self, statement: str | sql.Composable, params: Sequence[Any] | None = None
-    ) -> list[Any]:
+    def sql(self, statement: str | sql.Composed, params: Sequence[Any] = ()) -> list[Any]:
         """Run SQL as the owner (DDL, policies, checks): the rows it returns, if any."""
         query = statement.encode() if isinstance(statement, str) else statement
         with psycopg.connect(self.owner, autocommit=True) as conn:
@@ -107,11 +96,7 @@ class LocalSupabase(RestServer):
 
     def rows(self, table: str) -> list[dict[str, Any]]:
         """Every row and column, by primary key, rendered as PostgREST renders them."""
-        key = self.sql(
-            "select a.attname::text from pg_index i join pg_attribute a on a.attrelid = i.indrelid"
-            " and a.attnum = any(i.indkey) where i.indrelid = %s::regclass and i.indisprimary",
-            [f'public."{table}"'],
-        )
+        key = self.sql(_PRIMARY_KEY, [f'public."{table}"'])
         order = sql.SQL(", ").join(sql.Identifier(name) for (name,) in key)
         query = sql.SQL("select coalesce(json_agg(t order by {}), '[]')::text from {} t")
         [(text,)] = self.sql(query.format(order, sql.Identifier("public", table)))
@@ -121,13 +106,9 @@ class LocalSupabase(RestServer):
     def wire_webhooks(self, url: str, secret: str, tables: Sequence[str], timeout_ms: int) -> None:
         """The Database Webhooks ``make webhook-sql`` gives a real project, pointed at ``url``
         (those an earlier run left on other tables dropped first)."""
-        for (table,) in self.sql(
-            "select c.relname::text from pg_trigger t join pg_class c on c.oid = t.tgrelid where t.tgname = %s",
-            [TRIGGER_NAME],
-        ):
+        drop = sql.SQL("drop trigger {} on {}")
+        for (table,) in self.sql(_WIRED, [TRIGGER_NAME]):
             self.sql(
-                sql.SQL("drop trigger {} on {}").format(
-                    sql.Identifier(TRIGGER_NAME), sql.Identifier(table)
-                )
-            )
+                drop.format(sql.Identifier(TRIGGER_NAME), sql.SQL(table))
+            )  # as the catalog quotes it
         self.sql(render_webhook_sql(url, secret, tables, timeout_ms=timeout_ms))

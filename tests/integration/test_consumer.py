@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
-from supabase import create_client
 
 from local.supabase import LocalSupabase
+from supabase import create_client
 from tests.conftest import EmulatedAws, LambdaContext, load_event
 from tests.consumer_support import (
     batch,
@@ -29,7 +29,6 @@ from tests.faults import FaultyClient, unreachable
 from waituntil.core.contracts import Change
 from waituntil.read.cache_client import get_item, get_list
 from waituntil.sync.ports import ConsumerPorts
-
 
 _ports = consumer_ports
 _batch = batch

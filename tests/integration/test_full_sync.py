@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -78,9 +77,7 @@ def _drain_in_short_invocations(aws: EmulatedAws, ports: Any) -> int:
     return invocations
 
 
-def _fill_two_pages(
-    aws: EmulatedAws, supabase: LocalSupabase, **settings: str
-) -> tuple[Any, str]:
+def _fill_two_pages(aws: EmulatedAws, supabase: LocalSupabase, **settings: str) -> tuple[Any, str]:
     """300 rows in Supabase, nothing cached, pages of 50 rows; one change starts the fill and
     its first invocation, with time for two pages, continues: (ports, the continuation)."""
     supabase.seed("articles", _rows())

@@ -15,10 +15,11 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from supabase import create_client
+from postgrest.types import CountMethod
 
 from local.supabase import LocalDatabaseError, LocalSupabase, PostgresCluster
 from local.supabase.net import DROPPED, USER_AGENT
+from supabase import create_client
 from tests.conftest import Database
 
 SECRET = "webhook-secret"
@@ -33,7 +34,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.requests.append((dict(self.headers), body))
                 time.sleep(receiver.delay_s)
@@ -69,7 +70,9 @@ def payloads(supabase: LocalSupabase) -> list[Any]:
 
 
 def responses(supabase: LocalSupabase) -> list[tuple[Any, ...]]:
-    return supabase.sql("select status_code, timed_out, error_msg from net._http_response order by id")
+    return supabase.sql(
+        "select status_code, timed_out, error_msg from net._http_response order by id"
+    )
 
 
 def test_a_write_is_posted_after_commit_as_supabases_trigger_builds_it(
@@ -77,7 +80,9 @@ def test_a_write_is_posted_after_commit_as_supabases_trigger_builds_it(
 ) -> None:
     # When a row is inserted and updated through the API
     db = create_client(hooked.url, hooked.service_key)
-    db.table("articles").insert({"id": 1, "title": "Hello", "meta": {"b": 1, "a": [2.50]}}).execute()
+    db.table("articles").insert(
+        {"id": 1, "title": "Hello", "meta": {"b": 1, "a": [2.50]}}
+    ).execute()
     db.table("articles").update({"title": "Hi"}).eq("id", 1).execute()
     # Then each is one POST, its body the jsonb that jsonb_build_object made, byte for byte
     assert [p["type"] for p in payloads(hooked)] == ["INSERT", "UPDATE"]
@@ -91,7 +96,10 @@ def test_a_write_is_posted_after_commit_as_supabases_trigger_builds_it(
     assert update.body.startswith('{"type": "UPDATE", "table": "articles", "record": {')
     # And with the trigger's headers, pg_net's user agent; answered 202, recorded in pg_net's table
     headers = receiver.requests[0][0]
-    assert (headers["Authorization"], headers["Content-Type"]) == (f"Bearer {SECRET}", "application/json")
+    assert (headers["Authorization"], headers["Content-Type"]) == (
+        f"Bearer {SECRET}",
+        "application/json",
+    )
     assert headers["User-Agent"] == USER_AGENT
     assert responses(hooked) == [(202, False, None), (202, False, None)]
     assert hooked.sql("select count(*) from supabase_functions.hooks") == [(2,)]
@@ -140,10 +148,12 @@ def test_a_policy_hides_rows_from_anon_everywhere(supabase: LocalSupabase) -> No
         """drop policy "articles are public" on articles;
            create policy "published only" on articles for select to anon using (published)"""
     )
-    supabase.seed("articles", [{"id": k, "title": f"t{k}", "published": k <= 2} for k in range(1, 6)])
+    supabase.seed(
+        "articles", [{"id": k, "title": f"t{k}", "published": k <= 2} for k in range(1, 6)]
+    )
     anon = create_client(supabase.url, supabase.anon_key).table("articles")
     # When anon reads, counts and asks for hidden keys / Then PostgreSQL shows published rows only
-    visible = anon.select("id", count="exact").order("id").execute()
+    visible: Any = anon.select("id", count=CountMethod.exact).order("id").execute()
     assert ([row["id"] for row in visible.data], visible.count) == ([1, 2], 2)
     assert anon.select("id").in_("id", ["3", "4"]).execute().data == []
     # And the service role sees every row
@@ -159,9 +169,9 @@ def test_a_bulk_insert_of_1000_rows_sends_1000_webhooks(hooked: LocalSupabase) -
     sent = payloads(hooked)
     assert sorted(p["record"]["id"] for p in sent) == list(range(1, 1001))
     assert {p["type"] for p in sent} == {"INSERT"}
-    assert hooked.sql("select count(*), count(*) filter (where status_code = 202) from net._http_response") == [
-        (1000, 1000)
-    ]
+    assert hooked.sql(
+        "select count(*), count(*) filter (where status_code = 202) from net._http_response"
+    ) == [(1000, 1000)]
 
 
 HOSTILE = [
@@ -189,7 +199,9 @@ def test_hostile_filters_change_nothing_and_get_postgrests_answers(hooked: Local
     for path, status, code in HOSTILE:
         # When a hostile filter is read, updated or deleted with
         for method in ("GET", "PATCH", "DELETE"):
-            response = httpx.request(method, f"{hooked.url}/rest/v1/{path}", headers=headers, json={"title": "x"})
+            response = httpx.request(
+                method, f"{hooked.url}/rest/v1/{path}", headers=headers, json={"title": "x"}
+            )
             # Then PostgREST's answer to a read (a harmless value simply matches nothing), and
             # a client error or a write of nothing to the others
             if method == "GET":

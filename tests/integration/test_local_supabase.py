@@ -9,14 +9,20 @@ import httpx
 import jwt
 import pytest
 from postgrest.exceptions import APIError
-from supabase import Client, create_client
+from postgrest.types import CountMethod
 
 from local.supabase import LocalSupabase, make_key
+from supabase import Client, create_client
 from tests.conftest import Database
 
 ARTICLES = [
     {"id": key, "title": title, "published": key % 2 == 1, "rating": rating}
-    for key, title, rating in [(1, "alpha", 4.5), (2, "beta", None), (3, "gamma", 2), (4, "Delta", 3)]
+    for key, title, rating in [
+        (1, "alpha", 4.5),
+        (2, "beta", None),
+        (3, "gamma", 2),
+        (4, "Delta", 3),
+    ]
 ]
 
 
@@ -56,14 +62,20 @@ def ids(response: Any) -> list[int]:
         (lambda q: q.filter("id", "eq(any)", "{2,3}"), [2, 3]),
     ],
 )
-def test_filters_are_postgresql_comparisons(seeded: LocalSupabase, build: Any, expected: list[int]) -> None:
+def test_filters_are_postgresql_comparisons(
+    seeded: LocalSupabase, build: Any, expected: list[int]
+) -> None:
     # Given four articles / When supabase-py filters them / Then PostgreSQL's answer comes back
-    assert ids(build(client(seeded).table("articles").select("id")).order("id").execute()) == expected
+    assert (
+        ids(build(client(seeded).table("articles").select("id")).order("id").execute()) == expected
+    )
 
 
 def test_select_order_aliases_json_paths_and_casts(seeded: LocalSupabase) -> None:
     # Given an article with a jsonb column
-    client(seeded).table("articles").update({"meta": {"lang": "en", "n": [7]}}).eq("id", 1).execute()
+    client(seeded).table("articles").update({"meta": {"lang": "en", "n": [7]}}).eq(
+        "id", 1
+    ).execute()
     # When columns are selected by alias, JSON path and cast, ordered with nulls first
     read = (
         client(seeded)
@@ -83,14 +95,18 @@ def test_ranges_counts_head_and_the_max_rows_cap(database: Database) -> None:
         supabase.seed("articles", [{"id": key} for key in range(1, 26)])
         table = client(supabase).table("articles")
         # When read without a limit / Then 10 rows, silently, and the count says 25
-        capped = table.select("id", count="exact").order("id").execute()
+        capped = table.select("id", count=CountMethod.exact).order("id").execute()
         assert (ids(capped), capped.count) == (list(range(1, 11)), 25)
         # When a range or limit/offset is asked / Then that window
         assert ids(table.select("id").order("id").range(20, 29).execute()) == list(range(21, 26))
         assert ids(table.select("id").order("id").limit(2).offset(5).execute()) == [6, 7]
         # When HEAD asks for the count / Then no body, the total in Content-Range, 206
         head = raw(supabase, "HEAD", "articles?select=id", headers={"Prefer": "count=exact"})
-        assert (head.status_code, head.headers["content-range"], head.content) == (206, "0-9/25", b"")
+        assert (head.status_code, head.headers["content-range"], head.content) == (
+            206,
+            "0-9/25",
+            b"",
+        )
         # When the range starts past the end / Then 416 PGRST103 with the count, 200 without
         past = raw(supabase, "GET", "articles", headers={"Range": "30-39", "Prefer": "count=exact"})
         assert (past.status_code, past.json()["code"]) == (416, "PGRST103")
@@ -108,16 +124,23 @@ def test_single_and_maybe_single(seeded: LocalSupabase) -> None:
     assert table.select("id").eq("id", 99).maybe_single().execute() is None
 
 
-def test_inserts_upserts_updates_and_deletes_return_the_written_rows(supabase: LocalSupabase) -> None:
+def test_inserts_upserts_updates_and_deletes_return_the_written_rows(
+    supabase: LocalSupabase,
+) -> None:
     table = client(supabase).table("articles")
     # When rows are inserted (one statement), upserted, updated, deleted
-    inserted = table.insert([{"id": 1, "title": "a"}, {"id": 2, "title": "b", "tags": ["x"]}]).execute()
-    upserted = table.upsert({"id": 2, "title": "B"}).execute()
+    inserted: Any = table.insert(
+        [{"id": 1, "title": "a"}, {"id": 2, "title": "b", "tags": ["x"]}]
+    ).execute()
+    upserted: Any = table.upsert({"id": 2, "title": "B"}).execute()
     ignored = table.upsert({"id": 1, "title": "not this"}, ignore_duplicates=True).execute()
-    updated = table.update({"published": True}).in_("id", [1, 2]).execute()
+    updated: Any = table.update({"published": True}).in_("id", [1, 2]).execute()
     deleted = table.delete().eq("id", 1).execute()
     # Then each answers with the rows it wrote, as PostgreSQL holds them
-    assert [(r["id"], r["title"], r["tags"]) for r in inserted.data] == [(1, "a", None), (2, "b", ["x"])]
+    assert [(r["id"], r["title"], r["tags"]) for r in inserted.data] == [
+        (1, "a", None),
+        (2, "b", ["x"]),
+    ]
     assert [r["title"] for r in upserted.data] == ["B"]
     assert ignored.data == []
     assert [r["published"] for r in updated.data] == [True, True]
@@ -145,7 +168,8 @@ def test_rpc_calls_a_sql_function_with_named_arguments(seeded: LocalSupabase) ->
         """create function public.titles_after(after bigint, lim int default 10)
              returns setof articles language sql stable as
              $$ select * from articles where id > after order by id limit lim $$;
-           create function public.add(a int, b int) returns int language sql as $$ select a + b $$"""
+           create function public.add(a int, b int) returns int
+             language sql as $$ select a + b $$"""
     )
     db = client(seeded)
     # When called through supabase-py / Then PostgreSQL's results, typed from the JSON body
@@ -171,7 +195,9 @@ def test_rpc_calls_a_sql_function_with_named_arguments(seeded: LocalSupabase) ->
         ("articles?author.name=eq.x", 400, "PGRST108"),
     ],
 )
-def test_mistakes_are_postgrests_errors(seeded: LocalSupabase, path: str, status: int, code: str) -> None:
+def test_mistakes_are_postgrests_errors(
+    seeded: LocalSupabase, path: str, status: int, code: str
+) -> None:
     response = raw(seeded, "GET", path)
     assert (response.status_code, response.json()["code"]) == (status, code)
     assert set(response.json()) == {"code", "message", "details", "hint"}
@@ -180,7 +206,10 @@ def test_mistakes_are_postgrests_errors(seeded: LocalSupabase, path: str, status
 def test_the_key_is_a_jwt_whose_role_postgresql_enforces(seeded: LocalSupabase) -> None:
     # Given keys signed with the project's secret, another secret, expired, for an unknown role
     forged = make_key("service_role", "another-secret-that-is-long-enough-for-hs256")
-    expired = jwt.encode({"role": "service_role", "exp": 1}, "super-secret-jwt-token-with-at-least-32-characters-long")
+    expired = jwt.encode(
+        {"role": "service_role", "exp": 1},
+        "super-secret-jwt-token-with-at-least-32-characters-long",
+    )
     nobody = make_key("nobody")
     # When each reads / Then a bad signature or expiry is 401 PGRST301/PGRST303, no key 401
     for key, code in [(forged, "PGRST301"), (expired, "PGRST303"), (nobody, "22023")]:

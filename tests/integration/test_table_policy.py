@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from supabase import create_client
 
 from local.supabase import LocalSupabase
 from reader.handler import build_ports as build_reader_ports
 from reader.handler import lambda_handler as reader_handler
+from supabase import create_client
 from tests.conftest import EmulatedAws, LambdaContext, load_event
 from tests.consumer_support import batch, change, consumer_ports, row_of, run_and_drain
 from waituntil.core.settings import ConsumerSettings, ReaderSettings
