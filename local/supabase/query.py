@@ -146,7 +146,7 @@ def parse_select(text: str, b: Builder) -> sql.Composable:
         expression, output = parse_field(body, b)
         if cast:
             expression = SQL("{}::{}").format(expression, SQL(b.resolve_type(cast.strip())))
-        if alias or output != body.strip() or cast:
+        if alias or output != unquote(body.strip()) or cast:
             name = Ident(unquote(alias.strip()) or output)
             expression = SQL("{} AS {}").format(expression, name)
         items.append(expression)
