@@ -35,12 +35,19 @@ _FRESH = "select to_regclass('supabase_migrations.schema_migrations')"
 _APPLIED = "select version from supabase_migrations.schema_migrations"
 _RECORD = """insert into supabase_migrations.schema_migrations (version, name, statements)
              values (%s, %s, array[%s])"""
-# Stops the server once its stdin closes: stop() closes it, and so does this process's end.
-_WATCHDOG = """import shutil, subprocess, sys
+# Stops the server once its stdin closes: stop() closes it, and so does this process's end. By
+# signal, not `pg_ctl stop`: a data folder may have become unreachable by path since the start
+# (pytest makes /tmp/pytest-of-<user> private again). Gone, or a zombie where PID 1 reaps none.
+_WATCHDOG = """import shutil, signal, sys, time, psutil
 sys.stdin.read()
-pg_ctl, pgdata, user, remove = sys.argv[1:]
-stop = [pg_ctl, "-D", pgdata, "-m", "fast", "-w", "stop"]
-subprocess.run(stop, user=user or None, capture_output=True)
+pid, remove = int(sys.argv[1]), sys.argv[2]
+try:
+    server, deadline = psutil.Process(pid), time.monotonic() + 60
+    server.send_signal(signal.SIGINT)  # PostgreSQL's fast shutdown
+    while server.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+        time.sleep(0.02)
+except psutil.NoSuchProcess:
+    pass
 if remove:
     shutil.rmtree(remove, ignore_errors=True)
 """
@@ -85,10 +92,9 @@ class PostgresCluster:
         info = server.get_postmaster_info()
         self._host, self._port = str(info.socket_dir), int(info.port or 5432)
         self._bin = POSTGRES_BIN_PATH
-        arguments = [POSTGRES_BIN_PATH / "pg_ctl", self.pgdata, server.system_user or ""]
-        arguments.append(self._temporary or "")
+        arguments = [str(info.pid), str(self._temporary or "")]
         self._watchdog = subprocess.Popen(  # noqa: S603 (our interpreter, our script)
-            [sys.executable, "-c", _WATCHDOG, *map(str, arguments)],
+            [sys.executable, "-c", _WATCHDOG, *arguments],
             stdin=subprocess.PIPE,
             start_new_session=True,  # Ctrl-C is for the stack, not for it
         )

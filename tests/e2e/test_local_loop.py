@@ -223,3 +223,29 @@ def test_a_busy_port_names_itself_and_the_make_variable(
     # Then the error names the port, what wanted it and how to choose another
     assert str(taken_port) in str(raised.value) and what in str(raised.value)
     assert f"make dev {variable}=<port>" in str(raised.value)
+
+
+def test_a_killed_make_dev_leaves_no_postgresql_and_its_folder_in_use_is_one_line(
+    tmp_path: Path,
+) -> None:
+    # Given `make dev DATA=<folder>` running
+    data, pid_file = tmp_path / "db", tmp_path / "db" / "postgres" / "postmaster.pid"
+    options = ["-m", "local.dev", "--port", "0", "--supabase-port", "0", "--data-dir", str(data)]
+    dev = _python(*options, env={"LOCAL_STACK_STATE": str(tmp_path / "one.json")})
+    assert dev.stdout is not None
+    _read_until(dev.stdout, "make invoke FUNCTION=", timeout_s=90)
+    # When a second one is started on the same folder
+    second = _python(*options, env={"LOCAL_STACK_STATE": str(tmp_path / "two.json")})
+    _, err = second.communicate(timeout=90)
+    # Then it refuses in one line that names the server and the way out
+    assert second.returncode == 1, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("cannot start the local stack: ") and "is in use by PostgreSQL" in err
+    # When the first is killed outright (no Ctrl-C, no cleanup of its own)
+    dev.kill()
+    dev.communicate(timeout=30)
+    # Then its PostgreSQL stops all the same
+    deadline = time.monotonic() + 30
+    while pid_file.exists():
+        assert time.monotonic() < deadline, "PostgreSQL outlived its make dev"
+        time.sleep(0.1)
