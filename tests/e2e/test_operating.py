@@ -8,7 +8,7 @@ import time
 import pytest
 
 from local.stack import PipelineStack
-from ops.__main__ import backfill, dlq, redrive_command, verify
+from ops.__main__ import backfill, dlq, redrive_command, verify, webhook_sql
 from ops.target import Target, local_target
 from tests.e2e.conftest import TABLE, StartStack, supabase_client
 from waituntil.read.cache_client import get_item, get_list
@@ -113,3 +113,24 @@ def test_verify_finds_drift_planted_behind_the_projects_back_and_changes_nothing
     # And it changed nothing
     items_after = dynamodb.scan(TableName=stack.table_name)["Items"]
     assert sorted(map(str, items_after)) == sorted(map(str, items_before))
+
+
+def test_webhook_sql_prints_the_triggers_the_stack_runs_on(
+    start_stack: StartStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a running stack (its database wired by the same template)
+    stack = start_stack()
+    assert stack.supabase is not None
+    # When `make webhook-sql` prints the SQL for it
+    assert webhook_sql(_target(stack), argparse.Namespace()) == 0
+    printed = capsys.readouterr().out
+    # Then it names the stack's receiver, secret and cached table, as trigger arguments
+    assert "create or replace trigger waituntil_webhook" in printed
+    assert f"'{stack.webhook_url}', 'POST'" in printed
+    assert f'"Authorization": "Bearer {stack.webhook_secret}"' in printed
+    assert 'on "public"."articles"' in printed
+    # And run as a user would, it is valid SQL that leaves webhooks working
+    stack.supabase.sql(printed)
+    supabase_client(stack).table(TABLE).insert({"id": 1, "title": "wired"}).execute()
+    assert stack.wait_until_idle(timeout_s=20)
+    assert [delivery.status_code for delivery in stack.supabase.webhook_log] == [202]
