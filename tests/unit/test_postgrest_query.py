@@ -1,3 +1,4 @@
+# ruff: noqa: E501 (one case a row reads better than a wrapped one)
 """The local PostgREST's query-string grammar as SQL, without a database: values are always
 bound parameters, identifiers always quoted, mistakes PostgREST's errors."""
 
