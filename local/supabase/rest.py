@@ -104,9 +104,6 @@ class Fault:
     table: str | None
     dropped: bool
 
-    def matches(self, method: str, table: str | None) -> bool:
-        return self.method in (None, method) and self.table in (None, table)
-
 
 def error_response(error: PostgrestError) -> HttpResponse:
     challenge = f'Bearer error="invalid_token", error_description="{error}"'
@@ -245,7 +242,10 @@ class RestServer:
 
     def _take_fault(self, method: str, table: str | None) -> Fault | None:
         with self._lock:
-            fault = next((f for f in self._faults if f.matches(method, table)), None)
+            hit = (
+                f for f in self._faults if f.method in (None, method) and f.table in (None, table)
+            )
+            fault = next(hit, None)
             if fault is not None and fault.remaining is not None:
                 fault.remaining -= 1
                 if fault.remaining <= 0:
