@@ -131,6 +131,20 @@ def test_iam_read_access_signs_the_reads_and_leaves_the_webhook_alone() -> None:
 
 
 @needs_sam
+def test_every_request_body_reaches_the_functions_as_the_bytes_sent() -> None:
+    # Given the transformed template (a REST API hands a text body over with U+FFFD in place
+    # of invalid UTF-8, so the receiver could not refuse a body that is not UTF-8)
+    api = transformed()["Resources"]["Api"]["Properties"]
+
+    # When its binary media types are read, in the generated OpenAPI document and on the API
+    binary = api["Body"]["x-amazon-apigateway-binary-media-types"]
+
+    # Then every content type is binary: bodies arrive base64, byte for byte
+    assert binary == ["*/*"]
+    assert api["BinaryMediaTypes"] == ["*~1*"]
+
+
+@needs_sam
 def test_sam_deploy_guided_finds_authorization_on_every_api_function() -> None:
     # Given the check `sam deploy --guided` runs before asking "<function> has no
     # authentication. Is this okay? [y/N]" (a default answer of N aborts the deploy)
