@@ -26,9 +26,10 @@ What API Gateway does that is reproduced, because clients can observe it:
   ``MinimumCompressionSize`` when the client accepts gzip; ``x-amzn-RequestId``.
 Local-only: ``GET /openapi.yaml`` serves ``docs/openapi.yaml``, the API's description (the
 deployed API has no such route; there ``/openapi.yaml`` would be the read route of a table).
-Not reproduced: throttling (``MethodSettings``), the 29 s integration timeout (every function
-times out sooner), authorizers and API keys (the template uses none), and ``BinaryMediaTypes``
-on responses (an ``isBase64Encoded`` response is always decoded here).
+Not reproduced: throttling (``MethodSettings``), AWS WAF (the webhook's gate, ``WebhookGate``:
+a webhook needs no ``X-Webhook-Gate`` header here), the 29 s integration timeout (every
+function times out sooner), authorizers and API keys (the template uses none), and
+``BinaryMediaTypes`` on responses (an ``isBase64Encoded`` response is always decoded here).
 """
 
 from __future__ import annotations

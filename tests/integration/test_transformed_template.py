@@ -145,6 +145,52 @@ def test_every_request_body_reaches_the_functions_as_the_bytes_sent() -> None:
 
 
 @needs_sam
+def test_the_webhook_gate_guards_the_stage_the_api_deploys() -> None:
+    # Given the transformed template
+    template = transformed()
+    (stage_id,) = of_type(template, "AWS::ApiGateway::Stage")
+    (association,) = of_type(template, "AWS::WAFv2::WebACLAssociation").values()
+
+    # When the gate's association is read
+    arn = association["Properties"]["ResourceArn"]["Fn::Sub"]
+
+    # Then it names the API's one stage (SAM's own logical id for it), so the web ACL is
+    # attached once that stage exists, and it is a regional web ACL (API Gateway's kind)
+    assert arn.endswith("::/restapis/${Api}/stages/${" + stage_id + "}")
+    (acl,) = of_type(template, "AWS::WAFv2::WebACL").values()
+    assert acl["Properties"]["Scope"] == "REGIONAL"
+    assert association["Properties"]["WebACLArn"] == {"Fn::GetAtt": ["WebhookGate", "Arn"]}
+
+
+@needs_sam
+def test_the_webhook_metrics_read_fields_the_access_log_writes() -> None:
+    # Given the stage's access log format and the metric filters on its log group
+    template = transformed()
+    (stage,) = of_type(template, "AWS::ApiGateway::Stage").values()
+    written = set(json.loads(stage["Properties"]["AccessLogSetting"]["Format"]))
+    filters = of_type(template, "AWS::Logs::MetricFilter")
+
+    # When the fields each filter pattern reads are collected
+    read = {
+        field
+        for metric_filter in filters.values()
+        for field in re.findall(r"\$\.(\w+)", metric_filter["Properties"]["FilterPattern"])
+    }
+
+    # Then the log writes each of them (a renamed field would silence the alarm), and the
+    # refusals alarm reads the metrics the filters publish
+    assert read <= written, read - written
+    published = {
+        transformation["MetricName"]
+        for metric_filter in filters.values()
+        for transformation in metric_filter["Properties"]["MetricTransformations"]
+    }
+    alarm = template["Resources"]["WebhookRefusalsAlarm"]
+    assert published == {"WebhookRequests", "WebhookRefusals"}
+    assert published <= {name for _, name in _watched_metrics(alarm)}
+
+
+@needs_sam
 def test_sam_deploy_guided_finds_authorization_on_every_api_function() -> None:
     # Given the check `sam deploy --guided` runs before asking "<function> has no
     # authentication. Is this okay? [y/N]" (a default answer of N aborts the deploy)
@@ -197,7 +243,7 @@ def test_the_alarms_cover_what_an_operator_must_hear_about() -> None:
     watched = set().union(*(_watched_metrics(alarm) for alarm in alarms.values()))
 
     # Then the DLQ, the queue's age, consumer errors and throttles, receiver 5xx, table sync
-    # failures and resync drift are all watched
+    # failures, resync drift and the webhook's refusals (receiver, throttle, gate) are watched
     ours = "SupabaseWaitUntil/${AWS::StackName}"
     assert watched == {
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
@@ -207,6 +253,9 @@ def test_the_alarms_cover_what_an_operator_must_hear_about() -> None:
         (ours, "QueueFailures"),
         (ours, "TableSyncFailures"),
         (ours, "ResyncDriftRows"),
+        (ours, "WebhookRequests"),
+        (ours, "WebhookRefusals"),
+        ("AWS/WAFV2", "BlockedRequests"),
     }
 
 
@@ -283,5 +332,11 @@ def test_samconfig_gives_every_parameter_a_value(environment: str) -> None:
     # their own secrets and URL parameter
     assert missing == []
     assert set(given) <= set(parameters)
-    for name in ("SupabaseUrl", "WebhookSecretName", "SupabaseKeySecretName"):
+    for name in (
+        "SupabaseUrl",
+        "WebhookSecretName",
+        "SupabaseKeySecretName",
+        "SupabaseAnonKeySecretName",
+        "WebhookGateKey",
+    ):
         assert f"/{environment if environment == 'prod' else 'dev'}/" in given[name]

@@ -41,8 +41,8 @@ def _receiver_statuses() -> set[int]:
         for cls in _all_subclasses(errors.RequestRefused)
         if not issubclass(cls, errors.ReadRefused)
     }
-    # 202 queued; 503 SQS or Secrets Manager failed.
-    return webhook | {202, 503} | GATEWAY
+    # 202 queued; 503 SQS or Secrets Manager failed; 403 the WAF gate (no gate key).
+    return webhook | {202, 403, 503} | GATEWAY
 
 
 def _read_statuses(*, list_route: bool) -> set[int]:
