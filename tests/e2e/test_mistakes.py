@@ -192,80 +192,85 @@ class Case:
     samconfig: str | None = None  # parameter_overrides of a samconfig.toml made for the row
 
 
+def _dev(environment: dict[str, str], *words: str) -> Case:
+    """``make dev`` (on free ports) with ``environment``."""
+    return Case(DEV, environment, words)
+
+
+def _deploy(overrides: str, *words: str) -> Case:
+    """``make deploy``'s first step on a samconfig.toml whose overrides are ``overrides``."""
+    return Case([*OPS, "--config-file", "{samconfig}", "check-deploy"], {}, words, overrides)
+
+
 # id -> the mistake. Every key of the environment not given is taken away (a user's own
 # SUPABASE_URL or AWS settings must not leak into a row).
 CASES: dict[str, Case] = {
     # make dev: a real project given in part, wrongly, or contradictorily
-    "dev: URL without key": Case(
-        DEV, {"SUPABASE_URL": "https://x.supabase.co"}, ("SUPABASE_KEY is not", "set both")
+    "dev: URL without key": _dev(
+        {"SUPABASE_URL": "https://x.supabase.co"}, "SUPABASE_KEY is not", "set both"
     ),
-    "dev: key without URL": Case(
-        DEV, {"SUPABASE_KEY": SERVICE_KEY}, ("SUPABASE_URL is not", "set both")
-    ),
-    "dev: no anon key": Case(
-        DEV,
+    "dev: key without URL": _dev({"SUPABASE_KEY": SERVICE_KEY}, "SUPABASE_URL is not", "set both"),
+    "dev: no anon key": _dev(
         {"SUPABASE_URL": "{project}", "SUPABASE_KEY": SERVICE_KEY},
-        ("anon role's view", "set SUPABASE_ANON_KEY"),
+        "anon role's view",
+        "set SUPABASE_ANON_KEY",
     ),
-    "dev: URL not a URL": Case(
-        DEV, {**REAL, "SUPABASE_URL": "x.supabase.co"}, ("is not a URL", "https://<ref>")
+    "dev: URL not a URL": _dev(
+        {**REAL, "SUPABASE_URL": "x.supabase.co"}, "is not a URL", "https://<ref>"
     ),
-    "dev: Supabase unreachable": Case(
-        DEV,
+    "dev: Supabase unreachable": _dev(
         {**REAL, "SUPABASE_URL": "http://127.0.0.1:{closed}"},
-        ("cannot reach Supabase", "check SUPABASE_URL"),
+        "cannot reach Supabase",
+        "check SUPABASE_URL",
     ),
-    "dev: wrong service key": Case(
-        DEV,
+    "dev: wrong service key": _dev(
         {**REAL, "SUPABASE_KEY": WRONG_SERVICE_KEY, "POLICIES": SERVICE_PUBLIC},
-        ("refused SUPABASE_KEY", "Invalid API key", "copy it again"),
+        "refused SUPABASE_KEY",
+        "Invalid API key",
+        "copy it again",
     ),
-    "dev: wrong anon key": Case(
-        DEV,
-        {**REAL, "SUPABASE_ANON_KEY": WRONG_ANON_KEY},
-        ("refused SUPABASE_ANON_KEY", "copy it again"),
+    "dev: wrong anon key": _dev(
+        {**REAL, "SUPABASE_ANON_KEY": WRONG_ANON_KEY}, "refused SUPABASE_ANON_KEY", "copy it again"
     ),
-    "dev: anon key given as the service key": Case(
-        DEV, {**REAL, "SUPABASE_KEY": ANON_KEY}, ("SUPABASE_KEY is the anon key", "service_role")
+    "dev: anon key given as the service key": _dev(
+        {**REAL, "SUPABASE_KEY": ANON_KEY}, "SUPABASE_KEY is the anon key", "service_role"
     ),
-    "dev: service key given as the anon key": Case(
-        DEV,
+    "dev: service key given as the anon key": _dev(
         {**REAL, "SUPABASE_ANON_KEY": SERVICE_KEY},
-        ("SUPABASE_ANON_KEY is the service_role key", "set it to the anon key"),
+        "SUPABASE_ANON_KEY is the service_role key",
+        "set it to the anon key",
     ),
-    "dev: a table the project lacks": Case(
-        DEV, {**REAL, "TABLES": "articles,drafts"}, ("no table public.drafts", "fix TABLES=")
+    "dev: a table the project lacks": _dev(
+        {**REAL, "TABLES": "articles,drafts"}, "no table public.drafts", "fix TABLES="
     ),
-    "dev: a key column the project lacks": Case(
-        DEV,
+    "dev: a key column the project lacks": _dev(
         {**REAL, "POLICIES": '{"articles": {"key": "slug"}}'},
-        ("column articles.slug does not exist", "fix POLICIES="),
+        "column articles.slug does not exist",
+        "fix POLICIES=",
     ),
-    "dev: an order column the project lacks": Case(
-        DEV,
+    "dev: an order column the project lacks": _dev(
         {**REAL, "POLICIES": '{"articles": {"order": "rank.desc"}}'},
-        ("column articles.rank does not exist", "fix POLICIES="),
+        "column articles.rank does not exist",
+        "fix POLICIES=",
     ),
-    "dev: a filter column the project lacks": Case(
-        DEV,
+    "dev: a filter column the project lacks": _dev(
         {**REAL, "POLICIES": '{"articles": {"filter": "published=eq.true"}}'},
-        ("column articles.published does not exist", "fix POLICIES="),
+        "column articles.published does not exist",
+        "fix POLICIES=",
     ),
-    "dev: POLICIES not JSON": Case(
-        DEV, {"POLICIES": "{authors: slug}"}, ("TablePolicies is not JSON", "fix")
+    "dev: POLICIES not JSON": _dev(
+        {"POLICIES": "{authors: slug}"}, "TablePolicies is not JSON", "fix"
     ),
-    "dev: POLICIES for a table not cached": Case(
-        DEV,
+    "dev: POLICIES for a table not cached": _dev(
         {"TABLES": "articles", "POLICIES": '{"authors": {"key": "slug"}}'},
-        ("not cached: ['authors']", "fix CachedTables or TablePolicies"),
+        "not cached: ['authors']",
+        "fix CachedTables or TablePolicies",
     ),
-    "dev: a service view served publicly": Case(
-        DEV,
-        {"POLICIES": '{"articles": {"role": "service"}}'},
-        ("ReadAccess is public", '"public": true'),
+    "dev: a service view served publicly": _dev(
+        {"POLICIES": '{"articles": {"role": "service"}}'}, "ReadAccess is public", '"public": true'
     ),
-    "dev: a table name that is no identifier": Case(
-        DEV, {"TABLES": "my-table"}, ("not a plain identifier", "fix CachedTables")
+    "dev: a table name that is no identifier": _dev(
+        {"TABLES": "my-table"}, "not a plain identifier", "fix CachedTables"
     ),
     "dev: DATA with a real project": Case(
         [*DEV, "--data-dir", "/tmp/x"], REAL, ("DATA=", "drop one")
@@ -314,47 +319,34 @@ CASES: dict[str, Case] = {
     ),
     "ops: an unknown command": Case([*OPS, "backup"], {}, ("invalid choice: 'backup'", "--help")),
     # make deploy's check of samconfig's parameters
-    "deploy: a parameter above its maximum": Case(
-        [*OPS, "--config-file", "{samconfig}", "check-deploy"],
-        {},
-        ("ConsumerBatchSize=20000 is above its maximum 10000", "fix ConsumerBatchSize"),
-        samconfig='ConsumerBatchSize="20000"',
+    "deploy: a parameter above its maximum": _deploy(
+        'ConsumerBatchSize="20000"',
+        "ConsumerBatchSize=20000 is above its maximum 10000",
+        "fix ConsumerBatchSize",
     ),
-    "deploy: a value not allowed": Case(
-        [*OPS, "--config-file", "{samconfig}", "check-deploy"],
-        {},
-        ("ReadAccess='open' is not one of public, iam", "fix ReadAccess"),
-        samconfig='ReadAccess="open"',
+    "deploy: a value not allowed": _deploy(
+        'ReadAccess="open"', "ReadAccess='open' is not one of public, iam", "fix ReadAccess"
     ),
-    "deploy: contradictory batch settings": Case(
-        [*OPS, "--config-file", "{samconfig}", "check-deploy"],
-        {},
-        ("ConsumerBatchSize above 10 needs ConsumerBatchingWindowSeconds", "samconfig"),
-        samconfig='ConsumerBatchSize="50" ConsumerBatchingWindowSeconds="0"',
+    "deploy: contradictory batch settings": _deploy(
+        'ConsumerBatchSize="50" ConsumerBatchingWindowSeconds="0"',
+        "ConsumerBatchSize above 10 needs ConsumerBatchingWindowSeconds",
+        "samconfig",
     ),
-    "deploy: TablePolicies not JSON": Case(
-        [*OPS, "--config-file", "{samconfig}", "check-deploy"],
-        {},
-        ("TablePolicies is not JSON", "fix CachedTables or TablePolicies"),
-        samconfig="TablePolicies='{articles}'",
+    "deploy: TablePolicies not JSON": _deploy(
+        "TablePolicies='{articles}'",
+        "TablePolicies is not JSON",
+        "fix CachedTables or TablePolicies",
     ),
-    "deploy: a parameter the template lacks": Case(
-        [*OPS, "--config-file", "{samconfig}", "check-deploy"],
-        {},
-        ("sets CachedTable,", "no parameter for", "rename"),
-        samconfig='CachedTable="articles"',
+    "deploy: a parameter the template lacks": _deploy(
+        'CachedTable="articles"', "sets CachedTable,", "no parameter for", "rename"
     ),
-    "deploy: an e-mail that is none": Case(
-        [*OPS, "--config-file", "{samconfig}", "check-deploy"],
-        {},
-        ("AlarmEmail='ops' does not match", "fix AlarmEmail"),
-        samconfig='AlarmEmail="ops"',
+    "deploy: an e-mail that is none": _deploy(
+        'AlarmEmail="ops"', "AlarmEmail='ops' does not match", "fix AlarmEmail"
     ),
-    "deploy: a service view served publicly": Case(
-        [*OPS, "--config-file", "{samconfig}", "check-deploy"],
-        {},
-        ("ReadAccess is public", "ReadAccess=iam"),
-        samconfig='TablePolicies=\'{"articles": {"role": "service"}}\'',
+    "deploy: a service view served publicly": _deploy(
+        'TablePolicies=\'{"articles": {"role": "service"}}\'',
+        "ReadAccess is public",
+        "ReadAccess=iam",
     ),
     # make invoke
     "make invoke FUNCTION=<unknown>": Case(
