@@ -80,7 +80,7 @@ def verify(target: Target, arguments: argparse.Namespace) -> int:
         print(result.report())
         drifted = drifted or result.drifted
     if drifted:
-        print("drift found: `make backfill` heals what shows in the list (README, Verify)")
+        print("drift found: `make backfill` heals what shows in the list (docs/OPERATING.md)")
     return 1 if drifted else 0
 
 
@@ -120,7 +120,7 @@ def account_setup(arguments: argparse.Namespace) -> int:
         if role is None:
             print(
                 f"API Gateway in {region} has no CloudWatch log role, so the stack's stage "
-                "cannot be created. Run `make account-setup` once (README, Deploy)."
+                "cannot be created. Run `make account-setup` once (docs/DEPLOY.md)."
             )
             return 1
         print(f"API Gateway in {region} logs with {role}")

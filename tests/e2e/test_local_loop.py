@@ -1,4 +1,4 @@
-"""The local loop as the README and the banners print it: make dev, make invoke, make demo."""
+"""The local loop as docs/DEVELOPING.md and the banners print it: make dev, invoke, demo."""
 
 from __future__ import annotations
 

@@ -117,7 +117,7 @@ def test_iam_read_access_signs_the_reads_and_leaves_the_webhook_alone() -> None:
 
     # Then only the read routes need SigV4, and API Gateway invokes the reader under its resource
     # policy rather than with the caller's credentials (which would also need
-    # lambda:InvokeFunction: README promises execute-api:Invoke is enough)
+    # lambda:InvokeFunction: docs/SECURITY.md promises execute-api:Invoke is enough)
     assert security == {
         "/revalidate": ["NONE"],
         "/{table}": ["AWS_IAM"],
