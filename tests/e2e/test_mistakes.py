@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+import yaml
 
 from ops.dev_checks import check_project_tables, check_real_project
 from ops.mistakes import Mistake
@@ -155,6 +156,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             "closed": str(world.closed),
             "state": str(state),
             "nostate": str(tmp / "none.json"),
+            "service_key": SERVICE_KEY,
+            "anon_key": ANON_KEY,
+            "wrong_service_key": WRONG_SERVICE_KEY,
+            "wrong_anon_key": WRONG_ANON_KEY,
         }
         try:
             yield world
@@ -174,192 +179,42 @@ def _samconfig(world: World, overrides: str) -> str:
 
 DEV = [sys.executable, "-m", "local.dev", "--port", "0", "--supabase-port", "0"]
 OPS = [sys.executable, "-m", "ops"]
-REAL = {"SUPABASE_URL": "{project}", "SUPABASE_KEY": SERVICE_KEY, "SUPABASE_ANON_KEY": ANON_KEY}
-SERVICE_PUBLIC = json.dumps({"articles": {"role": "service", "public": True}})
-NO_AWS = {
-    "AWS_CONFIG_FILE": "/nonexistent",
-    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
-    "AWS_EC2_METADATA_DISABLED": "true",
-    "AWS_DEFAULT_REGION": "eu-west-1",
-}
+TABLE = Path(__file__).with_name("mistakes.yaml")
 
 
 @dataclass(frozen=True)
 class Case:
     command: list[str]
-    environment: dict[str, str]
+    environment: dict[str, str | None]  # None: taken away
     words: tuple[str, ...]  # the problem and the fix, as the line must say them
     samconfig: str | None = None  # parameter_overrides of a samconfig.toml made for the row
 
 
-def _dev(environment: dict[str, str], *words: str) -> Case:
-    """``make dev`` (on free ports) with ``environment``."""
-    return Case(DEV, environment, words)
+def _command(run: list[str]) -> list[str]:
+    head, *rest = run
+    return {
+        "dev": [*DEV, *rest],
+        "ops": [*OPS, *rest],
+        "make": ["make", "-s", *rest],
+        "deploy": [*OPS, "--config-file", "{samconfig}", "check-deploy", *rest],
+    }[head]
 
 
-def _deploy(overrides: str, *words: str) -> Case:
-    """``make deploy``'s first step on a samconfig.toml whose overrides are ``overrides``."""
-    return Case([*OPS, "--config-file", "{samconfig}", "check-deploy"], {}, words, overrides)
-
-
-# id -> the mistake. Every key of the environment not given is taken away (a user's own
-# SUPABASE_URL or AWS settings must not leak into a row).
-CASES: dict[str, Case] = {
-    # make dev: a real project given in part, wrongly, or contradictorily
-    "dev: URL without key": _dev(
-        {"SUPABASE_URL": "https://x.supabase.co"}, "SUPABASE_KEY is not", "set both"
-    ),
-    "dev: key without URL": _dev({"SUPABASE_KEY": SERVICE_KEY}, "SUPABASE_URL is not", "set both"),
-    "dev: no anon key": _dev(
-        {"SUPABASE_URL": "{project}", "SUPABASE_KEY": SERVICE_KEY},
-        "anon role's view",
-        "set SUPABASE_ANON_KEY",
-    ),
-    "dev: URL not a URL": _dev(
-        {**REAL, "SUPABASE_URL": "x.supabase.co"}, "is not a URL", "https://<ref>"
-    ),
-    "dev: Supabase unreachable": _dev(
-        {**REAL, "SUPABASE_URL": "http://127.0.0.1:{closed}"},
-        "cannot reach Supabase",
-        "check SUPABASE_URL",
-    ),
-    "dev: wrong service key": _dev(
-        {**REAL, "SUPABASE_KEY": WRONG_SERVICE_KEY, "POLICIES": SERVICE_PUBLIC},
-        "refused SUPABASE_KEY",
-        "Invalid API key",
-        "copy it again",
-    ),
-    "dev: wrong anon key": _dev(
-        {**REAL, "SUPABASE_ANON_KEY": WRONG_ANON_KEY}, "refused SUPABASE_ANON_KEY", "copy it again"
-    ),
-    "dev: anon key given as the service key": _dev(
-        {**REAL, "SUPABASE_KEY": ANON_KEY}, "SUPABASE_KEY is the anon key", "service_role"
-    ),
-    "dev: service key given as the anon key": _dev(
-        {**REAL, "SUPABASE_ANON_KEY": SERVICE_KEY},
-        "SUPABASE_ANON_KEY is the service_role key",
-        "set it to the anon key",
-    ),
-    "dev: a table the project lacks": _dev(
-        {**REAL, "TABLES": "articles,drafts"}, "no table public.drafts", "fix TABLES="
-    ),
-    "dev: a key column the project lacks": _dev(
-        {**REAL, "POLICIES": '{"articles": {"key": "slug"}}'},
-        "column articles.slug does not exist",
-        "fix POLICIES=",
-    ),
-    "dev: an order column the project lacks": _dev(
-        {**REAL, "POLICIES": '{"articles": {"order": "rank.desc"}}'},
-        "column articles.rank does not exist",
-        "fix POLICIES=",
-    ),
-    "dev: a filter column the project lacks": _dev(
-        {**REAL, "POLICIES": '{"articles": {"filter": "published=eq.true"}}'},
-        "column articles.published does not exist",
-        "fix POLICIES=",
-    ),
-    "dev: POLICIES not JSON": _dev(
-        {"POLICIES": "{authors: slug}"}, "TablePolicies is not JSON", "fix"
-    ),
-    "dev: POLICIES for a table not cached": _dev(
-        {"TABLES": "articles", "POLICIES": '{"authors": {"key": "slug"}}'},
-        "not cached: ['authors']",
-        "fix CachedTables or TablePolicies",
-    ),
-    "dev: a service view served publicly": _dev(
-        {"POLICIES": '{"articles": {"role": "service"}}'}, "ReadAccess is public", '"public": true'
-    ),
-    "dev: a table name that is no identifier": _dev(
-        {"TABLES": "my-table"}, "not a plain identifier", "fix CachedTables"
-    ),
-    "dev: DATA with a real project": Case(
-        [*DEV, "--data-dir", "/tmp/x"], REAL, ("DATA=", "drop one")
-    ),
-    "dev: no such samconfig environment": Case(
-        [*DEV, "--config-env", "staging"], REAL, ("no environment 'staging'", "ENV=")
-    ),
-    "dev: API port in use": Case(
-        [*DEV, "--port", "{taken}"], {}, ("port {taken} is already in use", "make dev PORT=")
-    ),
-    "dev: stand-in port in use": Case(
-        [*DEV, "--supabase-port", "{taken}"],
-        {},
-        ("port {taken} is already in use", "make dev SUPABASE_PORT="),
-    ),
-    "make dev PORT=abc": Case(
-        ["make", "-s", "dev", "PORT=abc"], {}, ("PORT must be a port number", "make dev PORT=")
-    ),
-    # operator commands without a stack to act on, or without AWS
-    **{
-        f"make {command}: no stack running": Case(
-            ["make", "-s", command],
-            {"LOCAL_STACK_STATE": "{nostate}"},
-            ("no local stack is running", "start `make dev`"),
+def _cases() -> dict[str, Case]:
+    """The rows of mistakes.yaml (a table, so that the data reads as one)."""
+    rows = yaml.safe_load(TABLE.read_text())["cases"]
+    return {
+        row["id"]: Case(
+            _command([str(part) for part in row["run"]]),
+            dict(row.get("env") or {}),
+            tuple(str(word) for word in row["says"]),
+            row.get("samconfig"),
         )
-        for command in ("backfill", "dlq", "status", "redrive", "verify")
-    },
-    "ops: a deployed stack without AWS credentials": Case(
-        [*OPS, "--stack", "mine", "status"], NO_AWS, ("no AWS credentials", "aws configure")
-    ),
-    "ops: a deployed stack without a region": Case(
-        [*OPS, "--stack", "mine", "status"],
-        {name: value for name, value in NO_AWS.items() if name != "AWS_DEFAULT_REGION"},
-        ("no AWS region", "AWS_DEFAULT_REGION"),
-    ),
-    "ops: account-setup without AWS credentials": Case(
-        [*OPS, "account-setup"], NO_AWS, ("no AWS credentials", "aws configure")
-    ),
-    "ops: an environment samconfig does not have": Case(
-        [*OPS, "--config-env", "staging", "status"], {}, ("no stack_name", "ENV=")
-    ),
-    "make verify TABLE=<unknown>": Case(
-        ["make", "-s", "verify", "TABLE=drafts"],
-        {"LOCAL_STACK_STATE": "{state}"},
-        ("drafts is not a cached table", "make verify TABLE="),
-    ),
-    "ops: an unknown command": Case([*OPS, "backup"], {}, ("invalid choice: 'backup'", "--help")),
-    # make deploy's check of samconfig's parameters
-    "deploy: a parameter above its maximum": _deploy(
-        'ConsumerBatchSize="20000"',
-        "ConsumerBatchSize=20000 is above its maximum 10000",
-        "fix ConsumerBatchSize",
-    ),
-    "deploy: a value not allowed": _deploy(
-        'ReadAccess="open"', "ReadAccess='open' is not one of public, iam", "fix ReadAccess"
-    ),
-    "deploy: contradictory batch settings": _deploy(
-        'ConsumerBatchSize="50" ConsumerBatchingWindowSeconds="0"',
-        "ConsumerBatchSize above 10 needs ConsumerBatchingWindowSeconds",
-        "samconfig",
-    ),
-    "deploy: TablePolicies not JSON": _deploy(
-        "TablePolicies='{articles}'",
-        "TablePolicies is not JSON",
-        "fix CachedTables or TablePolicies",
-    ),
-    "deploy: a parameter the template lacks": _deploy(
-        'CachedTable="articles"', "sets CachedTable,", "no parameter for", "rename"
-    ),
-    "deploy: an e-mail that is none": _deploy(
-        'AlarmEmail="ops"', "AlarmEmail='ops' does not match", "fix AlarmEmail"
-    ),
-    "deploy: a service view served publicly": _deploy(
-        'TablePolicies=\'{"articles": {"role": "service"}}\'',
-        "ReadAccess is public",
-        "ReadAccess=iam",
-    ),
-    # make invoke
-    "make invoke FUNCTION=<unknown>": Case(
-        ["make", "-s", "invoke", "FUNCTION=Nope", "EVENT=events/receiver/insert.json"],
-        {},
-        ("no function 'Nope'", "known: ConsumerFunction"),
-    ),
-    "make invoke EVENT=<missing>": Case(
-        ["make", "-s", "invoke", "FUNCTION=ReceiverFunction", "EVENT=events/nope.json"],
-        {},
-        ("no event file events/nope.json", "bundled ones are in events/"),
-    ),
-}
+        for row in rows
+    }
+
+
+CASES = _cases()
 # The variables a row may set; all others of these are taken out of the user's environment.
 CONTROLLED = {
     "SUPABASE_URL",
@@ -387,6 +242,12 @@ def _environment() -> dict[str, str]:
     }
 
 
+def _run(command: list[str], environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 (the project's own commands)
+        command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
 def _without_make_trailer(output: str) -> list[str]:
     return [
         line
@@ -401,20 +262,16 @@ def test_a_mistake_is_one_line_that_names_the_problem_and_the_fix(case: Case, wo
     if case.samconfig is not None:
         world.values["samconfig"] = _samconfig(world, case.samconfig)
     environment = _environment()
-    environment.update({name: world.fill(value) for name, value in case.environment.items()})
+    for name, value in case.environment.items():
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = world.fill(value)
     environment.setdefault("LOCAL_STACK_STATE", str(world.tmp / "none.json"))
     command = [world.fill(part) for part in case.command]
 
     # When it is run
-    result = subprocess.run(  # noqa: S603 (the project's own commands)
-        command,
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = _run(command, environment)
 
     # Then it fails with one line that names the problem and the fix, and no traceback
     output = result.stdout + result.stderr
@@ -429,18 +286,10 @@ def test_a_mistake_is_one_line_that_names_the_problem_and_the_fix(case: Case, wo
 def test_debug_shows_the_traceback_a_mistake_hides(world: World) -> None:
     # Given a mistake that is one line without DEBUG
     case = CASES["dev: POLICIES not JSON"]
-    environment = _environment()
-    environment.update({**case.environment, "DEBUG": "1"})
+    environment = {**_environment(), "DEBUG": "1"}
+    environment.update({name: str(value) for name, value in case.environment.items()})
     # When run with DEBUG=1 / Then the traceback is shown, ending in the same mistake
-    result = subprocess.run(  # noqa: S603
-        case.command,
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = _run(case.command, environment)
     assert result.returncode != 0
     assert "Traceback (most recent call last)" in result.stderr
     assert "TablePolicies is not JSON" in result.stderr
