@@ -82,9 +82,11 @@ def _main(argv: list[str] | None) -> int:
     exposed = arguments.host not in LOOPBACK_HOSTS
     parameters = dev_parameters(arguments, os.environ, real=real_url is not None)
     # Before anything starts: each mistake is one line at once, not a stack that fails later.
-    check_ports_free(
-        arguments.host, {"PORT": arguments.port, "SUPABASE_PORT": arguments.supabase_port}
-    )
+    # The stand-in's port only when there is a stand-in (a local Supabase CLI may hold 54321).
+    ports = {"PORT": arguments.port}
+    if real_url is None:
+        ports["SUPABASE_PORT"] = arguments.supabase_port
+    check_ports_free(arguments.host, ports)
     policies = check_dev_parameters(parameters)
     if real_url is not None and real_key is not None:
         if arguments.data_dir:
