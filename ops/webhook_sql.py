@@ -38,19 +38,22 @@ def render_webhook_sql(
     *,
     schema: str = "public",
     timeout_ms: int = TIMEOUT_MS,
+    gate_key: str | None = None,
 ) -> str:
-    """The template, its per-table part once for each of ``tables``."""
+    """The template, its per-table part once for each of ``tables``; with ``gate_key``, the
+    ``X-Webhook-Gate`` header AWS WAF lets through (docs/SECURITY.md)."""
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"the webhook URL must be http(s): {url!r}")
     if not tables:
         raise ValueError("no cached table to wire")
     header, _, each = TEMPLATE.read_text().partition(EACH_TABLE)
     _, _, each = each.partition("\n")  # the rest of the marker's line explains it
-    headers = json.dumps({"Content-Type": "application/json", "Authorization": f"Bearer {secret}"})
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {secret}"}
+    headers |= {"X-Webhook-Gate": gate_key} if gate_key else {}
     values = {
         "url": url.replace("\n", " "),
         "url_literal": sql_literal(url),
-        "headers_literal": sql_literal(headers),
+        "headers_literal": sql_literal(json.dumps(headers)),
         "timeout_ms": str(int(timeout_ms)),
         "schema": sql_identifier(schema),
     }

@@ -21,6 +21,8 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from ops.mistakes import Mistake
+
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = ROOT / "supabase"  # the Supabase CLI's layout: migrations/*.sql, seed.sql
 PLATFORM = Path(__file__).with_name("platform.sql")
@@ -46,7 +48,7 @@ if remove:
 """
 
 
-class LocalDatabaseError(Exception):
+class LocalDatabaseError(Mistake):
     """The local database cannot start or be prepared; the message says why and what to do."""
 
 
