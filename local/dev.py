@@ -22,6 +22,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import signal
 import threading
 from collections.abc import Callable, Mapping
@@ -203,11 +204,8 @@ def check_dev_parameters(parameters: dict[str, str]) -> dict[str, TablePolicy]:
 
 
 def _share(text: str) -> float:
-    try:
-        if 0.0 <= (share := float(text)) <= 1.0:
-            return share
-    except ValueError:
-        pass
+    if re.fullmatch(r"0|1|0?\.\d+|1\.0*|0\.?", text):
+        return float(text)
     raise Mistake(f"DROP_WEBHOOKS is a share of deliveries from 0 to 1, not {text!r}")
 
 

@@ -114,8 +114,5 @@ class LocalSupabase(RestServer):
         try:
             self.sql(render_webhook_sql(url, secret, tables, timeout_ms=timeout_ms))
         except psycopg.Error as error:  # a cached table that no migration creates, say
-            message = (error.diag.message_primary or str(error)).splitlines()[0]
-            raise LocalDatabaseError(
-                f"the webhooks' triggers failed: {message}; add the table to supabase/migrations"
-                " or cache another (TABLES=)"
-            ) from error
+            fix = "add the table to supabase/migrations or cache another (TABLES=)"
+            raise LocalDatabaseError(f"the webhooks' triggers failed: {error}; {fix}") from error

@@ -102,12 +102,6 @@ def split_field(text: str) -> tuple[str, str]:
     return field_text, ".".join(rest)
 
 
-def array_literal(values: list[str]) -> str:
-    """A PostgreSQL array literal, each element quoted (PostgREST's ``in`` and ANY())."""
-    quoted = ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
-    return "{" + ",".join(quoted) + "}"
-
-
 def parse_field(text: str, b: Builder, table: sql.Composable | None = None) -> tuple[Any, str]:
     """``col``, ``"quoted col"`` or ``col->key->>key``: (its SQL, the name PostgREST outputs)."""
     text = text.strip()
@@ -172,7 +166,8 @@ def parse_condition(
         condition = SQL("{} {} {}").format(column, SQL(SIMPLE_OPS[op]), b.value(value))
     elif op == "in" and modifier is None and value[:1] + value[-1:] == "()":
         items = [unquote(item.strip()) for item in split_top(value[1:-1])]
-        literal = b.value("{}" if items == [""] else array_literal(items))
+        quoted = ('"' + i.replace("\\", "\\\\").replace('"', '\\"') + '"' for i in items)
+        literal = b.value("{" + ",".join(quoted if items != [""] else ()) + "}")
         condition = SQL("{} = ANY({})").format(column, literal)
     elif op == "is" and modifier is None and value.lower() in IS_VALUES:
         condition = SQL("{} IS {}").format(column, SQL(IS_VALUES[value.lower()]))

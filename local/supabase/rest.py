@@ -10,6 +10,7 @@ Faults for tests (a status, a delay, a dropped connection) strike before the dat
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import threading
@@ -455,11 +456,9 @@ def _one(text: str | None, count: int) -> str:
 
 def _resolve_type(conn: Conn, name: str) -> str:
     """A ``::cast``'s type as the catalog names it: only a real type name reaches the SQL."""
-    try:
-        with conn.transaction():
-            found = conn.execute("select to_regtype(%s)::text", [name]).fetchone()
-    except psycopg.Error:
-        found = None
+    found = None
+    with contextlib.suppress(psycopg.Error), conn.transaction():  # a savepoint: bad names fail
+        found = conn.execute("select to_regtype(%s)::text", [name]).fetchone()
     if found is None or found[0] is None:
         raise PostgrestError(400, "42704", f'type "{name}" does not exist')
     return str(found[0])
