@@ -167,6 +167,7 @@ def _measure_size(
 def _update_rows(supabase: Any, rows: int) -> list[str]:
     """Ten rows change in Supabase; the queue messages their webhooks would become."""
     from supabase import create_client
+
     from waituntil.core.contracts import Change
 
     writer = create_client(supabase.url, supabase.service_key)  # no webhook trigger here

@@ -33,6 +33,7 @@ from local.stack import PipelineStack
 
 if TYPE_CHECKING:
     from supabase import Client
+
     from waituntil.adapters.cache_store import CacheStore
 
 TABLE = "articles"

@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from supabase import Client, create_client
 
 from local.stack import PipelineStack
-from supabase import Client, create_client
 from tests.conftest import Database, _fresh_database
 
 if TYPE_CHECKING:

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from supabase import create_client
 
 from local.supabase import LocalSupabase
-from supabase import create_client
 from tests.conftest import EmulatedAws, LambdaContext, load_event
 from tests.consumer_support import (
     batch,

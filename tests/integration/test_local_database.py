@@ -16,10 +16,10 @@ import httpx
 import psycopg
 import pytest
 from postgrest.types import CountMethod
+from supabase import create_client
 
 from local.supabase import LocalDatabaseError, LocalSupabase, PostgresCluster
 from local.supabase.net import DROPPED, USER_AGENT
-from supabase import create_client
 from tests.conftest import Database
 
 SECRET = "webhook-secret"

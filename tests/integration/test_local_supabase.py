@@ -10,9 +10,9 @@ import jwt
 import pytest
 from postgrest.exceptions import APIError
 from postgrest.types import CountMethod
+from supabase import Client, create_client
 
 from local.supabase import LocalSupabase, make_key
-from supabase import Client, create_client
 from tests.conftest import Database
 
 ARTICLES = [

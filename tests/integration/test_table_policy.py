@@ -12,12 +12,12 @@ import json
 from typing import Any
 
 import pytest
+from supabase import create_client
 
 from local.supabase import LocalSupabase
 from reader.handler import build_ports as build_reader_ports
 from reader.handler import default_ports as default_reader_ports
 from reader.handler import lambda_handler as reader_handler
-from supabase import create_client
 from tests.conftest import EmulatedAws, LambdaContext, load_event
 from tests.consumer_support import batch, change, consumer_ports, row_of, run_and_drain
 from waituntil.core.errors import ServiceViewServedPublicly

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 from postgrest.exceptions import APIError
-
 from supabase import ClientOptions, create_client
+
 from waituntil.core.contracts import Row
 from waituntil.core.errors import SourceUnavailable
 from waituntil.core.settings import SUPABASE_MAX_ROWS
