@@ -46,6 +46,7 @@ class BatchFigures:
     calls: dict[str, int] = field(default_factory=dict)  # by service, last repeat
     operations: dict[str, int] = field(default_factory=dict)  # by service.operation
     chain: list[str] = field(default_factory=list)  # the last repeat's chain, in order
+    repeat_calls: list[dict[str, int]] = field(default_factory=list)  # by service, per repeat
 
     @property
     def median_s(self) -> float:
@@ -58,6 +59,14 @@ class BatchFigures:
     @property
     def median_chain_model_s(self) -> float:
         return statistics.median(self.chain_model_s) if self.chain_model_s else 0.0
+
+    def median_calls(self) -> dict[str, float]:
+        """Calls per service, the median over the repeats (a batch's keys fall in one chunk
+        or several, so the count varies a little)."""
+        services = sorted({s for calls in self.repeat_calls for s in calls})
+        return {
+            s: statistics.median(calls.get(s, 0) for calls in self.repeat_calls) for s in services
+        }
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,29 +82,30 @@ def measure(
 ) -> list[BatchFigures]:
     results: list[BatchFigures] = []
     for rows in sizes:
-        with model_stack(rows, latencies) as stack:
-            _fill(stack, progress)
-            results += _batches(stack, "memory", rows, changes, progress)
+        with model_stack(rows, latencies, queue="memory") as stack:
+            fill(stack, progress)
+            results += batches(stack, "memory", rows, progress, changes)
     if moto_rows:
-        with model_stack(moto_rows, latencies, backend="moto") as stack:
-            _fill(stack, progress)
-            results += _batches(stack, "moto", moto_rows, changes, progress)
+        with model_stack(moto_rows, latencies, backend="moto", queue="memory") as stack:
+            fill(stack, progress)
+            results += batches(stack, "moto", moto_rows, progress, changes)
     return results
 
 
-def _fill(stack: ModelStack, progress: Progress | None) -> None:
+def fill(stack: ModelStack, progress: Progress | None) -> None:
     if progress is not None:
         progress.step(f"critical path: filling {stack.table.rows:,} rows ({stack.backend})")
     drain_fill(stack, stack.consumer_ports(latencies=NO_LATENCY))
 
 
-def _batches(
+def batches(
     stack: ModelStack,
     backend: str,
     rows: int,
-    changes: tuple[int, ...],
     progress: Progress | None,
+    changes: tuple[int, ...] = CHANGES,
 ) -> list[BatchFigures]:
+    """Warm batches of each size, with and without the model's latency."""
     rng = random.Random(rows)
     results = []
     for latency in (True, False):
@@ -117,6 +127,7 @@ def _batches(
                     sum(stack.latencies.of(call.service) for call in chain)
                 )
                 figures.calls = CallTrace.count_services(calls)
+                figures.repeat_calls.append(figures.calls)
                 figures.operations = CallTrace.count_operations(calls)
                 figures.chain = [f"{call.service}.{call.operation}" for call in chain]
             results.append(figures)

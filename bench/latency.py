@@ -7,7 +7,8 @@ sequential round trips look free. The shims here put the network back:
 
 - ``instrument_client(client, service, latencies, trace)``: botocore event hooks on a boto3
   client. ``before-send`` sleeps the service's latency on each HTTP attempt (so botocore's
-  retries pay it again); ``before-call``/``after-call`` record the call's span in the trace.
+  retries pay it again); ``before-parameter-build``/``after-call`` record the call's span and
+  parameters in the trace.
   Whatever answers afterwards (moto, ``bench.memory_dynamodb``) is unchanged.
 - ``DelayedTransport``: an httpx transport that sleeps before handing the request on; what
   supabase-py (the consumer's ``SupabaseSource``) sends goes through it.
@@ -229,7 +230,8 @@ def instrument_client(
     seconds = latencies.of(service)
     local = threading.local()
 
-    def before_call(model: Any, params: dict[str, Any], **_: Any) -> None:
+    def before_parameter_build(params: dict[str, Any], **_: Any) -> None:
+        # The call's own parameters (``before-call`` sees the serialized request instead).
         local.stack = getattr(local, "stack", [])
         local.stack.append((time.perf_counter(), 0.0, params))
 
@@ -260,11 +262,53 @@ def instrument_client(
         )
 
     events = client.meta.events
-    events.register_first(f"before-call.{_event_name(client)}", before_call)
+    events.register_first(f"before-parameter-build.{_event_name(client)}", before_parameter_build)
     events.register_first(f"before-send.{_event_name(client)}", before_send)
     events.register_last(f"after-call.{_event_name(client)}", after_call)
     events.register_last(f"after-call-error.{_event_name(client)}", after_call)
     return client
+
+
+def instrument_session(
+    session: Any, latencies: Latencies, trace: CallTrace, *, tag: str = ""
+) -> None:
+    """The same hooks on a botocore session, for the clients a function makes itself (its
+    ``default_ports``): each call waits its service's latency and is recorded."""
+    names = {"secrets-manager": "secretsmanager"}
+    local = threading.local()
+
+    def service_of(event_name: str) -> str:
+        hyphenized = event_name.split(".")[1]
+        return names.get(hyphenized, hyphenized)
+
+    def before_parameter_build(params: dict[str, Any], **_: Any) -> None:
+        local.stack = getattr(local, "stack", [])
+        local.stack.append((time.perf_counter(), 0.0, params))
+
+    def before_send(event_name: str, **_: Any) -> None:
+        seconds = latencies.of(service_of(event_name))
+        if seconds <= 0:
+            return
+        began = time.perf_counter()
+        time.sleep(seconds)
+        stack = getattr(local, "stack", None)
+        if stack:
+            started, waited, params = stack[-1]
+            stack[-1] = (started, waited + time.perf_counter() - began, params)
+
+    def after_call(event_name: str, model: Any, **kwargs: Any) -> None:
+        stack = getattr(local, "stack", None)
+        if not stack:
+            return
+        started, waited, params = stack.pop()
+        failed = kwargs.get("exception") is not None or "Error" in (kwargs.get("parsed") or {})
+        call = Call(service_of(event_name), model.name, started, time.perf_counter(), waited)
+        trace.record(replace(call, detail="failed" if failed else "", tag=tag), params)
+
+    session.register("before-parameter-build", before_parameter_build)
+    session.register("before-send", before_send)
+    session.register("after-call", after_call)
+    session.register("after-call-error", after_call)
 
 
 def _event_name(client: Any) -> str:

@@ -9,6 +9,7 @@ poller's own receive is modelled as one SQS round trip per invocation.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -71,11 +72,15 @@ def sqs_event(bodies: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def invoke_consumer(ports: Any, bodies: Sequence[str]) -> dict[str, Any]:
-    """One invocation of the consumer's handler; raises if a record failed."""
+def invoke_consumer(
+    ports: Any, bodies: Sequence[str], *, quiet_output: bool = True
+) -> dict[str, Any]:
+    """One invocation of the consumer's handler; raises if a record failed. Powertools prints
+    its metrics on stdout: silenced here, or by the caller when threads invoke at once
+    (``quiet_output=False``: redirecting stdout per thread would race)."""
     from consumer.handler import lambda_handler
 
-    with quiet():
+    with quiet() if quiet_output else contextlib.nullcontext():
         response: dict[str, Any] = lambda_handler(
             sqs_event(bodies), InvocationContext(), ports=ports
         )

@@ -29,6 +29,7 @@ and after; 2x in a transaction) and read units (1 per started 4 KB, strongly con
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import sqlite3
@@ -83,6 +84,7 @@ class Bill:
     """What DynamoDB would bill, and how many requests it answered, by operation."""
 
     write_units: int = 0
+    write_units_by_kind: dict[str, int] = field(default_factory=dict)  # the item's "kind"
     read_units: float = 0.0
     requests: dict[str, int] = field(default_factory=dict)
     items_written: int = 0
@@ -91,6 +93,7 @@ class Bill:
     def as_dict(self) -> dict[str, Any]:
         return {
             "write_units": self.write_units,
+            "write_units_by_kind": dict(self.write_units_by_kind),
             "read_units": round(self.read_units, 1),
             "requests": dict(self.requests),
             "items_written": self.items_written,
@@ -129,16 +132,17 @@ class MemoryDynamoDB:
         (present in every client while its mock is active) is removed from this client, or
         it would process each request too, at its own cost.
         """
-        client.meta.events.register("before-send.dynamodb", self._on_send)
+        client.meta.events.register("before-send.dynamodb", self.on_send)
         try:
             from moto.core.models import botocore_stubber
         except ImportError:  # no moto: nothing to remove
             return
-        client.meta.events.unregister("before-send", botocore_stubber)
+        with contextlib.suppress(AttributeError, ValueError):  # not in this client's hooks
+            client.meta.events.unregister("before-send", botocore_stubber)
 
     # ----- the protocol --------------------------------------------------------------------
 
-    def _on_send(self, request: AWSPreparedRequest, **_: Any) -> AWSResponse:
+    def on_send(self, request: AWSPreparedRequest, **_: Any) -> AWSResponse:
         started = time.thread_time()
         target = request.headers["X-Amz-Target"]
         if isinstance(target, bytes):
@@ -318,12 +322,17 @@ class MemoryDynamoDB:
             "INSERT OR REPLACE INTO items VALUES (?, ?, ?)", (table, pk, json.dumps(item))
         )
         size = max(wire_item_bytes(item), wire_item_bytes(old) if old else 0)
-        self.bill.write_units += factor * _units(size, 1024)
+        self._bill_write(factor * _units(size, 1024), item)
         self.bill.items_written += 1
+
+    def _bill_write(self, units: int, item: Wire | None) -> None:
+        self.bill.write_units += units
+        kind = str((item or {}).get("kind", {}).get("S", "other"))
+        self.bill.write_units_by_kind[kind] = self.bill.write_units_by_kind.get(kind, 0) + units
 
     def _remove(self, table: str, pk: str, old: Wire | None, factor: int = 1) -> None:
         self._db.execute("DELETE FROM items WHERE tbl = ? AND pk = ?", (table, pk))
-        self.bill.write_units += factor * _units(wire_item_bytes(old) if old else 0, 1024)
+        self._bill_write(factor * _units(wire_item_bytes(old) if old else 0, 1024), old)
 
     def _read(self, item: Wire | None, consistent: bool, factor: int = 1) -> None:
         units = _units(wire_item_bytes(item) if item else 0, 4096)
@@ -357,7 +366,7 @@ class MemoryDynamoDB:
             wanted = request.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD"
             if operation in ("PutItem", "UpdateItem", "DeleteItem"):
                 # A write whose condition fails is billed all the same (at least one unit).
-                self.bill.write_units += _units(wire_item_bytes(old) if old else 0, 1024)
+                self._bill_write(_units(wire_item_bytes(old) if old else 0, 1024), old)
             raise _ConditionFailed(old, wanted)
 
     def _updated(self, old: Wire | None, request: dict[str, Any]) -> tuple[Wire, set[str]]:

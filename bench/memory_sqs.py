@@ -12,6 +12,7 @@ are kept (a received message comes back if it is not deleted in time).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -45,18 +46,19 @@ class MemorySQS:
         self.sent_at: dict[str, float] = {}  # message id -> when SendMessage stored it
 
     def attach(self, client: Any) -> None:
-        client.meta.events.register("before-send.sqs", self._on_send)
+        client.meta.events.register("before-send.sqs", self.on_send)
         try:
             from moto.core.models import botocore_stubber
         except ImportError:
             return
-        client.meta.events.unregister("before-send", botocore_stubber)
+        with contextlib.suppress(AttributeError, ValueError):  # not in this client's hooks
+            client.meta.events.unregister("before-send", botocore_stubber)
 
     def depth(self, queue_url: str) -> int:
         with self._ready:
             return len(self._queues.get(queue_url, ())) + len(self._inflight.get(queue_url, {}))
 
-    def _on_send(self, request: AWSPreparedRequest, **_: Any) -> AWSResponse:
+    def on_send(self, request: AWSPreparedRequest, **_: Any) -> AWSResponse:
         target = request.headers["X-Amz-Target"]
         operation = (target.decode() if isinstance(target, bytes) else str(target)).split(".")[-1]
         body = request.body
