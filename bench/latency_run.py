@@ -181,8 +181,7 @@ def measure_burst(results: Results, progress: Progress) -> None:
 
 
 def measure_consumer(results: Results, progress: Progress) -> None:
-    from bench import critical_path, visibility
-    from bench.latency_consumer import drain_fill
+    from bench import critical_path
     from bench.latency_stack import model_stack
 
     scale = results.scale
@@ -190,47 +189,50 @@ def measure_consumer(results: Results, progress: Progress) -> None:
         with model_stack(rows, results.latencies, queue="memory") as stack:
             critical_path.fill(stack, progress)
             results.batches += critical_path.batches(stack, "memory", rows, progress)
-    for rows in (scale.moto_rows,):
-        with model_stack(rows, results.latencies, backend="moto", queue="memory") as stack:
-            critical_path.fill(stack, progress)
-            results.batches += critical_path.batches(stack, "moto", rows, progress)
-    with model_stack(scale.visibility_rows, results.latencies, queue="memory") as stack:
-        progress.step(f"change to visible: filling {scale.visibility_rows:,} rows")
-        drain_fill(stack, stack.consumer_ports(latencies=NO_LATENCY))
-        progress.step("change to visible: the read API's own time, one change's round trips")
-        results.reader_ms = visibility.reader_times(stack)
-        results.breakdown = visibility.one_change(stack)
-        receivers = visibility.Receivers(stack)
-        for window in visibility.WINDOWS:
-            modes = ("first-message", "previous-invocation") if window else ("first-message",)
-            for mode in modes:
-                progress.step(f"change to visible: a trickle, window {window} s ({mode})")
-                results.visibility.append(
-                    visibility.measure_run(
-                        stack,
-                        receivers,
-                        "trickle",
-                        window,
-                        window_from=mode,
-                        trickle=scale.trickle,
-                        reader_ms=results.reader_ms,
-                    )
-                )
-        for window in visibility.WINDOWS:
-            progress.step(
-                f"change to visible: a {scale.burst_rows:,}-row insert, window {window} s"
-            )
+            if rows == scale.visibility_rows:
+                measure_visibility(results, stack, progress)
+    with model_stack(scale.moto_rows, results.latencies, backend="moto", queue="memory") as stack:
+        critical_path.fill(stack, progress)
+        results.batches += critical_path.batches(stack, "moto", scale.moto_rows, progress)
+
+
+def measure_visibility(results: Results, stack: Any, progress: Progress) -> None:
+    """Change to visible on a filled stack (the critical path's largest)."""
+    from bench import visibility
+
+    scale = results.scale
+    progress.step("change to visible: the read API's own time, one change's round trips")
+    results.reader_ms = visibility.reader_times(stack)
+    results.breakdown = visibility.one_change(stack)
+    receivers = visibility.Receivers(stack)
+    for window in visibility.WINDOWS:
+        modes = ("first-message", "previous-invocation") if window else ("first-message",)
+        for mode in modes:
+            progress.step(f"change to visible: a trickle, window {window} s ({mode})")
             results.visibility.append(
                 visibility.measure_run(
                     stack,
                     receivers,
-                    "burst",
+                    "trickle",
                     window,
-                    burst_rows=scale.burst_rows,
+                    window_from=mode,
+                    trickle=scale.trickle,
                     reader_ms=results.reader_ms,
-                    progress=progress,
                 )
             )
+    for window in visibility.WINDOWS:
+        progress.step(f"change to visible: a {scale.burst_rows:,}-row insert, window {window} s")
+        results.visibility.append(
+            visibility.measure_run(
+                stack,
+                receivers,
+                "burst",
+                window,
+                burst_rows=scale.burst_rows,
+                reader_ms=results.reader_ms,
+                progress=progress,
+            )
+        )
 
 
 def shim_overhead(latencies: Latencies, calls: int = 200) -> dict[str, float]:
