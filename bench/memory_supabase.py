@@ -33,20 +33,22 @@ POOL_SIZE = 2048
 _HttpxClient = httpx.Client
 
 
-def _pool() -> list[str]:
+def _pool(size: int) -> list[str]:
     from bench.scale import article
 
-    return [json.dumps(article(index)["body"]) for index in range(POOL_SIZE)]
+    return [json.dumps(article(index)["body"]) for index in range(size)]
 
 
 class SourceTable:
     """One table of integer keys ``1..rows``; ``commit`` changes rows as a transaction would."""
 
-    def __init__(self, rows: int, name: str = "articles", key: str = "id") -> None:
+    def __init__(
+        self, rows: int, name: str = "articles", key: str = "id", pool_size: int = POOL_SIZE
+    ) -> None:
         self.name = name
         self.key = key
         self.rows = rows
-        self._pool = _pool()
+        self._pool = _pool(pool_size)
         self._revisions: dict[int, int] = {}
         self._deleted: set[int] = set()
         self._lock = threading.Lock()
@@ -57,7 +59,7 @@ class SourceTable:
         revision = self._revisions.get(key, 0)
         return (
             f'{{"{self.key}":{key},"title":"Article {key}","revision":{revision},'
-            f'"body":{self._pool[key % POOL_SIZE]}}}'
+            f'"body":{self._pool[key % len(self._pool)]}}}'
         )
 
     def row(self, key: int) -> dict[str, Any]:
