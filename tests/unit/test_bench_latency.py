@@ -32,7 +32,7 @@ def memory() -> Any:
     service.close()
 
 
-def _dynamodb(memory: MemoryDynamoDB) -> Any:
+def _dynamodb() -> Any:
     return boto3.client(
         "dynamodb",
         region_name="us-east-1",
@@ -47,7 +47,7 @@ def test_the_boto3_shim_waits_the_latency_it_was_told_once_per_call_and_counts_e
     # Given a DynamoDB client behind the shim, told 7 ms per call, over the memory service
     slept: list[float] = []
     trace = CallTrace()
-    client = _dynamodb(memory)
+    client = _dynamodb()
     instrument_client(
         client, "dynamodb", Latencies.parse("dynamodb=7"), trace, tag="env-1", sleep=slept.append
     )
@@ -138,7 +138,7 @@ def test_the_memory_dynamodb_keeps_conditions_return_values_and_the_bill(
     memory: MemoryDynamoDB,
 ) -> None:
     # Given an item written, then updated with SET/ADD/REMOVE
-    client = _dynamodb(memory)
+    client = _dynamodb()
     memory.attach(client)
     client.put_item(TableName="t", Item={"pk": {"S": "r"}, "v": {"N": "1"}, "x": {"S": "y"}})
     updated = client.update_item(
@@ -164,14 +164,15 @@ def test_the_memory_dynamodb_keeps_conditions_return_values_and_the_bill(
     assert updated["Attributes"] == {"v": {"N": "1"}, "x": {"S": "y"}}
     item = client.get_item(TableName="t", Key={"pk": {"S": "r"}})["Item"]
     assert item == {"pk": {"S": "r"}, "v": {"N": "2"}, "tags": {"SS": ["a"]}}
-    assert failed.value.response["Item"] == item
+    refusal: Any = failed.value.response
+    assert refusal["Item"] == item
     # And every write was billed, the failed one included (one unit each, small items)
     assert memory.bill.write_units == 3
 
 
 def test_a_transaction_resent_with_its_token_applies_nothing_twice(memory: MemoryDynamoDB) -> None:
     # Given a transaction that creates an item if absent, with a client request token
-    client = _dynamodb(memory)
+    client = _dynamodb()
     memory.attach(client)
     items = [
         {
@@ -188,5 +189,6 @@ def test_a_transaction_resent_with_its_token_applies_nothing_twice(memory: Memor
     # And without the token its condition fails, with the reason
     with pytest.raises(ClientError) as failed:
         client.transact_write_items(TransactItems=items)
-    assert failed.value.response["Error"]["Code"] == "TransactionCanceledException"
-    assert failed.value.response["CancellationReasons"] == [{"Code": "ConditionalCheckFailed"}]
+    refusal: Any = failed.value.response
+    assert refusal["Error"]["Code"] == "TransactionCanceledException"
+    assert refusal["CancellationReasons"] == [{"Code": "ConditionalCheckFailed"}]
