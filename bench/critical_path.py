@@ -104,11 +104,14 @@ def batches(
     rows: int,
     progress: Progress | None,
     changes: tuple[int, ...] = CHANGES,
+    *,
+    repeats: dict[int, int] | None = None,
+    bare: bool = True,
 ) -> list[BatchFigures]:
-    """Warm batches of each size, with and without the model's latency."""
+    """Warm batches of each size, with the model's latency and (``bare``) without."""
     rng = random.Random(rows)
     results = []
-    for latency in (True, False):
+    for latency in (True, False) if bare else (True,):
         ports = stack.consumer_ports(latencies=None if latency else NO_LATENCY)
         _run(stack, ports, rng.sample(range(2, rows + 1), 1))  # warm: clients, secrets
         for count in changes:
@@ -118,7 +121,7 @@ def batches(
                     f"{'with' if latency else 'without'} latency"
                 )
             figures = BatchFigures(backend, latency, rows, count)
-            for _ in range(REPEATS[count]):
+            for _ in range((repeats or REPEATS)[count]):
                 calls, seconds = _run(stack, ports, rng.sample(range(2, rows + 1), count))
                 chain = critical_chain(calls)
                 figures.seconds.append(seconds)

@@ -28,7 +28,7 @@ from bench.common import use_fake_aws
 from bench.latency import CallTrace, DelayedTransport, Latencies, instrument_client
 from bench.memory_dynamodb import MemoryDynamoDB
 from bench.memory_sqs import MemorySQS
-from bench.memory_supabase import BenchSupabaseSource, SourceTable
+from bench.memory_supabase import POOL_SIZE, BenchSupabaseSource, SourceTable
 
 SUPABASE_URL = "http://supabase.bench"
 # Shaped as JWTs (supabase-py checks the shape); the memory table never looks at them.
@@ -152,6 +152,7 @@ def model_stack(
     backend: str = "memory",
     queue: str = "moto",
     trace: CallTrace | None = None,
+    pool_size: int = POOL_SIZE,
     parameters: dict[str, str] | None = None,
 ) -> Iterator[ModelStack]:
     """A provisioned stack (moto in process, started here) over a table of ``rows`` rows;
@@ -187,7 +188,7 @@ def model_stack(
             yield ModelStack(
                 latencies=latencies,
                 trace=trace or CallTrace(),
-                table=SourceTable(rows),
+                table=SourceTable(rows, pool_size=pool_size),
                 backend=backend,
                 dynamodb=memory,
                 sqs=MemorySQS() if queue == "memory" else None,
