@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import random
 import statistics
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -41,6 +42,7 @@ class BatchFigures:
     rows: int
     changes: int
     seconds: list[float] = field(default_factory=list)
+    cpu_s: list[float] = field(default_factory=list)  # the process's CPU during each batch
     round_trips: list[int] = field(default_factory=list)
     chain_model_s: list[float] = field(default_factory=list)  # nominal latency on the chain
     calls: dict[str, int] = field(default_factory=dict)  # by service, last repeat
@@ -51,6 +53,10 @@ class BatchFigures:
     @property
     def median_s(self) -> float:
         return statistics.median(self.seconds)
+
+    @property
+    def median_cpu_s(self) -> float:
+        return statistics.median(self.cpu_s) if self.cpu_s else 0.0
 
     @property
     def median_round_trips(self) -> float:
@@ -122,7 +128,9 @@ def batches(
                 )
             figures = BatchFigures(backend, latency, rows, count)
             for _ in range((repeats or REPEATS)[count]):
+                cpu = time.process_time()
                 calls, seconds = _run(stack, ports, rng.sample(range(2, rows + 1), count))
+                figures.cpu_s.append(time.process_time() - cpu)
                 chain = critical_chain(calls)
                 figures.seconds.append(seconds)
                 figures.round_trips.append(len(chain))
@@ -139,8 +147,6 @@ def batches(
 
 def _run(stack: ModelStack, ports: Any, keys: list[int]) -> tuple[list[Call], float]:
     """Commit ``keys`` in Supabase, then one consumer invocation with their changes."""
-    import time
-
     for key in keys:
         stack.table.update(key)
     bodies = [change_message(key) for key in keys]

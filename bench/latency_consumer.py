@@ -53,11 +53,12 @@ def change_message(key: int, change_type: str = "UPDATE", table: str = TABLE) ->
     ).to_message()
 
 
-def sqs_event(bodies: Sequence[str]) -> dict[str, Any]:
+def sqs_event(bodies: Sequence[str], message_ids: Sequence[str] | None = None) -> dict[str, Any]:
+    ids = message_ids or [str(uuid.uuid4()) for _ in bodies]
     return {
         "Records": [
             {
-                "messageId": str(uuid.uuid4()),
+                "messageId": message_id,
                 "receiptHandle": "bench",
                 "body": body,
                 "attributes": {"ApproximateReceiveCount": "1"},
@@ -67,7 +68,7 @@ def sqs_event(bodies: Sequence[str]) -> dict[str, Any]:
                 "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:bench",
                 "awsRegion": "us-east-1",
             }
-            for body in bodies
+            for body, message_id in zip(bodies, ids, strict=True)
         ]
     }
 

@@ -212,6 +212,7 @@ def _critical_path(results: Results) -> list[str]:
             "DynamoDB",
             "model s",
             "no latency s",
+            "CPU s",
             "calls (median)",
             "sequential round trips",
             "latency on them",
@@ -233,6 +234,7 @@ def _critical_path(results: Results) -> list[str]:
                 figures.backend,
                 f"{figures.median_s:.3f}",
                 f"{bare.median_s:.3f}" if bare is not None else "-",
+                f"{figures.median_cpu_s:.3f}",
                 calls,
                 f"{figures.median_round_trips:.0f}",
                 f"{figures.median_chain_model_s * 1000:.0f} ms",
@@ -250,7 +252,8 @@ def _critical_path(results: Results) -> list[str]:
         "the longest chain of calls each of which began after the previous one ended "
         "(`bench.latency.critical_chain`; parallel calls count once). **Implied by time**: "
         "the batch's time under the model less its time without latency, over the mean "
-        "latency of the calls on that chain.",
+        "latency of the calls on that chain. **CPU s**: the process's CPU during the batch "
+        "under the model (moto's own included on its rows).",
         "",
         _fenced(table(rows)),
         "",
@@ -319,9 +322,10 @@ def _visibility(results: Results) -> list[str]:
             "invocations",
             "mean batch",
             "lost head switches",
+            "failed records",
         )
     ]
-    for run in results.visibility:
+    for run in [*results.visibility, *results.moto_visibility]:
         mean = sum(run.batch_sizes) / max(len(run.batch_sizes), 1)
         rows.append(
             (
@@ -336,6 +340,7 @@ def _visibility(results: Results) -> list[str]:
                 str(run.invocations),
                 f"{mean:.1f}",
                 str(run.lost_switches),
+                str(run.failed_deliveries),
             )
         )
     trickle = results.scale.trickle
@@ -362,7 +367,15 @@ def _visibility(results: Results) -> list[str]:
         _fenced(table(rows)),
         "",
         "Lost head switches: a consumer's conditional switch of the list head that another "
-        "consumer won, so it read and planned again (`ListPublishRetries`).",
+        "consumer won, so it read and planned again (`ListPublishRetries`). Failed records: "
+        "records of invocations that failed (a publish that lost 12 races in a row fails "
+        "its table's records with `ListContended`); as on Lambda they come back after the "
+        "queue's visibility timeout, and their change-to-visible counts the template's "
+        "660 s. The last rows are "
+        f"the same trickle at window 0 with DynamoDB on moto at {results.scale.moto_rows:,} "
+        "rows: behind the model's latency (`moto + model`: moto's CPU added to it), and with "
+        "no latency anywhere (`moto alone`: what the benchmarks measured before this model, "
+        "without the read API's time).",
         "",
     ]
 

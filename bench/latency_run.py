@@ -85,6 +85,7 @@ class Results:
     reader_ms: tuple[float, float] = (0.0, 0.0)
     breakdown: list[Call] = field(default_factory=list)
     visibility: list[VisibilityRun] = field(default_factory=list)
+    moto_visibility: list[VisibilityRun] = field(default_factory=list)
     fills: FillFigures | None = None
 
 
@@ -194,6 +195,36 @@ def measure_consumer(results: Results, progress: Progress) -> None:
     with model_stack(scale.moto_rows, results.latencies, backend="moto", queue="memory") as stack:
         critical_path.fill(stack, progress)
         results.batches += critical_path.batches(stack, "moto", scale.moto_rows, progress)
+        run = _moto_trickle(results, stack, progress, "moto + model", results.reader_ms)
+        results.moto_visibility.append(run)
+    with model_stack(scale.moto_rows, NO_LATENCY, backend="moto", queue="memory") as stack:
+        critical_path.fill(stack, progress)
+        run = _moto_trickle(results, stack, progress, "moto alone", (0.0, 0.0))
+        results.moto_visibility.append(run)
+
+
+def _moto_trickle(
+    results: Results,
+    stack: Any,
+    progress: Progress,
+    name: str,
+    reader_ms: tuple[float, float],
+) -> VisibilityRun:
+    """The trickle at window 0 with DynamoDB on moto: what the moto figures would have said
+    (``moto alone``: no latency anywhere, as every benchmark before this one)."""
+    from bench import visibility
+
+    progress.step(f"change to visible: a trickle, window 0 s, {name}")
+    run = visibility.measure_run(
+        stack,
+        visibility.Receivers(stack),
+        "trickle",
+        0,
+        trickle=results.scale.trickle,
+        reader_ms=reader_ms,
+    )
+    run.workload = f"trickle, {name}"
+    return run
 
 
 def measure_visibility(results: Results, stack: Any, progress: Progress) -> None:
@@ -295,6 +326,7 @@ def raw(results: Results) -> dict[str, Any]:
             for c in results.breakdown
         ],
         "visibility": [run.as_dict() for run in results.visibility],
+        "moto_visibility": [run.as_dict() for run in results.moto_visibility],
         "fills": {
             name: [fill.figures for fill in group]
             for name, group in (
