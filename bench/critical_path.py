@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bench.common import Progress
-from bench.latency import NO_LATENCY, Call, CallTrace, Latencies, critical_chain
+from bench.latency import NO_LATENCY, Call, CallTrace, Latencies, critical_chain, what
 from bench.latency_consumer import change_message, drain_fill, invoke_consumer
 from bench.latency_stack import ModelStack, model_stack
 
@@ -48,6 +48,7 @@ class BatchFigures:
     calls: dict[str, int] = field(default_factory=dict)  # by service, last repeat
     operations: dict[str, int] = field(default_factory=dict)  # by service.operation
     chain: list[str] = field(default_factory=list)  # the last repeat's chain, in order
+    chain_targets: list[str] = field(default_factory=list)  # what each of those touched
     repeat_calls: list[dict[str, int]] = field(default_factory=list)  # by service, per repeat
 
     @property
@@ -141,6 +142,7 @@ def batches(
                 figures.repeat_calls.append(figures.calls)
                 figures.operations = CallTrace.count_operations(calls)
                 figures.chain = [f"{call.service}.{call.operation}" for call in chain]
+                figures.chain_targets = [what(call) for call in chain]
             results.append(figures)
     return results
 

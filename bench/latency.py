@@ -96,6 +96,7 @@ class Call:
     waited: float
     detail: str = ""  # the error code of a call that failed
     tag: str = ""  # which execution environment made it (``instrument_client``'s ``tag``)
+    target: str = ""  # what it read or wrote: an item's key, or how many items
 
 
 class CallTrace:
@@ -257,9 +258,9 @@ def instrument_client(
         parsed = kwargs.get("parsed") or {}
         failed = error is not None or "Error" in parsed
         detail = str(parsed.get("Error", {}).get("Code", "")) if failed and parsed else ""
-        trace.record(
-            Call(service, model.name, started, time.perf_counter(), waited, detail, tag), params
-        )
+        ended = time.perf_counter()
+        call = Call(service, model.name, started, ended, waited, detail, tag, target_of(params))
+        trace.record(call, params)
 
     events = client.meta.events
     events.register_first(f"before-parameter-build.{_event_name(client)}", before_parameter_build)
@@ -309,6 +310,47 @@ def instrument_session(
     session.register("before-send", before_send)
     session.register("after-call", after_call)
     session.register("after-call-error", after_call)
+
+
+def target_of(params: dict[str, Any]) -> str:
+    """What a call reads or writes, in short: the key of one item, or the count of several
+    (the report names the cache's item kinds from these)."""
+    for name in ("Key", "Item"):
+        key = params.get(name)
+        if isinstance(key, dict) and isinstance(key.get("pk"), dict):
+            return str(next(iter(key["pk"].values())))
+    for name in ("RequestItems", "TransactItems"):
+        requests = params.get(name)
+        if isinstance(requests, dict):
+            count = sum(
+                len(r) if isinstance(r, list) else len(r.get("Keys", [])) for r in requests.values()
+            )
+            return f"{count} items"
+        if isinstance(requests, list):
+            return f"{len(requests)} items"
+    if "QueueUrl" in params:
+        return "the change queue"
+    if "SecretId" in params:
+        return str(params["SecretId"])
+    return ""
+
+
+def what(call: Call) -> str:
+    """The cache item kind a call touched, from its key (``cache_layout``'s key shapes)."""
+    target = call.target
+    if call.service != "dynamodb" or not target.startswith("/"):
+        return target
+    if "#c/" in target:
+        return "a list chunk"
+    if "#i/" in target:
+        return "an index page"
+    if "@" in target:
+        return "a frozen list version"
+    if target.endswith("#sync"):
+        return "the sync checkpoint"
+    if target.count("/") == 1:
+        return "the list head"
+    return "a row item"
 
 
 def _event_name(client: Any) -> str:

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 from matplotlib.patches import Rectangle
 
 from bench.common import table
-from bench.latency import LATENCY_SOURCES
+from bench.latency import LATENCY_SOURCES, what
 
 if TYPE_CHECKING:
     from bench.critical_path import BatchFigures
@@ -260,9 +260,13 @@ def _critical_path(results: Results) -> list[str]:
     ]
     example = _batch(results.batches, "memory", True, results.batches[0].rows, 1)
     if example is not None:
+        steps = [
+            f"{_short(name)} ({target})" if target else _short(name)
+            for name, target in zip(example.chain, example.chain_targets, strict=False)
+        ]
         lines += [
             f"The chain of a 1-change batch at {example.rows:,} rows, in order: "
-            + " → ".join(_short(name) for name in example.chain)
+            + " → ".join(steps)
             + ".",
             "",
         ]
@@ -273,12 +277,13 @@ def _breakdown(results: Results) -> list[str]:
     if not results.breakdown:
         return []
     start = results.breakdown[0].started
-    rows: list[tuple[str, ...]] = [("#", "call", "starts at", "takes", "model")]
+    rows: list[tuple[str, ...]] = [("#", "call", "what", "starts at", "takes", "model")]
     for index, call in enumerate(results.breakdown, start=1):
         rows.append(
             (
                 str(index),
                 f"{call.service} {call.operation}",
+                what(call),
                 f"{(call.started - start) * 1000:.0f} ms",
                 f"{(call.ended - call.started) * 1000:.1f} ms",
                 f"{results.latencies.of(call.service) * 1000:g} ms",
@@ -659,7 +664,8 @@ def _plot_breakdown(results: Results, path: Path) -> Path:
             va="center",
             fontsize=7,
         )
-    axes.set_yticks(range(len(calls)), [f"{c.service} {c.operation}" for c in calls], fontsize=7)
+    labels = [f"{c.service} {c.operation}: {what(c)}" for c in calls]
+    axes.set_yticks(range(len(calls)), labels, fontsize=7)
     axes.invert_yaxis()
     axes.set_xlabel("ms since the webhook was sent (each bar: one call, its wait and CPU)")
     axes.set_title("One change under the model, round trip by round trip (window 0)")

@@ -19,6 +19,7 @@ from bench.latency import (
     critical_chain,
     instrument_client,
     sequential_round_trips,
+    what,
 )
 from bench.memory_dynamodb import MemoryDynamoDB
 from bench.memory_supabase import BenchSupabaseSource, SourceTable
@@ -64,6 +65,7 @@ def test_the_boto3_shim_waits_the_latency_it_was_told_once_per_call_and_counts_e
     assert trace.by_operation() == {"dynamodb.GetItem": 1, "dynamodb.PutItem": 2}
     assert [call.detail for call in trace.calls] == ["", "", "ConditionalCheckFailedException"]
     assert {call.tag for call in trace.calls} == {"env-1"}
+    assert [call.target for call in trace.calls] == ["a", "a", "a"]
     # And the service answered them (the shim changed nothing else)
     assert memory.bill.requests == {"PutItem": 2, "GetItem": 1}
 
@@ -192,3 +194,20 @@ def test_a_transaction_resent_with_its_token_applies_nothing_twice(memory: Memor
     refusal: Any = failed.value.response
     assert refusal["Error"]["Code"] == "TransactionCanceledException"
     assert refusal["CancellationReasons"] == [{"Code": "ConditionalCheckFailed"}]
+
+
+@pytest.mark.parametrize(
+    ("target", "kind"),
+    [
+        ("/articles/42", "a row item"),
+        ("/articles", "the list head"),
+        ("/articles#i/3f2a.2", "an index page"),
+        ("/articles#c/3f2a.1", "a list chunk"),
+        ("/articles@1796-3f2a", "a frozen list version"),
+        ("/articles#sync", "the sync checkpoint"),
+        ("3 items", "3 items"),
+    ],
+)
+def test_the_report_names_the_cache_item_a_call_touched(target: str, kind: str) -> None:
+    # Given a DynamoDB call on a key of each shape / When named / Then as the layout says
+    assert what(Call("dynamodb", "GetItem", 0.0, 1.0, 1.0, target=target)) == kind
