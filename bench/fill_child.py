@@ -11,6 +11,7 @@ SQLite file (DynamoDB) or make rows from keys (Supabase), not in this process's 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 import time
@@ -27,6 +28,22 @@ def vm_hwm_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def run_queue_delay_s() -> float:
+    """Seconds this process's threads spent runnable but waiting for a CPU (schedstat's
+    run_delay, summed over the live threads): what a shared machine adds to a fill."""
+    import os
+
+    total = 0
+    tasks = "/proc/self/task"
+    for task in os.listdir(tasks) if os.path.isdir(tasks) else []:
+        try:
+            with open(f"{tasks}/{task}/schedstat") as stats:
+                total += int(stats.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
+
+
 def main(argv: list[str]) -> None:
     from bench.latency_consumer import drain_fill
     from bench.latency_stack import model_stack
@@ -38,6 +55,8 @@ def main(argv: list[str]) -> None:
     with model_stack(rows, model, backend=backend, trace=trace) as stack:
         ports = stack.consumer_ports(workers=workers)
         start_mb = vm_hwm_mb()
+        delay = run_queue_delay_s()
+        load = os.getloadavg()[0]
         cpu = time.process_time()
         began = time.perf_counter()
 
@@ -51,6 +70,8 @@ def main(argv: list[str]) -> None:
 
         result = drain_fill(stack, ports, on_invocation=report)
         cpu_s = time.process_time() - cpu
+        run_delay_s = run_queue_delay_s() - delay
+        load = (load + os.getloadavg()[0]) / 2
         peak_mb = vm_hwm_mb()
         row_bytes = sum(len(stack.table.row_text(key).encode()) for key in range(1, rows + 1))
         bill = stack.dynamodb.bill.as_dict() if stack.dynamodb is not None else {}
@@ -71,6 +92,8 @@ def main(argv: list[str]) -> None:
                     "write_units_by_kind": bill.get("write_units_by_kind"),
                     "dynamodb_requests": bill.get("requests"),
                     "cpu_s": cpu_s,
+                    "run_queue_delay_s": run_delay_s,
+                    "load_average": load,
                     "service_cpu_s": bill.get("service_cpu_s", 0.0),
                     "shim_cpu_s": trace.shim_cpu_s,
                     "waited_s": trace.waited_s,

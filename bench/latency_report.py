@@ -488,23 +488,53 @@ def _fill_causes(results: Results) -> list[str]:
     service = largest.figures["service_cpu_s"]
     per_row_ms = cpu / largest.rows * 1000
     calls = largest.figures["calls"].get("dynamodb", 0)
+    share = cpu / largest.seconds
+    delay = largest.figures.get("run_queue_delay_s")
+    load = largest.figures.get("load_average")
+    machine = (
+        f" The machine is shared (load average {load:.1f} on its cores during this fill"
+        + (f"; its threads waited {delay:,.0f} s in all for a CPU" if delay is not None else "")
+        + ")."
+        if load is not None
+        else ""
+    )
     lines = [
         "Where the fill's time goes: the consumer used "
-        f"{cpu:,.0f} s of CPU for {largest.seconds:,.0f} s of fill ({cpu / largest.seconds:.0%} "
-        f"of one core; {per_row_ms:.2f} ms a row, of which the stand-in services' "
+        f"{cpu:,.0f} s of CPU for {largest.seconds:,.0f} s of fill ({share:.0%} of one "
+        f"core; {per_row_ms:.2f} ms a row, of which the stand-in services' "
         f"{service / largest.rows * 1000:.2f} ms), for {calls / largest.rows:.2f} DynamoDB "
         "calls a row: one conditional UpdateItem per row written, each serialized, signed "
-        "and parsed by botocore under the GIL. A Python process runs one thread at a time, "
-        "so past a few writers the pool waits on the CPU, not on DynamoDB: the fill is "
-        "CPU-bound at about "
-        f"{largest.rows / max(cpu - service, 1e-9):,.0f} rows per CPU second here.",
+        "and parsed by botocore. Python runs one thread of a process at a time, so the "
+        f"row writer's {largest.workers} threads share one core: at "
+        f"{largest.rows / max(cpu, 1e-9):,.0f} rows per CPU second, one process cannot "
+        "fill faster than that whatever the network." + machine,
     ]
+    if share >= 0.6:
+        lines.append("This fill was CPU-bound: its CPU, not DynamoDB's latency, set its pace.")
+    else:
+        lines.append(
+            "This fill was not CPU-bound by its own CPU: the rest of its time it waited on "
+            "the model's latency, or for a CPU of this shared machine."
+        )
     if figures.cpu_floor is not None:
         floor = figures.cpu_floor
         lines.append(
             f"Without any latency the same fill of {floor.rows:,} rows runs at "
             f"{floor.rows_per_s:,.0f} rows/s: the ceiling one process reaches whatever the "
             "network. (A 1,024 MB consumer has 0.58 of a vCPU on Lambda.)"
+        )
+    by_kind = largest.figures.get("write_units_by_kind") or {}
+    kb = largest.figures["row_bytes"] / 1024
+    if by_kind:
+        shares = ", ".join(
+            f"{kind} {units / kb:.2f}"
+            for kind, units in sorted(by_kind.items(), key=lambda item: -item[1])
+        )
+        lines.append(
+            f"Write units per KB of row data, by the kind of item written: {shares} "
+            "(a row item of a 1 KB row is over 1 KB with its key, etag, position and read "
+            "time, so it costs 2 units; each 64 KB chunk is written whole, once per page "
+            "that patches it)."
         )
     out = [" ".join(lines), ""]
     if figures.cpu_places:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import platform
 import sys
 import time
@@ -95,7 +96,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--report", action="store_true", help="replace the report's section")
     parser.add_argument("--latency", default="", help="ms per service over the defaults")
     parser.add_argument("--skip", default="", help="parts to leave out (comma-separated)")
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="write the section again from the last run's figures (no measuring)",
+    )
     arguments = parser.parse_args(argv)
+    if arguments.render_only:
+        use_fake_aws()
+        saved = ROOT / ".local-data/bench-latency/results.pickle"
+        results, seconds = pickle.loads(saved.read_bytes())  # noqa: S301 (our own file)
+        out = ROOT / ("docs" if arguments.report else ".local-data/bench-latency")
+        write_section(results, seconds / 60, out, report=arguments.report)
+        return
     use_fake_aws()
     latencies = Latencies.parse(arguments.latency)
     scale = QUICK if arguments.quick else Scale()
@@ -126,15 +139,25 @@ def main(argv: list[str] | None = None) -> None:
             moto_rows=scale.moto_rows,
             progress=progress,
         )
+    out = ROOT / (".local-data/bench-latency" if arguments.quick else "docs")
+    # Kept so that the section can be written again from these figures (--render-only).
+    saved = ROOT / ".local-data/bench-latency/results.pickle"
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    saved.write_bytes(pickle.dumps((results, time.monotonic() - started)))
+    minutes = (time.monotonic() - started) / 60
+    write_section(results, minutes, out, report=arguments.report and not arguments.quick)
+
+
+def write_section(results: Results, minutes: float, out: Path, *, report: bool) -> None:
+    """The section, its plots and raw figures: into docs/ (``report``), else into ``out``."""
     from bench.latency_report import render, write_figures
 
-    out = ROOT / (".local-data/bench-latency" if arguments.quick else "docs")
+    progress = Progress()
     figures_dir = out / "benchmarks"
     written = write_figures(results, figures_dir)
-    minutes = (time.monotonic() - started) / 60
     section = render(results, minutes)
     print(section)
-    if arguments.report and not arguments.quick:
+    if report:
         replace_section(section)
         progress.step(f"report: {REPORT.relative_to(ROOT)} and {len(written)} files")
     else:
