@@ -325,9 +325,9 @@ def target_of(params: dict[str, Any]) -> str:
             count = sum(
                 len(r) if isinstance(r, list) else len(r.get("Keys", [])) for r in requests.values()
             )
-            return f"{count} items"
+            return _items(count)
         if isinstance(requests, list):
-            return f"{len(requests)} items"
+            return _items(len(requests))
     if "QueueUrl" in params:
         return "the change queue"
     if "SecretId" in params:
@@ -335,9 +335,15 @@ def target_of(params: dict[str, Any]) -> str:
     return ""
 
 
+def _items(count: int) -> str:
+    return "1 item" if count == 1 else f"{count} items"
+
+
 def what(call: Call) -> str:
     """The cache item kind a call touched, from its key (``cache_layout``'s key shapes)."""
     target = call.target
+    if target == "1 items":  # as runs before this wording recorded it
+        return "1 item"
     if call.service != "dynamodb" or not target.startswith("/"):
         return target
     if "#c/" in target:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pickle
 import platform
 import sys
@@ -88,6 +89,7 @@ class Results:
     visibility: list[VisibilityRun] = field(default_factory=list)
     moto_visibility: list[VisibilityRun] = field(default_factory=list)
     fills: FillFigures | None = None
+    load: list[float] = field(default_factory=list)  # the machine's 1-minute load, per part
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -124,13 +126,17 @@ def main(argv: list[str] | None = None) -> None:
         scale=scale,
     )
     started = time.monotonic()
+    results.load.append(os.getloadavg()[0])
     if "imports" not in skip:
         measure_imports(results, progress)
+        results.load.append(os.getloadavg()[0])
     results.shim = shim_overhead(latencies)
     if "burst" not in skip:
         measure_burst(results, progress)
+        results.load.append(os.getloadavg()[0])
     if "consumer" not in skip:
         measure_consumer(results, progress)
+        results.load.append(os.getloadavg()[0])
     if "fills" not in skip:
         results.fills = fills.measure(
             latencies,
@@ -139,6 +145,7 @@ def main(argv: list[str] | None = None) -> None:
             moto_rows=scale.moto_rows,
             progress=progress,
         )
+        results.load.append(os.getloadavg()[0])
     out = ROOT / (".local-data/bench-latency" if arguments.quick else "docs")
     # Kept so that the section can be written again from these figures (--render-only).
     saved = ROOT / ".local-data/bench-latency/results.pickle"
@@ -367,4 +374,8 @@ def dump(results: Results, path: Path) -> Path:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    # Through the module's own name, so that the pickled figures name its classes (not
+    # __main__'s) and --render-only can read them back.
+    from bench import latency_run
+
+    latency_run.main(sys.argv[1:])
