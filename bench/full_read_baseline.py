@@ -13,7 +13,7 @@ import hashlib
 import time
 from typing import Any
 
-from waituntil.cache_layout import dump_json, encode_text
+from waituntil.cache.layout import dump_json, encode_text
 
 CHUNK_BYTES = 256_000
 PREFIX = "/full-read"

@@ -44,11 +44,11 @@ def measure_requests() -> list[tuple[str, ...]]:
     from local.template import function_environment
     from reader.handler import build_ports, lambda_handler
     from waituntil.adapters.cache_store import CacheStore
-    from waituntil.cache_layout import fresh_rows
-    from waituntil.cache_model import ListOrder
-    from waituntil.list_patch import ListSizes
-    from waituntil.list_publish import publish_list
-    from waituntil.settings import ReaderSettings
+    from waituntil.cache.layout import fresh_rows
+    from waituntil.cache.list_patch import ListSizes
+    from waituntil.core.list_order import ListOrder
+    from waituntil.core.settings import ReaderSettings
+    from waituntil.sync.list_publish import publish_list
 
     webhook = json.loads((ROOT / "events/receiver/insert.json").read_text())
     row_42 = json.loads(webhook["body"])["record"]

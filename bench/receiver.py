@@ -33,7 +33,7 @@ def measure_samples(requests: int = REQUESTS, progress: Progress | None = None) 
     from local.aws_resources import provision, seed_secrets
     from local.template import function_environment
     from receiver.handler import build_ports, lambda_handler
-    from waituntil.settings import ReceiverSettings
+    from waituntil.core.settings import ReceiverSettings
 
     event: dict[str, Any] = json.loads((ROOT / "events/receiver/insert.json").read_text())
     with mock_aws():

@@ -168,7 +168,7 @@ def _update_rows(supabase: Any, rows: int) -> list[str]:
     """Ten rows change in Supabase; the queue messages their webhooks would become."""
     from supabase import create_client
 
-    from waituntil.contracts import Change
+    from waituntil.core.contracts import Change
 
     writer = create_client(supabase.url, supabase.service_key)  # the stand-in sends no webhooks
     keys = random.Random(rows).sample(range(1, rows + 1), 10)

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any
 
-from waituntil.cache_layout import item_bytes
+from waituntil.cache.layout import item_bytes
 
 # The consumer's Timeout in template.yaml: each invocation gets this much, as on Lambda.
 INVOCATION_SECONDS = 60
@@ -51,7 +51,7 @@ def main() -> None:
     from consumer.handler import build_ports, lambda_handler
     from waituntil.adapters.aws import PATIENT
     from waituntil.adapters.cache_store import CacheStore
-    from waituntil.settings import ConsumerSettings
+    from waituntil.core.settings import ConsumerSettings
 
     design, job, rows = sys.argv[1], sys.argv[2], int(sys.argv[3])
     bodies: list[str] = json.loads(sys.stdin.read() or "[]")
@@ -126,7 +126,7 @@ def main() -> None:
 def _writer_rows(workers: int, rows: int, order: Any) -> list[Any]:
     """``rows`` new rows, keyed apart from the table's and from the other writer run's."""
     from bench.scale import article
-    from waituntil.cache_layout import fresh_rows
+    from waituntil.cache.layout import fresh_rows
 
     first = 10_000_000 * workers
     data = [article(key) for key in range(first, first + rows)]
@@ -136,7 +136,7 @@ def _writer_rows(workers: int, rows: int, order: Any) -> list[Any]:
 def _one_webhook() -> str:
     from datetime import UTC, datetime
 
-    from waituntil.contracts import Change
+    from waituntil.core.contracts import Change
 
     return Change(
         type="UPDATE",

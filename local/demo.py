@@ -4,8 +4,8 @@ Starts the local stack (``local.stack.PipelineStack``) with the template's own p
 writes articles through supabase-py to the Supabase stand-in (so every webhook is a real HTTP
 call from the stand-in to the local API), and for each change prints how long the receiver
 took to answer the webhook (the stand-in's webhook log) and how long until the DynamoDB cache
-equalled the table (polling ``waituntil.cache_client`` as any reader of the cache would). Exits 0
-only if the cache ends equal to the table.
+equalled the table (polling ``waituntil.read.cache_client`` as any reader of the cache
+would). Exits 0 only if the cache ends equal to the table.
 
 Always uses the stand-in, even when SUPABASE_URL is set: a demo must not write to a real
 project. Ctrl-C (or SIGTERM) stops the stack as ``make dev`` does: no traceback, exit 130.
@@ -171,8 +171,8 @@ def _wait_converged(
     stack: PipelineStack, store: CacheStore, key: int, started: float
 ) -> float | None:
     """Seconds from the write until the cached item and list equal the table; None: never."""
-    from waituntil.cache_client import get_item, get_list
-    from waituntil.errors import ListFilling
+    from waituntil.core.errors import ListFilling
+    from waituntil.read.cache_client import get_item, get_list
 
     assert stack.standin is not None
     while time.monotonic() - started < CONVERGENCE_TIMEOUT_S:
@@ -234,7 +234,7 @@ def _print_outcomes(outcomes: list[Outcome]) -> None:
 
 
 def _print_cache(stack: PipelineStack, store: CacheStore) -> bool:
-    from waituntil.cache_client import get_item, get_list
+    from waituntil.read.cache_client import get_item, get_list
 
     assert stack.standin is not None
     rows = stack.standin.rows(TABLE)

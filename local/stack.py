@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
     from waituntil.adapters.cache_store import CacheStore
-    from waituntil.table_policy import TablePolicy
+    from waituntil.core.table_policy import TablePolicy
 
 log = logging.getLogger("local.stack")
 
@@ -346,7 +346,7 @@ class PipelineStack:
         return self.resources
 
     def cache_store(self) -> CacheStore:
-        """The cache table as the read side sees it (``waituntil.cache_client`` takes this)."""
+        """The cache table as the read side sees it (``waituntil.read.cache_client`` takes this)."""
         from waituntil.adapters.cache_store import CacheStore
 
         return CacheStore(self.table_name, self.aws.dynamodb())
@@ -429,7 +429,7 @@ def webhook_path(template: dict[str, Any]) -> str:
 
 def _import_layers(template: dict[str, Any]) -> None:
     """Put the template's layers on this process's path: the stack reads the cache with the
-    shared package (``waituntil.cache_client``), as any other reader of the table would."""
+    shared package (``waituntil.read.cache_client``), as any other reader of the table would."""
     for layer in resources_of_type(template, "AWS::Serverless::LayerVersion").values():
         path = str((ROOT / layer["Properties"]["ContentUri"]).resolve())
         if path not in sys.path:
@@ -459,7 +459,7 @@ def _logged(what: str) -> Any:
 def table_policies(resolver: Resolver) -> dict[str, TablePolicy]:
     """The cached tables and their policies, from the template's parameters, parsed exactly as
     the functions parse them from their environment."""
-    from waituntil.table_policy import TablePolicy, parse_policies
+    from waituntil.core.table_policy import TablePolicy, parse_policies
 
     tables = tuple(t.strip() for t in resolver.parameter("CachedTables").split(",") if t.strip())
     default = TablePolicy(

@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from waituntil.contracts import EVERY_TABLE, Change
+from waituntil.core.contracts import EVERY_TABLE, Change
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from waituntil.contracts import Change
+from waituntil.core.contracts import Change
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

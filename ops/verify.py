@@ -6,8 +6,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from waituntil.cache_client import get_item, get_list
-from waituntil.contracts import Row, RowKey
+from waituntil.core.contracts import Row, RowKey
+from waituntil.read.cache_client import get_item, get_list
 
 if TYPE_CHECKING:
     from waituntil.adapters.cache_store import CacheStore

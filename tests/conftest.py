@@ -91,7 +91,7 @@ class LambdaContext:
 @pytest.fixture
 def captured_logs() -> Iterator[io.StringIO]:
     """Everything the project's Powertools logger writes, formatted as in Lambda."""
-    from waituntil.observability import logger
+    from waituntil.core.observability import logger
 
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)

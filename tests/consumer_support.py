@@ -16,10 +16,10 @@ from consumer.handler import build_ports, lambda_handler
 from local.aws_resources import seed_secrets
 from local.supabase_standin import SupabaseStandIn
 from tests.conftest import EmulatedAws, LambdaContext, load_event
-from waituntil.cache_client import get_item, get_list
-from waituntil.consumer_ports import ConsumerPorts
-from waituntil.contracts import Change
-from waituntil.settings import ConsumerSettings
+from waituntil.core.contracts import Change
+from waituntil.core.settings import ConsumerSettings
+from waituntil.read.cache_client import get_item, get_list
+from waituntil.sync.ports import ConsumerPorts
 
 
 def consumer_ports(

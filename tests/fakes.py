@@ -17,20 +17,20 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from waituntil.cache_layout import dump_json, served_chunk_json
-from waituntil.cache_model import (
+from waituntil.cache.layout import dump_json, served_chunk_json
+from waituntil.cache.model import (
     FreshRow,
     IndexPage,
     ListChunk,
     ListHead,
-    ListOrder,
     RowState,
     RowWrites,
     ServedChunk,
     SyncCheckpoint,
     position_tag,
 )
-from waituntil.contracts import Row
+from waituntil.core.contracts import Row
+from waituntil.core.list_order import ListOrder
 
 
 class Crash(BaseException):

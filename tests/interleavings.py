@@ -21,12 +21,13 @@ from typing import Any
 from hypothesis import strategies as st
 
 from tests.fakes import MemoryQueue, MemorySource, Paused, Scheduler
-from waituntil.cache_client import get_item, get_list
-from waituntil.cache_model import ListHead, ListOrder
-from waituntil.consumer_batch import QueuedMessage, process_batch
-from waituntil.consumer_ports import ConsumerPorts
-from waituntil.contracts import Change
-from waituntil.settings import ConsumerSettings
+from waituntil.cache.model import ListHead
+from waituntil.core.contracts import Change
+from waituntil.core.list_order import ListOrder
+from waituntil.core.settings import ConsumerSettings
+from waituntil.read.cache_client import get_item, get_list
+from waituntil.sync.batch import QueuedMessage, process_batch
+from waituntil.sync.ports import ConsumerPorts
 
 KEYS = st.integers(min_value=1, max_value=12)
 OPS = st.lists(

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from waituntil.cache_model import ChunkRef, IndexPage, IndexRef, ListHead, RowState, ServedChunk
-from waituntil.list_cursor import ListVersion
+from waituntil.cache.model import ChunkRef, IndexPage, IndexRef, ListHead, RowState, ServedChunk
+from waituntil.read.cursor import ListVersion
 
 MODIFIED = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 VERSION = ListVersion(

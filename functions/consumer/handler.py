@@ -20,10 +20,10 @@ from waituntil.adapters.cache_store import CacheStore
 from waituntil.adapters.queue import QueuePublisher
 from waituntil.adapters.secrets import SecretReader
 from waituntil.adapters.supabase_source import SupabaseSource
-from waituntil.consumer_batch import BatchOutcome, QueuedMessage, process_batch
-from waituntil.consumer_ports import ConsumerPorts
-from waituntil.observability import logger, metrics, tracer
-from waituntil.settings import ConsumerSettings, consumer_settings
+from waituntil.core.observability import logger, metrics, tracer
+from waituntil.core.settings import ConsumerSettings, consumer_settings
+from waituntil.sync.batch import BatchOutcome, QueuedMessage, process_batch
+from waituntil.sync.ports import ConsumerPorts
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -1,6 +1,6 @@
 """GET /{table} and GET /{table}/{id}: serve the DynamoDB cache over HTTP.
 
-The routes, headers and errors are described in ``waituntil.read_api``; this module only turns
+The routes, headers and errors are described in ``waituntil.read.api``; this module only turns
 API Gateway events into read requests and read responses back into proxy responses.
 """
 
@@ -19,19 +19,19 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from waituntil.adapters.aws import dynamodb_client_fast, s3_client_fast
 from waituntil.adapters.blob_store import S3BlobStore
 from waituntil.adapters.cache_store import CacheStore
-from waituntil.cache_model import ServingReads
-from waituntil.errors import (
+from waituntil.cache.model import ServingReads
+from waituntil.core.errors import (
     DependencyUnavailable,
     ListFilling,
     MethodNotAllowed,
     ReadRefused,
     ResponseTooLarge,
 )
-from waituntil.observability import logger, metrics, tracer
-from waituntil.read_api import read_item, read_page
-from waituntil.read_request import ALLOW, READ_METHODS, ReadRequest, base_url
-from waituntil.read_response import ReadResponse
-from waituntil.settings import ReaderSettings, reader_settings
+from waituntil.core.observability import logger, metrics, tracer
+from waituntil.core.settings import ReaderSettings, reader_settings
+from waituntil.read.api import read_item, read_page
+from waituntil.read.request import ALLOW, READ_METHODS, ReadRequest, base_url
+from waituntil.read.response import ReadResponse
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -1,7 +1,8 @@
 """POST /revalidate: authenticate the Supabase webhook, queue it durably, answer 202.
 
 This is the "respond first" half of waitUntil: the work happens in the consumer. The use case
-is ``waituntil.receive.accept``; this module wires its ports, routes, and maps errors to answers.
+is ``waituntil.receive.accept.accept()``; this module wires its ports, routes, and maps errors
+to answers.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from waituntil.adapters.aws import secrets_client_fast, sqs_client
 from waituntil.adapters.queue import QueuePublisher
 from waituntil.adapters.secrets import SecretReader
-from waituntil.errors import DependencyUnavailable, RequestRefused
-from waituntil.observability import logger, metrics
-from waituntil.receive import ReceiverPorts, WebhookRequest, accept
-from waituntil.settings import ReceiverSettings, receiver_settings
+from waituntil.core.errors import DependencyUnavailable, RequestRefused
+from waituntil.core.observability import logger, metrics
+from waituntil.core.settings import ReceiverSettings, receiver_settings
+from waituntil.receive.accept import ReceiverPorts, WebhookRequest, accept
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -105,7 +106,7 @@ def _error(
 
 
 # No Powertools Tracer here: it loads the X-Ray SDK, which took the handler's import from
-# 1.7x to 2.5x `import boto3` (README, "Cold start"). Active tracing still records this
+# 1.7x to 2.5x `import boto3` (docs/SCALE.md, "Cold start"). Active tracing still records this
 # function's invocation, and botocore passes the trace id on to SQS, so the consumer's trace
 # continues the webhook's; only the subsegments of the SQS and Secrets Manager calls are missing.
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

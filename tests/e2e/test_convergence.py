@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.conftest import TABLE, StartStack, supabase_client
-from waituntil.cache_client import get_item, get_list
+from waituntil.read.cache_client import get_item, get_list
 
 pytestmark = pytest.mark.e2e
 

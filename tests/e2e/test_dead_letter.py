@@ -8,8 +8,8 @@ import time
 import pytest
 
 from tests.e2e.conftest import TABLE, StartStack, supabase_client
-from waituntil.cache_client import get_item, get_list
-from waituntil.contracts import Change
+from waituntil.core.contracts import Change
+from waituntil.read.cache_client import get_item, get_list
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ from local.stack import PipelineStack
 from ops.__main__ import backfill, dlq, redrive_command, verify
 from ops.target import Target, local_target
 from tests.e2e.conftest import TABLE, StartStack, supabase_client
-from waituntil.cache_client import get_item, get_list
+from waituntil.read.cache_client import get_item, get_list
 
 pytestmark = pytest.mark.e2e
 

@@ -12,7 +12,7 @@ from tests.e2e.conftest import (
     wait_for,
     webhook_payload,
 )
-from waituntil.cache_client import get_item, get_list
+from waituntil.read.cache_client import get_item, get_list
 
 pytestmark = pytest.mark.e2e
 

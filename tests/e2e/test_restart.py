@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import TABLE, StartStack, supabase_client
-from waituntil.cache_client import get_list
+from waituntil.read.cache_client import get_list
 
 pytestmark = pytest.mark.e2e
 

@@ -9,12 +9,13 @@ from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from tests.conftest import EmulatedAws
 from waituntil.adapters.cache_store import CacheStore
-from waituntil.cache_client import get_item, get_list
-from waituntil.cache_layout import fresh_rows
-from waituntil.cache_model import ListOrder, PublishResult
-from waituntil.errors import DependencyUnavailable
-from waituntil.list_patch import ListSizes
-from waituntil.list_publish import publish_list
+from waituntil.cache.layout import fresh_rows
+from waituntil.cache.list_patch import ListSizes
+from waituntil.cache.model import PublishResult
+from waituntil.core.errors import DependencyUnavailable
+from waituntil.core.list_order import ListOrder
+from waituntil.read.cache_client import get_item, get_list
+from waituntil.sync.list_publish import publish_list
 
 
 def _store(aws: EmulatedAws, client: Any = None, now: float = 1_800_000_000.0) -> CacheStore:

@@ -52,7 +52,7 @@ def test_the_receiver_does_not_load_the_xray_sdk() -> None:
 
 
 @pytest.mark.parametrize(
-    "statement", ["import reader.handler", "from waituntil.observability import tracer"]
+    "statement", ["import reader.handler", "from waituntil.core.observability import tracer"]
 )
 def test_the_tracer_is_still_there_for_whoever_asks(statement: str) -> None:
     # Given the same interpreter

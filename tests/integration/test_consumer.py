@@ -18,9 +18,9 @@ from local.supabase_standin import SupabaseStandIn
 from tests.conftest import EmulatedAws, LambdaContext, load_event
 from tests.consumer_support import batch, cache_equals, change, consumer_ports, drain, run
 from tests.faults import FaultyClient, unreachable
-from waituntil.cache_client import get_item, get_list
-from waituntil.consumer_ports import ConsumerPorts
-from waituntil.contracts import Change
+from waituntil.core.contracts import Change
+from waituntil.read.cache_client import get_item, get_list
+from waituntil.sync.ports import ConsumerPorts
 
 
 @pytest.fixture

@@ -28,8 +28,8 @@ from tests.consumer_support import (
     sqs_event,
 )
 from waituntil.adapters.supabase_source import SupabaseSource, key_groups
-from waituntil.cache_layout import row_item_key
-from waituntil.table_policy import TablePolicy
+from waituntil.cache.layout import row_item_key
+from waituntil.core.table_policy import TablePolicy
 
 ROWS = 300
 PAGE_ROWS = 50

@@ -15,7 +15,7 @@ from ops.backfill import request_resync, wait_until_drained
 from ops.dead_letters import list_dead_letters, logged_error_finder, redrive
 from ops.target import TargetNotFound, deployed_target, stack_name_from_config
 from tests.conftest import EmulatedAws
-from waituntil.contracts import Change
+from waituntil.core.contracts import Change
 
 
 def _change(key: int, correlation_id: str = "req-1") -> str:

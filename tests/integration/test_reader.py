@@ -13,12 +13,13 @@ import pytest
 from reader.handler import ReaderPorts, build_ports, lambda_handler
 from tests.conftest import EmulatedAws, LambdaContext, load_event
 from waituntil.adapters.cache_store import CacheStore
-from waituntil.cache_client import read_version
-from waituntil.cache_layout import content_etag, dump_json, fresh_rows
-from waituntil.cache_model import ListOrder, RowState, position_tag
-from waituntil.list_patch import ListSizes, plan_patch
-from waituntil.read_response import MAX_RESPONSE_BYTES
-from waituntil.settings import ReaderSettings
+from waituntil.cache.layout import content_etag, dump_json, fresh_rows
+from waituntil.cache.list_patch import ListSizes, plan_patch
+from waituntil.cache.model import RowState, position_tag
+from waituntil.core.list_order import ListOrder
+from waituntil.core.settings import ReaderSettings
+from waituntil.read.cache_client import read_version
+from waituntil.read.response import MAX_RESPONSE_BYTES
 
 ROW_42: dict[str, Any] = json.loads(load_event("receiver/insert.json")["body"])["record"]
 T0 = 1_796_000_000_000_000_000  # ns: Mon, 30 Nov 2026 00:53:20 GMT

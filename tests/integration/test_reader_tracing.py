@@ -8,8 +8,8 @@ import pytest
 
 from reader.handler import build_ports, lambda_handler
 from tests.conftest import EmulatedAws, LambdaContext, load_event
-from waituntil.observability import tracer
-from waituntil.settings import ReaderSettings
+from waituntil.core.observability import tracer
+from waituntil.core.settings import ReaderSettings
 
 
 @pytest.mark.parametrize("event_file", ["reader/list.json", "reader/item.json"])

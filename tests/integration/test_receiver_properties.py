@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 from receiver.handler import build_ports, lambda_handler
 from tests.conftest import WEBHOOK_SECRET, EmulatedAws, LambdaContext, load_event
 from tests.faults import FAULTS, SQS_ALLOWED, FaultyClient
-from waituntil.contracts import Change
-from waituntil.receive import ReceiverPorts
-from waituntil.settings import ReceiverSettings
+from waituntil.core.contracts import Change
+from waituntil.core.settings import ReceiverSettings
+from waituntil.receive.accept import ReceiverPorts
 
 pytestmark = pytest.mark.property
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.read_fakes import FakeStore, manifest
-from waituntil.cache_client import LIST_READ_ATTEMPTS, get_list, read_current_version
-from waituntil.cache_model import ListHead
-from waituntil.errors import DependencyUnavailable
+from waituntil.cache.model import ListHead
+from waituntil.core.errors import DependencyUnavailable
+from waituntil.read.cache_client import LIST_READ_ATTEMPTS, get_list, read_current_version
 
 
 def test_a_version_retired_mid_read_is_read_again_from_the_head() -> None:

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 
 from tests.fakes import MemoryQueue, MemorySource, MemoryStore
-from waituntil.cache_model import ListOrder
-from waituntil.consumer_batch import BatchOutcome, QueuedMessage, parse_change, process_batch
-from waituntil.consumer_ports import ConsumerPorts
-from waituntil.contracts import Change, Row
-from waituntil.errors import InvalidMessage, SourceUnavailable
-from waituntil.list_patch import ListSizes
-from waituntil.settings import ConsumerSettings
+from waituntil.cache.list_patch import ListSizes
+from waituntil.core.contracts import Change, Row
+from waituntil.core.errors import InvalidMessage, SourceUnavailable
+from waituntil.core.list_order import ListOrder
+from waituntil.core.settings import ConsumerSettings
+from waituntil.sync.batch import BatchOutcome, QueuedMessage, parse_change, process_batch
+from waituntil.sync.ports import ConsumerPorts
 
 TABLES = ("articles", "authors")
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from tests.read_fakes import MODIFIED
-from waituntil.http_preconditions import (
+from waituntil.read.preconditions import (
     etag_matches,
     http_date,
     is_not_modified,
     not_modified_since,
 )
-from waituntil.read_request import ReadRequest
+from waituntil.read.request import ReadRequest
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from tests.read_fakes import VERSION
-from waituntil.errors import BadReadRequest
-from waituntil.list_cursor import decode_cursor, encode_cursor, link_header
+from waituntil.core.errors import BadReadRequest
+from waituntil.read.cursor import decode_cursor, encode_cursor, link_header
 
 
 def test_a_cursor_round_trips_its_version_and_page() -> None:

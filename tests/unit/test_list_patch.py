@@ -8,16 +8,17 @@ from typing import Any
 import pytest
 
 from tests.fakes import MemoryQueue, MemorySource, MemoryStore
-from waituntil.cache_client import get_item, get_list
-from waituntil.cache_layout import row_body
-from waituntil.cache_model import FreshRow, ListOrder
-from waituntil.consumer_ports import ConsumerPorts
-from waituntil.contracts import Change, SyncProgress
-from waituntil.full_sync import full_sync, resync
-from waituntil.list_patch import ListSizes
-from waituntil.list_publish import publish_list
-from waituntil.row_changes import apply_changes
-from waituntil.settings import ConsumerSettings
+from waituntil.cache.layout import row_body
+from waituntil.cache.list_patch import ListSizes
+from waituntil.cache.model import FreshRow
+from waituntil.core.contracts import Change, SyncProgress
+from waituntil.core.list_order import ListOrder
+from waituntil.core.settings import ConsumerSettings
+from waituntil.read.cache_client import get_item, get_list
+from waituntil.sync.full_sync import full_sync, resync
+from waituntil.sync.list_publish import publish_list
+from waituntil.sync.ports import ConsumerPorts
+from waituntil.sync.row_changes import apply_changes
 
 SIZES = ListSizes(chunk_bytes=1024, index_refs=4)
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from waituntil.contracts import Change
-from waituntil.observability import metrics
-from waituntil.pipeline_metrics import change_latencies_ms, record_synced
+from waituntil.core.contracts import Change
+from waituntil.core.observability import metrics
+from waituntil.sync.pipeline_metrics import change_latencies_ms, record_synced
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 

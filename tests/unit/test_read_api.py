@@ -5,18 +5,18 @@ from __future__ import annotations
 import pytest
 
 from tests.read_fakes import VERSION, FakeStore, manifest
-from waituntil.cache_model import RowBody, RowState
-from waituntil.errors import (
+from waituntil.cache.model import RowBody, RowState
+from waituntil.core.errors import (
     BadReadRequest,
     DependencyUnavailable,
     NotCached,
     ReadForbidden,
     StaleCursor,
 )
-from waituntil.list_cursor import encode_cursor
-from waituntil.read_api import read_item, read_page
-from waituntil.read_request import ReadRequest
-from waituntil.settings import ReaderSettings
+from waituntil.core.settings import ReaderSettings
+from waituntil.read.api import read_item, read_page
+from waituntil.read.cursor import encode_cursor
+from waituntil.read.request import ReadRequest
 
 
 def _settings(**overrides: str) -> ReaderSettings:

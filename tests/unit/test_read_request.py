@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from waituntil.errors import BadReadRequest
-from waituntil.read_request import MAX_ID_BYTES, base_url, parse_id, parse_page
+from waituntil.core.errors import BadReadRequest
+from waituntil.read.request import MAX_ID_BYTES, base_url, parse_id, parse_page
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from waituntil.errors import ResponseTooLarge
-from waituntil.read_response import check_response_size
+from waituntil.core.errors import ResponseTooLarge
+from waituntil.read.response import check_response_size
 
 
 def test_a_body_too_large_for_lambda_is_refused_before_lambda_fails() -> None:

@@ -13,16 +13,16 @@ import pytest
 
 from tests.conftest import WEBHOOK_SECRET, load_event
 from tests.fakes import MemoryQueue
-from waituntil.contracts import Change
-from waituntil.errors import (
+from waituntil.core.contracts import Change
+from waituntil.core.errors import (
     InvalidHeaders,
     PayloadTooLarge,
     QueueUnavailable,
     SecretUnavailable,
     Unauthorized,
 )
-from waituntil.receive import ReceiverPorts, WebhookRequest, accept
-from waituntil.settings import ReceiverSettings
+from waituntil.core.settings import ReceiverSettings
+from waituntil.receive.accept import ReceiverPorts, WebhookRequest, accept
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 SECRET_NAME = "webhook-secret"

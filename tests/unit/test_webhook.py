@@ -10,15 +10,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from waituntil.contracts import Change, WebhookPayload
-from waituntil.errors import (
+from waituntil.core.contracts import Change, WebhookPayload
+from waituntil.core.errors import (
     InvalidHeaders,
     InvalidPayload,
     PayloadTooLarge,
     Unauthorized,
     UnsupportedMediaType,
 )
-from waituntil.webhook import (
+from waituntil.receive.webhook import (
     MAX_KEY_BYTES,
     build_change,
     check_bearer,

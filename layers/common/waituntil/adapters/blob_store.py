@@ -1,6 +1,6 @@
 """Row bodies too large for a DynamoDB item, kept in S3 (the "claim check" pattern).
 
-Keys are content-addressed (``cache_layout.blob_object_key``): writing the same body twice is
+Keys are content-addressed (``cache.layout.blob_object_key``): writing the same body twice is
 harmless, and an object never changes under a key an item points to. The bucket encrypts at
 rest and expires objects no item has pointed to for a while (template.yaml).
 """
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from waituntil.errors import DependencyUnavailable
+from waituntil.core.errors import DependencyUnavailable
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

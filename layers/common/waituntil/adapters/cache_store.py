@@ -1,7 +1,7 @@
-"""The DynamoDB cache: I/O, conditions and retries only (layout: ``waituntil.cache_layout``).
+"""The DynamoDB cache: I/O, conditions and retries only (layout: ``waituntil.cache.layout``).
 
 Over 300 lines on purpose: one adapter for one DynamoDB table; every item kind shares its
-client, conditions, retries and thread pool (the item codecs are ``cache_items``).
+client, conditions, retries and thread pool (the item codecs are ``cache.items``).
 
 Every row write carries ``read_at_ns``, the time the consumer read Supabase; it lands only if
 the stored item is older, so two consumers racing cannot let an older read win. Row writes are
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from waituntil.cache_items import (
+from waituntil.cache.items import (
     checkpoint_from_item,
     checkpoint_to_item,
     chunk_from_item,
@@ -34,7 +34,7 @@ from waituntil.cache_items import (
     row_state_from_item,
     served_body_of_chunk_item,
 )
-from waituntil.cache_layout import (
+from waituntil.cache.layout import (
     KIND_ROW,
     KIND_TOMBSTONE,
     MAX_STORED_BODY_BYTES,
@@ -47,20 +47,20 @@ from waituntil.cache_layout import (
     sync_item_key,
     version_item_key,
 )
-from waituntil.cache_model import (
+from waituntil.cache.model import (
     FreshRow,
     IndexPage,
     ListChunk,
     ListHead,
-    ListOrder,
     RowState,
     RowWrites,
     ServedChunk,
     SyncCheckpoint,
     position_tag,
 )
-from waituntil.errors import DependencyUnavailable, RowTooLarge
-from waituntil.observability import logger
+from waituntil.core.errors import DependencyUnavailable, RowTooLarge
+from waituntil.core.list_order import ListOrder
+from waituntil.core.observability import logger
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -13,10 +13,10 @@ import httpx
 from postgrest.exceptions import APIError
 from supabase import ClientOptions, create_client
 
-from waituntil.contracts import Row
-from waituntil.errors import SourceUnavailable
-from waituntil.settings import SUPABASE_MAX_ROWS
-from waituntil.table_policy import TablePolicy
+from waituntil.core.contracts import Row
+from waituntil.core.errors import SourceUnavailable
+from waituntil.core.settings import SUPABASE_MAX_ROWS
+from waituntil.core.table_policy import TablePolicy
 
 if TYPE_CHECKING:
     from supabase import Client

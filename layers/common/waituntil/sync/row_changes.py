@@ -12,15 +12,15 @@ from datetime import UTC, datetime
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from waituntil.cache_layout import fresh_rows
-from waituntil.cache_model import PublishResult, RowWrites
-from waituntil.consumer_ports import ConsumerPorts
-from waituntil.contracts import Change
-from waituntil.errors import RowTooLarge
-from waituntil.full_sync import ensure_fill
-from waituntil.list_publish import publish_rows
-from waituntil.observability import logger, metrics
-from waituntil.pipeline_metrics import record_synced
+from waituntil.cache.layout import fresh_rows
+from waituntil.cache.model import PublishResult, RowWrites
+from waituntil.core.contracts import Change
+from waituntil.core.errors import RowTooLarge
+from waituntil.core.observability import logger, metrics
+from waituntil.sync.full_sync import ensure_fill
+from waituntil.sync.list_publish import publish_rows
+from waituntil.sync.pipeline_metrics import record_synced
+from waituntil.sync.ports import ConsumerPorts
 
 
 def apply_changes(

@@ -3,7 +3,7 @@
 Written against two ports (the webhook secrets, the change queue), like the consumer's and the
 reader's flows, so it is tested on fakes; ``functions/receiver/handler.py`` only turns the API
 Gateway event into a ``WebhookRequest``, calls ``accept`` and maps errors to answers. The rules
-themselves (what a valid request is, how a change fits a message) are ``waituntil.webhook``.
+themselves (what a valid request is, how a change fits a message) are ``waituntil.receive.webhook``.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Any, Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from waituntil.contracts import Change, ChangeQueue
-from waituntil.observability import logger, metrics
-from waituntil.settings import ReceiverSettings
-from waituntil.webhook import (
+from waituntil.core.contracts import Change, ChangeQueue
+from waituntil.core.observability import logger, metrics
+from waituntil.core.settings import ReceiverSettings
+from waituntil.receive.webhook import (
     build_change,
     check_bearer,
     check_single_headers,
@@ -72,7 +72,7 @@ def accept(request: WebhookRequest, ports: ReceiverPorts) -> Accepted:
     """
     settings = ports.settings
     check_single_headers(request.multi_value_headers)
-    # Current and, mid-rotation, pending secret: see README "Rotate the webhook secret".
+    # Current and, mid-rotation, pending secret: see docs/OPERATING.md, "Rotating secrets".
     check_bearer(
         request.authorization, ports.secrets.accepted_versions(settings.webhook_secret_name)
     )

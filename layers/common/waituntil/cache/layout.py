@@ -19,7 +19,7 @@ is no longer current, and nodes it alone used, get ``expires_at`` (the grace per
 mid-way) and DynamoDB's TTL removes them.
 
 Here too: what a row read from Supabase becomes (``row_body``: compact JSON and its content
-hash; ``fresh_rows``: each touched key's body and list position, or gone). ``cache_items`` has
+hash; ``fresh_rows``: each touched key's body and list position, or gone). ``cache.items`` has
 one codec per item kind (model <-> item), so ``adapters/cache_store`` never spells an attribute
 name.
 """
@@ -32,8 +32,9 @@ import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from waituntil.cache_model import FreshRow, ListEntry, ListOrder, RowBody
-from waituntil.contracts import Row, RowKey
+from waituntil.cache.model import FreshRow, ListEntry, RowBody
+from waituntil.core.contracts import Row, RowKey
+from waituntil.core.list_order import ListOrder
 
 # DynamoDB bills writes per KB; compressing large bodies cuts cost and keeps items far below
 # the 400 KB item limit.

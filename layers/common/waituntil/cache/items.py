@@ -1,6 +1,6 @@
-"""One codec per item kind of the cache table: the model (``cache_model``) <-> DynamoDB items.
+"""One codec per item kind of the cache table: the model (``cache.model``) <-> DynamoDB items.
 
-Keys, kinds and text encodings are ``cache_layout``'s; with both, ``adapters/cache_store`` never
+Keys, kinds and text encodings are ``cache.layout``'s; with both, ``adapters/cache_store`` never
 spells an attribute name.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from waituntil.cache_layout import (
+from waituntil.cache.layout import (
     KIND_CHUNK,
     KIND_INDEX,
     KIND_LIST,
@@ -21,7 +21,7 @@ from waituntil.cache_layout import (
     served_chunk_json,
     sync_item_key,
 )
-from waituntil.cache_model import (
+from waituntil.cache.model import (
     ChunkRef,
     IndexPage,
     IndexRef,

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from waituntil.errors import BadReadRequest
+from waituntil.core.errors import BadReadRequest
 
 if TYPE_CHECKING:
-    from waituntil.cache_model import ListHead
+    from waituntil.cache.model import ListHead
 
 MAX_CURSOR_CHARS = 1024
 # The largest page number a request or a cursor may name (nine digits).
@@ -118,7 +118,7 @@ def _valid_cursor(payload: dict[str, Any]) -> bool:
 
 def link_header(version: ListVersion, page: int, list_url: str = "") -> str:
     """``next``/``prev``/``first``/``last`` of this version; targets are ``list_url`` (the
-    requested URL, see ``read_request.base_url``) with a cursor, or only the query when it is
+    requested URL, see ``read.request.base_url``) with a cursor, or only the query when it is
     empty."""
     relations: list[tuple[str, int]] = []
     if page < version.pages:

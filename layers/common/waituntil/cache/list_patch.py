@@ -25,8 +25,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from waituntil.cache_layout import chunk_node_key, index_node_key, served_chunk_json
-from waituntil.cache_model import (
+from waituntil.cache.layout import chunk_node_key, index_node_key, served_chunk_json
+from waituntil.cache.model import (
     ChunkRef,
     IndexPage,
     IndexRef,
@@ -34,12 +34,11 @@ from waituntil.cache_model import (
     ListEntry,
     ListHead,
     ListNodeReads,
-    ListOrder,
-    Position,
     RowState,
     parse_position_tag,
 )
-from waituntil.errors import ListNodeMissing
+from waituntil.core.errors import ListNodeMissing
+from waituntil.core.list_order import ListOrder, Position
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ import json
 from collections.abc import Callable
 from typing import TypeVar
 
-from waituntil.cache_model import ListHead, ServingReads
-from waituntil.contracts import Row, RowKey
-from waituntil.errors import DependencyUnavailable, ListFilling
+from waituntil.cache.model import ListHead, ServingReads
+from waituntil.core.contracts import Row, RowKey
+from waituntil.core.errors import DependencyUnavailable, ListFilling
 
 # A list version retired between reading its head and its nodes is re-read from the head: that
 # race needs the grace period to be shorter than the read, so two flips within one read are

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote
 
-from waituntil.errors import BadReadRequest, NotCached, ReadForbidden
-from waituntil.list_cursor import MAX_PAGE
+from waituntil.core.errors import BadReadRequest, NotCached, ReadForbidden
+from waituntil.read.cursor import MAX_PAGE
 
 if TYPE_CHECKING:
-    from waituntil.settings import ReaderSettings
+    from waituntil.core.settings import ReaderSettings
 
 READ_METHODS = ("GET", "HEAD")
 ALLOW = ", ".join(READ_METHODS)

@@ -1,4 +1,4 @@
-"""Pipeline-level metrics the template's dashboard and alarms read (README, "Metrics").
+"""Pipeline-level metrics the template's dashboard and alarms read (docs/OPERATING.md, "Metrics").
 
 - ``ChangeLatency`` (Milliseconds): from the receiver accepting a webhook (``received_at``) to
   the consumer having written what it implies; the "webhook to cache" line of the dashboard.
@@ -16,8 +16,8 @@ from datetime import datetime
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from waituntil.contracts import Change
-from waituntil.observability import metrics
+from waituntil.core.contracts import Change
+from waituntil.core.observability import metrics
 
 
 def change_latencies_ms(changes: Iterable[Change], synced_at: datetime) -> list[float]:

@@ -15,13 +15,13 @@ from functools import partial
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import ValidationError
 
-from waituntil.consumer_ports import ConsumerPorts
-from waituntil.contracts import EVERY_TABLE, Change
-from waituntil.errors import InvalidMessage
-from waituntil.full_sync import resync
-from waituntil.observability import logger, metrics
-from waituntil.row_changes import apply_changes
-from waituntil.settings import ConsumerSettings
+from waituntil.core.contracts import EVERY_TABLE, Change
+from waituntil.core.errors import InvalidMessage
+from waituntil.core.observability import logger, metrics
+from waituntil.core.settings import ConsumerSettings
+from waituntil.sync.full_sync import resync
+from waituntil.sync.ports import ConsumerPorts
+from waituntil.sync.row_changes import apply_changes
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,12 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from waituntil.errors import ResponseTooLarge
-from waituntil.http_preconditions import http_date, quote_etag
-from waituntil.list_cursor import ListVersion, link_header
+from waituntil.core.errors import ResponseTooLarge
+from waituntil.read.cursor import ListVersion, link_header
+from waituntil.read.preconditions import http_date, quote_etag
 
 if TYPE_CHECKING:
-    from waituntil.settings import ReaderSettings
+    from waituntil.core.settings import ReaderSettings
 
 # Lambda caps a synchronous response at 6 MB of JSON, in which the body is a JSON string (every
 # quote escaped, non-ASCII as \\uXXXX). Headroom is left for the headers and the envelope.

@@ -13,11 +13,12 @@ from collections.abc import Callable, Sequence
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from waituntil.cache_model import CacheStorePort, ListOrder, PublishResult, RowState
-from waituntil.consumer_ports import ConsumerPorts
-from waituntil.errors import ListContended, ListNodeMissing
-from waituntil.list_patch import ListSizes, plan_patch
-from waituntil.observability import metrics
+from waituntil.cache.list_patch import ListSizes, plan_patch
+from waituntil.cache.model import CacheStorePort, PublishResult, RowState
+from waituntil.core.errors import ListContended, ListNodeMissing
+from waituntil.core.list_order import ListOrder
+from waituntil.core.observability import metrics
+from waituntil.sync.ports import ConsumerPorts
 
 # A publish that keeps losing the race to other consumers gives up and lets SQS retry.
 PUBLISH_ATTEMPTS = 12

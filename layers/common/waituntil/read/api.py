@@ -38,8 +38,8 @@ without downloading it. A body-less ``HEAD`` reply would announce ``Content-Leng
   applies before compression, hence the pages.
 
 This module holds the two reads; the pieces they are made of have a module each:
-``read_request`` (the request and its checks), ``list_cursor`` (cursors and ``Link``),
-``http_preconditions`` (validators and ``304``), ``read_response`` (headers, size) and the
+``read.request`` (the request and its checks), ``read.cursor`` (cursors and ``Link``),
+``read.preconditions`` (validators and ``304``), ``read.response`` (headers, size) and the
 errors in ``errors``.
 """
 
@@ -49,16 +49,16 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
-from waituntil.cache_client import read_current_version
-from waituntil.errors import BadReadRequest, NotCached, StaleCursor
-from waituntil.http_preconditions import http_date, is_not_modified, quote_etag
-from waituntil.list_cursor import ListVersion, decode_cursor
-from waituntil.read_request import ReadRequest, check_access, check_table, parse_id, parse_page
-from waituntil.read_response import ReadResponse, cache_control, check_response_size, page_headers
+from waituntil.core.errors import BadReadRequest, NotCached, StaleCursor
+from waituntil.read.cache_client import read_current_version
+from waituntil.read.cursor import ListVersion, decode_cursor
+from waituntil.read.preconditions import http_date, is_not_modified, quote_etag
+from waituntil.read.request import ReadRequest, check_access, check_table, parse_id, parse_page
+from waituntil.read.response import ReadResponse, cache_control, check_response_size, page_headers
 
 if TYPE_CHECKING:
-    from waituntil.cache_model import ListHead, ServingReads
-    from waituntil.settings import ReaderSettings
+    from waituntil.cache.model import ListHead, ServingReads
+    from waituntil.core.settings import ReaderSettings
 
 
 def read_item(store: ServingReads, request: ReadRequest, settings: ReaderSettings) -> ReadResponse:

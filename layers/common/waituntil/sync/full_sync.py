@@ -16,22 +16,16 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from waituntil.cache_layout import fresh_rows
-from waituntil.cache_model import (
-    CacheStorePort,
-    FreshRow,
-    ListEntry,
-    ListHead,
-    ListOrder,
-    SyncCheckpoint,
-)
-from waituntil.consumer_ports import ConsumerPorts
-from waituntil.contracts import EVERY_TABLE, Change, SyncProgress
-from waituntil.errors import ListNodeMissing
-from waituntil.list_patch import locate
-from waituntil.list_publish import publish_rows
-from waituntil.observability import logger, metrics
-from waituntil.pipeline_metrics import record_synced
+from waituntil.cache.layout import fresh_rows
+from waituntil.cache.list_patch import locate
+from waituntil.cache.model import CacheStorePort, FreshRow, ListEntry, ListHead, SyncCheckpoint
+from waituntil.core.contracts import EVERY_TABLE, Change, SyncProgress
+from waituntil.core.errors import ListNodeMissing
+from waituntil.core.list_order import ListOrder
+from waituntil.core.observability import logger, metrics
+from waituntil.sync.list_publish import publish_rows
+from waituntil.sync.pipeline_metrics import record_synced
+from waituntil.sync.ports import ConsumerPorts
 
 # Keys checked against Supabase per request in the deletes phase of a full sync.
 DELETE_CHECK_KEYS = 500

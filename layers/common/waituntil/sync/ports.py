@@ -1,6 +1,6 @@
 """What the consumer's flows run on: its settings and ports, and the list shape they imply.
 
-``consumer_batch``, ``row_changes``, ``list_publish`` and ``full_sync`` all take one
+``sync.batch``, ``row_changes``, ``list_publish`` and ``full_sync`` all take one
 ``ConsumerPorts``; the handler builds it from adapters, the tests from fakes.
 """
 
@@ -10,10 +10,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from waituntil.cache_model import CacheStorePort, ListOrder, TableSource
-from waituntil.contracts import ChangeQueue
-from waituntil.list_patch import ListSizes
-from waituntil.settings import ConsumerSettings
+from waituntil.cache.list_patch import ListSizes
+from waituntil.cache.model import CacheStorePort, TableSource
+from waituntil.core.contracts import ChangeQueue
+from waituntil.core.list_order import ListOrder
+from waituntil.core.settings import ConsumerSettings
 
 
 @dataclass(frozen=True)

@@ -45,8 +45,8 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
-from waituntil.contracts import Change, RowKey, WebhookPayload
-from waituntil.errors import (
+from waituntil.core.contracts import Change, RowKey, WebhookPayload
+from waituntil.core.errors import (
     InvalidHeaders,
     InvalidPayload,
     PayloadTooLarge,
