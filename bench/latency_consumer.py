@@ -41,7 +41,7 @@ class InvocationContext:
 
 
 def change_message(key: int, change_type: str = "UPDATE", table: str = TABLE) -> str:
-    from waituntil.contracts import Change
+    from waituntil.core.contracts import Change
 
     return Change(
         type=change_type,  # type: ignore[arg-type]

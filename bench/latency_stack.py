@@ -91,7 +91,7 @@ class ModelStack:
         from waituntil.adapters.aws import FAST, PATIENT
         from waituntil.adapters.cache_store import CacheStore
         from waituntil.adapters.secrets import SecretReader
-        from waituntil.settings import ConsumerSettings
+        from waituntil.core.settings import ConsumerSettings
 
         settings = ConsumerSettings.model_validate(self.environment["ConsumerFunction"])
         model = latencies or self.latencies
@@ -121,7 +121,7 @@ class ModelStack:
     def receiver_ports(self, latencies: Latencies | None = None, tag: str = "") -> Any:
         from receiver.handler import build_ports
         from waituntil.adapters.aws import FAST
-        from waituntil.settings import ReceiverSettings
+        from waituntil.core.settings import ReceiverSettings
 
         settings = ReceiverSettings.model_validate(self.environment["ReceiverFunction"])
         return build_ports(
@@ -133,7 +133,7 @@ class ModelStack:
     def reader_ports(self, latencies: Latencies | None = None, tag: str = "") -> Any:
         from reader.handler import build_ports
         from waituntil.adapters.aws import FAST
-        from waituntil.settings import ReaderSettings
+        from waituntil.core.settings import ReaderSettings
 
         settings = ReaderSettings.model_validate(self.environment["ReaderFunction"])
         return build_ports(settings, dynamodb=self.client("dynamodb", FAST, latencies, tag))

@@ -27,7 +27,7 @@ from unittest import mock
 import httpx
 
 from waituntil.adapters.supabase_source import SupabaseSource
-from waituntil.table_policy import TablePolicy
+from waituntil.core.table_policy import TablePolicy
 
 POOL_SIZE = 2048
 _HttpxClient = httpx.Client

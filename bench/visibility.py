@@ -107,7 +107,7 @@ class VisibilityLog:
     switches, by execution environment."""
 
     def __init__(self, table: str = TABLE) -> None:
-        from waituntil.cache_layout import list_item_key
+        from waituntil.cache.layout import list_item_key
 
         self._head = list_item_key(table)
         self._row_prefix = self._head + "/"
@@ -416,7 +416,7 @@ def _measure_run(
         for thread in threads:
             thread.join(timeout=30)
         stack.trace.listeners.remove(log.listen)
-    from waituntil.cache_layout import row_item_key
+    from waituntil.cache.layout import row_item_key
 
     for changed, commit_ns, commit_perf in commits:
         item, listed = log.visible(row_item_key(TABLE, changed), commit_ns)
@@ -447,7 +447,7 @@ def _wait_until_visible(
     pollers: list[Poller],
     timeout_s: float,
 ) -> None:
-    from waituntil.cache_layout import row_item_key
+    from waituntil.cache.layout import row_item_key
 
     deadline = time.monotonic() + timeout_s
     pending = list(commits)

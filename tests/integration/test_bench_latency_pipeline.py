@@ -9,7 +9,7 @@ from bench import critical_path, visibility
 from bench.latency import Latencies
 from bench.latency_consumer import drain_fill
 from bench.latency_stack import model_stack
-from waituntil.cache_layout import KIND_ROW
+from waituntil.cache.layout import KIND_ROW
 
 ROWS = 12
 

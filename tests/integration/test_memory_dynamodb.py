@@ -15,10 +15,11 @@ from botocore.exceptions import ClientError
 from bench.memory_dynamodb import MemoryDynamoDB
 from tests.conftest import EmulatedAws
 from waituntil.adapters.cache_store import CacheStore
-from waituntil.cache_layout import fresh_rows
-from waituntil.cache_model import FreshRow, ListOrder
-from waituntil.list_patch import ListSizes
-from waituntil.list_publish import publish_list
+from waituntil.cache.layout import fresh_rows
+from waituntil.cache.list_patch import ListSizes
+from waituntil.cache.model import FreshRow
+from waituntil.core.list_order import ListOrder
+from waituntil.sync.list_publish import publish_list
 
 ORDER = ListOrder("id")
 NOW = 1_800_000_000.0
@@ -68,7 +69,7 @@ def _deterministic(monkeypatch: pytest.MonkeyPatch) -> None:
     # Node keys carry a random nonce: make both runs draw the same ones.
     counter = itertools.count()
     monkeypatch.setattr(
-        "waituntil.list_publish.secrets.token_hex", lambda n: f"{next(counter):0{2 * n}x}"
+        "waituntil.sync.list_publish.secrets.token_hex", lambda n: f"{next(counter):0{2 * n}x}"
     )
 
 

@@ -23,7 +23,7 @@ from bench.latency import (
 )
 from bench.memory_dynamodb import MemoryDynamoDB
 from bench.memory_supabase import BenchSupabaseSource, SourceTable
-from waituntil.table_policy import TablePolicy
+from waituntil.core.table_policy import TablePolicy
 
 
 @pytest.fixture
