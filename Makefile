@@ -20,8 +20,9 @@ ENV ?=
 OPS := $(PY) -m ops $(if $(STACK),--stack $(STACK)) $(if $(ENV),--config-env $(ENV))
 SAM_ENV_FLAG := $(if $(ENV),--config-env $(ENV))
 
-.PHONY: help demo dev test soak lint typecheck unit bench bench-quick bench-scale bench-large build validate \
-	deploy invoke lock clean webhook-sql backfill resync dlq redrive verify status account-setup logs sync delete
+.PHONY: help demo dev test soak lint typecheck unit bench bench-quick bench-scale bench-large bench-latency \
+	build validate deploy invoke lock clean webhook-sql backfill resync dlq redrive verify status \
+	account-setup logs sync delete
 
 ## help: list every target
 help:
@@ -110,6 +111,13 @@ bench-scale: $(VENV)/.installed
 ## bench-large: a first fill of 1,000,000 rows (about three hours here), its time and memory
 bench-large: $(VENV)/.installed
 	$(PY) -m bench.scale --rows 1000000 --fill-only
+
+## bench-latency: the functions under a network latency model (DynamoDB 5 ms, SQS 10 ms,
+##   Supabase 25 ms...): critical path, change to visible, fills up to 1,000,000 rows, a burst,
+##   cold starts (about an hour); replaces the "Under network latency" section of
+##   docs/BENCHMARKS.md (QUICK=1: a few minutes, written to .local-data/bench-latency/)
+bench-latency: $(VENV)/.installed
+	$(PY) -m bench.latency_run $(if $(QUICK),--quick,--report)
 
 # build / validate / deploy: the SAM CLI, from its own virtualenv
 ## validate: sam validate --lint

@@ -41,8 +41,24 @@ def write_report(report: Report, out: Path) -> list[Path]:
         _plot_cold_start(report.imports, figures / COLD_START_PLOT),
     ]
     markdown = out / "BENCHMARKS.md"
-    markdown.write_text(render_markdown(report))
+    kept = kept_sections(markdown.read_text()) if markdown.exists() else ""
+    markdown.write_text(render_markdown(report) + kept)
     return [markdown, *written]
+
+
+# Sections other commands write (``make bench-latency``): ``make bench`` keeps them as they are.
+KEPT_SECTIONS = ("## Under network latency\n",)
+
+
+def kept_sections(text: str) -> str:
+    """The sections of an existing report that ``make bench`` does not write, verbatim."""
+    kept = ""
+    for heading in KEPT_SECTIONS:
+        start = text.find(heading)
+        if start != -1:
+            end = text.find("\n## ", start + len(heading))
+            kept += "\n" + text[start : end if end != -1 else len(text)].rstrip("\n") + "\n"
+    return kept
 
 
 def headline(report: Report) -> dict[str, float]:
