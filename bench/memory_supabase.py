@@ -7,11 +7,11 @@ that answers the reads the consumer makes: ``select``, ``<key>=in.(...)``, ``<ke
 ``400`` with PostgREST's error shape, so a read the benchmark does not understand fails the
 run rather than being answered wrongly.
 
-Why not the local stand-in (``local/supabase_standin``): it evaluates every filter by
-scanning its rows in Python; at 100,000 rows one read takes seconds, where PostgREST uses the
-primary key's index. Here the table is integer keys ``1..rows`` (minus deleted ones) and rows
-are made from a key when read, so a million-row table costs no memory: a row is about 1 KB of
-JSON like ``bench.scale.article`` (title, revision, and a body of random words taken from a
+Why not the local Supabase (PostgreSQL behind ``local/supabase``): a million rows would have
+to be inserted first (minutes), and PostgreSQL's CPU would share this machine's two cores with
+the consumer being measured. Here the table is integer keys ``1..rows`` (minus deleted ones)
+and rows are made from a key when read, so a million-row table costs no memory: a row is about
+1 KB of JSON like ``bench.scale.article`` (title, revision, and a body of random words taken from a
 pool of ``POOL_SIZE``, so that consecutive rows differ as real text does).
 """
 
