@@ -283,6 +283,12 @@ class SupabaseStandIn:
         """The public ``anon`` key: reads see only what ``anon_policies`` show."""
         return self._anon_key
 
+    def rotate_keys(self) -> None:
+        """New anon and service keys, as rotating a project's JWT secret gives: from now on
+        the old keys are refused (401), as a revoked key is."""
+        self._service_key = make_service_key()
+        self._anon_key = make_anon_key()
+
     @property
     def anon_policies(self) -> dict[str, str]:
         """The anon policy of each table that has one (tables absent: anon sees no row)."""

@@ -390,3 +390,51 @@ def test_characters_sqs_refuses_are_escaped_and_survive_the_round_trip() -> None
     assert Change.from_message(message).record == record
     assert queued.bodies_dropped is False
     assert sqs_safe("plain") == "plain"
+
+
+@pytest.mark.parametrize("depth", [190, 197, 198, 199, 200, 230, 253, 254])
+def test_every_queued_message_is_one_the_consumer_can_parse(depth: int) -> None:
+    # Given a row whose jsonb column nests ``depth`` levels: the serializer writes up to 255,
+    # the consumer's parser reads 200 levels of the whole message
+    payload = parse_payload(
+        _body('{"id": 4, "j": ' + "[" * depth + "]" * depth + "}"), "application/json", 10**7
+    )
+    # When it is fitted into a message
+    message, queued = fit_message(_change(payload.model_dump(by_alias=True)), 1_048_576)
+    # Then the consumer parses that message: as it was, or by key with the bodies dropped
+    assert Change.from_message(message) == queued
+    assert queued.key == 4
+    if depth <= 190 or depth >= 230:
+        assert queued.bodies_dropped == (depth >= 230)
+
+
+def test_an_old_key_is_checked_like_a_key() -> None:
+    # Given an UPDATE whose old_record's key the cache could never hold
+    payload: dict[str, object] = {
+        "type": "UPDATE",
+        "table": "articles",
+        "schema": "public",
+        "record": {"id": 1},
+        "old_record": {"id": True},
+    }
+    # When turned into a change / Then it is refused, naming old_record
+    with pytest.raises(InvalidPayload, match="old_record"):
+        _change(payload)
+
+
+def test_both_keys_of_a_key_change_travel_when_the_bodies_cannot() -> None:
+    # Given an UPDATE that changed the key, with bodies too large for the message
+    change = _change(
+        {
+            "type": "UPDATE",
+            "table": "articles",
+            "schema": "public",
+            "record": {"id": 30, "text": "x" * 5000},
+            "old_record": {"id": 3, "text": "x" * 5000},
+        }
+    )
+    # When fitted into a 2 KB message
+    message, queued = fit_message(change, 2048)
+    # Then it goes by key, with both keys
+    assert queued.bodies_dropped
+    assert (Change.from_message(message).key, Change.from_message(message).old_key) == (30, 3)

@@ -65,6 +65,7 @@ from waituntil.cache.model import (
 from waituntil.core.errors import DependencyUnavailable
 from waituntil.core.list_order import ListOrder
 from waituntil.core.observability import logger
+from waituntil.core.settings import SQS_MAX_RETENTION_S, TOMBSTONE_MARGIN_S
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -110,7 +111,7 @@ class CacheStore:
         client: DynamoDBClient,
         *,
         blobs: BlobStore | None = None,
-        tombstone_ttl_s: int = 86_400,
+        tombstone_ttl_s: int = SQS_MAX_RETENTION_S + TOMBSTONE_MARGIN_S,
         grace_s: int = 900,
         workers: int = WRITE_WORKERS,
         sleep: Callable[[float], None] = time.sleep,

@@ -92,7 +92,11 @@ class SupabaseSource:
         connection = self._clients.get(role)
         if connection is not None and hmac.compare_digest(connection.key, key):
             return connection.client
-        check_key_role(role, key)
+        try:
+            check_key_role(role, key)
+        except WrongKeyRole:
+            self._refused.add(role)  # read the secret again next time: it may be corrected
+            raise
         if connection is not None:
             connection.http.close()
         self._clients[role] = self._connect(key)
