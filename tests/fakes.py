@@ -50,9 +50,6 @@ class MemoryStore:
     checkpoints: dict[str, SyncCheckpoint] = field(default_factory=dict)
     published: list[ListHead] = field(default_factory=list)  # every head ever flipped to
     on_publish: Callable[[MemoryStore, ListHead], None] | None = None
-    # Per-row faults: called before each row write; a failure returned is that row's answer
-    # (the write is not applied), as a DynamoDB or S3 error on one row is.
-    row_fault: Callable[[str], RowFailure | None] | None = None
 
     # ----- rows -----
 
@@ -60,12 +57,7 @@ class MemoryStore:
         self, table: str, fresh: Sequence[FreshRow], *, read_at_ns: int, order: ListOrder
     ) -> RowWrites:
         written = deleted = stale = 0
-        failures: dict[str, RowFailure] = {}
         for row in fresh:
-            failure = self.row_fault(row.key) if self.row_fault is not None else None
-            if failure is not None:
-                failures[row.key] = failure
-                continue
             old = self.rows.get((table, row.key))
             if old is not None and old.read_at_ns >= read_at_ns:
                 stale += 1
@@ -87,7 +79,7 @@ class MemoryStore:
                     positions=tags | {position_tag(read_at_ns, row.position)},
                 )
                 written += 1
-        return RowWrites(written=written, deleted=deleted, skipped_stale=stale, failures=failures)
+        return RowWrites(written=written, deleted=deleted, skipped_stale=stale)
 
     def expire_tombstones(self, table: str, read_before_ns: int) -> list[str]:
         """DynamoDB's TTL: tombstones from reads before ``read_before_ns`` vanish. (A real TTL
@@ -202,6 +194,32 @@ class MemoryStore:
             self.checkpoints.pop(table, None)
         else:
             self.checkpoints[table] = checkpoint
+
+
+class FailingRows:
+    """Any store (fake or real) whose row writes fail for the keys ``fault`` names, as a
+    DynamoDB or S3 error on one row does: those rows are not written, the others are."""
+
+    def __init__(self, store: Any, fault: Callable[[str], RowFailure | None]) -> None:
+        self._store = store
+        self._fault = fault
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def write_rows(
+        self, table: str, fresh: Sequence[FreshRow], *, read_at_ns: int, order: ListOrder
+    ) -> RowWrites:
+        failures: dict[str, RowFailure] = {}
+        kept: list[FreshRow] = []
+        for row in fresh:
+            failure = self._fault(row.key)
+            if failure is None:
+                kept.append(row)
+            else:
+                failures[row.key] = failure
+        writes: RowWrites = self._store.write_rows(table, kept, read_at_ns=read_at_ns, order=order)
+        return replace(writes, failures={**writes.failures, **failures})
 
 
 @dataclass

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from tests.fakes import MemoryQueue, MemorySource, MemoryStore
+from tests.fakes import FailingRows, MemoryQueue, MemorySource, MemoryStore
 from waituntil.cache.model import FreshRow, RowFailure, RowFailureReason
 from waituntil.core.contracts import Change, SyncProgress
 from waituntil.core.errors import RowTooLarge, RowWriteFailed, RowWritesFailed
@@ -31,7 +32,7 @@ def _row(key: int, title: str = "") -> dict[str, Any]:
     return {"id": key, "title": title or f"article {key}", "pad": "x" * 300}
 
 
-def _ports(source: Any, store: MemoryStore, queue: MemoryQueue | None = None) -> ConsumerPorts:
+def _ports(source: Any, store: Any, queue: MemoryQueue | None = None) -> ConsumerPorts:
     settings = ConsumerSettings.model_validate(
         {
             "CACHE_TABLE_NAME": "cache",
@@ -153,7 +154,7 @@ def test_a_failed_old_key_fails_the_changes_record() -> None:
     source, store, ports = _synced(range(1, 5))
     source.delete(3)
     source.put(_row(30))
-    store.row_fault = _fail_once({"3"})
+    ports = replace(ports, store=FailingRows(store, _fail_once({"3"})))
     # When the change's batch runs
     outcome = process_batch(
         [QueuedMessage("m1", _change(30, old_key=3).to_message())], ports, lambda: 10**9
@@ -176,8 +177,7 @@ def test_a_row_failing_in_a_full_sync_fails_its_record_and_the_retry_stores_it()
     source, store = MemorySource(), MemoryStore()
     for key in range(1, 11):
         source.put(_row(key))
-    store.row_fault = _fail_once({"6"})
-    ports = _ports(source, store)
+    ports = _ports(source, FailingRows(store, _fail_once({"6"})))
     message = QueuedMessage("r1", _change(None, "RESYNC").to_message())
     # When the RESYNC runs
     outcome = process_batch([message], ports, lambda: 10**9)
@@ -201,8 +201,7 @@ def test_a_row_that_can_never_be_stored_is_skipped_named_and_counted(clean_metri
             return RowFailure(RowFailureReason.TOO_LARGE, "row 4 of articles is too large")
         return None
 
-    store.row_fault = too_large
-    ports = _ports(source, store)
+    ports = _ports(source, FailingRows(store, too_large))
     # When a full sync runs
     assert full_sync("articles", SyncProgress(sync_id="s"), ports, lambda: 10**9) is None
     # Then the list is complete without that row only, and the metric names the skip
@@ -217,7 +216,7 @@ def test_a_failed_tombstone_in_the_deletes_phase_fails_the_sync_and_its_retry_un
     # Given a cache in step with 8 rows, and then row 5 deleted without a webhook
     source, store, ports = _synced(range(1, 9))
     source.delete(5)
-    store.row_fault = _fail_once({"5"})
+    ports = replace(ports, store=FailingRows(store, _fail_once({"5"})))
     message = QueuedMessage("r1", _change(None, "RESYNC").to_message())
     # When a RESYNC runs and row 5's tombstone write fails
     outcome = process_batch([message], ports, lambda: 10**9)
