@@ -33,8 +33,34 @@ def _moto_store() -> Iterator[Any]:
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
             BillingMode="PAY_PER_REQUEST",
         )
+
+        class ExpiringStore(CacheStore):
+            def expire_tombstones(self, table: str, read_before_ns: int) -> list[str]:
+                return _expire_tombstones(client, table, read_before_ns)
+
         # One worker: every write happens in the consumer's own (scheduled) thread.
-        yield CacheStore("cache", client, workers=1, sleep=lambda _: None)
+        yield ExpiringStore("cache", client, workers=1, sleep=lambda _: None)
+
+
+def _expire_tombstones(client: Any, table: str, read_before_ns: int) -> list[str]:
+    """DynamoDB's TTL, on demand (moto never expires items): tombstones of reads before
+    ``read_before_ns`` vanish."""
+    prefix = f"/{table}/"
+    items = client.scan(
+        TableName="cache",
+        FilterExpression=(
+            "#kind = :tombstone AND #read_at_ns < :before AND begins_with(pk, :prefix)"
+        ),
+        ExpressionAttributeNames={"#kind": "kind", "#read_at_ns": "read_at_ns"},
+        ExpressionAttributeValues={
+            ":tombstone": {"S": "tombstone"},
+            ":before": {"N": str(read_before_ns)},
+            ":prefix": {"S": prefix},
+        },
+    )["Items"]
+    for item in items:
+        client.delete_item(TableName="cache", Key={"pk": item["pk"]})
+    return [item["pk"]["S"][len(prefix) :] for item in items]
 
 
 @pytest.mark.property
