@@ -280,9 +280,12 @@ def _old_key(payload: WebhookPayload, key: RowKey, primary_key: str) -> RowKey |
     key too, or the cache keeps serving the row under its old key."""
     if payload.type != "UPDATE" or payload.old_record is None:
         return None
-    if primary_key not in payload.old_record:
-        return None  # a trigger sends the whole old row; without the key there is none to clear
-    old_key = _row_key(payload.old_record, "old_record", primary_key)
+    try:
+        old_key = _row_key(payload.old_record, "old_record", primary_key)
+    except InvalidPayload:
+        # No key, or one the cache could never have held (its INSERT was refused): there is
+        # nothing cached under it to clear, and the new key's change must not be lost.
+        return None
     return None if str(old_key) == str(key) else old_key
 
 
