@@ -9,10 +9,13 @@ import itertools
 import os
 from typing import Any
 
+import boto3
 import pytest
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from tests.conftest import EmulatedAws
 from tests.fakes import MemoryQueue, MemorySource
+from waituntil.adapters.aws import PATIENT
 from waituntil.adapters.blob_store import S3BlobStore
 from waituntil.adapters.cache_store import CacheStore
 from waituntil.cache.layout import fresh_rows, row_item_key
@@ -166,4 +169,53 @@ def test_a_full_sync_rewrites_a_row_whose_body_was_left_unclaimed(aws: EmulatedA
     # Then the row, unchanged in Supabase, was rewritten all the same: its body is claimed
     assert not ports.store.get_rows("articles", ["1"])["1"].blob_unclaimed
     assert get_list(ports.store, "articles") == source.rows(ORDER)
+    _assert_every_body_kept_or_expiring(aws)
+
+
+class AnswerLost:
+    """The first ``times`` calls of one operation are applied (moto runs them) but answered
+    with a 500, as when DynamoDB's answer is lost after it wrote: botocore sends them again.
+    Registered first, this handler's answer is the one botocore reads."""
+
+    def __init__(self, times: int) -> None:
+        self.remaining = times
+
+    def __call__(self, request: Any, **_: Any) -> Any:
+        if self.remaining <= 0:
+            return None
+        self.remaining -= 1
+        body = b'{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError"}'
+        headers = HTTPHeaders.from_pairs([("x-amzn-ErrorType", "InternalServerError")])
+        return AWSResponse(request.url, 500, headers, _Raw(body))
+
+
+class _Raw:
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_: Any) -> Any:
+        yield self._body
+
+    def read(self) -> bytes:
+        return self._body
+
+
+def test_a_row_write_whose_answer_was_lost_still_claims_its_body(aws: EmulatedAws) -> None:
+    # Given DynamoDB applying a large row's item write but losing its answer, so that
+    # botocore sends it again and the resend fails its own condition (the read is stored)
+    client = boto3.client("dynamodb", config=PATIENT)
+    client.meta.events.register_first("before-send.dynamodb.UpdateItem", AnswerLost(times=1))
+    store = CacheStore(
+        aws.stack.table_name,
+        client,
+        blobs=S3BlobStore(aws.stack.blob_bucket, aws.s3),
+        sleep=lambda _: None,
+    )
+    x = _big("x")
+    # When the row is written
+    writes = _write(store, x, read_at_ns=100)
+    # Then it counts as written, not as a stale write, and its body is claimed: kept
+    assert (writes.written, writes.skipped_stale, writes.failures) == (1, 0, {})
+    assert not store.get_rows("articles", ["1"])["1"].blob_unclaimed
+    assert get_item(store, "articles", 1) == x
     _assert_every_body_kept_or_expiring(aws)

@@ -222,7 +222,12 @@ class CacheStore:
                 ReturnValues="UPDATED_OLD",
             )
         except _StaleWrite:
-            return "stale", None  # a body it put stays unclaimed: the lifecycle expires it
+            if blob is None or not self._points_to(pk, blob):
+                return "stale", None  # a body it put stays unclaimed: the lifecycle expires it
+            # The write landed but its answer was lost, and botocore's resend found its own
+            # read already stored: the body is ours to claim (the one it replaced goes
+            # untagged, which costs storage only).
+            response = {}
         except DependencyUnavailable as error:
             return "failed", _dependency_failed(table, row.key, error)
         failure = self._claim(table, row.key, blob) if blob is not None else None
@@ -258,6 +263,10 @@ class CacheStore:
         except DependencyUnavailable as error:
             return _dependency_failed(table, key, error)
         return None
+
+    def _points_to(self, pk: str, blob: str) -> bool:
+        item = self._get(pk)
+        return item is not None and item.get("blob", {}).get("S") == blob
 
     def _supersede(self, blob: str) -> None:
         assert self._blobs is not None
