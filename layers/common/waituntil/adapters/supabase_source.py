@@ -7,7 +7,6 @@ cold start must not pay.
 from __future__ import annotations
 
 import base64
-import hmac
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -90,7 +89,7 @@ class SupabaseSource:
         key = self._keys[role](fresh=fresh)
         self._refused.discard(role)
         connection = self._clients.get(role)
-        if connection is not None and hmac.compare_digest(connection.key, key):
+        if connection is not None and connection.key == key:
             return connection.client
         try:
             check_key_role(role, key)
