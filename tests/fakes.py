@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -81,13 +81,18 @@ class MemoryStore:
                 written += 1
         return RowWrites(written=written, deleted=deleted, skipped_stale=stale)
 
-    def expire_tombstones(self, table: str, read_before_ns: int) -> list[str]:
-        """DynamoDB's TTL: tombstones from reads before ``read_before_ns`` vanish. (A real TTL
-        is days, far longer than any consumer holds a read, so only older ones go.)"""
+    def expire_tombstones(
+        self, table: str, read_before_ns: int, keep: Collection[str] = ()
+    ) -> list[str]:
+        """DynamoDB's TTL: tombstones from reads before ``read_before_ns`` vanish, but those of
+        the ``keep`` keys. (A real TTL is days: far longer than any consumer holds a read.)"""
         gone = [
             key
             for (name, key), state in self.rows.items()
-            if name == table and state.body is None and state.read_at_ns < read_before_ns
+            if name == table
+            and state.body is None
+            and state.read_at_ns < read_before_ns
+            and key not in keep
         ]
         for key in gone:
             del self.rows[(table, key)]
