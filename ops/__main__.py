@@ -11,13 +11,12 @@ import argparse
 import sys
 from pathlib import Path
 
-# The shared package, as Lambda's layer puts it on the path of the functions.
-sys.path.append(str(Path(__file__).resolve().parent.parent / "layers" / "common"))
-
 from ops.account import current_role, ensure_log_role
 from ops.backfill import request_resync, wait_until_drained
 from ops.dead_letters import list_dead_letters, logged_error_finder, redrive
-from ops.target import Target, TargetNotFound, resolve_target
+from ops.deploy_check import SAMCONFIG, check_parameters, deploy_parameters
+from ops.mistakes import Mistake, Parser, run
+from ops.target import Target, resolve_target
 from ops.verify import verify_table
 
 
@@ -64,6 +63,12 @@ def redrive_command(target: Target, arguments: argparse.Namespace) -> int:
 
 
 def verify(target: Target, arguments: argparse.Namespace) -> int:
+    unknown = [table for table in arguments.table or [] if table not in target.cached_tables]
+    if unknown:
+        raise Mistake(
+            f"{unknown[0]} is not a cached table of {target.description} (cached: "
+            f"{', '.join(target.cached_tables)}): make verify TABLE=<one of them>"
+        )
     # Supabase read exactly as the consumer reads it: each table's policy (whose view, which
     # rows and columns); a row RLS hides from the anon role is not drift.
     source, policies = target.consumer_source()
@@ -75,7 +80,7 @@ def verify(target: Target, arguments: argparse.Namespace) -> int:
         print(result.report())
         drifted = drifted or result.drifted
     if drifted:
-        print("drift found: `make backfill` heals what shows in the list (README, Verify)")
+        print("drift found: `make backfill` heals what shows in the list (docs/OPERATING.md)")
     return 1 if drifted else 0
 
 
@@ -115,7 +120,7 @@ def account_setup(arguments: argparse.Namespace) -> int:
         if role is None:
             print(
                 f"API Gateway in {region} has no CloudWatch log role, so the stack's stage "
-                "cannot be created. Run `make account-setup` once (README, Deploy)."
+                "cannot be created. Run `make account-setup` once (docs/DEPLOY.md)."
             )
             return 1
         print(f"API Gateway in {region} logs with {role}")
@@ -126,10 +131,26 @@ def account_setup(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def check_deploy(arguments: argparse.Namespace) -> int:
+    config_env = arguments.config_env or "default"
+    parameters = deploy_parameters(config_env, arguments.config_file)
+    where = f"{arguments.config_file.name} [{config_env}.deploy.parameters]"
+    check_parameters(parameters, where)
+    print(f"the {config_env} environment's parameters are valid ({len(parameters)} set)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ops", description=__doc__)
+    return run(lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
+    parser = Parser(prog="python -m ops", description=__doc__)
     parser.add_argument("--stack", help="a deployed stack's name (default: the local stack)")
     parser.add_argument("--config-env", help="the stack samconfig.toml names for ENV")
+    parser.add_argument(
+        "--config-file", type=Path, default=SAMCONFIG, help="samconfig.toml (as sam's option)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     command = commands.add_parser("backfill", help="fill or refill the cache from Supabase now")
     command.add_argument("--no-wait", action="store_true")
@@ -144,15 +165,14 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("status", help="queue depths and cached tables")
     command = commands.add_parser("account-setup", help="API Gateway's CloudWatch role, once")
     command.add_argument("--check", action="store_true", help="only report; exit 1 if unset")
+    commands.add_parser("check-deploy", help="check samconfig's parameters before a deploy")
     arguments = parser.parse_args(argv)
 
     if arguments.command == "account-setup":
         return account_setup(arguments)
-    try:
-        target = resolve_target(arguments.stack, arguments.config_env)
-    except TargetNotFound as error:
-        print(error, file=sys.stderr)
-        return 2
+    if arguments.command == "check-deploy":
+        return check_deploy(arguments)
+    target = resolve_target(arguments.stack, arguments.config_env, arguments.config_file)
     handlers = {
         "backfill": backfill,
         "dlq": dlq,

@@ -15,6 +15,9 @@ functions through their settings:
   the consumer removes it from the cache. ``service``: the service-role key, which sees every
   row and column; only for tables whose reads are not public (``ReadAccess=iam``) or whose
   every row may be public.
+- ``public``: ``true`` says a ``service`` table may be served to anyone anyway (its every row
+  and column is public). Without it, a reader with ``ReadAccess=public`` refuses to start
+  rather than publish what Row Level Security hides (``ReaderSettings``). Default ``false``.
 
 ``TablePolicies`` is JSON: ``{"authors": {"key": "slug", "order": "name"}}``; tables it does
 not name get the defaults, so the common case is ``CachedTables=articles`` and nothing else.
@@ -43,6 +46,8 @@ class TablePolicy(BaseModel):
     columns: str = "*"
     filter: str | None = None
     role: Literal["anon", "service"] = "anon"
+    # An explicit opt-in, never a default: see the module docstring.
+    public: bool = False
 
     @field_validator("order")
     @classmethod
