@@ -18,7 +18,7 @@ from postgrest.exceptions import APIError
 from supabase import ClientOptions, create_client
 
 from waituntil.core.contracts import Row
-from waituntil.core.errors import SourceUnavailable, WrongKeyRole
+from waituntil.core.errors import SourceUnavailable, SupabaseKeyRefused, WrongKeyRole
 from waituntil.core.settings import SUPABASE_MAX_ROWS
 from waituntil.core.table_policy import TablePolicy
 from waituntil.core.whole_reads import read_whole
@@ -29,8 +29,10 @@ if TYPE_CHECKING:
 # Characters of one ``in.(...)`` list: with the rest of the URL, far below the 8 KB that
 # common proxies accept for a request line, even after percent-encoding.
 MAX_KEYS_CHARS = 3000
-# Supabase's newer publishable keys (the anon key's successor) are not JWTs.
+# Supabase's newer keys are not JWTs: publishable keys succeed the anon key, secret keys the
+# service_role key.
 PUBLISHABLE_KEY_PREFIX = "sb_publishable_"
+SECRET_KEY_PREFIX = "sb_secret_"  # noqa: S105 - a key's prefix, not a key
 
 
 class ApiKey(Protocol):
@@ -168,9 +170,9 @@ class SupabaseSource:
                 self._refused.add(self._policies[table].role)
                 if attempt == 1:
                     continue
-                raise SourceUnavailable(
+                raise SupabaseKeyRefused(
                     f"Supabase refused the {self._policies[table].role} key reading {table} "
-                    "(401), also just after reading its secret again"
+                    f"({error}), also just after reading its secret again"
                 ) from error
             except (APIError, httpx.HTTPError, ValueError) as error:
                 raise SourceUnavailable(f"reading {table} from Supabase failed: {error}") from error
@@ -184,34 +186,38 @@ def check_key_role(role: str, key: str) -> None:
     """Refuse a key for the ``anon`` role that is not an anon key, before any read with it.
 
     The anon role is the public's view: a service-role key put in its secret by mistake would
-    read what Row Level Security hides and the cache would serve it to anyone. An anon key is
-    the legacy JWT whose ``role`` claim is ``anon``, or a publishable key (``sb_publishable_``,
-    its successor). The claim is read, not verified: this guards against a mistake, and
-    Supabase itself checks the signature.
+    read what Row Level Security hides and the cache would serve it to anyone. The claim is
+    read, not verified: this guards against a mistake, and Supabase checks the signature.
     """
-    if role != "anon" or key.startswith(PUBLISHABLE_KEY_PREFIX):
+    if role != "anon":
         return
-    claimed = jwt_role(key)
+    claimed = key_role(key)
     if claimed != "anon":
         raise WrongKeyRole(
             "the anon role's secret holds "
-            + (f"a key whose JWT role claim is {claimed!r}" if claimed else "no anon key")
+            + (f"a {claimed} key" if claimed else "no anon key")
             + ": nothing is read with it, so nothing Row Level Security hides gets cached; "
             "store the project's anon (or publishable) key in SUPABASE_ANON_KEY_SECRET_NAME"
         )
 
 
-def jwt_role(key: str) -> str | None:
-    """The ``role`` claim of a JWT-shaped key, unverified; None when there is none."""
+def key_role(key: str) -> str | None:
+    """The role a Supabase API key is for: the ``role`` claim of a legacy JWT key (unverified),
+    or what the prefix of a newer key says (``sb_publishable_``: anon, ``sb_secret_``:
+    service_role); None when it says nothing."""
+    if key.startswith(PUBLISHABLE_KEY_PREFIX):
+        return "anon"
+    if key.startswith(SECRET_KEY_PREFIX):
+        return "service_role"
     parts = key.split(".")
     if len(parts) != 3:
         return None
     try:
         claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except ValueError:
+    except ValueError:  # binascii.Error and JSONDecodeError are ValueErrors
         return None
     role = claims.get("role") if isinstance(claims, dict) else None
-    return role if isinstance(role, str) else None
+    return role if isinstance(role, str) and role else None
 
 
 @dataclass(frozen=True)
@@ -222,15 +228,20 @@ class _Connection:
 
 
 class _KeyRefused(Exception):
-    """Supabase answered 401: the key is wrong, revoked or rotated."""
+    """Supabase answered 401: the key is wrong, revoked or rotated (the answer's message)."""
 
 
 def _refuse_401(response: httpx.Response) -> None:
     # httpx's response hook: a 401 ends the request before postgrest-py reads it as an
     # APIError whose code need not say 401 (the gateway's body carries none).
     if response.status_code == 401:
-        response.close()
-        raise _KeyRefused
+        response.read()
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        message = answer.get("message") if isinstance(answer, dict) else None
+        raise _KeyRefused(str(message or "401"))
 
 
 def key_groups(

@@ -112,6 +112,10 @@ class SourceUnavailable(DependencyUnavailable):
     """Supabase could not be read; the changes of that table are retried by SQS."""
 
 
+class SupabaseKeyRefused(SourceUnavailable):
+    """Supabase answered 401 to a key, also after its secret was read again."""
+
+
 # Consumer: a message that can never succeed. It fails alone and ends in the DLQ.
 class InvalidMessage(WaitUntilError):
     pass
