@@ -3,7 +3,7 @@ over moto, fewer examples (slower): the store's conditions hold what the fakes a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -33,8 +33,39 @@ def _moto_store() -> Iterator[Any]:
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
             BillingMode="PAY_PER_REQUEST",
         )
+
+        class ExpiringStore(CacheStore):
+            def expire_tombstones(
+                self, table: str, read_before_ns: int, keep: Collection[str] = ()
+            ) -> list[str]:
+                return _expire_tombstones(client, table, read_before_ns, keep)
+
         # One worker: every write happens in the consumer's own (scheduled) thread.
-        yield CacheStore("cache", client, workers=1, sleep=lambda _: None)
+        yield ExpiringStore("cache", client, workers=1, sleep=lambda _: None)
+
+
+def _expire_tombstones(
+    client: Any, table: str, read_before_ns: int, keep: Collection[str]
+) -> list[str]:
+    """DynamoDB's TTL, on demand (moto never expires items): tombstones of reads before
+    ``read_before_ns`` vanish, but those of the ``keep`` keys."""
+    prefix = f"/{table}/"
+    items = client.scan(
+        TableName="cache",
+        FilterExpression=(
+            "#kind = :tombstone AND #read_at_ns < :before AND begins_with(pk, :prefix)"
+        ),
+        ExpressionAttributeNames={"#kind": "kind", "#read_at_ns": "read_at_ns"},
+        ExpressionAttributeValues={
+            ":tombstone": {"S": "tombstone"},
+            ":before": {"N": str(read_before_ns)},
+            ":prefix": {"S": prefix},
+        },
+    )["Items"]
+    gone = [item for item in items if item["pk"]["S"][len(prefix) :] not in keep]
+    for item in gone:
+        client.delete_item(TableName="cache", Key={"pk": item["pk"]})
+    return [item["pk"]["S"][len(prefix) :] for item in gone]
 
 
 @pytest.mark.property

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 from waituntil.cache.layout import (
+    BLOB_UNCLAIMED,
     KIND_CHUNK,
     KIND_INDEX,
     KIND_LIST,
@@ -56,6 +57,7 @@ def row_state_from_item(key: str, item: Item) -> RowState:
         position=position,
         positions=positions,
         blob_key=blob,
+        blob_unclaimed=BLOB_UNCLAIMED in item,
     )
 
 
