@@ -41,12 +41,28 @@ def write_report(report: Report, out: Path) -> list[Path]:
         _plot_cold_start(report.imports, figures / COLD_START_PLOT),
     ]
     markdown = out / "BENCHMARKS.md"
-    markdown.write_text(render_markdown(report))
+    kept = kept_sections(markdown.read_text()) if markdown.exists() else ""
+    markdown.write_text(render_markdown(report) + kept)
     return [markdown, *written]
 
 
+# Sections other commands write (``make bench-latency``): ``make bench`` keeps them as they are.
+KEPT_SECTIONS = ("## Under network latency\n",)
+
+
+def kept_sections(text: str) -> str:
+    """The sections of an existing report that ``make bench`` does not write, verbatim."""
+    kept = ""
+    for heading in KEPT_SECTIONS:
+        start = text.find(heading)
+        if start != -1:
+            end = text.find("\n## ", start + len(heading))
+            kept += "\n" + text[start : end if end != -1 else len(text)].rstrip("\n") + "\n"
+    return kept
+
+
 def headline(report: Report) -> dict[str, float]:
-    """The ratios the README quotes: dimensionless, so they travel between machines."""
+    """The ratios the docs quote: dimensionless, so they travel between machines."""
     ack = report.ack
     return {
         "ack_over_send_message_p50": percentile(ack.receiver_handler, 0.5)
@@ -67,7 +83,7 @@ def render_markdown(report: Report) -> str:
     return f"""# Benchmarks
 
 Written by {kind} on {report.when:%Y-%m-%d %H:%M} UTC ({report.machine}); AWS is moto in
-process, Supabase the local stand-in. Absolute times are this machine's and moto's; the
+process, Supabase the local one on PostgreSQL. Absolute times are this machine's and moto's; the
 **ratios** compare two things measured in the same run, interleaved, and are what to read.
 Raw figures: [benchmarks/{CSV_NAME}](benchmarks/{CSV_NAME}).
 

@@ -1,13 +1,13 @@
 """``make demo``: the whole pipeline on this machine, shown converging change by change.
 
 Starts the local stack (``local.stack.PipelineStack``) with the template's own parameters,
-writes articles through supabase-py to the Supabase stand-in (so every webhook is a real HTTP
-call from the stand-in to the local API), and for each change prints how long the receiver
-took to answer the webhook (the stand-in's webhook log) and how long until the DynamoDB cache
+writes articles through supabase-py to a local Supabase on real PostgreSQL (so every webhook is
+a real trigger's request, sent after commit to the local API), and for each change prints how
+long the receiver took to answer it (pg_net's log) and how long until the DynamoDB cache
 equalled the table (polling ``waituntil.read.cache_client`` as any reader of the cache
 would). Exits 0 only if the cache ends equal to the table.
 
-Always uses the stand-in, even when SUPABASE_URL is set: a demo must not write to a real
+Always uses the local Supabase, even when SUPABASE_URL is set: a demo must not write to a real
 project. Ctrl-C (or SIGTERM) stops the stack as ``make dev`` does: no traceback, exit 130.
 """
 
@@ -132,7 +132,7 @@ def _demo() -> int:
     with PipelineStack(port=0, function_logs=LOG_DIR) as stack:
         _stop_if_interrupted()
         _print_header(stack, time.monotonic() - started)
-        assert stack.standin is not None
+        assert stack.supabase is not None
         client = create_client(stack.supabase_url, stack.supabase_key)
         store = stack.cache_store()
         outcomes = [_run_change(stack, client, store, change) for change in CHANGES]
@@ -149,15 +149,15 @@ def _demo() -> int:
 
 
 def _run_change(stack: PipelineStack, client: Client, store: CacheStore, change: Change) -> Outcome:
-    assert stack.standin is not None
+    assert stack.supabase is not None
     _stop_if_interrupted()
-    deliveries_before = len(stack.standin.webhook_log)
+    deliveries_before = len(stack.supabase.webhook_log)
     batches_before = stack.consumer_batches
     started = time.monotonic()
     change.apply(client)
     converged_s = _wait_converged(stack, store, change.key, started)
-    stack.standin.wait_for_webhooks(5.0)
-    deliveries = stack.standin.webhook_log[deliveries_before:]
+    stack.supabase.wait_for_webhooks(5.0)
+    deliveries = stack.supabase.webhook_log[deliveries_before:]
     return Outcome(
         label=change.label,
         statuses=[delivery.status_code for delivery in deliveries],
@@ -174,9 +174,9 @@ def _wait_converged(
     from waituntil.core.errors import ListFilling
     from waituntil.read.cache_client import get_item, get_list
 
-    assert stack.standin is not None
+    assert stack.supabase is not None
     while time.monotonic() - started < CONVERGENCE_TIMEOUT_S:
-        rows = stack.standin.rows(TABLE)
+        rows = stack.supabase.rows(TABLE)
         expected_item = next((row for row in rows if row["id"] == key), None)
         try:
             listed = get_list(store, TABLE)
@@ -195,7 +195,7 @@ def _print_header(stack: PipelineStack, startup_s: float) -> None:
     batch = resolver.parameter("ConsumerBatchSize") if resolver else "?"
     print(f"Local stack up in {startup_s:.1f} s (no Docker, no AWS account):")
     print(f"  API (receiver)     {stack.webhook_url}")
-    print(f"  Supabase stand-in  {stack.supabase_url}")
+    print(f"  Supabase (local)   {stack.supabase_url} on PostgreSQL (temporary)")
     print(f"  Emulated AWS       {stack.aws.url} (moto)")
     print(
         f"  Consumer batching  up to {batch} changes per batch, {window} s window (template"
@@ -236,8 +236,8 @@ def _print_outcomes(outcomes: list[Outcome]) -> None:
 def _print_cache(stack: PipelineStack, store: CacheStore) -> bool:
     from waituntil.read.cache_client import get_item, get_list
 
-    assert stack.standin is not None
-    rows = stack.standin.rows(TABLE)
+    assert stack.supabase is not None
+    rows = stack.supabase.rows(TABLE)
     cached = get_list(store, TABLE) or []
     item = get_item(store, TABLE, 2)
     print(f"\nCached item {TABLE}/2:\n  {json.dumps(item)}")
@@ -258,8 +258,8 @@ def _print_read_api(stack: PipelineStack) -> None:
     )
     if list_path is None:
         return
-    assert stack.standin is not None
-    rows = stack.standin.rows(TABLE)
+    assert stack.supabase is not None
+    rows = stack.supabase.rows(TABLE)
     print(f"\nRead API ({stack.api_url}):")
     for url in [f"{stack.api_url}/{TABLE}"] + ([f"{stack.api_url}/{TABLE}/2"] if item_path else []):
         status, body = _http_get(url)

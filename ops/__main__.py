@@ -12,14 +12,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# The shared package, as Lambda's layer puts it on the path of the functions.
-sys.path.append(str(Path(__file__).resolve().parent.parent / "layers" / "common"))
-
 from ops.account import current_role, ensure_log_role
 from ops.backfill import request_rebuild, request_resync, wait_until_drained
 from ops.dead_letters import list_dead_letters, logged_error_finder, redrive
-from ops.target import Target, TargetNotFound, resolve_target
+from ops.deploy_check import SAMCONFIG, check_parameters, deploy_parameters
+from ops.mistakes import Mistake, Parser, run
+from ops.target import Target, resolve_target
 from ops.verify import verify_table
+from ops.webhook_sql import render_webhook_sql
 
 
 def backfill(target: Target, arguments: argparse.Namespace) -> int:
@@ -101,6 +101,12 @@ def redrive_command(target: Target, arguments: argparse.Namespace) -> int:
 
 
 def verify(target: Target, arguments: argparse.Namespace) -> int:
+    unknown = [table for table in arguments.table or [] if table not in target.cached_tables]
+    if unknown:
+        raise Mistake(
+            f"{unknown[0]} is not a cached table of {target.description} (cached: "
+            f"{', '.join(target.cached_tables)}): make verify TABLE=<one of them>"
+        )
     # Supabase read exactly as the consumer reads it: each table's policy (whose view, which
     # rows and columns); a row RLS hides from the anon role is not drift.
     source, policies = target.consumer_source()
@@ -112,7 +118,7 @@ def verify(target: Target, arguments: argparse.Namespace) -> int:
         print(result.report())
         drifted = drifted or result.drifted
     if drifted:
-        print("drift found: `make backfill` heals what shows in the list (README, Verify)")
+        print("drift found: `make backfill` heals what shows in the list (docs/OPERATING.md)")
     return 1 if drifted else 0
 
 
@@ -139,6 +145,33 @@ def status(target: Target, arguments: argparse.Namespace) -> int:
     return 0
 
 
+def webhook_sql(target: Target, arguments: argparse.Namespace) -> int:
+    """The Database Webhooks' SQL for this stack: its receiver's URL and current secret."""
+    environment = target.receiver_environment or (
+        target.client("lambda")
+        .get_function_configuration(FunctionName=target.outputs["ReceiverFunctionName"])
+        .get("Environment", {})
+        .get("Variables", {})
+    )
+    if "WebhookUrl" not in target.outputs or "WEBHOOK_SECRET_NAME" not in environment:
+        print(f"{target.description} has no WebhookUrl output or webhook secret", file=sys.stderr)
+        return 2
+    secret = target.secrets.get_secret_value(SecretId=environment["WEBHOOK_SECRET_NAME"])
+    # A deployed webhook passes AWS WAF's gate with this header (the local stack has no WAF).
+    gate_name = target.parameters.get("WebhookGateKey")
+    gate = (
+        target.client("ssm").get_parameter(Name=gate_name)["Parameter"]["Value"]
+        if gate_name
+        else None
+    )
+    url, tables = target.outputs["WebhookUrl"], target.cached_tables
+    sql = render_webhook_sql(
+        url, secret["SecretString"], tables, schema=target.schema_name, gate_key=gate
+    )
+    print(sql)
+    return 0
+
+
 def account_setup(arguments: argparse.Namespace) -> int:
     import boto3
 
@@ -149,7 +182,7 @@ def account_setup(arguments: argparse.Namespace) -> int:
         if role is None:
             print(
                 f"API Gateway in {region} has no CloudWatch log role, so the stack's stage "
-                "cannot be created. Run `make account-setup` once (README, Deploy)."
+                "cannot be created. Run `make account-setup` once (docs/DEPLOY.md)."
             )
             return 1
         print(f"API Gateway in {region} logs with {role}")
@@ -160,10 +193,26 @@ def account_setup(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def check_deploy(arguments: argparse.Namespace) -> int:
+    config_env = arguments.config_env or "default"
+    parameters = deploy_parameters(config_env, arguments.config_file)
+    where = f"{arguments.config_file.name} [{config_env}.deploy.parameters]"
+    check_parameters(parameters, where)
+    print(f"the {config_env} environment's parameters are valid ({len(parameters)} set)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ops", description=__doc__)
+    return run(lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
+    parser = Parser(prog="python -m ops", description=__doc__)
     parser.add_argument("--stack", help="a deployed stack's name (default: the local stack)")
     parser.add_argument("--config-env", help="the stack samconfig.toml names for ENV")
+    parser.add_argument(
+        "--config-file", type=Path, default=SAMCONFIG, help="samconfig.toml (as sam's option)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     command = commands.add_parser("backfill", help="fill or refill the cache from Supabase now")
     command.add_argument("--no-wait", action="store_true")
@@ -182,17 +231,17 @@ def main(argv: list[str] | None = None) -> int:
     command = commands.add_parser("verify", help="report drift between cache and Supabase")
     command.add_argument("--table", action="append", help="only this table (repeatable)")
     commands.add_parser("status", help="queue depths and cached tables")
+    commands.add_parser("webhook-sql", help="the SQL that creates the Database Webhooks")
     command = commands.add_parser("account-setup", help="API Gateway's CloudWatch role, once")
     command.add_argument("--check", action="store_true", help="only report; exit 1 if unset")
+    commands.add_parser("check-deploy", help="check samconfig's parameters before a deploy")
     arguments = parser.parse_args(argv)
 
     if arguments.command == "account-setup":
         return account_setup(arguments)
-    try:
-        target = resolve_target(arguments.stack, arguments.config_env)
-    except TargetNotFound as error:
-        print(error, file=sys.stderr)
-        return 2
+    if arguments.command == "check-deploy":
+        return check_deploy(arguments)
+    target = resolve_target(arguments.stack, arguments.config_env, arguments.config_file)
     handlers = {
         "backfill": backfill,
         "rebuild": rebuild,
@@ -200,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         "redrive": redrive_command,
         "verify": verify,
         "status": status,
+        "webhook-sql": webhook_sql,
     }
     return handlers[arguments.command](target, arguments)
 

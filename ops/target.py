@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
+from ops.mistakes import Mistake
 
+if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
@@ -32,7 +32,7 @@ REQUIRED_OUTPUTS = (
 )
 
 
-class TargetNotFound(Exception):
+class TargetNotFound(Mistake):
     """No stack to act on: not deployed under that name, or no local stack running."""
 
 
@@ -46,6 +46,9 @@ class Target:
     session: boto3.Session = field(repr=False)
     endpoint_url: str | None = None
     log_group: str | None = None  # the consumer's; None where there are no CloudWatch logs
+    # The receiver's variables where no Lambda API has them (the local stack); else read there.
+    receiver_environment: dict[str, str] = field(default_factory=dict)
+    parameters: dict[str, str] = field(default_factory=dict)  # the deployed stack's
 
     def client(self, service: str) -> Any:
         return self.session.client(service, endpoint_url=self.endpoint_url)  # type: ignore[call-overload]
@@ -93,14 +96,18 @@ class Target:
 
     def consumer_source(self) -> tuple[SupabaseSource, dict[str, TablePolicy]]:
         """Supabase as the consumer reads it: its URL, keys and per-table policies."""
-        from waituntil.adapters.supabase_source import SupabaseSource
+        from waituntil.adapters.supabase_source import ApiKey, SupabaseSource
         from waituntil.core.settings import ConsumerSettings
 
         settings = ConsumerSettings.model_validate(self.consumer_environment)
         policies = {table: settings.policy(table) for table in settings.cached_tables}
 
-        def secret(name: str | None) -> Callable[[], str]:
-            return lambda: self.secrets.get_secret_value(SecretId=name or "")["SecretString"]
+        def secret(name: str | None) -> ApiKey:
+            def read(*, fresh: bool = False) -> str:
+                # Every call reads Secrets Manager: an operator command runs once.
+                return str(self.secrets.get_secret_value(SecretId=name or "")["SecretString"])
+
+            return read
 
         keys = {
             "service": secret(settings.supabase_key_secret_name),
@@ -125,7 +132,12 @@ def deployed_target(stack_name: str, session: boto3.Session | None = None) -> Ta
     try:
         stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
     except cloudformation.exceptions.ClientError as error:
-        raise TargetNotFound(f"stack {stack_name}: {error}") from error
+        if "does not exist" not in str(error):
+            raise  # credentials, permissions: ops.mistakes words those
+        raise TargetNotFound(
+            f"no stack named {stack_name} in {session.region_name}: deploy it (make deploy), "
+            "or name another (STACK=<name>, or ENV=<samconfig environment>)"
+        ) from error
     outputs = {item["OutputKey"]: item["OutputValue"] for item in stacks[0].get("Outputs", [])}
     missing = [name for name in REQUIRED_OUTPUTS if name not in outputs]
     if missing:
@@ -141,6 +153,9 @@ def deployed_target(stack_name: str, session: boto3.Session | None = None) -> Ta
         # Lambda's default group unless the function names its own (the template does).
         log_group=(configuration.get("LoggingConfig") or {}).get("LogGroup")
         or f"/aws/lambda/{configuration['FunctionName']}",
+        parameters={
+            p["ParameterKey"]: p["ParameterValue"] for p in stacks[0].get("Parameters", [])
+        },
     )
 
 
@@ -159,6 +174,7 @@ def local_target(state: dict[str, Any]) -> Target:
         consumer_environment={**consumer["environment"], **(state.get("environment") or {})},
         session=session,
         endpoint_url=state["aws_endpoint"],
+        receiver_environment=state["functions"].get("ReceiverFunction", {}).get("environment", {}),
     )
 
 
@@ -169,15 +185,21 @@ def stack_name_from_config(config_env: str, path: Path = ROOT / "samconfig.toml"
         name = config.get(config_env, {}).get(section, {}).get("parameters", {}).get("stack_name")
         if name:
             return str(name)
-    raise TargetNotFound(f"samconfig.toml has no stack_name for environment {config_env!r}")
+    known = ", ".join(name for name, value in config.items() if isinstance(value, dict))
+    raise TargetNotFound(
+        f"samconfig.toml has no stack_name for environment {config_env!r} (it has: {known}): "
+        "ENV=<one of them>, or STACK=<name>"
+    )
 
 
-def resolve_target(stack: str | None, config_env: str | None) -> Target:
+def resolve_target(
+    stack: str | None, config_env: str | None, config_file: Path = ROOT / "samconfig.toml"
+) -> Target:
     """STACK= wins, then an environment of samconfig.toml, then the running local stack."""
     if stack:
         return deployed_target(stack)
     if config_env:
-        return deployed_target(stack_name_from_config(config_env))
+        return deployed_target(stack_name_from_config(config_env, config_file))
     from local.state_file import read_state, state_path
 
     state = read_state(state_path())
@@ -186,6 +208,6 @@ def resolve_target(stack: str | None, config_env: str | None) -> Target:
             "no local stack is running (start `make dev`), and no STACK=<name> was given"
         )
     if "outputs" not in state:
-        raise TargetNotFound("the running local stack is older than this command: restart it")
+        raise TargetNotFound("the running local stack is older than this command: restart make dev")
     os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
     return local_target(state)

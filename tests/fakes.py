@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -25,6 +25,7 @@ from waituntil.cache.model import (
     ListChunk,
     ListHead,
     PublishAttempt,
+    RowFailure,
     RowState,
     RowWrites,
     ServedChunk,
@@ -34,6 +35,7 @@ from waituntil.cache.model import (
 from waituntil.core.contracts import Row
 from waituntil.core.errors import DependencyUnavailable
 from waituntil.core.list_order import ListOrder
+from waituntil.core.whole_reads import read_whole
 
 
 class Crash(BaseException):
@@ -117,6 +119,8 @@ class MemoryStore:
                 continue
             tags = old.positions if old is not None else frozenset()
             if row.body is None or row.position is None:
+                if row.listed_at is not None:
+                    tags = tags | {position_tag(*row.listed_at)}
                 self.rows[(table, row.key)] = RowState(
                     key=row.key,
                     body=None,
@@ -137,6 +141,23 @@ class MemoryStore:
                 )
                 written += 1
         return RowWrites(written=written, deleted=deleted, skipped_stale=stale)
+
+    def expire_tombstones(
+        self, table: str, read_before_ns: int, keep: Collection[str] = ()
+    ) -> list[str]:
+        """DynamoDB's TTL: tombstones from reads before ``read_before_ns`` vanish, but those of
+        the ``keep`` keys. (A real TTL is days: far longer than any consumer holds a read.)"""
+        gone = [
+            key
+            for (name, key), state in self.rows.items()
+            if name == table
+            and state.body is None
+            and state.read_at_ns < read_before_ns
+            and key not in keep
+        ]
+        for key in gone:
+            del self.rows[(table, key)]
+        return gone
 
     def get_rows(self, table: str, keys: Sequence[str]) -> dict[str, RowState]:
         return {key: self.rows[(table, key)] for key in keys if (table, key) in self.rows}
@@ -286,14 +307,55 @@ class MemoryStore:
             self.checkpoints[table] = checkpoint
 
 
+class FailingRows:
+    """Any store (fake or real) whose row writes fail for the keys ``fault`` names, as a
+    DynamoDB or S3 error on one row does: those rows are not written, the others are."""
+
+    def __init__(self, store: Any, fault: Callable[[str], RowFailure | None]) -> None:
+        self._store = store
+        self._fault = fault
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def write_rows(
+        self,
+        table: str,
+        fresh: Sequence[FreshRow],
+        *,
+        read_at_ns: int,
+        order: ListOrder,
+        policy: str = "",
+    ) -> RowWrites:
+        failures: dict[str, RowFailure] = {}
+        kept: list[FreshRow] = []
+        for row in fresh:
+            failure = self._fault(row.key)
+            if failure is None:
+                kept.append(row)
+            else:
+                failures[row.key] = failure
+        writes: RowWrites = self._store.write_rows(
+            table, kept, read_at_ns=read_at_ns, order=order, policy=policy
+        )
+        return replace(writes, failures={**writes.failures, **failures})
+
+
 @dataclass
 class MemorySource:
-    """One Supabase table: rows by primary key, and every body each key ever had."""
+    """One Supabase table: rows by primary key, and every body each key ever had.
+
+    ``max_rows``: the project's max-rows setting, which cuts every answer short, silently (an
+    ``in.(...)`` read of more keys answers with only some of the rows). Reads by key go through
+    ``read_whole`` as ``SupabaseSource``'s do, so the flows on fakes see what they see.
+    """
 
     primary_key: str = "id"
     table: dict[Any, Row] = field(default_factory=dict)
     history: dict[str, set[str]] = field(default_factory=dict)  # key -> every JSON it had
     rows_read: int = 0
+    max_rows: int | None = None
+    requests: int = 0
 
     def put(self, row: Row) -> None:
         self.table[row[self.primary_key]] = row
@@ -303,17 +365,28 @@ class MemorySource:
         self.table.pop(key, None)
 
     def read_rows(self, table: str, keys: Sequence[str]) -> list[Row]:
-        rows = [row for key, row in self.table.items() if str(key) in set(keys)]
+        rows = list(read_whole(self._in_request, keys).values())
         self.rows_read += len(rows)
-        return [dict(row) for row in rows]
+        return rows
 
     def read_page(self, table: str, after: Any, limit: int) -> list[Row]:
-        keys = sorted(key for key in self.table if after is None or key > after)[:limit]
+        keys = sorted(key for key in self.table if after is None or key > after)
+        keys = self._cut(keys[:limit])
         self.rows_read += len(keys)
         return [dict(self.table[key]) for key in keys]
 
     def existing_keys(self, table: str, keys: Sequence[str]) -> set[str]:
-        return {str(key) for key in self.table if str(key) in set(keys)}
+        return set(read_whole(self._in_request, keys))
+
+    def _in_request(self, keys: Sequence[str]) -> dict[str, Row]:
+        """One ``in.(...)`` read: the rows of ``keys`` that exist, cut to max-rows."""
+        wanted = set(keys)
+        self.requests += 1
+        found = [key for key in self.table if str(key) in wanted]
+        return {str(key): dict(self.table[key]) for key in self._cut(found)}
+
+    def _cut(self, keys: list[Any]) -> list[Any]:
+        return keys if self.max_rows is None else keys[: self.max_rows]
 
     def rows(self, order: ListOrder) -> list[Row]:
         return sorted(self.table.values(), key=lambda row: order.sort_key(order.position(row)))

@@ -5,7 +5,11 @@ operator rebuilds the table, the cache converges to Supabase; no published list 
 mixes versions or shows a row older than an earlier one of its policy; and once all is quiet
 and the sweep has run, every stored list node is reached by a head or expiring (no orphans).
 
-Supabase changes while consumers run. A lost webhook is healed by one full sync at the end.
+Supabase changes while consumers run, rows change keys too (an UPDATE of the primary key). A
+lost webhook is healed by one full sync at the end. The row-level faults AWS and Supabase
+produce are drawn too: a row's write failing (its record fails and SQS delivers it again),
+reads cut short by the project's max-rows, tombstones expiring (DynamoDB's TTL, once their
+row is unlisted), and the clock read at any point (every clock read is a step of its own).
 The scenario takes the store it runs on: in-memory fakes in
 ``tests/unit/test_interleavings_on_fakes.py`` (many examples), the real ``CacheStore`` over
 moto in ``tests/integration/test_interleavings_under_moto.py`` (fewer, slower); ``make soak``
@@ -16,17 +20,25 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import strategies as st
 
-from tests.fakes import MemoryQueue, MemorySource, Paused, Scheduler, StoreFaults
+from tests.fakes import (
+    FailingRows,
+    MemoryQueue,
+    MemorySource,
+    Paused,
+    Scheduler,
+    StoreFaults,
+    listed_rows,
+)
 from tests.list_checks import orphans
-from waituntil.cache.model import ListHead
+from waituntil.cache.model import ListHead, RowFailure, RowFailureReason
 from waituntil.core.contracts import Change, SyncProgress
-from waituntil.core.errors import DependencyUnavailable
+from waituntil.core.errors import DependencyUnavailable, RowWriteFailed, RowWritesFailed
 from waituntil.core.list_order import ListOrder
 from waituntil.core.settings import ConsumerSettings
 from waituntil.read.cache_client import get_item, get_list
@@ -52,7 +64,7 @@ class StoreUnderTest:
 KEYS = st.integers(min_value=1, max_value=12)
 OPS = st.lists(
     st.tuples(
-        st.sampled_from(["upsert", "upsert", "delete"]),
+        st.sampled_from(["upsert", "upsert", "delete", "rekey"]),
         KEYS,
         st.integers(min_value=0, max_value=3),  # the list's order column (rank)
         st.integers(min_value=0, max_value=2),  # how much padding: rows move between chunks
@@ -85,15 +97,37 @@ def _row(key: int, rank: int, size: int) -> dict[str, Any]:
     return {"id": key, "rank": rank, "title": f"title {key}", "pad": "x" * (150 + 300 * size)}
 
 
-def _change(kind: str, key: int) -> str:
+def _change(kind: str, key: int, old_key: int | None = None) -> str:
     return Change(
         type="DELETE" if kind == "delete" else "UPDATE",
         schema_name="public",
         table="articles",
         key=key,
+        old_key=old_key,
         received_at=datetime.now(UTC),
         correlation_id=f"c-{kind}-{key}",
     ).to_message()
+
+
+def _free_key(source: MemorySource, after: int) -> int | None:
+    """The next key, cyclically after ``after``, that no row has: where a rekeyed row goes."""
+    for step in range(1, 12):
+        key = (after - 1 + step) % 12 + 1
+        if key not in source.table:
+            return key
+    return None
+
+
+def _row_faults(failing: set[int]) -> Callable[[str], RowFailure | None]:
+    """The row writes (counted from the scenario's start) that fail on a dependency."""
+    writes = itertools.count()
+
+    def fault(key: str) -> RowFailure | None:
+        if next(writes) in failing:
+            return RowFailure(RowFailureReason.DEPENDENCY_FAILED, f"row {key}: DynamoDB 500")
+        return None
+
+    return fault
 
 
 def _resync() -> str:
@@ -155,7 +189,9 @@ class ListWatch:
 def run_scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
     order_column = data.draw(st.sampled_from(ORDERS), label="order")
     settings_ = _settings(order_column)
-    source = MemorySource()
+    # A project whose max-rows is below the declared page size (3) cuts reads short.
+    source = MemorySource(max_rows=data.draw(st.sampled_from([None, None, 1, 2]), label="cap"))
+    failing = data.draw(st.sets(st.integers(0, 60), max_size=3), label="failing row writes")
     initial = data.draw(
         st.dictionaries(KEYS, st.integers(0, 2), min_size=4, max_size=10), label="rows"
     )
@@ -169,12 +205,24 @@ def run_scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
     watch = ListWatch(source, {})
     faults = StoreFaults()
 
+    def now() -> int:
+        return next(counter) + skipped[0]
+
+    def clock_ns() -> int:
+        scheduler.pause()  # the clock is read at any point between two other calls
+        return now()
+
     with make_store() as under_test:
         if not isinstance(under_test, StoreUnderTest):
             under_test = StoreUnderTest(under_test)
         raw_store = under_test.store
         store_faults = faults if under_test.lose_answer is None else None
-        store = Paused(raw_store, scheduler, on_flip=watch, faults=store_faults)
+        store = Paused(
+            FailingRows(raw_store, _row_faults(failing)),
+            scheduler,
+            on_flip=watch,
+            faults=store_faults,
+        )
 
         def ports_for(settings: ConsumerSettings) -> ConsumerPorts:
             policy = settings.policy("articles")
@@ -184,17 +232,25 @@ def run_scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
                 source=Paused(source, scheduler),
                 store=store,
                 queue=queue,
-                clock_ns=lambda: next(counter) + skipped[0],
+                clock_ns=clock_ns,
             )
 
         ports = ports_for(settings_)
         ready: list[str] = []
         running: dict[int, list[str]] = {}
+        started_at: dict[int, int] = {}
         outcomes: dict[int, Any] = {}
         lost = False
         crashes = 0
         policy_changes = rebuilds = store_faults_drawn = 0
         faulted: set[int | None] = set()
+        expire: Callable[..., list[str]] | None = getattr(raw_store, "expire_tombstones", None)
+        if data.draw(st.booleans(), label="filled first"):
+            # A cache in use: filled before these changes, so no first fill heals what they
+            # leave behind (a key change, a clock taken late) before the check below.
+            filler = replace(ports, source=source, store=raw_store, clock_ns=now)
+            filled = process_batch([QueuedMessage("fill", _resync())], filler, lambda: 10**9)
+            assert not filled.failures
 
         def start(bodies: list[str], budget: int) -> None:
             calls = itertools.count()
@@ -209,8 +265,10 @@ def run_scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
             def work() -> None:
                 outcomes[consumer] = process_batch(messages, consumer_ports, remaining_ms)
 
+            started = now()
             consumer = scheduler.start(work)
             running[consumer] = bodies
+            started_at[consumer] = started
 
         def settle(consumer: int) -> None:
             bodies = running.pop(consumer)
@@ -221,17 +279,18 @@ def run_scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
                 assert type(error).__name__ == "Crash", f"consumer failed: {error!r}"
                 ready.extend(bodies)  # SQS redelivers what a dead consumer held
                 return
+            started_at.pop(consumer, None)
             failed = outcomes.pop(consumer).failures
-            if failed:
-                # Only a store fault may fail a record (SQS delivers it again).
-                assert consumer in faulted, f"records failed: {failed}"
-                assert all(isinstance(e, DependencyUnavailable) for e in failed.values())
-                ready.extend(bodies[int(message_id[1:])] for message_id in failed)
-
-        def step(consumer: int, crash: bool = False) -> None:
-            scheduler.step(consumer, crash=crash)
-            if scheduler.finished(consumer):
-                settle(consumer)
+            # Only the injected faults may fail a record (a row's write, or a store write that
+            # lost its answer); SQS delivers it again.
+            unexpected = {
+                key: error
+                for key, error in failed.items()
+                if not isinstance(error, RowWriteFailed | RowWritesFailed)
+                and not (consumer in faulted and isinstance(error, DependencyUnavailable))
+            }
+            assert not unexpected, f"records failed: {unexpected}"
+            ready.extend(bodies[int(message_id[1:])] for message_id in failed)
 
         def lose_next_answer(fault: str) -> None:
             if under_test.lose_answer is None:
@@ -239,6 +298,13 @@ def run_scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
                 return
             armed = under_test.lose_answer(fault, lambda: faulted.add(scheduler.current()))
             assert armed or fault == "failed"
+
+        def step(consumer: int, crash: bool = False) -> None:
+            scheduler.step(consumer, crash=crash)
+            if scheduler.finished(consumer):
+                if crash:
+                    started_at.pop(consumer, None)
+                settle(consumer)
 
         for _ in range(400):
             ready.extend(queue.bodies)
@@ -254,6 +320,8 @@ def run_scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
                     choices.append("a consumer is killed")
                 if store_faults_drawn < 3:
                     choices.append("a store write loses its answer")
+            if expire is not None and ops:
+                choices.append("tombstones expire")
             if policy_changes < 2 and ops:
                 choices.append("the table's policy changes")
             if rebuilds < 1 and ops:
@@ -263,6 +331,14 @@ def run_scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
             choice = data.draw(st.sampled_from(choices), label="action")
             if choice == "supabase changes":
                 kind, key, rank, size = ops.pop(0)
+                old_key = None
+                if kind == "rekey":
+                    # UPDATE articles SET id = <free> WHERE id = key: one webhook, both keys
+                    new_key = _free_key(source, key)
+                    if key in source.table and new_key is not None:
+                        source.delete(key)
+                        key, old_key = new_key, key
+                    kind = "upsert"
                 if kind == "delete":
                     source.delete(key)
                 else:
@@ -271,7 +347,8 @@ def run_scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
                 if delivered == 0:
                     lost = True  # Supabase never retries: only a full sync heals this
                 else:
-                    ready.extend([_change(kind, key)] * (2 if delivered == 9 else 1))
+                    message = _change(kind, key, old_key)
+                    ready.extend([message] * (2 if delivered == 9 else 1))
                 if data.draw(st.integers(0, 19), label="resync") == 0:
                     ready.append(_resync())
             elif choice == "a consumer starts":
@@ -284,6 +361,19 @@ def run_scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
                 )
                 bodies = [ready.pop(index) for index in picked]
                 start(bodies, data.draw(st.integers(1, 3), label="pages per invocation"))
+            elif choice == "tombstones expire":
+                # DynamoDB's TTL removes tombstones of reads older than any a running consumer
+                # holds, and of rows no longer listed: a real TTL (the dead-letter queue's
+                # retention and a day) outlives every consumer's run, and the hourly resync
+                # unlists a deleted row long before. (A tombstone expiring while its row is
+                # still listed: tests/unit/test_row_faults.py.)
+                assert expire is not None
+                oldest = min(started_at.values(), default=now())
+                heads = [raw_store.get_head("articles"), raw_store.get_next_head("articles")]
+                listed = {
+                    str(row["id"]) for head in heads if head for row in listed_rows(raw_store, head)
+                }
+                expire("articles", read_before_ns=oldest, keep=listed)
             elif choice == "a store write loses its answer":
                 store_faults_drawn += 1
                 lose_next_answer(data.draw(st.sampled_from(FAULTS), label="fault"))
@@ -305,7 +395,7 @@ def run_scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
                 step(consumer, crash=crash)
 
         def drain() -> None:
-            for _ in range(3000):
+            for _ in range(2000):
                 ready.extend(queue.bodies)
                 queue.bodies.clear()
                 if scheduler.waiting:

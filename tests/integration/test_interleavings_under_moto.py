@@ -4,7 +4,7 @@ write whose answer is lost goes through botocore's own retry path (``tests.fault
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -42,6 +42,13 @@ def _moto_store() -> Iterator[Any]:
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
             BillingMode="PAY_PER_REQUEST",
         )
+
+        class ExpiringStore(CacheStore):
+            def expire_tombstones(
+                self, table: str, read_before_ns: int, keep: Collection[str] = ()
+            ) -> list[str]:
+                return _expire_tombstones(client, table, read_before_ns, keep)
+
         lost = LostAnswers(client)
 
         def lose_answer(fault: str, hit: Callable[[], None]) -> bool:
@@ -64,8 +71,32 @@ def _moto_store() -> Iterator[Any]:
             return True
 
         # One worker: every write happens in the consumer's own (scheduled) thread.
-        store = CacheStore("cache", client, workers=1, sleep=lambda _: None)
+        store = ExpiringStore("cache", client, workers=1, sleep=lambda _: None)
         yield StoreUnderTest(store, lose_answer)
+
+
+def _expire_tombstones(
+    client: Any, table: str, read_before_ns: int, keep: Collection[str]
+) -> list[str]:
+    """DynamoDB's TTL, on demand (moto never expires items): tombstones of reads before
+    ``read_before_ns`` vanish, but those of the ``keep`` keys."""
+    prefix = f"/{table}/"
+    items = client.scan(
+        TableName="cache",
+        FilterExpression=(
+            "#kind = :tombstone AND #read_at_ns < :before AND begins_with(pk, :prefix)"
+        ),
+        ExpressionAttributeNames={"#kind": "kind", "#read_at_ns": "read_at_ns"},
+        ExpressionAttributeValues={
+            ":tombstone": {"S": "tombstone"},
+            ":before": {"N": str(read_before_ns)},
+            ":prefix": {"S": prefix},
+        },
+    )["Items"]
+    gone = [item for item in items if item["pk"]["S"][len(prefix) :] not in keep]
+    for item in gone:
+        client.delete_item(TableName="cache", Key={"pk": item["pk"]})
+    return [item["pk"]["S"][len(prefix) :] for item in gone]
 
 
 @pytest.mark.property

@@ -8,7 +8,6 @@ the resend meets the state the first attempt left.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -17,7 +16,7 @@ from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.retries.standard import ExponentialBackoff
 from supabase import create_client
 
-from local.supabase_standin import SupabaseStandIn
+from local.supabase import LocalSupabase
 from tests.conftest import EmulatedAws, LambdaContext
 from tests.consumer_support import batch, cache_equals, change, consumer_ports, resync, run
 from tests.consumer_support import drain as drain_queue
@@ -152,14 +151,6 @@ def _error_response() -> tuple[Any, dict[str, Any]]:
 # ----- every write the consumer makes, through the handler -------------------------------------
 
 
-@pytest.fixture
-def supabase() -> Iterator[SupabaseStandIn]:
-    with SupabaseStandIn(
-        tables={"articles": "id"}, webhook=None, anon_policies={"articles": "true"}
-    ) as standin:
-        yield standin
-
-
 def write_kind(operation: str, request: dict[str, Any]) -> str:
     """Which of the store's writes a request is."""
     text = json.dumps(request)
@@ -195,7 +186,7 @@ class _FirstAnswersOfEachKind:
 
 @pytest.mark.parametrize("mode", ["500", "timeout"])
 def test_every_write_losing_its_first_answer_still_converges(
-    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext, mode: str
+    aws: EmulatedAws, supabase: LocalSupabase, lambda_context: LambdaContext, mode: str
 ) -> None:
     # Given a table of 30 rows, and a consumer whose every DynamoDB write (row items, list
     # nodes, head switches, retirements, position tags, checkpoints, publishes in flight)

@@ -1,7 +1,8 @@
 """A table policy that changes while its list exists: the cache records the policy it was built
 with, is not served under another one, and is rebuilt as a fresh version, not patched.
 
-moto for AWS (resources from template.yaml), the Supabase stand-in with its anon role's RLS;
+moto for AWS (resources from template.yaml), a local Supabase on PostgreSQL with RLS for the
+anon role;
 the consumer through its handler, the reader through the read API with its own settings (a
 deployment updates both from the same template parameter).
 """
@@ -9,12 +10,11 @@ deployment updates both from the same template parameter).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from local.supabase_standin import SupabaseStandIn
+from local.supabase import LocalSupabase
 from tests.conftest import EmulatedAws, LambdaContext
 from tests.consumer_support import batch, change, consumer_ports, drain, run
 from waituntil.core.errors import ListFilling, NotCached
@@ -24,28 +24,28 @@ from waituntil.read.request import ReadRequest
 from waituntil.sync.ports import ConsumerPorts
 
 
-@pytest.fixture
-def supabase() -> Iterator[SupabaseStandIn]:
+@pytest.fixture(autouse=True)
+def _drafts_hidden(supabase: LocalSupabase) -> None:
     # RLS for the anon role: drafts are hidden from the public.
-    with SupabaseStandIn(
-        {"articles": "id"}, webhook=None, anon_policies={"articles": "published=eq.true"}
-    ) as standin:
-        yield standin
+    supabase.sql(
+        """drop policy "articles are public" on articles;
+           create policy "published articles are public" on articles
+             for select to anon using (published)"""
+    )
 
 
 def _article(key: int) -> dict[str, Any]:
-    # rank runs against the key, so key order and rank order differ everywhere
+    # rating runs against the key, so key order and rating order differ everywhere
     return {
         "id": key,
-        "rank": 100 - key,
+        "rating": 100 - key,
         "title": f"t{key}",
-        "notes": f"internal {key}",
+        "body": f"internal {key} " + "x" * 200,
         "published": key % 4 != 0,
-        "pad": "x" * 200,
     }
 
 
-def _ports(aws: EmulatedAws, supabase: SupabaseStandIn, policy: dict[str, Any]) -> ConsumerPorts:
+def _ports(aws: EmulatedAws, supabase: LocalSupabase, policy: dict[str, Any]) -> ConsumerPorts:
     return consumer_ports(
         aws,
         supabase,
@@ -90,7 +90,7 @@ def _item(ports: ConsumerPorts, settings: ReaderSettings, key: int) -> dict[str,
 
 def _filled(
     aws: EmulatedAws,
-    supabase: SupabaseStandIn,
+    supabase: LocalSupabase,
     context: LambdaContext,
     policy: dict[str, Any],
 ) -> ConsumerPorts:
@@ -108,14 +108,14 @@ def _by(rows: list[dict[str, Any]], *order: str) -> list[dict[str, Any]]:
 @pytest.mark.parametrize(
     ("before", "after", "order"),
     [
-        ({"role": "service"}, {"role": "service", "order": "rank"}, ("rank", "id")),
-        ({"role": "service", "order": "rank"}, {"role": "service"}, ("id",)),
+        ({"role": "service"}, {"role": "service", "order": "rating"}, ("rating", "id")),
+        ({"role": "service", "order": "rating"}, {"role": "service"}, ("id",)),
     ],
     ids=["key-to-column-order", "column-to-key-order"],
 )
 def test_a_changed_list_order_rebuilds_the_list_in_the_new_order(
     aws: EmulatedAws,
-    supabase: SupabaseStandIn,
+    supabase: LocalSupabase,
     lambda_context: LambdaContext,
     before: dict[str, Any],
     after: dict[str, Any],
@@ -132,13 +132,13 @@ def test_a_changed_list_order_rebuilds_the_list_in_the_new_order(
 
 
 def test_a_tightened_policy_never_serves_what_it_hides_and_rebuilds(
-    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+    aws: EmulatedAws, supabase: LocalSupabase, lambda_context: LambdaContext
 ) -> None:
     # Given a table cached with the service role's view (drafts and every column included)
     ports = _filled(aws, supabase, lambda_context, {"role": "service"})
     assert _item(ports, _reader(aws, {"role": "service"}), 4) is not None  # a draft
     # When the policy is tightened: the public's view, fewer columns, a row filter
-    tight = {"role": "anon", "columns": "id,title", "filter": "rank=gt.75"}
+    tight = {"role": "anon", "columns": "id,title", "filter": "rating=gt.75"}
     reader = _reader(aws, tight)
     # Then at once, before any consumer has run, nothing built with the old policy is served:
     # not the draft, not the dropped columns, not the filtered rows, not the list
@@ -151,11 +151,11 @@ def test_a_tightened_policy_never_serves_what_it_hides_and_rebuilds(
     assert run(batch(change("UPDATE", 1)), ports, lambda_context) == []
     drain(aws, ports, lambda_context)
     visible = [
-        {"id": row["id"], "title": row["title"], "rank": row["rank"]}
+        {"id": row["id"], "title": row["title"]}
         for row in supabase.rows("articles")
-        if row["published"] and row["rank"] > 75
+        if row["published"] and row["rating"] > 75
     ]
-    assert _served(ports, reader) == [{"id": row["id"], "title": row["title"]} for row in visible]
+    assert _served(ports, reader) == visible
     assert _item(ports, reader, 1) == {"id": 1, "title": "t1"}
     assert _item(ports, reader, 4) is None  # a draft: hidden by RLS
-    assert _item(ports, reader, 28) is None  # rank 72: filtered out
+    assert _item(ports, reader, 28) is None  # rating 72: filtered out

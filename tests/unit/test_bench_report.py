@@ -71,3 +71,18 @@ def test_the_report_has_tables_raw_figures_and_plots(tmp_path: Path) -> None:
     for plot in ("ack_latency.png", "cold_start.png"):
         assert (tmp_path / "benchmarks" / plot).read_bytes().startswith(PNG_SIGNATURE)
     assert len(written) == 4
+
+
+def test_make_bench_keeps_the_section_make_bench_latency_wrote(tmp_path: Path) -> None:
+    # Given a report whose last section make bench-latency wrote
+    latency = "## Under network latency\n\nWritten by `python -m bench.latency_run`.\n"
+    (tmp_path / "BENCHMARKS.md").write_text(
+        "# Benchmarks\n\n## Reader\n\nstale reader figures\n\n" + latency
+    )
+    # When make bench writes the report again
+    write_report(_report(), tmp_path)
+    # Then its own sections are new, and the latency section is there once, as it was
+    markdown = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "stale reader figures" not in markdown
+    assert markdown.count("## Under network latency") == 1
+    assert markdown.endswith(latency)

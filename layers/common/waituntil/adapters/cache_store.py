@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -48,6 +49,7 @@ from waituntil.cache.items import (
     served_body_of_chunk_item,
 )
 from waituntil.cache.layout import (
+    BLOB_UNCLAIMED,
     KIND_ATTEMPTS,
     KIND_ROW,
     KIND_TOMBSTONE,
@@ -70,15 +72,18 @@ from waituntil.cache.model import (
     ListChunk,
     ListHead,
     PublishAttempt,
+    RowFailure,
+    RowFailureReason,
     RowState,
     RowWrites,
     ServedChunk,
     SyncCheckpoint,
     position_tag,
 )
-from waituntil.core.errors import DependencyUnavailable, RowTooLarge
+from waituntil.core.errors import DependencyUnavailable
 from waituntil.core.list_order import ListOrder
 from waituntil.core.observability import logger
+from waituntil.core.settings import SQS_MAX_RETENTION_S, TOMBSTONE_MARGIN_S
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -94,9 +99,21 @@ R = TypeVar("R")
 
 
 class BlobStore(Protocol):
-    """Where row bodies too large for a DynamoDB item live (S3 in a deployment)."""
+    """Where row bodies too large for a DynamoDB item live (S3 in a deployment).
 
-    def put(self, key: str, text: str) -> None: ...
+    Every object is born tagged "unclaimed" and the bucket's lifecycle expires such objects;
+    only the write whose item now points to the object clears the tag (``claim``). So a body
+    put by a write that lost its race, or by a consumer that died before its item write,
+    expires by itself; nothing has to remember it.
+    """
+
+    def put(self, key: str, text: str) -> None:
+        """Store ``text`` under a new ``key``, tagged unclaimed."""
+        ...
+
+    def claim(self, key: str) -> None:
+        """An item points to ``key`` now: clear the unclaimed tag, so the body is kept."""
+        ...
 
     def get(self, key: str) -> str: ...
 
@@ -112,7 +129,7 @@ class CacheStore:
         client: DynamoDBClient,
         *,
         blobs: BlobStore | None = None,
-        tombstone_ttl_s: int = 86_400,
+        tombstone_ttl_s: int = SQS_MAX_RETENTION_S + TOMBSTONE_MARGIN_S,
         grace_s: int = 900,
         workers: int = WRITE_WORKERS,
         sleep: Callable[[float], None] = time.sleep,
@@ -151,11 +168,13 @@ class CacheStore:
         item records ``policy``, the fingerprint of the table policy it was read with."""
         results = self._parallel(lambda row: self._write_row(table, row, read_at_ns, policy), fresh)
         failures = {
-            row.key: str(error) for row, (_, error) in zip(fresh, results, strict=True) if error
+            row.key: failure
+            for row, (_, failure) in zip(fresh, results, strict=True)
+            if failure is not None
         }
-        outcomes = [outcome for outcome, _ in results]
+        outcomes = [outcome for outcome, failure in results if failure is None]
         return RowWrites(
-            written=outcomes.count("written"),
+            written=outcomes.count("written") + outcomes.count("written-blob"),
             deleted=outcomes.count("deleted"),
             skipped_stale=outcomes.count("stale"),
             stored_out_of_line=outcomes.count("written-blob"),
@@ -164,41 +183,52 @@ class CacheStore:
 
     def _write_row(
         self, table: str, row: FreshRow, read_at_ns: int, policy: str = ""
-    ) -> tuple[str, Exception | None]:
+    ) -> tuple[str, RowFailure | None]:
         values: Item = {
             ":read_at_ns": {"N": str(read_at_ns)},
             ":read_at": {"S": _iso(read_at_ns)},
             ":policy": {"S": policy},
         }
+        blob: str | None = None
+        adds: list[str] = []
         if row.body is None or row.position is None:
             outcome = "deleted"
             values[":kind"] = {"S": KIND_TOMBSTONE}
             values[":expires_at"] = {"N": str(int(self._clock()) + self._tombstone_ttl_s)}
             sets = ["kind", "read_at", "read_at_ns", "expires_at", "policy"]
-            removes = ["body", "body_z", "blob", "blob_bytes", "etag", "position"]
-            adds: list[str] = []
+            removes = ["body", "body_z", "blob", "blob_bytes", BLOB_UNCLAIMED, "etag", "position"]
+            if row.listed_at is not None:
+                # Where a list holds the row: its publish finds it there even if this item
+                # was created just now (the old one expired, or never existed).
+                values[":positions"] = {"SS": [position_tag(*row.listed_at)]}
+                adds.append("positions")
         else:
             stored = encode_text(row.body.text)
             outcome = "written"
             if _stored_bytes(stored) > MAX_STORED_BODY_BYTES:
                 if self._blobs is None:
-                    return "failed", RowTooLarge(
-                        f"row {row.key} of {table} is too large for an item, and no blob store"
+                    return "failed", RowFailure(
+                        RowFailureReason.TOO_LARGE,
+                        f"row {row.key} of {table} is too large for an item, and no blob store",
                     )
-                key = blob_object_key(table, row.body.etag)
+                blob = blob_object_key(table, row.body.etag, secrets.token_hex(8))
                 try:
-                    self._blobs.put(key, row.body.text)
-                except Exception as error:  # one row's failure fails that row only
-                    return "failed", error
-                served = {"N": str(blob_bytes(row.body.text))}
-                stored, outcome = {"blob": {"S": key}, "blob_bytes": served}, "written-blob"
+                    self._blobs.put(blob, row.body.text)
+                except DependencyUnavailable as error:  # one row's failure fails that row only
+                    return "failed", _dependency_failed(table, row.key, error)
+                stored = {
+                    "blob": {"S": blob},
+                    BLOB_UNCLAIMED: {"BOOL": True},
+                    "blob_bytes": {"N": str(blob_bytes(row.body.text))},
+                }
+                outcome = "written-blob"
             values.update({f":{name}": value for name, value in stored.items()})
             values[":kind"] = {"S": KIND_ROW}
             values[":etag"] = {"S": row.body.etag}
             values[":position"] = {"S": dump_json(list(row.position))}
             values[":positions"] = {"SS": [position_tag(read_at_ns, row.position)]}
             sets = ["kind", *stored, "etag", "position", "read_at", "read_at_ns", "policy"]
-            dropped = ("body", "body_z", "blob", "blob_bytes")
+            dropped = ("body", "body_z", "blob", BLOB_UNCLAIMED, "blob_bytes")
             removes = ["expires_at", *(n for n in dropped if n not in stored)]
             adds = ["positions"]
         expression = "SET " + ", ".join(f"#{name} = :{name}" for name in sets)
@@ -220,17 +250,59 @@ class CacheStore:
                 ReturnValues="UPDATED_OLD",
             )
         except _StaleWrite:
-            return "stale", None
+            if blob is None or not self._points_to(pk, blob):
+                return "stale", None  # a body it put stays unclaimed: the lifecycle expires it
+            # The write landed but its answer was lost, and botocore's resend found its own
+            # read already stored: the body is ours to claim (the one it replaced goes
+            # untagged, which costs storage only).
+            response = {}
         except DependencyUnavailable as error:
-            return "failed", error
+            return "failed", _dependency_failed(table, row.key, error)
+        failure = self._claim(table, row.key, blob) if blob is not None else None
         old_blob = response.get("Attributes", {}).get("blob", {}).get("S")
-        if old_blob and self._blobs is not None and old_blob != values.get(":blob", {}).get("S"):
-            try:
-                self._blobs.mark_superseded(old_blob)
-            except DependencyUnavailable:
-                # The row is already right; an untagged body only costs storage.
-                logger.warning("could not tag a superseded row body", extra={"key": old_blob})
-        return outcome, None
+        if old_blob and old_blob != blob:
+            self._supersede(old_blob)
+        return (outcome, None) if failure is None else ("failed", failure)
+
+    def _claim(self, table: str, key: str, blob: str) -> RowFailure | None:
+        """Keep the body the item now points to: clear its unclaimed tag, then the item's
+        mark of it, unless a newer write has replaced it meanwhile.
+
+        Tags are never conditional in S3, so the order carries the safety: a newer write that
+        replaced ``blob`` may have tagged it superseded before this claim cleared the tag; the
+        item's mark then no longer matches, and the body is tagged superseded again here.
+        A failure leaves the mark, so the record's retry (or the next full sync, which
+        rewrites a marked row) replaces the body and supersedes this one.
+        """
+        assert self._blobs is not None
+        try:
+            self._blobs.claim(blob)
+            self._call(
+                self._client.update_item,
+                TableName=self._table,
+                Key={"pk": {"S": row_item_key(table, key)}},
+                UpdateExpression="REMOVE #unclaimed",
+                ConditionExpression="#blob = :blob",
+                ExpressionAttributeNames={"#unclaimed": BLOB_UNCLAIMED, "#blob": "blob"},
+                ExpressionAttributeValues={":blob": {"S": blob}},
+            )
+        except _StaleWrite:
+            self._supersede(blob)
+        except DependencyUnavailable as error:
+            return _dependency_failed(table, key, error)
+        return None
+
+    def _points_to(self, pk: str, blob: str) -> bool:
+        item = self._get(pk)
+        return item is not None and item.get("blob", {}).get("S") == blob
+
+    def _supersede(self, blob: str) -> None:
+        assert self._blobs is not None
+        try:
+            self._blobs.mark_superseded(blob)
+        except DependencyUnavailable:
+            # The row is already right; an untagged body only costs storage.
+            logger.warning("could not tag a superseded row body", extra={"key": blob})
 
     def get_rows(self, table: str, keys: Sequence[str]) -> dict[str, RowState]:
         """The stored state of each key that has an item (strongly consistent)."""
@@ -559,6 +631,12 @@ class CacheStore:
 
 class _StaleWrite(Exception):
     """A conditional write lost to a newer one: expected under races, never an error."""
+
+
+def _dependency_failed(table: str, key: str, error: Exception) -> RowFailure:
+    return RowFailure(
+        RowFailureReason.DEPENDENCY_FAILED, f"row {key} of {table} was not written: {error}"
+    )
 
 
 def _stored_bytes(attributes: Item) -> int:

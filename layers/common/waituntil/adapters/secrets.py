@@ -49,9 +49,11 @@ class SecretReader:
         self._clock = clock
         self._versions: dict[str, _Versions] = {}
 
-    def read(self, name: str) -> str:
+    def read(self, name: str, *, fresh: bool = False) -> str:
+        """The secret's value, from the cache unless older than ``max_age_s``; ``fresh``
+        skips the cache (the value was refused: it may have been corrected meanwhile)."""
         try:
-            value = self._provider.get(name, max_age=self._max_age_s)
+            value = self._provider.get(name, max_age=self._max_age_s, force_fetch=fresh)
         except GetParameterError as error:
             # The message names the secret, never its value.
             raise SecretUnavailable(f"cannot read secret {name!r}") from error

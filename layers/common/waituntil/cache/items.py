@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 from waituntil.cache.layout import (
+    BLOB_UNCLAIMED,
     KIND_CHUNK,
     KIND_INDEX,
     KIND_LIST,
@@ -60,6 +61,7 @@ def row_state_from_item(key: str, item: Item) -> RowState:
         position=position,
         positions=positions,
         blob_key=blob,
+        blob_unclaimed=BLOB_UNCLAIMED in item,
         blob_bytes=int(item["blob_bytes"]["N"]) if blob and "blob_bytes" in item else 0,
         policy=policy,
     )

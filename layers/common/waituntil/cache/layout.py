@@ -58,6 +58,8 @@ KIND_INDEX = "index"
 KIND_CHUNK = "chunk"
 KIND_SYNC = "sync"
 KIND_ATTEMPTS = "attempts"
+# A row item's mark that its blob may still carry the "unclaimed" tag it was put with.
+BLOB_UNCLAIMED = "blob_unclaimed"
 
 Item = dict[str, Any]  # low-level client format: {"name": {"S": "..."}}
 
@@ -97,9 +99,11 @@ def attempts_item_key(table: str) -> str:
     return f"/{table}#attempts"
 
 
-def blob_object_key(table: str, etag: str) -> str:
-    """Content-addressed: the same body is stored once, and a key never changes meaning."""
-    return f"rows/{table}/{etag}.json"
+def blob_object_key(table: str, etag: str, nonce: str) -> str:
+    """One object per write, never per content: no item ever points back to a key once it has
+    moved off it, so tagging a replaced body superseded can never hit a live one (a row that
+    goes X -> Y -> X gets a second object for X). The etag is there for whoever reads keys."""
+    return f"rows/{table}/{etag}/{nonce}.json"
 
 
 # ----- text ------------------------------------------------------------------------------------

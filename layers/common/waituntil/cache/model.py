@@ -23,10 +23,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from functools import cached_property
 from typing import Any, Protocol
 
 from waituntil.core.contracts import Row
+from waituntil.core.errors import RowTooLarge, RowWriteFailed
 from waituntil.core.list_order import ListOrder, Position
 
 # ----- rows ------------------------------------------------------------------------------------
@@ -47,6 +49,10 @@ class FreshRow:
     key: str
     body: RowBody | None
     position: Position | None  # None when gone
+    # Gone rows only: where a list holds the row (the read it was listed from, its position).
+    # The full sync's deletes phase knows it; its tombstone keeps it as a position tag, so the
+    # row can be unlisted even when its item had expired (TTL) or never existed.
+    listed_at: tuple[int, Position] | None = None
 
 
 @dataclass(frozen=True)
@@ -64,7 +70,10 @@ class RowState:
     position: Position | None
     positions: frozenset[str] = frozenset()
     blob_key: str | None = None  # the body lives in the blob store (too large for an item)
-    blob_bytes: int = 0  # such a body's size as served (``cache.layout.response_bytes``)
+    # The blob's "unclaimed" tag (set when it was put) may still be on it: a consumer died
+    # between the item write and clearing the tag. Rewriting the row settles it.
+    blob_unclaimed: bool = False
+    blob_bytes: int = 0  # such a body's size as served (``cache.layout.blob_bytes``)
     policy: str = ""  # fingerprint of the table policy it was read with (``TablePolicy``)
 
 
@@ -77,15 +86,37 @@ def parse_position_tag(tag: str) -> tuple[int, Position]:
     return int(read_at), tuple(json.loads(raw))
 
 
+class RowFailureReason(Enum):
+    """Why one row's write failed: what the flows decide on, never the message's wording."""
+
+    # Too large for an item and no blob store: no retry can store it. A full sync skips it
+    # (counted in ``RowsNotStorable``); a change's record fails alone and ends in the DLQ.
+    TOO_LARGE = "too-large"
+    # DynamoDB or S3 failed for this row: a retry may store it, so its record is retried.
+    DEPENDENCY_FAILED = "dependency-failed"
+
+
+@dataclass(frozen=True)
+class RowFailure:
+    reason: RowFailureReason
+    detail: str  # names the row and the cause; never the row's body
+
+    def error(self) -> Exception:
+        """The typed error a record fails with (the one mapping of reason to error)."""
+        if self.reason is RowFailureReason.TOO_LARGE:
+            return RowTooLarge(self.detail)
+        return RowWriteFailed(self.detail)
+
+
 @dataclass(frozen=True)
 class RowWrites:
     """What a batch of conditional row writes did."""
 
-    written: int = 0
+    written: int = 0  # live rows written, stored out of line (in the blob store) included
     deleted: int = 0
     skipped_stale: int = 0
-    stored_out_of_line: int = 0
-    failures: dict[str, str] = field(default_factory=dict)  # key -> why that row failed
+    stored_out_of_line: int = 0  # of ``written``: bodies kept in the blob store
+    failures: dict[str, RowFailure] = field(default_factory=dict)  # key -> why that row failed
 
 
 # ----- the list --------------------------------------------------------------------------------

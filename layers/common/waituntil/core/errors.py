@@ -83,6 +83,18 @@ class ResponseTooLarge(WaitUntilError):
     """A stored body too large for one Lambda response (a huge, very compressible row)."""
 
 
+# A configuration a function refuses to start with. Not a ValueError: pydantic would fold it
+# into a ValidationError, and the caller (a handler's cold start, `make dev`, `make deploy`'s
+# check) names this class to say what to change.
+class SettingsRefused(WaitUntilError):
+    """The settings are valid one by one but must not run together."""
+
+
+class ServiceViewServedPublicly(SettingsRefused):
+    """A table cached with the service role's view (every row, RLS bypassed) would be served
+    by a public read API, and its policy does not say ``"public": true``."""
+
+
 # Dependencies that failed: 503 at the API, a batch item failure in the consumer.
 class DependencyUnavailable(WaitUntilError):
     """A service we depend on (SQS, Secrets Manager, Supabase, DynamoDB) failed or timed out."""
@@ -100,13 +112,33 @@ class SourceUnavailable(DependencyUnavailable):
     """Supabase could not be read; the changes of that table are retried by SQS."""
 
 
+class SupabaseKeyRefused(SourceUnavailable):
+    """Supabase answered 401 to a key, also after its secret was read again."""
+
+
 # Consumer: a message that can never succeed. It fails alone and ends in the DLQ.
 class InvalidMessage(WaitUntilError):
     pass
 
 
 class RowTooLarge(WaitUntilError):
-    """A row whose compressed JSON still exceeds DynamoDB's 400 KB item limit."""
+    """A row whose compressed JSON still exceeds DynamoDB's 400 KB item limit, and no blob
+    store to keep it in: no retry can store it (``RowFailureReason.TOO_LARGE``)."""
+
+
+class RowWriteFailed(DependencyUnavailable):
+    """One row's write failed on a dependency (DynamoDB, S3): a retry may store it
+    (``RowFailureReason.DEPENDENCY_FAILED``)."""
+
+
+class RowWritesFailed(DependencyUnavailable):
+    """Rows of a full sync's page could not be written: the page is not done, so the sync's
+    record fails and its retry resumes from the checkpoint before that page."""
+
+
+class WrongKeyRole(SecretUnavailable):
+    """A Supabase key stored for one role carries another role's claim (a service-role key in
+    the anon secret would cache what Row Level Security hides): it is never used."""
 
 
 class ListNodeMissing(WaitUntilError):

@@ -15,6 +15,9 @@ functions through their settings:
   the consumer removes it from the cache. ``service``: the service-role key, which sees every
   row and column; only for tables whose reads are not public (``ReadAccess=iam``) or whose
   every row may be public.
+- ``public``: ``true`` says a ``service`` table may be served to anyone anyway (its every row
+  and column is public). Without it, a reader with ``ReadAccess=public`` refuses to start
+  rather than publish what Row Level Security hides (``ReaderSettings``). Default ``false``.
 
 ``TablePolicies`` is JSON: ``{"authors": {"key": "slug", "order": "name"}}``; tables it does
 not name get the defaults, so the common case is ``CachedTables=articles`` and nothing else.
@@ -44,6 +47,8 @@ class TablePolicy(BaseModel):
     columns: str = "*"
     filter: str | None = None
     role: Literal["anon", "service"] = "anon"
+    # An explicit opt-in, never a default: see the module docstring.
+    public: bool = False
 
     @field_validator("order")
     @classmethod
@@ -83,7 +88,10 @@ class TablePolicy(BaseModel):
         fewer columns, a filter) never leaves what it now hides public, and a changed order
         never patches a list built in another one (the table is rebuilt as a fresh version).
         """
-        canonical = json.dumps(self.model_dump(), sort_keys=True, separators=(",", ":"))
+        # What shapes the cached rows and the list: not ``public``, which only says who may
+        # read them (the reader's start-up check), so changing it rebuilds nothing.
+        built_with = self.model_dump(exclude={"public"})
+        canonical = json.dumps(built_with, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def filters(self) -> list[tuple[str, str]]:

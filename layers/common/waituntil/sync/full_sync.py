@@ -25,11 +25,13 @@ from waituntil.cache.model import (
     IndexPage,
     ListEntry,
     ListHead,
+    RowFailureReason,
+    RowWrites,
     SyncCheckpoint,
 )
 from waituntil.core.contracts import EVERY_TABLE, Change, SyncProgress
-from waituntil.core.errors import ListNodeMissing, RebuildSuperseded
-from waituntil.core.list_order import ListOrder
+from waituntil.core.errors import ListNodeMissing, RebuildSuperseded, RowWritesFailed
+from waituntil.core.list_order import ListOrder, Position
 from waituntil.core.observability import logger, metrics
 from waituntil.sync.list_publish import current_head, publish_rows
 from waituntil.sync.list_retire import sweep_orphans
@@ -213,17 +215,13 @@ def _sync_rows_page(
         or state.body.etag != row.body.etag
         or state.position != row.position
         or state.policy != policy
+        or state.blob_unclaimed
     ]
     writes = store.write_rows(table, differing, read_at_ns=read_at_ns, order=order, policy=policy)
-    if writes.failures:
-        logger.error(
-            "rows failed in a full sync",
-            extra={"table": table, "keys": sorted(writes.failures)[:20]},
-        )
-        metrics.add_metric(name="RowFailures", unit=MetricUnit.Count, value=len(writes.failures))
+    skipped = _rows_never_storable(table, writes)
     # Every key of the page goes through the patch, not just the rewritten ones: the list may
     # lack a row whose item is current (a crash between the two writes).
-    publish_rows(table, [key for key in keys if key not in writes.failures], ports)
+    publish_rows(table, [key for key in keys if key not in skipped], ports)
     last = rows[-1][order.primary_key]
     # Not done on a short page: a project whose max-rows is below the page size answers
     # short pages before the end. Only the empty page after the last row ends the phase.
@@ -243,18 +241,52 @@ def _sync_deletes_step(
     entries = list(_list_entries_after(store, head, after, order, DELETE_CHECK_KEYS))
     if not entries:
         return after, True, 0
-    keys = [entry.key for entry in entries]
-    existing = ports.source.existing_keys(table, keys)
-    gone = [key for key in keys if key not in existing]
+    # The clock before the read it stamps, as for every other write: a row re-inserted and
+    # cached after this read began carries a later time than the tombstone, so it wins.
+    read_at_ns = ports.clock_ns()
+    existing = ports.source.existing_keys(table, [entry.key for entry in entries])
+    gone = [entry for entry in entries if entry.key not in existing]
     if gone:
-        read_at_ns = ports.clock_ns()
-        fresh = [FreshRow(key=key, body=None, position=None) for key in gone]
-        store.write_rows(
+        # Each tombstone keeps where the list holds its row, so the publish can unlist it
+        # even when the row's item had expired (TTL) or was never written.
+        fresh = [
+            FreshRow(key=entry.key, body=None, position=None, listed_at=_listed_at(entry))
+            for entry in gone
+        ]
+        written = store.write_rows(
             table, fresh, read_at_ns=read_at_ns, order=order, policy=ports.policy(table)
         )
-        publish_rows(table, gone, ports)
+        _rows_never_storable(table, written)
+        publish_rows(table, [entry.key for entry in gone], ports)
         metrics.add_metric(name="RowsHealedAsDeleted", unit=MetricUnit.Count, value=len(gone))
     return list(entries[-1].position), len(entries) < DELETE_CHECK_KEYS, len(gone)
+
+
+def _listed_at(entry: ListEntry) -> tuple[int, Position]:
+    return entry.read_at_ns, entry.position
+
+
+def _rows_never_storable(table: str, writes: RowWrites) -> set[str]:
+    """The keys of the rows no retry can store (reported, counted and skipped); raises if any
+    row failed for a reason a retry may fix, so that its page is not taken as done."""
+    if writes.failures:
+        metrics.add_metric(name="RowFailures", unit=MetricUnit.Count, value=len(writes.failures))
+    retryable = {
+        key: failure
+        for key, failure in writes.failures.items()
+        if failure.reason is not RowFailureReason.TOO_LARGE
+    }
+    if retryable:
+        details = [failure.detail for _, failure in sorted(retryable.items())[:5]]
+        raise RowWritesFailed(f"{len(retryable)} rows of {table} were not written: {details}")
+    never = set(writes.failures)
+    if never:
+        logger.error(
+            "rows that can never be stored were skipped",
+            extra={"table": table, "keys": sorted(never)[:20], "count": len(never)},
+        )
+        metrics.add_metric(name="RowsNotStorable", unit=MetricUnit.Count, value=len(never))
+    return never
 
 
 def _replaced_start(table: str, ports: ConsumerPorts) -> dict[str, Any] | None:
@@ -299,14 +331,17 @@ def _replaced_deletes_step(
         existing = ports.source.existing_keys(table, keys)
         gone = [key for key in dict.fromkeys(keys) if key not in existing]
     if gone:
+        # No list position on these tombstones: the replaced version's order may be another
+        # policy's, and that version is retired whole when the rebuild switches.
         fresh = [FreshRow(key=key, body=None, position=None) for key in gone]
-        ports.store.write_rows(
+        written = ports.store.write_rows(
             table,
             fresh,
             read_at_ns=read_at_ns,
             order=ports.list_order(table),
             policy=ports.policy(table),
         )
+        _rows_never_storable(table, written)
         publish_rows(table, gone, ports)
         metrics.add_metric(name="RowsHealedAsDeleted", unit=MetricUnit.Count, value=len(gone))
     if page_number >= len(version.pages):
