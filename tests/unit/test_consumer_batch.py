@@ -10,9 +10,10 @@ import pytest
 
 from tests.fakes import MemoryQueue, MemorySource, MemoryStore
 from waituntil.cache.list_patch import ListSizes
+from waituntil.cache.model import ChangeMark, PositionRange
 from waituntil.core.contracts import Change, Row
 from waituntil.core.errors import InvalidMessage, SourceUnavailable
-from waituntil.core.list_order import ListOrder
+from waituntil.core.list_order import ListOrder, Position
 from waituntil.core.settings import ConsumerSettings
 from waituntil.sync.batch import BatchOutcome, QueuedMessage, parse_change, process_batch
 from waituntil.sync.ports import ConsumerPorts
@@ -42,6 +43,23 @@ class TwoTables:
 
     def existing_keys(self, table: str, keys: Sequence[str]) -> set[str]:
         return self._table(table).existing_keys(table, keys)
+
+    def count_rows(self, table: str, ranges: Sequence[PositionRange]) -> list[int]:
+        return self._table(table).count_rows(table, ranges)
+
+    def positions_in_range(self, table: str, bounds: PositionRange, limit: int) -> list[Position]:
+        return self._table(table).positions_in_range(table, bounds, limit)
+
+    def changed_since(
+        self,
+        table: str,
+        column: str,
+        since: str,
+        before: str,
+        after: ChangeMark | None,
+        limit: int,
+    ) -> list[ChangeMark]:
+        return self._table(table).changed_since(table, column, since, before, after, limit)
 
 
 def _settings(**environment: str) -> ConsumerSettings:

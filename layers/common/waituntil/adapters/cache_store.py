@@ -23,14 +23,20 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 
 from waituntil.cache.items import (
+    LEASE_CONDITION,
     checkpoint_from_item,
     checkpoint_to_item,
     chunk_from_item,
     chunk_to_item,
     head_from_item,
     head_to_attributes,
+    heal_state_from_item,
+    heal_state_to_item,
     index_page_from_item,
     index_page_to_item,
+    lease_condition_values,
+    lease_owner_from_item,
+    lease_to_item,
     row_state_from_item,
     served_body_of_chunk_item,
 )
@@ -42,6 +48,8 @@ from waituntil.cache.layout import (
     blob_object_key,
     dump_json,
     encode_text,
+    heal_item_key,
+    lease_item_key,
     list_item_key,
     row_item_key,
     sync_item_key,
@@ -49,6 +57,7 @@ from waituntil.cache.layout import (
 )
 from waituntil.cache.model import (
     FreshRow,
+    HealState,
     IndexPage,
     ListChunk,
     ListHead,
@@ -381,6 +390,51 @@ class CacheStore:
             return
         item = checkpoint_to_item(checkpoint)
         self._call(self._client.put_item, TableName=self._table, Item=item)
+
+    # ----- leases (H5) and the reconciler's state -----------------------------------------
+
+    def acquire_lease(self, table: str, kind: str, owner: str, ttl_s: int) -> bool:
+        """One conditional put: free, expired or already ``owner``'s. A put that applied and is
+        resent by botocore meets its own lease and applies again, so it never refuses itself."""
+        now = int(self._clock())
+        names, values = lease_condition_values(owner, now)
+        try:
+            self._call(
+                self._client.put_item,
+                TableName=self._table,
+                Item=lease_to_item(table, kind, owner, now + ttl_s),
+                ConditionExpression=LEASE_CONDITION,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except _StaleWrite:
+            return False
+        return True
+
+    def release_lease(self, table: str, kind: str, owner: str) -> None:
+        names, values = lease_condition_values(owner, int(self._clock()))
+        try:
+            self._call(
+                self._client.delete_item,
+                TableName=self._table,
+                Key={"pk": {"S": lease_item_key(table, kind)}},
+                ConditionExpression="#owner = :owner",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={":owner": values[":owner"]},
+            )
+        except _StaleWrite:
+            return  # expired and taken by another meanwhile: theirs now
+
+    def lease_holder(self, table: str, kind: str) -> str | None:
+        item = self._get(lease_item_key(table, kind))
+        return None if item is None else lease_owner_from_item(item, self._clock())
+
+    def get_heal_state(self, table: str) -> HealState | None:
+        item = self._get(heal_item_key(table))
+        return None if item is None else heal_state_from_item(table, item)
+
+    def put_heal_state(self, state: HealState) -> None:
+        self._call(self._client.put_item, TableName=self._table, Item=heal_state_to_item(state))
 
     # ----- internals ----------------------------------------------------------------------
 

@@ -6,21 +6,33 @@ cold start must not pay.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 from postgrest.exceptions import APIError
 from supabase import ClientOptions, create_client
 
+from waituntil.adapters.postgrest_ranges import (
+    Param,
+    order_param,
+    range_params,
+    scan_params,
+)
+from waituntil.cache.model import ChangeMark, PositionRange
 from waituntil.core.contracts import Row
-from waituntil.core.errors import SourceUnavailable
+from waituntil.core.errors import ColumnMissing, SourceUnavailable
+from waituntil.core.list_order import Position
 from waituntil.core.settings import SUPABASE_MAX_ROWS
 from waituntil.core.table_policy import TablePolicy
 
 if TYPE_CHECKING:
     from supabase import Client
 
+# Range counts asked at once (the reconciler's bisection asks a level of the tree together).
+COUNT_WORKERS = 8
 # Characters of one ``in.(...)`` list: with the rest of the URL, far below the 8 KB that
 # common proxies accept for a request line, even after percent-encoding.
 MAX_KEYS_CHARS = 3000
@@ -52,12 +64,16 @@ class SupabaseSource:
         self._retry = retry
         self._max_rows = max_rows
         self._clients: dict[str, Client] = {}
+        # What this source has asked of Supabase (the reconciler's cost goals are in these
+        # terms; the counters are shared by the threads that count ranges in parallel).
         self.rows_read = 0
+        self.requests = 0
+        self._counting = threading.Lock()
 
-    def _query(self, table: str, select: str | None = None) -> Any:
+    def _query(self, table: str, select: str | None = None, **options: Any) -> Any:
         """A query on ``table`` as its policy says: whose key, which columns, which rows."""
         policy = self._policies[table]
-        query = self._client(policy.role).table(table).select(select or policy.select)
+        query = self._client(policy.role).table(table).select(select or policy.select, **options)
         for column, condition in policy.filters():
             # filter() writes "column=operator.criteria": splitting the condition at its first
             # dot and letting it join them again passes it on exactly as written (or=(...) too).
@@ -128,14 +144,80 @@ class SupabaseSource:
             query = query.gt(key, after)
         return self._execute(table, query)
 
+    def count_rows(self, table: str, ranges: Sequence[PositionRange]) -> list[int]:
+        """``HEAD`` with ``Prefer: count=exact`` per range: Supabase answers ``Content-Range:
+        */N`` and no rows; Postgres counts a range through the key's (or the order's) index.
+        Several ranges are asked in parallel (a few connections: the round trip dominates)."""
+        if len(ranges) <= 1:
+            return [self._count(table, bounds) for bounds in ranges]
+        with ThreadPoolExecutor(max_workers=COUNT_WORKERS, thread_name_prefix="count") as pool:
+            return list(pool.map(lambda bounds: self._count(table, bounds), ranges))
+
+    def _count(self, table: str, bounds: PositionRange) -> int:
+        policy = self._policies[table]
+        query = _with_params(
+            self._query(table, select=policy.key, count="exact", head=True),
+            range_params(policy.list_order, bounds),
+        )
+        response = self._send(table, query)
+        if response.count is None:
+            raise SourceUnavailable(f"Supabase answered no count for {table}")
+        return int(response.count)
+
+    def positions_in_range(self, table: str, bounds: PositionRange, limit: int) -> list[Position]:
+        policy = self._policies[table]
+        order = policy.list_order
+        columns = ",".join(dict.fromkeys([policy.key, order.column or policy.key]))
+        query = _with_params(self._query(table, select=columns), range_params(order, bounds))
+        query.request.params = query.request.params.set("order", order_param(order))
+        rows = self._execute(table, query.limit(min(limit, self._max_rows)))
+        return [order.position(row) for row in rows]
+
+    def changed_since(
+        self,
+        table: str,
+        column: str,
+        since: str,
+        before: str,
+        after: ChangeMark | None,
+        limit: int,
+    ) -> list[ChangeMark]:
+        key = self._policies[table].key
+        query = _with_params(
+            self._query(table, select=f"{key},{column}"),
+            scan_params(key, column, since, before, after),
+        )
+        query.request.params = query.request.params.set("order", f"{column}.asc,{key}.asc")
+        rows = self._execute(table, query.limit(min(limit, self._max_rows)))
+        return [ChangeMark(changed=str(row[column]), key=row[key]) for row in rows]
+
     def _execute(self, table: str, query: Any) -> list[Row]:
-        try:
-            response = query.execute()
-        except (APIError, httpx.HTTPError, ValueError) as error:
-            raise SourceUnavailable(f"reading {table} from Supabase failed: {error}") from error
-        rows = cast(list[Row], response.data)
-        self.rows_read += len(rows)
+        rows = cast(list[Row], self._send(table, query).data)
+        with self._counting:
+            self.rows_read += len(rows)
         return rows
+
+    def _send(self, table: str, query: Any) -> Any:
+        with self._counting:
+            self.requests += 1
+        try:
+            return query.execute()
+        except APIError as error:
+            if error.code == UNDEFINED_COLUMN:
+                raise ColumnMissing(f"{table}: {error.message}") from error
+            raise SourceUnavailable(f"reading {table} from Supabase failed: {error}") from error
+        except (httpx.HTTPError, ValueError) as error:
+            raise SourceUnavailable(f"reading {table} from Supabase failed: {error}") from error
+
+
+# Postgres's SQLSTATE for a column the table does not have.
+UNDEFINED_COLUMN = "42703"
+
+
+def _with_params(query: Any, params: Sequence[Param]) -> Any:
+    for name, value in params:
+        query.request.params = query.request.params.add(name, value)
+    return query
 
 
 def key_groups(

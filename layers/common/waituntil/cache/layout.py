@@ -13,6 +13,10 @@ One table, partition key ``pk`` (string):
 - ``/<table>#c/<id>``, kind ``chunk``: a JSON array of rows (``body``) and per row its key, read
   time, position, etag and blob key (``meta``). One chunk is one page of the read API.
 - ``/<table>#sync``, kind ``sync``: the checkpoint of a running full sync.
+- ``/<table>#lease/<kind>``, kind ``lease``: who runs the table's ``sync`` or ``reconcile`` now,
+  until ``expires_at`` (H5: one of each at a time).
+- ``/<table>#heal``, kind ``heal``: the reconciler's state (where its next scan starts, the
+  change column found, its last successful cycle).
 
 Nodes (versions, index pages, chunks) get unique keys and are never rewritten; a version that
 is no longer current, and nodes it alone used, get ``expires_at`` (the grace period for readers
@@ -49,6 +53,11 @@ KIND_LIST = "list"
 KIND_INDEX = "index"
 KIND_CHUNK = "chunk"
 KIND_SYNC = "sync"
+KIND_LEASE = "lease"
+KIND_HEAL = "heal"
+# The two leases of a table (H5): one full sync, one reconcile cycle at a time.
+LEASE_SYNC = "sync"
+LEASE_RECONCILE = "reconcile"
 
 Item = dict[str, Any]  # low-level client format: {"name": {"S": "..."}}
 
@@ -78,6 +87,14 @@ def index_node_key(table: str, node_id: str) -> str:
 
 def sync_item_key(table: str) -> str:
     return f"/{table}#sync"
+
+
+def lease_item_key(table: str, kind: str) -> str:
+    return f"/{table}#lease/{kind}"
+
+
+def heal_item_key(table: str) -> str:
+    return f"/{table}#heal"
 
 
 def blob_object_key(table: str, etag: str) -> str:

@@ -177,6 +177,41 @@ class SyncCheckpoint:
 
 
 @dataclass(frozen=True)
+class PositionRange:
+    """A stretch of a list, in list order: ``lower`` (inclusive) to ``upper`` (exclusive); None
+    is open-ended. The reconciler asks Supabase to count or list exactly this stretch."""
+
+    lower: Position | None = None
+    upper: Position | None = None
+
+
+@dataclass(frozen=True)
+class ChangeMark:
+    """A row as the reconciler's scan sees it: its change column's value and its key."""
+
+    changed: str
+    key: Any  # as Supabase renders it (int or str): keyset paging compares it typed
+
+
+@dataclass(frozen=True)
+class HealState:
+    """What the reconciler keeps per table between cycles (``/<table>#heal``).
+
+    ``scan_from``: where the next scan of the change column starts (the last complete scan's
+    time less the overlap); None before the first. ``change_column``: the column the last check
+    found (``""``: none), and when that was checked. ``last_ok_ns``: when a cycle last
+    finished without a failure (``make status`` and the dashboard show its age).
+    """
+
+    table: str
+    scan_from: str | None = None
+    change_column: str | None = None
+    column_checked_ns: int = 0
+    last_ok_ns: int = 0
+    last_healed: int = 0
+
+
+@dataclass(frozen=True)
 class PublishResult:
     outcome: str  # "created" (the first version) | "published" | "unchanged"
     chunks_written: int = 0
@@ -201,6 +236,30 @@ class TableSource(Protocol):
 
     def existing_keys(self, table: str, keys: Sequence[str]) -> set[str]:
         """Which of ``keys`` exist now (reads the key column only)."""
+        ...
+
+    def count_rows(self, table: str, ranges: Sequence[PositionRange]) -> list[int]:
+        """How many rows lie in each of ``ranges`` of the table's list order: one count per
+        range (no rows), asked in parallel where the source can."""
+        ...
+
+    def positions_in_range(self, table: str, bounds: PositionRange, limit: int) -> list[Position]:
+        """Up to ``limit`` row positions in ``bounds``, in list order (reads the key and the
+        order column only)."""
+        ...
+
+    def changed_since(
+        self,
+        table: str,
+        column: str,
+        since: str,
+        before: str,
+        after: ChangeMark | None,
+        limit: int,
+    ) -> list[ChangeMark]:
+        """Up to ``limit`` rows with ``since <= column < before``, in (column, key) order,
+        past ``after``; reads the key and the column only. ``ColumnMissing`` if the table has
+        no such column."""
         ...
 
 
@@ -268,5 +327,28 @@ class CacheWrites(Protocol):
     def put_checkpoint(self, checkpoint: SyncCheckpoint | None, table: str) -> None: ...
 
 
-class CacheStorePort(CacheReads, CacheWrites, Protocol):
+class LeaseStore(Protocol):
+    """Leases (H5): at most one holder per table and kind, until it releases or it expires."""
+
+    def acquire_lease(self, table: str, kind: str, owner: str, ttl_s: int) -> bool:
+        """Hold (or renew) the lease for ``ttl_s`` seconds if it is free, expired, or already
+        ``owner``'s; False if another holds it. Safe to resend: the owner's own lease renews."""
+        ...
+
+    def release_lease(self, table: str, kind: str, owner: str) -> None:
+        """Give the lease up, if ``owner`` still holds it."""
+        ...
+
+    def lease_holder(self, table: str, kind: str) -> str | None:
+        """Who holds the lease now (None: free or expired)."""
+        ...
+
+
+class HealStateStore(Protocol):
+    def get_heal_state(self, table: str) -> HealState | None: ...
+
+    def put_heal_state(self, state: HealState) -> None: ...
+
+
+class CacheStorePort(CacheReads, CacheWrites, LeaseStore, HealStateStore, Protocol):
     """The whole cache, as the consumer's flows use it (``adapters/cache_store.CacheStore``)."""

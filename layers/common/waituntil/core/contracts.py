@@ -5,10 +5,12 @@ Version 1 fields:
 
 - ``version``: 1. A consumer refuses versions it does not know (the message goes to the DLQ).
 - ``type``: INSERT | UPDATE | DELETE, as Supabase sent it; or RESYNC, sent by the scheduled
-  resync rule (not by the receiver): re-read the table and heal whatever drifted.
+  resync rule (not by the receiver): re-read the table and heal whatever drifted; or
+  RECONCILE, sent by the scheduled reconcile rule: find what differs at a cost that follows
+  the differences, and heal it (``waituntil.sync.reconcile``).
 - ``schema``, ``table``: where the change happened.
 - ``key``: the primary key value (from ``record``, or ``old_record`` for a DELETE); null
-  for RESYNC, whose ``table`` may be ``*`` (every cached table).
+  for RESYNC and RECONCILE, whose ``table`` may be ``*`` (every cached table).
 - ``record``, ``old_record``: the row bodies as Supabase sent them, or null when
   ``bodies_dropped`` is true (the message would have exceeded the SQS size limit). The consumer
   never trusts them for content: it re-reads Supabase. They are kept for audit and replay.
@@ -16,6 +18,8 @@ Version 1 fields:
 - ``correlation_id``: the receiver's request id; the consumer logs it for every record.
 - ``sync``: only on RESYNC messages the consumer sends itself to continue a full sync that ran
   out of invocation time: which sync, which phase, and the last key or list position done.
+- ``heal``: only on RECONCILE messages the consumer sends itself: keys a reconcile cycle found
+  differing, to check again once changes in flight have landed (``HealCheck``).
 """
 
 from __future__ import annotations
@@ -26,7 +30,11 @@ from typing import Annotated, Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
 ChangeType = Literal["INSERT", "UPDATE", "DELETE"]
-MessageType = Literal["INSERT", "UPDATE", "DELETE", "RESYNC"]
+MessageType = Literal["INSERT", "UPDATE", "DELETE", "RESYNC", "RECONCILE"]
+# Types the scheduler and the consumer send, never a webhook: no key, the table may be "*".
+TABLE_MESSAGES = ("RESYNC", "RECONCILE")
+# Keys one RECONCILE follow-up carries: at 1 KB a key (the receiver's limit), far below 1 MiB.
+HEAL_CHECK_KEYS = 500
 EVERY_TABLE = "*"
 # Primary keys are integers, uuids or text in practice. Booleans and floats are refused:
 # they would make ambiguous cache keys.
@@ -57,6 +65,16 @@ class SyncProgress(BaseModel):
     after: Any = None
 
 
+class HealCheck(BaseModel):
+    """Keys a reconcile cycle found differing, sent back to the queue with a delay: by the time
+    it runs, a webhook that was merely in flight has landed, and what still differs is healed
+    (and counted as healed)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    keys: Annotated[list[StrictStr], Field(min_length=1, max_length=HEAL_CHECK_KEYS)]
+
+
 class Change(BaseModel):
     """One queued change: the message body on the SQS queue (contract version 1)."""
 
@@ -73,13 +91,18 @@ class Change(BaseModel):
     received_at: datetime
     correlation_id: str
     sync: SyncProgress | None = None
+    heal: HealCheck | None = None
 
     @model_validator(mode="after")
     def _key_unless_resync(self) -> Change:
-        if (self.key is None) != (self.type == "RESYNC"):
-            raise ValueError("key is required for row changes and must be null for RESYNC")
+        if (self.key is None) != (self.type in TABLE_MESSAGES):
+            raise ValueError(
+                "key is required for row changes and must be null for RESYNC and RECONCILE"
+            )
         if self.sync is not None and (self.type != "RESYNC" or self.table == EVERY_TABLE):
             raise ValueError("sync progress belongs to a RESYNC of one table")
+        if self.heal is not None and (self.type != "RECONCILE" or self.table == EVERY_TABLE):
+            raise ValueError("heal keys belong to a RECONCILE of one table")
         return self
 
     def to_message(self) -> str:

@@ -119,3 +119,13 @@ class ListContended(DependencyUnavailable):
 
 class ListFilling(DependencyUnavailable):
     """The first fill of a table has not finished: its list is not complete yet (I6)."""
+
+
+class ColumnMissing(WaitUntilError):
+    """Supabase has no such column in the table (PostgREST's 42703): a policy names a key or
+    a change column the table lacks. A configuration error, never retried as a fault."""
+
+
+class ReconcileFailed(WaitUntilError):
+    """A reconcile cycle of one table could not finish (a read or count failed or was cut
+    short). It wrote nothing unverified; the next cycle starts again."""

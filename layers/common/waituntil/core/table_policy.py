@@ -15,6 +15,11 @@ functions through their settings:
   the consumer removes it from the cache. ``service``: the service-role key, which sees every
   row and column; only for tables whose reads are not public (``ReadAccess=iam``) or whose
   every row may be public.
+- ``changed_at``: the column that tells when a row last changed (a timestamp a trigger such as
+  Supabase's ``moddatetime`` keeps), which the reconciler scans for inserts and updates whose
+  webhook was lost (``waituntil.sync.heal_scan``). Default: ``updated_at`` where the table has
+  one; ``false``: none (deletes and inserts still heal by range counts, updates by the
+  scheduled full resync).
 
 ``TablePolicies`` is JSON: ``{"authors": {"key": "slug", "order": "name"}}``; tables it does
 not name get the defaults, so the common case is ``CachedTables=articles`` and nothing else.
@@ -43,6 +48,8 @@ class TablePolicy(BaseModel):
     columns: str = "*"
     filter: str | None = None
     role: Literal["anon", "service"] = "anon"
+    # None: ``updated_at`` if the table has it (checked by the reconciler); False: no column.
+    changed_at: str | Literal[False] | None = None
 
     @field_validator("order")
     @classmethod
@@ -52,6 +59,13 @@ class TablePolicy(BaseModel):
             if not _IDENTIFIER.fullmatch(column) or direction not in ("", "asc", "desc"):
                 raise ValueError(f"order must be 'column' or 'column.desc', not {value!r}")
         return value or None
+
+    @field_validator("changed_at")
+    @classmethod
+    def _change_column(cls, value: str | Literal[False] | None) -> str | Literal[False] | None:
+        if isinstance(value, str) and not _IDENTIFIER.fullmatch(value):
+            raise ValueError(f"changed_at must be a column name or false, not {value!r}")
+        return value
 
     @field_validator("filter")
     @classmethod
@@ -78,6 +92,10 @@ class TablePolicy(BaseModel):
         if not self.filter:
             return []
         return [tuple(part.split("=", 1)) for part in self.filter.split("&")]  # type: ignore[misc]
+
+
+# The column Supabase's moddatetime trigger keeps, by convention: tried when a policy names none.
+DEFAULT_CHANGE_COLUMN = "updated_at"
 
 
 def parse_policies(
