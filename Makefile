@@ -20,8 +20,9 @@ ENV ?=
 OPS := $(PY) -m ops $(if $(STACK),--stack $(STACK)) $(if $(ENV),--config-env $(ENV))
 SAM_ENV_FLAG := $(if $(ENV),--config-env $(ENV))
 
-.PHONY: help demo dev test soak lint typecheck unit bench bench-quick bench-scale bench-large build validate \
-	deploy invoke lock clean backfill resync dlq redrive verify status account-setup logs sync delete
+.PHONY: help demo dev test soak lint typecheck unit bench bench-quick bench-scale bench-large bench-heal \
+	build validate deploy invoke lock clean backfill resync heal dlq redrive verify status \
+	account-setup logs sync delete
 
 ## help: list every target
 help:
@@ -55,10 +56,14 @@ demo: $(VENV)/.installed
 ##   options: PORT=3000 (API) SUPABASE_PORT=54321 HOST=127.0.0.1 DATA=.local-data/db (keep rows)
 ##            WEBHOOK_SECRET=... SUPABASE_URL=... SUPABASE_KEY=... (a real project: both or neither)
 ##            BACKFILL=no (start with an empty cache, as a fresh deployment: a first change fills)
+##            DROP_WEBHOOKS=0.1 (the local Supabase loses that share of webhooks, as pg_net does)
+##            SCHEDULES=no (no scheduled reconcile or resync; they run as deployed by default)
 dev: $(VENV)/.installed
 	$(PY) -m local.dev $(if $(DATA),--data-dir $(DATA)) $(if $(PORT),--port $(PORT)) \
 		$(if $(SUPABASE_PORT),--supabase-port $(SUPABASE_PORT)) $(if $(HOST),--host $(HOST)) \
-		$(if $(filter no,$(BACKFILL)),--no-backfill)
+		$(if $(filter no,$(BACKFILL)),--no-backfill) \
+		$(if $(DROP_WEBHOOKS),--drop-webhooks $(DROP_WEBHOOKS)) \
+		$(if $(filter no,$(SCHEDULES)),--no-schedules)
 
 ## invoke: Docker-free `sam local invoke`: make invoke FUNCTION=ReceiverFunction EVENT=events/receiver/insert.json
 invoke: $(VENV)/.installed
@@ -99,6 +104,12 @@ bench-quick: $(VENV)/.installed
 bench-scale: $(VENV)/.installed
 	$(PY) -m bench.scale --rows 1000,10000,100000 --report
 
+## bench-heal: the reconciler at 1,000, 10,000 and 100,000 rows with 0, 1, 10, 100 lost changes,
+##   beside a full resync of the same table; replaces the "Healing lost webhooks" section of
+##   docs/BENCHMARKS.md (about 20 minutes here)
+bench-heal: $(VENV)/.installed
+	$(PY) -m bench.heal --rows 1000,10000,100000 --report
+
 ## bench-large: a first fill of 1,000,000 rows (about three hours here), its time and memory
 bench-large: $(VENV)/.installed
 	$(PY) -m bench.scale --rows 1000000 --fill-only
@@ -130,6 +141,11 @@ backfill: $(VENV)/.installed
 ## resync: the same as backfill (what the schedule sends)
 resync: backfill
 
+## heal: one reconcile cycle of every cached table now (what ReconcileSchedule sends), and
+##   what it found and healed
+heal: $(VENV)/.installed
+	$(OPS) heal
+
 ## dlq: list the dead-letter queue, with why each message failed
 dlq: $(VENV)/.installed
 	$(OPS) dlq
@@ -142,7 +158,7 @@ redrive: $(VENV)/.installed
 verify: $(VENV)/.installed
 	$(OPS) verify
 
-## status: queue depths and cached tables
+## status: queue depths, cached tables, and each table's last successful reconcile
 status: $(VENV)/.installed
 	$(OPS) status
 

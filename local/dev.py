@@ -7,7 +7,9 @@ visibility timeout (a failed batch is retried within seconds), prints the banner
 (as ``make backfill`` does), and runs until Ctrl-C or SIGTERM. The endpoints go to the state
 file (``local.state_file``) that ``make invoke`` and the operator commands read; it is removed
 on exit. ``SUPABASE_URL`` and ``SUPABASE_KEY`` (both or neither) use a real project instead of
-the stand-in, ``WEBHOOK_SECRET`` chooses the webhook's secret.
+the stand-in, ``WEBHOOK_SECRET`` chooses the webhook's secret. The template's schedules run
+as deployed (the reconcile every minute, the resync every day); ``DROP_WEBHOOKS=0.1`` makes the
+local Supabase lose that share of its webhooks, as pg_net does, to watch the reconciler heal.
 """
 
 from __future__ import annotations
@@ -76,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         # Tables cached with the public's view (the default policy) read with the anon key.
         supabase_anon_key=os.environ.get("SUPABASE_ANON_KEY") if real_url else None,
         supabase_port=arguments.supabase_port,
+        schedules=arguments.schedules,
+        webhook_drop_share=arguments.drop_webhooks,
     )
     path = state_path()
     try:
@@ -166,6 +170,19 @@ def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         "table fills it (or `make backfill`)",
     )
     parser.add_argument(
+        "--drop-webhooks",
+        type=_share,
+        default=_share(os.environ.get("DROP_WEBHOOKS") or "0"),
+        metavar="SHARE",
+        help="the share (0-1) of webhooks the local Supabase loses on purpose, as pg_net does",
+    )
+    parser.add_argument(
+        "--no-schedules",
+        dest="schedules",
+        action="store_false",
+        help="do not run the template's scheduled rules (the reconcile, the resync)",
+    )
+    parser.add_argument(
         "--parameter",
         action="append",
         default=[],
@@ -174,6 +191,16 @@ def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         help="override a template parameter (repeatable)",
     )
     return parser.parse_args(argv)
+
+
+def _share(text: str) -> float:
+    try:
+        share = float(text)
+    except ValueError:
+        share = -1.0
+    if not 0 <= share <= 1:
+        raise argparse.ArgumentTypeError(f"a share between 0 and 1, not {text!r}")
+    return share
 
 
 def _key_value(text: str) -> tuple[str, str]:

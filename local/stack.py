@@ -7,6 +7,8 @@
   gives it (``local.lambda_runtime``; the module explains why a process per function);
 - API Gateway in front of every ``Type: Api`` event (``local.api_gateway``);
 - Lambda's SQS event source mapping for every ``Type: SQS`` event (``local.poller``);
+- EventBridge's scheduled rules (``local.scheduler``), when ``schedules`` is true (``make dev``):
+  the reconcile every minute and the resync every day, as the template's parameters say;
 - Supabase: the stand-in (``local.supabase_standin``) with a Database Webhook to the local
   receiver, unless a real project is given.
 
@@ -52,6 +54,7 @@ from local.lambda_runtime import (
 )
 from local.moto_server import AwsEndpoint, MotoServer
 from local.poller import SqsEventSource, SqsPoller, sqs_event_sources
+from local.scheduler import Scheduler, scheduled_messages
 from local.supabase_standin import SupabaseStandIn, WebhookConfig
 from local.template import Resolver, load_template, resources_of_type
 
@@ -88,6 +91,8 @@ class PipelineStack:
     this process's stderr.
     ``serve=False`` provisions AWS and Supabase only: no API, no pollers, no containers
     (what ``local.invoke`` needs to run one function in its own process).
+    ``schedules`` runs the template's scheduled rules (off by default: a test's queue holds
+    only what it sent). ``webhook_drop_share`` of the stand-in's webhooks are lost on purpose.
     """
 
     def __init__(
@@ -110,6 +115,8 @@ class PipelineStack:
         environment: dict[str, str] | None = None,
         function_logs: str | Path | None = None,
         serve: bool = True,
+        schedules: bool = False,
+        webhook_drop_share: float = 0.0,
     ) -> None:
         if (supabase_url is None) != (supabase_key is None):
             raise ValueError("give both supabase_url and supabase_key, or neither")
@@ -126,6 +133,9 @@ class PipelineStack:
         self.webhook_jitter_s = webhook_jitter_s
         self.supabase_port = supabase_port
         self.serve = serve
+        self.schedules = schedules
+        self.webhook_drop_share = webhook_drop_share
+        self.scheduler: Scheduler | None = None
         self._environment = dict(environment or {})
         self.function_logs = Path(function_logs) if function_logs is not None else None
         self._real_supabase = (supabase_url, supabase_key) if supabase_url else None
@@ -209,6 +219,11 @@ class PipelineStack:
                 )
         if self.serve:
             self._start_functions(resolver)
+            if self.schedules:
+                self.scheduler = Scheduler(
+                    scheduled_messages(resolver, self.resources.queue_urls), self._aws.sqs()
+                )
+                self.scheduler.start()
 
     def _start_supabase(self, resolver: Resolver) -> None:
         policies = table_policies(resolver)
@@ -229,6 +244,7 @@ class PipelineStack:
                 headers={"Authorization": f"Bearer {self.webhook_secret}"},
                 timeout_s=WEBHOOK_TIMEOUT_S,
                 max_jitter_s=self.webhook_jitter_s,
+                drop_share=self.webhook_drop_share,
             )
         self.standin = SupabaseStandIn(
             {table: policy.key for table, policy in policies.items()},
@@ -273,6 +289,9 @@ class PipelineStack:
 
     def stop(self) -> None:
         """Stop in dependency order: nothing is left running, idempotent."""
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            self.scheduler = None
         for poller in self._pollers:
             poller.signal_stop()  # now: its current long poll (up to 1 s) overlaps the rest
         if self.standin is not None:

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 # The shared package, as Lambda's layer puts it on the path of the functions.
 sys.path.append(str(Path(__file__).resolve().parent.parent / "layers" / "common"))
 
 from ops.account import current_role, ensure_log_role
-from ops.backfill import request_resync, wait_until_drained
+from ops.backfill import request_reconcile, request_resync, wait_until_drained
 from ops.dead_letters import list_dead_letters, logged_error_finder, redrive
 from ops.target import Target, TargetNotFound, resolve_target
 from ops.verify import verify_table
+
+if TYPE_CHECKING:
+    from waituntil.cache.model import HealState
 
 
 def backfill(target: Target, arguments: argparse.Namespace) -> int:
@@ -39,6 +44,46 @@ def backfill(target: Target, arguments: argparse.Namespace) -> int:
         rows = get_list(store, table)
         print(f"  {table}: {'not cached' if rows is None else f'{len(rows)} rows cached'}")
     return 0
+
+
+def heal(target: Target, arguments: argparse.Namespace) -> int:
+    """One reconcile cycle of every table now, then what it found and healed."""
+    store = target.cache_store()
+    before = {table: store.get_heal_state(table) for table in target.cached_tables}
+    message_id, change = request_reconcile(target.sqs, target.queue_url, target.schema_name)
+    print(
+        f"queued a RECONCILE of every cached table ({', '.join(target.cached_tables)}) on "
+        f"{target.description}: message {message_id}, correlation_id {change.correlation_id}"
+    )
+    if arguments.no_wait:
+        return 0
+    if not wait_until_drained(target.sqs, target.queue_url, arguments.timeout):
+        print(f"the change queue is not empty after {arguments.timeout:.0f} s; see `make status`")
+        return 1
+    failed = False
+    for table in target.cached_tables:
+        state, earlier = store.get_heal_state(table), before[table]
+        if state is None or (earlier is not None and state.last_ok_ns == earlier.last_ok_ns):
+            failed = True
+            print(
+                f"  {table}: no cycle finished (a full sync was running, or the cycle failed: "
+                "the consumer's log line 'reconcile failed' says why)"
+            )
+            continue
+        healed = state.healed_total - (earlier.healed_total if earlier else 0)
+        print(f"  {table}: reconciled; {healed} rows healed ({describe_heal_state(state)})")
+    return 1 if failed else 0
+
+
+def describe_heal_state(state: HealState | None, now_ns: int | None = None) -> str:
+    if state is None or not state.last_ok_ns:
+        return "never reconciled"
+    age_s = ((now_ns or time.time_ns()) - state.last_ok_ns) / 1e9
+    column = state.change_column or "none: counts only"
+    return (
+        f"last successful reconcile {age_s:.0f} s ago, {state.healed_total} rows healed in "
+        f"all, change column {column}"
+    )
 
 
 def dlq(target: Target, arguments: argparse.Namespace) -> int:
@@ -102,6 +147,7 @@ def status(target: Target, arguments: argparse.Namespace) -> int:
     for table in target.cached_tables:
         rows = get_list(store, table)
         print(f"  {table}: {'not cached' if rows is None else f'{len(rows)} rows in the list'}")
+        print(f"    {describe_heal_state(store.get_heal_state(table))}")
     return 0
 
 
@@ -134,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     command = commands.add_parser("backfill", help="fill or refill the cache from Supabase now")
     command.add_argument("--no-wait", action="store_true")
     command.add_argument("--timeout", type=float, default=300.0)
+    command = commands.add_parser("heal", help="one reconcile cycle of every table, now")
+    command.add_argument("--no-wait", action="store_true")
+    command.add_argument("--timeout", type=float, default=300.0)
     command = commands.add_parser("dlq", help="list the dead-letter queue, with why")
     command.add_argument("--limit", type=int, default=100)
     command = commands.add_parser("redrive", help="move the dead-letter queue back")
@@ -155,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     handlers = {
         "backfill": backfill,
+        "heal": heal,
         "dlq": dlq,
         "redrive": redrive_command,
         "verify": verify,

@@ -3,7 +3,14 @@ however consumers interleave at every port call, and wherever one is killed, the
 converges to Supabase; and no published list version ever mixes versions or shows a row older
 than an earlier one.
 
-Supabase changes while consumers run. A lost webhook is healed by one full sync at the end.
+Supabase changes while consumers run. A lost webhook is healed by one full sync at the end. No
+list is shown complete before its fill has finished (I6).
+
+With ``heal=True`` the table is cached first, reconcile cycles are scheduled among the consumers
+(crashed like any of them), rows are stamped with the time their transaction began (which may be
+before an earlier scan: commit order is not timestamp order), and once Supabase is quiet the
+reconciler alone must heal every lost webhook (I1 without a full sync), never replacing a newer
+row by an older (I2) or bringing a deleted one back (I5).
 The scenario takes the store it runs on: in-memory fakes in
 ``tests/unit/test_interleavings_on_fakes.py`` (many examples), the real ``CacheStore`` over
 moto in ``tests/integration/test_interleavings_under_moto.py`` (fewer, slower); ``make soak``
@@ -12,6 +19,7 @@ runs thousands of each.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,6 +62,10 @@ def _settings(list_order: str | None) -> ConsumerSettings:
             # Tiny chunks and index pages, so a dozen rows split and merge both.
             "LIST_CHUNK_BYTES": "1024",
             "LIST_INDEX_REFS": "4",
+            # Every row of the scenario is in the scan's window; rows younger than a second
+            # are left to the next cycle, and a follow-up runs whenever a consumer takes it.
+            "RECONCILE_OVERLAP_MINUTES": "2000",
+            "RECONCILE_SETTLE_SECONDS": "1",
             **({"LIST_ORDER": list_order} if list_order else {}),
         }
     )
@@ -76,6 +88,40 @@ def _change(kind: str, key: int) -> str:
     ).to_message()
 
 
+def _reconcile() -> str:
+    return Change(
+        type="RECONCILE",
+        schema_name="public",
+        table="articles",
+        key=None,
+        received_at=datetime.now(UTC),
+        correlation_id=f"reconcile-{next(_RECONCILES)}",
+    ).to_message()
+
+
+_RECONCILES = itertools.count()
+
+
+class _Clock:
+    """The consumers' clock (ns, a microsecond per call: the scan's timestamps are in µs) and
+    Supabase's, which stamps ``updated_at``; ``advance`` lets time pass while all is quiet."""
+
+    def __init__(self) -> None:
+        self._now = itertools.count(1_000_000_000, 1_000)
+        self._offset = 0
+
+    def __call__(self) -> int:
+        return next(self._now) + self._offset
+
+    def advance(self, seconds: int) -> None:
+        self._offset += seconds * 10**9
+
+    def stamp(self, back_s: int = 0) -> str:
+        """Now, or when a transaction that began ``back_s`` ago started."""
+        moment = datetime.fromtimestamp(self() / 1e9 - back_s, tz=UTC)
+        return moment.isoformat(timespec="microseconds")
+
+
 def _resync() -> str:
     return Change(
         type="RESYNC",
@@ -95,8 +141,14 @@ class ListWatch:
     order: ListOrder
     newest_listed: dict[str, int] = field(default_factory=dict)
     versions: int = 0
+    complete: bool = False
 
     def __call__(self, store: Any, head: ListHead) -> None:
+        if head.complete and not self.complete:
+            # I6: only a full sync, at its end, says a list is complete.
+            callers = {frame.function for frame in inspect.stack()}
+            assert "full_sync" in callers, f"a list was shown complete by {sorted(callers)}"
+        self.complete = head.complete
         entries = []
         for page_ref in head.pages:
             page = store.get_index_page(page_ref.key)
@@ -119,18 +171,18 @@ class ListWatch:
         self.versions += 1
 
 
-def run_scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
+def run_scenario(data: st.DataObject, make_store: Callable[[], Any], *, heal: bool = False) -> None:
     order_column = data.draw(st.sampled_from([None, "rank", "rank.desc"]), label="order")
     settings_ = _settings(order_column)
     order = settings_.policy("articles").list_order
-    source = MemorySource()
+    source = MemorySource(order=order)
     initial = data.draw(
         st.dictionaries(KEYS, st.integers(0, 2), min_size=4, max_size=10), label="rows"
     )
+    clock = _Clock()
     for key, size in initial.items():
-        source.put(_row(key, key % 3, size))
+        source.put({**_row(key, key % 3, size), "updated_at": clock.stamp()})
     ops = data.draw(OPS, label="ops")
-    clock = itertools.count(1_000)
     scheduler = Scheduler()
     queue = MemoryQueue()
     watch = ListWatch(source, order)
@@ -142,13 +194,21 @@ def run_scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
             source=Paused(source, scheduler),
             store=store,
             queue=queue,
-            clock_ns=lambda: next(clock),
+            clock_ns=clock,
         )
+        if heal:
+            # The table is cached before anything is lost: what the reconciler heals.
+            pending = [_resync()]
+            while pending:
+                batch = [QueuedMessage(f"fill{i}", body) for i, body in enumerate(pending)]
+                assert not process_batch(batch, ports, lambda: 10**9).failures
+                pending, queue.bodies[:] = list(queue.bodies), []
         ready: list[str] = []
         running: dict[int, list[str]] = {}
         outcomes: dict[int, Any] = {}
         lost = False
         crashes = 0
+        reconciles = 0
 
         def start(bodies: list[str], budget: int) -> None:
             calls = itertools.count()
@@ -188,6 +248,8 @@ def run_scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
                 choices.append("supabase changes")
             if ready and len(running) < 3:
                 choices.append("a consumer starts")
+            if heal and reconciles < 4:
+                choices.append("a reconcile is scheduled")
             if scheduler.waiting:
                 choices.append("a consumer steps")
                 if crashes < 2:
@@ -197,10 +259,11 @@ def run_scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
             choice = data.draw(st.sampled_from(choices), label="action")
             if choice == "supabase changes":
                 kind, key, rank, size = ops.pop(0)
+                back = data.draw(st.integers(0, 3), label="transaction began s ago") if heal else 0
                 if kind == "delete":
                     source.delete(key)
                 else:
-                    source.put(_row(key, rank, size))
+                    source.put({**_row(key, rank, size), "updated_at": clock.stamp(back)})
                 delivered = data.draw(st.integers(0, 9), label="delivery")
                 if delivered == 0:
                     lost = True  # Supabase never retries: only a full sync heals this
@@ -208,6 +271,9 @@ def run_scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
                     ready.extend([_change(kind, key)] * (2 if delivered == 9 else 1))
                 if data.draw(st.integers(0, 19), label="resync") == 0:
                     ready.append(_resync())
+            elif choice == "a reconcile is scheduled":
+                reconciles += 1
+                ready.append(_reconcile())
             elif choice == "a consumer starts":
                 count = data.draw(st.integers(1, min(3, len(ready))), label="batch")
                 picked = sorted(
@@ -246,6 +312,20 @@ def run_scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
         drain()
         if raw_store.get_head("articles") is not None and not lost:
             # I1 without a full sync: every change was delivered at least once.
+            converged()
+        if heal:
+            # More changes whose webhooks are all lost, then quiet: reconcile cycles alone heal
+            # everything (I1 without a full sync).
+            for kind, key, rank, size in data.draw(OPS, label="lost at the end")[:5]:
+                if kind == "delete":
+                    source.delete(key)
+                else:
+                    stamp = clock.stamp(data.draw(st.integers(0, 3), label="began s ago"))
+                    source.put({**_row(key, rank, size), "updated_at": stamp})
+            clock.advance(5)
+            for _ in range(2):
+                ready.append(_reconcile())
+                drain()
             converged()
         # I1 with lost webhooks: one full sync heals whatever they left behind.
         ready.append(_resync())

@@ -44,7 +44,9 @@ class WebhookConfig:
     ``timeout_s`` is the dashboard's "Timeout" (5000 ms by default there). ``max_jitter_s``
     delays each delivery by a random time in [0, max_jitter_s] to shuffle arrival order in
     tests (pg_net gives no ordering guarantee). ``tables``/``events`` restrict which changes
-    fire (None: every table).
+    fire (None: every table). ``drop_share`` (0-1) of deliveries are lost on purpose, as pg_net
+    loses them (a timeout, a 5xx, a restart): logged as "dropped", never sent. Settable while
+    running (``make dev DROP_WEBHOOKS=0.1``, the demo's one lost webhook).
     """
 
     url: str
@@ -54,6 +56,7 @@ class WebhookConfig:
     max_workers: int = 4
     tables: frozenset[str] | None = None
     events: frozenset[str] = DEFAULT_EVENTS
+    drop_share: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
@@ -64,6 +67,8 @@ class WebhookConfig:
             raise ValueError("max_jitter_s must not be negative")
         if self.max_workers < 1:
             raise ValueError("max_workers must be at least 1")
+        if not 0 <= self.drop_share <= 1:
+            raise ValueError("drop_share must be between 0 and 1")
 
     def wants(self, table: str, change_type: str) -> bool:
         """Whether a change of this type on this table fires the hook."""
@@ -191,6 +196,9 @@ class WebhookSender:
             with self._lock:
                 if not self._open or self._executor is None:
                     self._record(delivery_id, payload, None, "cancelled", 0.0, "", queued_at)
+                    continue
+                if random.random() < self.config.drop_share:
+                    self._record(delivery_id, payload, None, "dropped", 0.0, "", queued_at)
                     continue
                 self._pending += 1
                 future = self._executor.submit(self._deliver, delivery_id, payload, queued_at)

@@ -183,7 +183,7 @@ def test_the_alarms_cover_what_an_operator_must_hear_about() -> None:
     watched = set().union(*(_watched_metrics(alarm) for alarm in alarms.values()))
 
     # Then the DLQ, the queue's age, consumer errors and throttles, receiver 5xx, table sync
-    # failures and resync drift are all watched
+    # failures, resync drift, rows healed (lost webhooks) and reconcile failures are all watched
     ours = "SupabaseWaitUntil/${AWS::StackName}"
     assert watched == {
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
@@ -193,6 +193,8 @@ def test_the_alarms_cover_what_an_operator_must_hear_about() -> None:
         (ours, "QueueFailures"),
         (ours, "TableSyncFailures"),
         (ours, "ResyncDriftRows"),
+        (ours, "RowsHealed"),
+        (ours, "ReconcileFailures"),
     }
 
 
@@ -215,6 +217,8 @@ def test_custom_metric_alarms_use_the_namespace_and_dimension_the_functions_emit
     assert {properties["MetricName"] for properties in custom} == {
         "TableSyncFailures",
         "ResyncDriftRows",
+        "RowsHealed",
+        "ReconcileFailures",
     }
     for properties in custom:
         assert properties["Dimensions"] == [{"Name": "service", "Value": "consumer"}]

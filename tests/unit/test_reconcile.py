@@ -90,7 +90,7 @@ class Setup:
                 "LIST_CHUNK_BYTES": str(chunk_bytes),
                 "LIST_INDEX_REFS": "8",
                 "RECONCILE_SETTLE_SECONDS": str(settle_s),
-                "RECONCILE_OVERLAP_SECONDS": str(overlap_s),
+                "RECONCILE_OVERLAP_MINUTES": str(overlap_s / 60),
                 **({"LIST_ORDER": order} if order else {}),
                 **({"TABLE_POLICIES": f'{{"articles": {_json(policy)}}}'} if policy else {}),
             }

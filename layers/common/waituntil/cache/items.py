@@ -216,7 +216,7 @@ def heal_state_to_item(state: HealState) -> Item:
         "kind": {"S": KIND_HEAL},
         "column_checked_ns": {"N": str(state.column_checked_ns)},
         "last_ok_ns": {"N": str(state.last_ok_ns)},
-        "last_healed": {"N": str(state.last_healed)},
+        "healed_total": {"N": str(state.healed_total)},
     }
     if state.scan_from is not None:
         item["scan_from"] = {"S": state.scan_from}
@@ -232,5 +232,5 @@ def heal_state_from_item(table: str, item: Item) -> HealState:
         change_column=item.get("change_column", {}).get("S"),
         column_checked_ns=int(item.get("column_checked_ns", {}).get("N", "0")),
         last_ok_ns=int(item.get("last_ok_ns", {}).get("N", "0")),
-        last_healed=int(item.get("last_healed", {}).get("N", "0")),
+        healed_total=int(item.get("healed_total", {}).get("N", "0")),
     )

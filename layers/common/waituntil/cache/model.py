@@ -201,6 +201,8 @@ class HealState:
     time less the overlap); None before the first. ``change_column``: the column the last check
     found (``""``: none), and when that was checked. ``last_ok_ns``: when a cycle last
     finished without a failure (``make status`` and the dashboard show its age).
+    ``healed_total``: rows healed so far, by cycles and their follow-ups (``make heal`` reports
+    what one cycle added).
     """
 
     table: str
@@ -208,7 +210,7 @@ class HealState:
     change_column: str | None = None
     column_checked_ns: int = 0
     last_ok_ns: int = 0
-    last_healed: int = 0
+    healed_total: int = 0
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ class ConsumerSettings(_EnvSettings):
     # The reconciler (waituntil.sync.reconcile). Commit order is not timestamp order: a row's
     # change column holds its transaction's start, which may commit up to the longest
     # transaction later; every scan re-reads this much before where the last one ended.
-    reconcile_overlap_s: Annotated[int, Field(alias="RECONCILE_OVERLAP_SECONDS", ge=0)] = 300
+    reconcile_overlap_min: Annotated[float, Field(alias="RECONCILE_OVERLAP_MINUTES", ge=0)] = 5
     # Differences younger than this may be webhooks in flight: checked again this much later
     # (a delayed message) before they are healed and counted as lost.
     reconcile_settle_s: Annotated[int, Field(alias="RECONCILE_SETTLE_SECONDS", ge=0, le=900)] = 15
@@ -109,6 +109,10 @@ class ConsumerSettings(_EnvSettings):
     # visibility timeout, so a redelivered sync finds its own lease and resumes).
     reconcile_lease_s: Annotated[int, Field(alias="RECONCILE_LEASE_SECONDS", ge=10)] = 120
     sync_lease_s: Annotated[int, Field(alias="SYNC_LEASE_SECONDS", ge=60)] = 900
+
+    @property
+    def reconcile_overlap_s(self) -> int:
+        return round(self.reconcile_overlap_min * 60)
 
 
 class ReaderSettings(_EnvSettings):

@@ -24,6 +24,7 @@ What it wrote before failing was verified row by row; nothing is deleted on a fa
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -72,24 +73,31 @@ def reconcile(
     if change.heal is not None:
         check_keys(change.table, change.heal.keys, ports)
     else:
-        reconcile_table(change.table, ports, remaining_ms)
+        # Named after its message: redelivered after a crash, it finds its own lease.
+        seed = f"{change.correlation_id}|{change.received_at.isoformat()}"
+        owner = hashlib.sha256(seed.encode()).hexdigest()[:16]
+        reconcile_table(change.table, ports, remaining_ms, owner=owner)
     return {}
 
 
 def reconcile_table(
-    table: str, ports: ConsumerPorts, remaining_ms: Callable[[], int] = lambda: 10**9
+    table: str,
+    ports: ConsumerPorts,
+    remaining_ms: Callable[[], int] = lambda: 10**9,
+    *,
+    owner: str | None = None,
 ) -> CycleReport:
     """One cycle of one table (its lease held throughout); never raises a typed failure."""
     store, settings = ports.store, ports.settings
     report = CycleReport(table)
-    if store.lease_holder(table, LEASE_SYNC) is not None:
-        # A full sync is healing the whole table now; the next cycle scans from where the last
-        # one ended, so nothing changed meanwhile is skipped.
-        return _skipped(report, "a full sync of the table is running")
-    owner = secrets.token_hex(6)
+    owner = owner or secrets.token_hex(8)
     if not store.acquire_lease(table, LEASE_RECONCILE, owner, settings.reconcile_lease_s):
         return _skipped(report, "another reconcile of the table is running")
     try:
+        if store.lease_holder(table, LEASE_SYNC) is not None:
+            # A full sync is healing the whole table now; the next cycle scans from where
+            # the last one ended, so nothing changed meanwhile is skipped.
+            return _skipped(report, "a full sync of the table is running")
         _cycle(table, ports, remaining_ms, report)
     except WaitUntilError as error:
         report.outcome, report.reason = "failed", f"{type(error).__name__}: {error}"
@@ -159,7 +167,8 @@ def _cycle(
         record_healed(table, report.healed)
     elif not report.to_check:
         record_healed(table, 0)
-    store.put_heal_state(replace(state, last_ok_ns=now_ns, last_healed=report.healed))
+    healed_total = state.healed_total + report.healed
+    store.put_heal_state(replace(state, last_ok_ns=now_ns, healed_total=healed_total))
 
 
 def _compare_ranges(table: str, total: int, ports: ConsumerPorts, report: CycleReport) -> None:
@@ -219,6 +228,12 @@ def check_keys(table: str, keys: list[str], ports: ConsumerPorts) -> CycleReport
         healed.rows_read,
     )
     record_healed(table, healed.healed)
+    if healed.healed:
+        # Without the cycle's lease: a cycle saving its state at the same moment may lose
+        # this count (only the count: it is a report, not a watermark).
+        state = ports.store.get_heal_state(table) or HealState(table)
+        total = state.healed_total + healed.healed
+        ports.store.put_heal_state(replace(state, healed_total=total))
     logger.info("reconcile follow-up", extra=_fields(report))
     return report
 
