@@ -128,6 +128,7 @@ build: validate
 deploy: build $(VENV)/.installed
 	$(PY) -m ops account-setup --check
 	$(SAM_ENV) $(SAM) deploy --guided $(SAM_ENV_FLAG) $(if $(STACK),--stack-name $(STACK))
+	$(PY) -m ops $(if $(STACK),--stack $(STACK),--config-env $(or $(ENV),default)) check
 	$(PY) -m ops $(if $(STACK),--stack $(STACK),--config-env $(or $(ENV),default)) backfill
 
 ## account-setup: once per account and region, give API Gateway its CloudWatch log role (never overwrites)

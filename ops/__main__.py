@@ -124,6 +124,19 @@ def verify(target: Target, arguments: argparse.Namespace) -> int:
     return 1 if drifted else 0
 
 
+def check(target: Target, arguments: argparse.Namespace) -> int:
+    """Each table's policy against Supabase: every column it names must exist."""
+    from ops.check import policy_problems
+
+    source, policies = target.consumer_source()
+    problems = policy_problems(source, policies)
+    for problem in problems:
+        print(f"  {problem}")
+    verdict = "fix TablePolicies (README, Tables)" if problems else "every column found"
+    print(f"policies: {verdict}")
+    return 1 if problems else 0
+
+
 def status(target: Target, arguments: argparse.Namespace) -> int:
     def depth(url: str) -> str:
         attributes = target.sqs.get_queue_attributes(
@@ -191,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     command = commands.add_parser("verify", help="report drift between cache and Supabase")
     command.add_argument("--table", action="append", help="only this table (repeatable)")
     commands.add_parser("status", help="queue depths and cached tables")
+    commands.add_parser("check", help="every column the table policies name exists")
     command = commands.add_parser("account-setup", help="API Gateway's CloudWatch role, once")
     command.add_argument("--check", action="store_true", help="only report; exit 1 if unset")
     arguments = parser.parse_args(argv)
@@ -209,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         "redrive": redrive_command,
         "verify": verify,
         "status": status,
+        "check": check,
     }
     return handlers[arguments.command](target, arguments)
 
