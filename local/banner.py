@@ -66,9 +66,9 @@ def format_banner(stack: PipelineStack, *, chosen_secret: bool) -> str:
             for message in stack.scheduler.messages
         )
         lines.append(f"  Schedules       {every}   (make heal: a reconcile now)")
-    if stack.webhook_drop_share:
+    if stack.drop_webhooks:
         lines.append(
-            f"  Lost webhooks   {stack.webhook_drop_share:.0%} dropped on purpose (DROP_WEBHOOKS): "
+            f"  Lost webhooks   {stack.drop_webhooks:.0%} dropped on purpose (DROP_WEBHOOKS): "
             "the reconciler heals them"
         )
     if stack.standin is None:

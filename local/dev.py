@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         supabase_anon_key=os.environ.get("SUPABASE_ANON_KEY") if real_url else None,
         supabase_port=arguments.supabase_port,
         schedules=arguments.schedules,
-        webhook_drop_share=arguments.drop_webhooks,
+        drop_webhooks=arguments.drop_webhooks,
     )
     path = state_path()
     try:

@@ -92,7 +92,7 @@ class PipelineStack:
     ``serve=False`` provisions AWS and Supabase only: no API, no pollers, no containers
     (what ``local.invoke`` needs to run one function in its own process).
     ``schedules`` runs the template's scheduled rules (off by default: a test's queue holds
-    only what it sent). ``webhook_drop_share`` of the stand-in's webhooks are lost on purpose.
+    only what it sent). ``drop_webhooks`` of the stand-in's webhooks are lost on purpose.
     """
 
     def __init__(
@@ -116,7 +116,7 @@ class PipelineStack:
         function_logs: str | Path | None = None,
         serve: bool = True,
         schedules: bool = False,
-        webhook_drop_share: float = 0.0,
+        drop_webhooks: float = 0.0,
     ) -> None:
         if (supabase_url is None) != (supabase_key is None):
             raise ValueError("give both supabase_url and supabase_key, or neither")
@@ -134,7 +134,7 @@ class PipelineStack:
         self.supabase_port = supabase_port
         self.serve = serve
         self.schedules = schedules
-        self.webhook_drop_share = webhook_drop_share
+        self.drop_webhooks = drop_webhooks
         self.scheduler: Scheduler | None = None
         self._environment = dict(environment or {})
         self.function_logs = Path(function_logs) if function_logs is not None else None
@@ -245,7 +245,7 @@ class PipelineStack:
                 headers={"Authorization": f"Bearer {self.webhook_secret}"},
                 timeout_s=WEBHOOK_TIMEOUT_S,
                 max_jitter_s=self.webhook_jitter_s,
-                drop_share=self.webhook_drop_share,
+                drop_share=self.drop_webhooks,
             )
         self.standin = SupabaseStandIn(
             {table: policy.key for table, policy in policies.items()},

@@ -29,8 +29,8 @@ from waituntil.core.errors import ReconcileFailed
 from waituntil.core.list_order import ListOrder, Position
 from waituntil.sync.ports import ConsumerPorts
 
-# A differing range this small (Supabase's count) is settled by reading its keys: a few rows
-# read instead of a few more counts.
+# A range where Supabase has rows the cache lacks, this small (Supabase's count), is settled by
+# reading its keys: a few rows read instead of a few more counts.
 LEAF_ROWS = 8
 
 
@@ -65,6 +65,7 @@ class _Range:
 class RangeResult:
     keys: set[str] = field(default_factory=set)  # keys that differ (to check again by key)
     requests: int = 0
+    rounds: int = 0  # requests one after another (one level's counts go out together)
     rows_read: int = 0
     complete: bool = True  # False: out of budget with ranges still unresolved
     too_many: bool = False  # more differences than a cycle may read: the backstop's job
@@ -99,6 +100,7 @@ def find_differences(
             break
         counts = ports.source.count_rows(table, [left.bounds for left, _ in halves])
         result.requests += len(halves)
+        result.rounds += 1
         frontier = []
         for (left, right), count in zip(halves, counts, strict=True):
             # The right part's count follows from its parent's. Counts taken at different
@@ -131,7 +133,16 @@ def _settle(
         if len(part.nodes) == 1 and part.nodes[0].key is None:
             part.nodes = tree.children(part.nodes[0])
             continue
-        if len(part.nodes) <= 1 or supabase <= max(LEAF_ROWS, 2 * abs(cached - supabase)):
+        # Read the range's keys when that costs at most about two rows per difference: the
+        # differences are most of it, or Supabase holds rows the cache lacks in a small range
+        # (or around a single cached row). Rows the cache holds and Supabase no longer has are
+        # otherwise cut down to ranges Supabase counts 0 in: found with counts, no row read.
+        gained = supabase > cached
+        if (
+            supabase <= 2 * abs(cached - supabase)
+            or (gained and supabase <= LEAF_ROWS)
+            or (gained and len(part.nodes) <= 1)
+        ):
             if supabase > max_keys - result.rows_read:
                 result.too_many = True
                 return None
@@ -166,6 +177,7 @@ def _read_keys(
             table, PositionRange(lower, part.upper), page + (1 if found else 0)
         )
         result.requests += 1
+        result.rounds += 1
         result.rows_read += len(positions)
         if found and positions:
             positions = positions[1:]  # the lower bound is inclusive: the last row again

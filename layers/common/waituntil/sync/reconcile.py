@@ -57,6 +57,7 @@ class CycleReport:
     scan_keys: int = 0
     rows_read: int = 0
     requests: int = 0
+    rounds: int = 0  # Supabase requests one after another (a level's counts go together)
     healed: int = 0  # healed in this cycle (the scan's)
     to_check: int = 0  # keys found differing by range, checked again after the settle time
     full_sync_requested: bool = False
@@ -140,6 +141,7 @@ def _cycle(
             # The default, updated_at, is simply not there: no scan (counts still heal
             # deletes and inserts; updates wait for the full resync).
             report.requests += 1
+            report.rounds += 1
             column, scan, origin = "", None, "checked"
         if origin != "state":
             logger.info("change column", extra={"table": table, "change_column": column or None})
@@ -148,11 +150,11 @@ def _cycle(
             published |= scan.checked > 0
             report.scan_keys, report.healed = scan.keys_read, scan.healed
             report.requests += scan.requests
+            report.rounds += scan.requests
             report.rows_read += scan.keys_read + scan.rows_read
-            # Persisted only now that the rows it covers are written: a cycle that dies
-            # before this point scans them again.
+            # Saved with the cycle's end, after the rows it covers are written: a cycle that
+            # fails before then scans them again (keys only: they are healed already).
             state = replace(state, scan_from=scan.scan_from)
-        store.put_heal_state(state)
     report.change_column = column or None
 
     if remaining_ms() > settings.sync_reserve_ms:
@@ -160,6 +162,7 @@ def _cycle(
             head = store.get_head(table) or head
         (total,) = ports.source.count_rows(table, [PositionRange()])
         report.requests += 1
+        report.rounds += 1
         if total != head.row_count:
             _compare_ranges(table, total, ports, report)
 
@@ -185,6 +188,7 @@ def _compare_ranges(table: str, total: int, ports: ConsumerPorts, report: CycleR
         max_keys=max(settings.reconcile_max_keys - report.rows_read, 0),
     )
     report.requests += ranges.requests
+    report.rounds += ranges.rounds
     report.rows_read += ranges.rows_read
     if ranges.too_many:
         # More differences than a cycle may read: that is the full resync's job, now.
@@ -197,6 +201,7 @@ def _compare_ranges(table: str, total: int, ports: ConsumerPorts, report: CycleR
         healed = heal_keys(table, keys, ports)
         report.healed += healed.healed
         report.requests += healed.requests
+        report.rounds += healed.requests
         report.rows_read += healed.rows_read
         report.to_check = 0
         return
