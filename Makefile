@@ -54,14 +54,16 @@ demo: $(VENV)/.installed
 
 ## dev: start the local stack in the foreground (Ctrl-C stops it)
 ##   options: PORT=3000 (API) SUPABASE_PORT=54321 HOST=127.0.0.1 DATA=.local-data/db (keep rows)
-##            WEBHOOK_SECRET=... SUPABASE_URL=... SUPABASE_KEY=... (a real project: both or neither)
+##            WEBHOOK_SECRET=... SUPABASE_URL=... SUPABASE_KEY=... SUPABASE_ANON_KEY=... (a real
+##            project) TABLES=a,b POLICIES='{"b": {"key": "slug"}}' (default for a real project:
+##            what samconfig.toml deploys, ENV=<environment>)
 ##            BACKFILL=no (start with an empty cache, as a fresh deployment: a first change fills)
 ##            DROP_WEBHOOKS=0.1 (the local Supabase loses that share of webhooks, as pg_net does)
 ##            SCHEDULES=no (no scheduled reconcile or resync; they run as deployed by default)
 dev: $(VENV)/.installed
-	$(PY) -m local.dev $(if $(DATA),--data-dir $(DATA)) $(if $(PORT),--port $(PORT)) \
+	@$(PY) -m local.dev $(if $(DATA),--data-dir $(DATA)) $(if $(PORT),--port $(PORT)) \
 		$(if $(SUPABASE_PORT),--supabase-port $(SUPABASE_PORT)) $(if $(HOST),--host $(HOST)) \
-		$(if $(filter no,$(BACKFILL)),--no-backfill) \
+		$(if $(filter no,$(BACKFILL)),--no-backfill) $(if $(ENV),--config-env $(ENV)) \
 		$(if $(DROP_WEBHOOKS),--drop-webhooks $(DROP_WEBHOOKS)) \
 		$(if $(filter no,$(SCHEDULES)),--no-schedules)
 
@@ -124,20 +126,23 @@ build: validate
 	$(SAM_ENV) $(SAM) build
 	$(SAM_VENV)/bin/python -m ops.bytecode .aws-sam/build
 
-## deploy: check the account's API Gateway log role, `sam deploy --guided`, then fill the cache
-deploy: build $(VENV)/.installed
-	$(PY) -m ops account-setup --check
+## deploy: check samconfig's parameters and the account's API Gateway log role, build,
+##   `sam deploy --guided`, then fill the cache
+deploy: $(VENV)/.installed
+	@$(PY) -m ops --config-env $(or $(ENV),default) check-deploy
+	@$(PY) -m ops account-setup --check
+	$(MAKE) --no-print-directory build
 	$(SAM_ENV) $(SAM) deploy --guided $(SAM_ENV_FLAG) $(if $(STACK),--stack-name $(STACK))
 	$(PY) -m ops $(if $(STACK),--stack $(STACK),--config-env $(or $(ENV),default)) check
 	$(PY) -m ops $(if $(STACK),--stack $(STACK),--config-env $(or $(ENV),default)) backfill
 
 ## account-setup: once per account and region, give API Gateway its CloudWatch log role (never overwrites)
 account-setup: $(VENV)/.installed
-	$(PY) -m ops account-setup
+	@$(PY) -m ops account-setup
 
 ## backfill: fill or refill the cache from Supabase now (STACK=name for a deployed stack)
 backfill: $(VENV)/.installed
-	$(OPS) backfill
+	@$(OPS) backfill
 
 ## resync: the same as backfill (what the schedule sends)
 resync: backfill
@@ -149,19 +154,20 @@ heal: $(VENV)/.installed
 
 ## dlq: list the dead-letter queue, with why each message failed
 dlq: $(VENV)/.installed
-	$(OPS) dlq
+	@$(OPS) dlq
 
 ## redrive: move the dead-letter queue back to the change queue; reports how many moved
 redrive: $(VENV)/.installed
-	$(OPS) redrive --wait
+	@$(OPS) redrive --wait
 
-## verify: compare the cache with Supabase and report drift (changes nothing; exit 1 on drift)
+## verify: compare the cache with Supabase and report drift (changes nothing; exit 1 on drift);
+##   TABLE=<name> for one table
 verify: $(VENV)/.installed
-	$(OPS) verify
+	@$(OPS) verify $(if $(TABLE),--table $(TABLE))
 
 ## status: queue depths, cached tables, and each table's last successful reconcile
 status: $(VENV)/.installed
-	$(OPS) status
+	@$(OPS) status
 
 ## logs: tail the deployed functions' logs (ENV=prod for the prod stack)
 logs: $(SAM_VENV)/.installed

@@ -46,7 +46,7 @@ def write_report(report: Report, out: Path) -> list[Path]:
 
 
 def headline(report: Report) -> dict[str, float]:
-    """The ratios the README quotes: dimensionless, so they travel between machines."""
+    """The ratios the docs quote: dimensionless, so they travel between machines."""
     ack = report.ack
     return {
         "ack_over_send_message_p50": percentile(ack.receiver_handler, 0.5)

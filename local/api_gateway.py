@@ -16,16 +16,20 @@ and ``X-Forwarded-Proto`` says ``http``: the reader's absolute ``Link`` targets
 
 What API Gateway does that is reproduced, because clients can observe it:
 - a path or method no route has: 403 ``{"message": "Missing Authentication Token"}``, the REST
-  API's answer (an HTTP API would answer 404 ``{"message": "Not Found"}``);
+  API's answer (an HTTP API would answer 404 ``{"message": "Not Found"}``). ``ANY`` covers
+  API Gateway's seven methods (GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS), so TRACE, QUERY
+  or any other token gets this 403 too, never http.server's 501 HTML page; a request line or
+  header block that cannot be parsed gets a JSON ``{"message": ...}`` error as well;
 - a function error, timeout or malformed proxy response: 502 ``{"message": "Internal server
   error"}``;
 - a request body over 10 MB: 413; responses gzip-compressed from the Api's
   ``MinimumCompressionSize`` when the client accepts gzip; ``x-amzn-RequestId``.
 Local-only: ``GET /openapi.yaml`` serves ``docs/openapi.yaml``, the API's description (the
 deployed API has no such route; there ``/openapi.yaml`` would be the read route of a table).
-Not reproduced: throttling (``MethodSettings``), the 29 s integration timeout (every function
-times out sooner), authorizers and API keys (the template uses none), and ``BinaryMediaTypes``
-on responses (an ``isBase64Encoded`` response is always decoded here).
+Not reproduced: throttling (``MethodSettings``), AWS WAF (the webhook's gate, ``WebhookGate``:
+a webhook needs no ``X-Webhook-Gate`` header here), the 29 s integration timeout (every
+function times out sooner), authorizers and API keys (the template uses none), and
+``BinaryMediaTypes`` on responses (an ``isBase64Encoded`` response is always decoded here).
 """
 
 from __future__ import annotations
@@ -57,6 +61,8 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 # then {param}, then {greedy+}).
 _LITERAL, _PARAM, _GREEDY = 0, 1, 2
 _PROTO = "x-forwarded-proto"
+# The methods a REST API routes; ANY stands for these, and no route has any other.
+API_GATEWAY_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 DESCRIPTION_PATH = "/openapi.yaml"
 DESCRIPTION_FILE = Path(__file__).resolve().parent.parent / "docs" / "openapi.yaml"
 
@@ -169,6 +175,8 @@ def match_route(
     The most specific resource matching the path wins; then its exact method, else its ANY.
     A resource that matches the path but not the method does not fall back to another one.
     """
+    if method not in API_GATEWAY_METHODS:
+        return None
     parts = [unquote(part) for part in path.strip("/").split("/") if part]
     for route in routes:  # most specific first
         parameters = _match_segments(route.segments, parts)
@@ -492,9 +500,6 @@ class _Handler(RequestHandler):
     timeout = 60  # idle keep-alive connections
     max_body_bytes = MAX_REQUEST_BYTES
 
-    # API Gateway passes OPTIONS on to the function (the stand-in answers it 501).
-    do_OPTIONS = RequestHandler.answer  # noqa: N815 (http.server calls do_<METHOD>)
-
     def respond(self, body: bytes) -> HttpResponse:
         request = HttpRequest(
             method=self.command,
@@ -511,6 +516,9 @@ class _Handler(RequestHandler):
             return gateway_error(
                 500, "Internal server error", "InternalServerErrorException", str(uuid.uuid4())
             )
+
+    def error_response(self, status: int, message: str) -> HttpResponse:
+        return gateway_error(status, message, "BadRequestException", str(uuid.uuid4()))
 
     def refuse_body(self, too_large: bool) -> HttpResponse:
         request_id = str(uuid.uuid4())

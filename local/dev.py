@@ -6,10 +6,14 @@ visibility timeout (a failed batch is retried within seconds), prints the banner
 (``local.banner``), queues a RESYNC so that the in-memory cache fills from Supabase at once
 (as ``make backfill`` does), and runs until Ctrl-C or SIGTERM. The endpoints go to the state
 file (``local.state_file``) that ``make invoke`` and the operator commands read; it is removed
-on exit. ``SUPABASE_URL`` and ``SUPABASE_KEY`` (both or neither) use a real project instead of
-the stand-in, ``WEBHOOK_SECRET`` chooses the webhook's secret. The template's schedules run
-as deployed (the reconcile every minute, the resync every day); ``DROP_WEBHOOKS=0.1`` makes the
-local Supabase lose that share of its webhooks, as pg_net does, to watch the reconciler heal.
+on exit. ``SUPABASE_URL`` and ``SUPABASE_KEY`` (both or neither; ``SUPABASE_ANON_KEY`` too for
+tables cached with the anon role's view) use a real project instead of the stand-in, and cache
+what a deploy would (``dev_parameters``); ``TABLES`` and ``POLICIES`` choose the tables and
+their policies; ``WEBHOOK_SECRET`` chooses the webhook's secret. Input is checked before
+anything starts (``ops.dev_checks``): each mistake is one line (``ops.mistakes``). The
+template's schedules run as deployed (the reconcile every minute, the resync every day);
+``DROP_WEBHOOKS=0.1`` makes the local Supabase lose that share of its webhooks, as pg_net
+does, to watch the reconciler heal.
 """
 
 from __future__ import annotations
@@ -19,16 +23,21 @@ import json
 import logging
 import os
 import signal
-import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from local import BUNDLED_EVENTS_SECRET
-from local.banner import format_banner
-from local.stack import PipelineStack, PortInUse
 from local.state_file import read_state, remove_state, state_path, write_state
 from local.template import load_template, queue_visibility_timeout_s
+from ops.deploy_check import SAMCONFIG, check_parameters, deploy_parameters
+from ops.dev_checks import check_ports_free, check_project_tables, check_real_project
+from ops.mistakes import Mistake, Parser, run
+
+if TYPE_CHECKING:
+    from waituntil.core.table_policy import TablePolicy
 
 log = logging.getLogger("local.dev")
 
@@ -39,6 +48,15 @@ DEV_PARAMETERS = {
     "CachedTables": "articles,authors",
     "TablePolicies": json.dumps({"authors": {"key": "slug", "order": "name"}}),
 }
+# What a deploy's parameters say about the cached tables (make dev with a real project).
+TABLE_PARAMETERS = (
+    "CachedTables",
+    "TablePolicies",
+    "PrimaryKey",
+    "ListOrder",
+    "SupabaseSchema",
+    "ReadAccess",
+)
 DEV_VISIBILITY_TIMEOUT_S = 10
 # `make dev` uses the bundled events' secret, so that the banner's `make invoke ...
 # EVENT=events/receiver/insert.json` is accepted; only on loopback: a stack reachable from
@@ -47,6 +65,11 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Every mistake is one line (ops.mistakes); DEBUG=1 shows the traceback instead.
+    return run(lambda: _main(argv), prefix="cannot start the local stack")
+
+
+def _main(argv: list[str] | None) -> int:
     arguments = _parse_arguments(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     stopping = threading.Event()
@@ -56,15 +79,33 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    try:
-        real_url, real_key = real_supabase(os.environ)
-    except ValueError as error:
-        print(f"cannot start the local stack: {error}", file=sys.stderr)
-        return 2
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request is noise here
+    real_url, real_key = real_supabase(os.environ)
     webhook_secret = os.environ.get("WEBHOOK_SECRET") or None
     exposed = arguments.host not in LOOPBACK_HOSTS
-    # Two tables by default, each with its own key and order, as a real project has.
-    parameters = {**DEV_PARAMETERS, **dict(arguments.parameter)}
+    parameters = dev_parameters(arguments, os.environ, real=real_url is not None)
+    # Before anything starts: each mistake is one line at once, not a stack that fails later.
+    # The stand-in's port only when there is a stand-in (a local Supabase CLI may hold 54321).
+    ports = {"PORT": arguments.port}
+    if real_url is None:
+        ports["SUPABASE_PORT"] = arguments.supabase_port
+    check_ports_free(arguments.host, ports)
+    policies = check_dev_parameters(parameters)
+    if real_url is not None and real_key is not None:
+        if arguments.data_dir:
+            raise Mistake(
+                "DATA= keeps the stand-in's rows; with SUPABASE_URL there is none: drop one"
+            )
+        anon_key = os.environ.get("SUPABASE_ANON_KEY") or None
+        check_real_project(real_url, real_key, anon_key, policies)
+        keys = {"service": real_key, "anon": anon_key or real_key}
+        check_project_tables(
+            real_url, keys, policies, schema_name=parameters.get("SupabaseSchema", "public")
+        )
+    # Only now the stack's code (moto, the containers): a mistake above is answered at once.
+    from local.banner import format_banner
+    from local.stack import PipelineStack
+
     stack = PipelineStack(
         host=arguments.host,
         port=arguments.port,
@@ -82,14 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         drop_webhooks=arguments.drop_webhooks,
     )
     path = state_path()
-    try:
-        stack.start()
-    except PortInUse as error:
-        print(f"cannot start the local stack: {error.strerror}", file=sys.stderr)
-        return 1
-    except OSError as error:
-        print(f"cannot start the local stack: {error}", file=sys.stderr)
-        return 1
+    stack.start()  # a port taken meanwhile is a PortInUse: one line too (ops.mistakes)
     try:
         existing = read_state(path)
         if existing is None:
@@ -128,20 +162,67 @@ def real_supabase(environ: Mapping[str, str]) -> tuple[str | None, str | None]:
         given, missing = (
             ("SUPABASE_URL", "SUPABASE_KEY") if url else ("SUPABASE_KEY", "SUPABASE_URL")
         )
-        raise ValueError(
+        raise Mistake(
             f"{given} is set but {missing} is not: set both to use a real project "
             "(the key is its service_role key), or neither for the local stand-in"
         )
     return url, key
 
 
+def dev_parameters(
+    arguments: argparse.Namespace,
+    environ: Mapping[str, str],
+    *,
+    real: bool,
+    samconfig: Path = SAMCONFIG,
+) -> dict[str, str]:
+    """The template parameters of the local stack: which tables it caches, and how.
+
+    The stand-in: the demo's two tables. A real project: what a deploy of the samconfig.toml
+    environment caches (its parameter overrides, else the template's defaults), so that
+    ``make dev`` shows what the deployment will. ``TABLES=`` and ``POLICIES=`` replace either;
+    ``--parameter`` overrides last.
+    """
+    if real:
+        deployed = deploy_parameters(arguments.config_env or "default", samconfig)
+        parameters = {name: deployed[name] for name in TABLE_PARAMETERS if name in deployed}
+    else:
+        parameters = dict(DEV_PARAMETERS)
+    tables, policies = environ.get("TABLES") or None, environ.get("POLICIES")
+    if tables is not None:
+        parameters["CachedTables"] = tables
+        parameters.pop("TablePolicies", None)  # the demo's policies name the demo's tables
+    if policies is not None:
+        parameters["TablePolicies"] = policies
+    return {**parameters, **dict(arguments.parameter)}
+
+
+def check_dev_parameters(parameters: dict[str, str]) -> dict[str, TablePolicy]:
+    """The parameters as CloudFormation and the functions would check them; the policies."""
+    return check_parameters(parameters, "make dev (TABLES=, POLICIES=, or samconfig.toml)")
+
+
+def _port(variable: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        if not text.isdigit() or int(text) > 65535:
+            raise Mistake(
+                f"{variable} must be a port number (0-65535), not {text!r}: make dev {variable}="
+            )
+        return int(text)
+
+    return parse
+
+
 def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m local.dev", description="Run the whole pipeline locally (make dev)."
     )
     parser.add_argument("--data-dir", help="keep the Supabase stand-in's rows in this folder")
     parser.add_argument(
-        "--port", type=int, default=int(os.environ.get("PORT") or DEFAULT_PORT), help="API port"
+        "--port",
+        type=_port("PORT"),
+        default=_port("PORT")(os.environ.get("PORT") or str(DEFAULT_PORT)),
+        help="API port",
     )
     parser.add_argument(
         "--host",
@@ -150,9 +231,16 @@ def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--supabase-port",
-        type=int,
-        default=int(os.environ.get("SUPABASE_PORT") or DEFAULT_SUPABASE_PORT),
+        type=_port("SUPABASE_PORT"),
+        default=_port("SUPABASE_PORT")(
+            os.environ.get("SUPABASE_PORT") or str(DEFAULT_SUPABASE_PORT)
+        ),
         help="the Supabase stand-in's port",
+    )
+    parser.add_argument(
+        "--config-env",
+        help="with a real project: cache what this samconfig.toml environment deploys "
+        "(default: default)",
     )
     template_timeout_s = queue_visibility_timeout_s(load_template())
     parser.add_argument(

@@ -9,10 +9,12 @@ server says only what differs: its name, idle timeout, body limit and refusals.
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
@@ -107,6 +109,28 @@ class RequestHandler(BaseHTTPRequestHandler):
     def version_string(self) -> str:
         return self.server_version
 
+    def __getattr__(self, name: str) -> Any:
+        # http.server answers a method without a do_<METHOD> (TRACE, QUERY, any token) with 501
+        # and an HTML page; here every method is read and answered by ``respond``, which says
+        # what this server does with it.
+        if name.startswith("do_"):
+            return self.answer
+        raise AttributeError(name)
+
+    def error_response(self, status: int, message: str) -> HttpResponse:
+        """The answer to a request http.server cannot parse (request line, headers): JSON."""
+        body = json.dumps({"message": message}).encode()
+        return HttpResponse(status, [("Content-Type", "application/json")], body)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own error page is HTML; this server's errors are ``error_response``."""
+        self.close_connection = True
+        # A request line that could not be parsed leaves http.server's default version,
+        # HTTP/0.9, under which no status line or header is written: answer in HTTP/1.1.
+        if self.request_version == "HTTP/0.9":
+            self.request_version = self.protocol_version
+        self.send(self.error_response(code, HTTPStatus(code).phrase))
+
     def answer(self) -> None:
         """Read the body, ask ``respond`` (or ``refuse_body``), write the response."""
         started = time.monotonic()
@@ -124,8 +148,8 @@ class RequestHandler(BaseHTTPRequestHandler):
         self.send(response)
         self.responded(response, time.monotonic() - started)
 
-    # http.server calls do_<METHOD>: every method is answered alike.
-    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = answer  # noqa: N815
+    # http.server calls do_<METHOD>: every method is answered alike (see __getattr__).
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = answer  # noqa: N815
 
     def declared_length(self) -> int:
         """The ``Content-Length`` the client declared (0 if none or malformed)."""

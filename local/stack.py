@@ -236,7 +236,6 @@ class PipelineStack:
                     "tables are cached with the anon role's view (the default policy): "
                     "set SUPABASE_ANON_KEY beside SUPABASE_URL and SUPABASE_KEY"
                 )
-            self._check_policies(policies)
             return
         webhook = None
         if self._api is not None:
@@ -256,20 +255,6 @@ class PipelineStack:
         self._supabase_url = _start_standin(self.standin, self.supabase_port)
         self._supabase_key = self.standin.service_key
         self._supabase_anon_key = self.standin.anon_key
-
-    def _check_policies(self, policies: dict[str, TablePolicy]) -> None:
-        """A policy naming a column its table lacks stops the stack with one clear message.
-        Only against a real project: the stand-in has no schema (it learns columns from rows)."""
-        from ops.check import policy_problems
-        from waituntil.adapters.supabase_source import SupabaseSource
-
-        service, anon = self._supabase_key, self._supabase_anon_key or ""
-        source = SupabaseSource(
-            self._supabase_url, {"service": lambda: service, "anon": lambda: anon}, policies
-        )
-        problems = policy_problems(source, policies)
-        if problems:
-            raise ValueError("; ".join(problems))
 
     def _start_functions(self, resolver: Resolver) -> None:
         assert self._aws is not None and self._api is not None

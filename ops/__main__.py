@@ -13,13 +13,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-# The shared package, as Lambda's layer puts it on the path of the functions.
-sys.path.append(str(Path(__file__).resolve().parent.parent / "layers" / "common"))
-
 from ops.account import current_role, ensure_log_role
 from ops.backfill import request_reconcile, request_resync, wait_until_drained
 from ops.dead_letters import list_dead_letters, logged_error_finder, redrive
-from ops.target import Target, TargetNotFound, resolve_target
+from ops.deploy_check import SAMCONFIG, check_parameters, deploy_parameters
+from ops.mistakes import Mistake, Parser, run
+from ops.target import Target, resolve_target
 from ops.verify import verify_table
 
 if TYPE_CHECKING:
@@ -109,6 +108,12 @@ def redrive_command(target: Target, arguments: argparse.Namespace) -> int:
 
 
 def verify(target: Target, arguments: argparse.Namespace) -> int:
+    unknown = [table for table in arguments.table or [] if table not in target.cached_tables]
+    if unknown:
+        raise Mistake(
+            f"{unknown[0]} is not a cached table of {target.description} (cached: "
+            f"{', '.join(target.cached_tables)}): make verify TABLE=<one of them>"
+        )
     # Supabase read exactly as the consumer reads it: each table's policy (whose view, which
     # rows and columns); a row RLS hides from the anon role is not drift.
     source, policies = target.consumer_source()
@@ -120,21 +125,31 @@ def verify(target: Target, arguments: argparse.Namespace) -> int:
         print(result.report())
         drifted = drifted or result.drifted
     if drifted:
-        print("drift found: `make backfill` heals what shows in the list (README, Verify)")
+        print("drift found: `make backfill` heals what shows in the list (docs/OPERATING.md)")
     return 1 if drifted else 0
 
 
 def check(target: Target, arguments: argparse.Namespace) -> int:
-    """Each table's policy against Supabase: every column it names must exist."""
-    from ops.check import policy_problems
+    """Each table's policy against Supabase, as the deployed consumer reads it: the table and
+    every column its policy names (key, order, change column, columns, filter) must exist.
+    ``make deploy`` runs it once the stack is up; a mistake is one line (exit 2)."""
+    from ops.dev_checks import check_project_tables
 
-    source, policies = target.consumer_source()
-    problems = policy_problems(source, policies)
-    for problem in problems:
-        print(f"  {problem}")
-    verdict = "fix TablePolicies (README, Tables)" if problems else "every column found"
-    print(f"policies: {verdict}")
-    return 1 if problems else 0
+    _, policies = target.consumer_source()
+    environment = target.consumer_environment
+
+    def secret(name: str) -> str:
+        return str(target.secrets.get_secret_value(SecretId=name)["SecretString"])
+
+    roles = {policy.role for policy in policies.values()}
+    keys = {"service": secret(environment["SUPABASE_KEY_SECRET_NAME"])}
+    if "anon" in roles:
+        keys["anon"] = secret(environment["SUPABASE_ANON_KEY_SECRET_NAME"])
+    check_project_tables(
+        environment["SUPABASE_URL"], keys, policies, schema_name=target.schema_name
+    )
+    print(f"policies of {target.description}: every table and column found")
+    return 0
 
 
 def status(target: Target, arguments: argparse.Namespace) -> int:
@@ -174,7 +189,7 @@ def account_setup(arguments: argparse.Namespace) -> int:
         if role is None:
             print(
                 f"API Gateway in {region} has no CloudWatch log role, so the stack's stage "
-                "cannot be created. Run `make account-setup` once (README, Deploy)."
+                "cannot be created. Run `make account-setup` once (docs/DEPLOY.md)."
             )
             return 1
         print(f"API Gateway in {region} logs with {role}")
@@ -185,10 +200,26 @@ def account_setup(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def check_deploy(arguments: argparse.Namespace) -> int:
+    config_env = arguments.config_env or "default"
+    parameters = deploy_parameters(config_env, arguments.config_file)
+    where = f"{arguments.config_file.name} [{config_env}.deploy.parameters]"
+    check_parameters(parameters, where)
+    print(f"the {config_env} environment's parameters are valid ({len(parameters)} set)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ops", description=__doc__)
+    return run(lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
+    parser = Parser(prog="python -m ops", description=__doc__)
     parser.add_argument("--stack", help="a deployed stack's name (default: the local stack)")
     parser.add_argument("--config-env", help="the stack samconfig.toml names for ENV")
+    parser.add_argument(
+        "--config-file", type=Path, default=SAMCONFIG, help="samconfig.toml (as sam's option)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     command = commands.add_parser("backfill", help="fill or refill the cache from Supabase now")
     command.add_argument("--no-wait", action="store_true")
@@ -207,15 +238,14 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("check", help="every column the table policies name exists")
     command = commands.add_parser("account-setup", help="API Gateway's CloudWatch role, once")
     command.add_argument("--check", action="store_true", help="only report; exit 1 if unset")
+    commands.add_parser("check-deploy", help="check samconfig's parameters before a deploy")
     arguments = parser.parse_args(argv)
 
     if arguments.command == "account-setup":
         return account_setup(arguments)
-    try:
-        target = resolve_target(arguments.stack, arguments.config_env)
-    except TargetNotFound as error:
-        print(error, file=sys.stderr)
-        return 2
+    if arguments.command == "check-deploy":
+        return check_deploy(arguments)
+    target = resolve_target(arguments.stack, arguments.config_env, arguments.config_file)
     handlers = {
         "backfill": backfill,
         "heal": heal,

@@ -2,7 +2,7 @@
 
 Lambda's code and layer directories are read-only, so Python cannot cache the bytecode it
 compiles there: without ``.pyc`` files every cold start compiles every module it imports
-(measured from process start to the first answer: README, "Cold start"). The files are
+(measured from process start to the first answer: docs/SCALE.md, "Cold start"). The files are
 compiled by the runtime's own Python version (a ``.pyc`` is only used by the version that
 wrote it), and hash-based: the ``.zip`` SAM uploads resets file times, which would make
 timestamp-based ``.pyc`` files look stale; a checked hash stays valid exactly as long as the

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
+from ops.mistakes import Mistake
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -32,7 +34,7 @@ REQUIRED_OUTPUTS = (
 )
 
 
-class TargetNotFound(Exception):
+class TargetNotFound(Mistake):
     """No stack to act on: not deployed under that name, or no local stack running."""
 
 
@@ -125,7 +127,12 @@ def deployed_target(stack_name: str, session: boto3.Session | None = None) -> Ta
     try:
         stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
     except cloudformation.exceptions.ClientError as error:
-        raise TargetNotFound(f"stack {stack_name}: {error}") from error
+        if "does not exist" not in str(error):
+            raise  # credentials, permissions: ops.mistakes words those
+        raise TargetNotFound(
+            f"no stack named {stack_name} in {session.region_name}: deploy it (make deploy), "
+            "or name another (STACK=<name>, or ENV=<samconfig environment>)"
+        ) from error
     outputs = {item["OutputKey"]: item["OutputValue"] for item in stacks[0].get("Outputs", [])}
     missing = [name for name in REQUIRED_OUTPUTS if name not in outputs]
     if missing:
@@ -169,15 +176,21 @@ def stack_name_from_config(config_env: str, path: Path = ROOT / "samconfig.toml"
         name = config.get(config_env, {}).get(section, {}).get("parameters", {}).get("stack_name")
         if name:
             return str(name)
-    raise TargetNotFound(f"samconfig.toml has no stack_name for environment {config_env!r}")
+    known = ", ".join(name for name, value in config.items() if isinstance(value, dict))
+    raise TargetNotFound(
+        f"samconfig.toml has no stack_name for environment {config_env!r} (it has: {known}): "
+        "ENV=<one of them>, or STACK=<name>"
+    )
 
 
-def resolve_target(stack: str | None, config_env: str | None) -> Target:
+def resolve_target(
+    stack: str | None, config_env: str | None, config_file: Path = ROOT / "samconfig.toml"
+) -> Target:
     """STACK= wins, then an environment of samconfig.toml, then the running local stack."""
     if stack:
         return deployed_target(stack)
     if config_env:
-        return deployed_target(stack_name_from_config(config_env))
+        return deployed_target(stack_name_from_config(config_env, config_file))
     from local.state_file import read_state, state_path
 
     state = read_state(state_path())
@@ -186,6 +199,6 @@ def resolve_target(stack: str | None, config_env: str | None) -> Target:
             "no local stack is running (start `make dev`), and no STACK=<name> was given"
         )
     if "outputs" not in state:
-        raise TargetNotFound("the running local stack is older than this command: restart it")
+        raise TargetNotFound("the running local stack is older than this command: restart make dev")
     os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
     return local_target(state)

@@ -106,7 +106,7 @@ def _error(
 
 
 # No Powertools Tracer here: it loads the X-Ray SDK, which took the handler's import from
-# 1.7x to 2.5x `import boto3` (README, "Cold start"). Active tracing still records this
+# 1.7x to 2.5x `import boto3` (docs/SCALE.md, "Cold start"). Active tracing still records this
 # function's invocation, and botocore passes the trace id on to SQS, so the consumer's trace
 # continues the webhook's; only the subsegments of the SQS and Secrets Manager calls are missing.
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -46,6 +46,16 @@ CASES: list[tuple[str, list[tuple[bytes, bytes]], bytes | None, int]] = [
     ("reversed surrogate pair", JSON, payload('{"id": 42, "x": "\\udc00\\ud800"}'), 400),
     ("duplicate type", JSON, b'{"type": "DELETE", ' + GOOD[1:], 400),
     ("duplicate record.id", JSON, payload('{"id": 42, "id": 43}'), 400),
+    # API Gateway would hand a text body over with U+FFFD in place of each invalid byte; the
+    # API's BinaryMediaTypes (*/*) passes the bytes as sent, so the receiver sees them.
+    ("invalid UTF-8 byte", JSON, GOOD.replace(b'"t"', b'"caf\xe9"'), 400),
+    ("truncated UTF-8 sequence", JSON, GOOD.replace(b'"t"', b'"\xe2\x82"'), 400),
+    (
+        "invalid UTF-8, charset=utf-8",
+        [(b"Content-Type", b"application/json; charset=utf-8"), AUTH],
+        GOOD.replace(b'"t"', b'"\xff"'),
+        400,
+    ),
     ("UTF-16 with BOM", JSON, GOOD.decode().encode("utf-16"), 400),
     ("UTF-16-LE without BOM", JSON, GOOD.decode().encode("utf-16-le"), 400),
     ("UTF-32", JSON, GOOD.decode().encode("utf-32"), 400),

@@ -1,4 +1,4 @@
-"""The local loop as the README and the banners print it: make dev, make invoke, make demo."""
+"""The local loop as docs/DEVELOPING.md and the banners print it: make dev, invoke, demo."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import pytest
 
 from local.dev import real_supabase
 from local.stack import PipelineStack, PortInUse
+from ops.mistakes import Mistake
 from tests.conftest import ROOT
 from tests.e2e.conftest import QUIET
 
@@ -180,7 +181,7 @@ def test_half_a_real_project_is_an_error_not_a_fallback(
     environ: dict[str, str], message: str, tmp_path: Path
 ) -> None:
     # Given only one of SUPABASE_URL / SUPABASE_KEY
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(Mistake, match=message):
         real_supabase(environ)
     # When make dev starts with it / Then it refuses in one line instead of using the stand-in
     dev = _python(

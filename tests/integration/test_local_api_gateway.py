@@ -105,3 +105,58 @@ def test_a_body_at_the_limit_reaches_the_function(
     connection.request("POST", "/revalidate", body=b"z" * MAX_REQUEST_BYTES)
     assert connection.getresponse().status == 202
     assert len(functions.events) == 1
+
+
+def _raw(api: ApiGateway, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    host, port = api.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as client:
+        client.sendall(request)
+        response = b""
+        while chunk := client.recv(65536):
+            response += chunk
+    head, _, body = response.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in header_lines)
+    return int(status_line.split(" ")[1]), headers, body
+
+
+@pytest.mark.parametrize("method", ["TRACE", "QUERY", "PROPFIND", "BREW"])
+@pytest.mark.parametrize("path", ["/revalidate", "/articles", "/articles/1"])
+def test_a_method_api_gateway_has_no_route_for_gets_its_403_in_json(
+    gateway: tuple[ApiGateway, RecordingFunctions], method: str, path: str
+) -> None:
+    # Given routes declared with Method: ANY, which API Gateway maps to its seven methods
+    # (GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS) and no other
+    api, functions = gateway
+    # When a request uses another method
+    status, headers, body = _raw(
+        api, f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+    )
+    # Then it gets the REST API's answer to a request no route matches, in JSON, and no
+    # function is invoked (http.server alone answers 501 with an HTML page)
+    assert status == 403
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(body) == {"message": "Missing Authentication Token"}
+    assert functions.events == []
+
+
+@pytest.mark.parametrize(
+    ("request_line", "status"),
+    [
+        (b"GET /articles HTTP/9.9", 505),
+        (b"GET /articles HTTP/1.1 extra", 400),
+        (b"GET /" + b"a" * 70_000 + b" HTTP/1.1", 414),
+    ],
+)
+def test_a_request_http_cannot_parse_gets_a_json_error(
+    gateway: tuple[ApiGateway, RecordingFunctions], request_line: bytes, status: int
+) -> None:
+    # Given a request line the HTTP server cannot parse
+    api, functions = gateway
+    # When it is sent
+    answered, headers, body = _raw(api, request_line + b"\r\nHost: x\r\n\r\n")
+    # Then the error is JSON as every other answer of the API, never an HTML page
+    assert answered == status
+    assert headers["Content-Type"] == "application/json"
+    assert set(json.loads(body)) == {"message"}
+    assert functions.events == []

@@ -299,7 +299,7 @@ def _with_token(token: str) -> dict[str, Any]:
 
 
 def _finish_rotation(aws: EmulatedAws, name: str) -> None:
-    """Step 3 of the README's procedure, as the two CLI calls do it."""
+    """Step 3 of the rotation procedure (docs/OPERATING.md), as the two CLI calls do it."""
     versions = aws.secrets.list_secret_version_ids(SecretId=name)["Versions"]
     stages = {version["VersionId"]: version.get("VersionStages", []) for version in versions}
     new_id = next(vid for vid, names in stages.items() if "AWSPENDING" in names)

@@ -192,26 +192,3 @@ def _run_all(aws: EmulatedAws, ports: Any, context: LambdaContext, event: dict[s
             return
         assert run(sqs_event(*(m["Body"] for m in messages)), ports, context) == []
     raise AssertionError("the queue never drained")
-
-
-def test_a_stack_whose_policy_names_a_missing_column_does_not_start(
-    standin: SupabaseStandIn,
-) -> None:
-    # Given a project whose articles have no modified_at and no score, and a policy naming
-    # them as their change column and their order
-    _replace_rows(standin, [{"id": 1, "title": "a"}])
-    from local.stack import PipelineStack
-
-    stack = PipelineStack(
-        serve=False,
-        supabase_url=standin.url,
-        supabase_key=standin.service_key,
-        supabase_anon_key=standin.anon_key,
-        parameters={
-            "TablePolicies": '{"articles": {"changed_at": "modified_at", "order": "score"}}'
-        },
-    )
-    # When it starts / Then it stops at once, naming both columns and what names them
-    with pytest.raises(ValueError, match="modified_at") as refused:
-        stack.start()
-    assert "score" in str(refused.value) and "changed_at" in str(refused.value)

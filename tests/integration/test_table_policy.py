@@ -17,10 +17,12 @@ from supabase import create_client
 
 from local.supabase_standin import SupabaseStandIn
 from reader.handler import build_ports as build_reader_ports
+from reader.handler import default_ports as default_reader_ports
 from reader.handler import lambda_handler as reader_handler
 from tests.conftest import EmulatedAws, LambdaContext, load_event
 from tests.consumer_support import batch, change, consumer_ports, run_and_drain
-from waituntil.core.settings import ConsumerSettings, ReaderSettings
+from waituntil.core.errors import ServiceViewServedPublicly
+from waituntil.core.settings import ConsumerSettings, ReaderSettings, reader_settings
 from waituntil.read.cache_client import get_item, get_list
 from waituntil.sync.ports import ConsumerPorts
 
@@ -187,3 +189,28 @@ def test_the_consumer_refuses_to_start_without_an_anon_key_for_anon_tables(
             dynamodb=aws.dynamodb,
             sqs=aws.sqs,
         )
+
+
+def test_a_public_reader_with_an_undeclared_service_view_serves_nothing(
+    aws: EmulatedAws, lambda_context: LambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the reader's template environment (ReadAccess=public) with articles cached by the
+    # service role and no "public": true, and a cached draft that RLS would hide
+    environment = {
+        **aws.environment("ReaderFunction"),
+        "TABLE_POLICIES": json.dumps({"articles": {"role": "service"}}),
+    }
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    reader_settings.cache_clear()
+    default_reader_ports.cache_clear()
+    event = copy.deepcopy(load_event("reader/list.json"))
+    try:
+        # When the first read reaches a fresh container (its ports built from the environment)
+        # Then the function refuses to start with the typed error (API Gateway answers 502),
+        # and no row is served
+        with pytest.raises(ServiceViewServedPublicly, match="ReadAccess is public"):
+            reader_handler(event, lambda_context)
+    finally:
+        reader_settings.cache_clear()
+        default_reader_ports.cache_clear()

@@ -117,7 +117,7 @@ def test_iam_read_access_signs_the_reads_and_leaves_the_webhook_alone() -> None:
 
     # Then only the read routes need SigV4, and API Gateway invokes the reader under its resource
     # policy rather than with the caller's credentials (which would also need
-    # lambda:InvokeFunction: README promises execute-api:Invoke is enough)
+    # lambda:InvokeFunction: docs/SECURITY.md promises execute-api:Invoke is enough)
     assert security == {
         "/revalidate": ["NONE"],
         "/{table}": ["AWS_IAM"],
@@ -128,6 +128,66 @@ def test_iam_read_access_signs_the_reads_and_leaves_the_webhook_alone() -> None:
         m["x-amazon-apigateway-integration"] for p in paths.values() for m in p.values()
     ]
     assert [integration.get("credentials") for integration in integrations] == [None] * 3
+
+
+@needs_sam
+def test_every_request_body_reaches_the_functions_as_the_bytes_sent() -> None:
+    # Given the transformed template (a REST API hands a text body over with U+FFFD in place
+    # of invalid UTF-8, so the receiver could not refuse a body that is not UTF-8)
+    api = transformed()["Resources"]["Api"]["Properties"]
+
+    # When its binary media types are read, in the generated OpenAPI document and on the API
+    binary = api["Body"]["x-amazon-apigateway-binary-media-types"]
+
+    # Then every content type is binary: bodies arrive base64, byte for byte
+    assert binary == ["*/*"]
+    assert api["BinaryMediaTypes"] == ["*~1*"]
+
+
+@needs_sam
+def test_the_webhook_gate_guards_the_stage_the_api_deploys() -> None:
+    # Given the transformed template
+    template = transformed()
+    (stage_id,) = of_type(template, "AWS::ApiGateway::Stage")
+    (association,) = of_type(template, "AWS::WAFv2::WebACLAssociation").values()
+
+    # When the gate's association is read
+    arn = association["Properties"]["ResourceArn"]["Fn::Sub"]
+
+    # Then it names the API's one stage (SAM's own logical id for it), so the web ACL is
+    # attached once that stage exists, and it is a regional web ACL (API Gateway's kind)
+    assert arn.endswith("::/restapis/${Api}/stages/${" + stage_id + "}")
+    (acl,) = of_type(template, "AWS::WAFv2::WebACL").values()
+    assert acl["Properties"]["Scope"] == "REGIONAL"
+    assert association["Properties"]["WebACLArn"] == {"Fn::GetAtt": ["WebhookGate", "Arn"]}
+
+
+@needs_sam
+def test_the_webhook_metrics_read_fields_the_access_log_writes() -> None:
+    # Given the stage's access log format and the metric filters on its log group
+    template = transformed()
+    (stage,) = of_type(template, "AWS::ApiGateway::Stage").values()
+    written = set(json.loads(stage["Properties"]["AccessLogSetting"]["Format"]))
+    filters = of_type(template, "AWS::Logs::MetricFilter")
+
+    # When the fields each filter pattern reads are collected
+    read = {
+        field
+        for metric_filter in filters.values()
+        for field in re.findall(r"\$\.(\w+)", metric_filter["Properties"]["FilterPattern"])
+    }
+
+    # Then the log writes each of them (a renamed field would silence the alarm), and the
+    # refusals alarm reads the metrics the filters publish
+    assert read <= written, read - written
+    published = {
+        transformation["MetricName"]
+        for metric_filter in filters.values()
+        for transformation in metric_filter["Properties"]["MetricTransformations"]
+    }
+    alarm = template["Resources"]["WebhookRefusalsAlarm"]
+    assert published == {"WebhookRequests", "WebhookRefusals"}
+    assert published <= {name for _, name in _watched_metrics(alarm)}
 
 
 @needs_sam
@@ -183,7 +243,8 @@ def test_the_alarms_cover_what_an_operator_must_hear_about() -> None:
     watched = set().union(*(_watched_metrics(alarm) for alarm in alarms.values()))
 
     # Then the DLQ, the queue's age, consumer errors and throttles, receiver 5xx, table sync
-    # failures, resync drift, rows healed (lost webhooks) and reconcile failures are all watched
+    # failures, resync drift, the webhook's refusals (receiver, throttle, gate), rows healed
+    # (lost webhooks) and reconcile failures are watched
     ours = "SupabaseWaitUntil/${AWS::StackName}"
     assert watched == {
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
@@ -193,6 +254,9 @@ def test_the_alarms_cover_what_an_operator_must_hear_about() -> None:
         (ours, "QueueFailures"),
         (ours, "TableSyncFailures"),
         (ours, "ResyncDriftRows"),
+        (ours, "WebhookRequests"),
+        (ours, "WebhookRefusals"),
+        ("AWS/WAFV2", "BlockedRequests"),
         (ours, "RowsHealed"),
         (ours, "ReconcileFailures"),
     }
@@ -273,5 +337,11 @@ def test_samconfig_gives_every_parameter_a_value(environment: str) -> None:
     # their own secrets and URL parameter
     assert missing == []
     assert set(given) <= set(parameters)
-    for name in ("SupabaseUrl", "WebhookSecretName", "SupabaseKeySecretName"):
+    for name in (
+        "SupabaseUrl",
+        "WebhookSecretName",
+        "SupabaseKeySecretName",
+        "SupabaseAnonKeySecretName",
+        "WebhookGateKey",
+    ):
         assert f"/{environment if environment == 'prod' else 'dev'}/" in given[name]

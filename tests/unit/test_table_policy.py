@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from waituntil.core.settings import ReceiverSettings
+from waituntil.core.errors import ServiceViewServedPublicly
+from waituntil.core.settings import ReaderSettings, ReceiverSettings
 from waituntil.core.table_policy import TablePolicy, parse_policies
 
 DEFAULT = TablePolicy()
@@ -73,3 +74,55 @@ def test_every_function_reads_the_same_keys() -> None:
         }
     )
     assert settings.primary_keys == {"articles": "id", "authors": "slug"}
+
+
+READER = {"CACHE_TABLE_NAME": "cache", "CACHED_TABLES": "articles,authors"}
+
+
+@pytest.mark.parametrize(
+    "policies",
+    [
+        '{"articles": {"role": "service"}}',
+        '{"articles": {"role": "service", "public": false}}',
+        '{"articles": {"role": "service"}, "authors": {"role": "service", "public": true}}',
+    ],
+)
+def test_a_public_reader_refuses_a_service_view_its_policy_does_not_call_public(
+    policies: str,
+) -> None:
+    # Given a table cached with the service role's view (every row, RLS bypassed) and a public
+    # read API, without "public": true in that table's policy
+    environment = {**READER, "READ_ACCESS": "public", "TABLE_POLICIES": policies}
+    # When the reader's settings are validated / Then it refuses to start, naming the table
+    with pytest.raises(ServiceViewServedPublicly, match=r"^articles: .*\"public\": true"):
+        ReaderSettings.model_validate(environment)
+
+
+@pytest.mark.parametrize(
+    ("read_access", "policies"),
+    [
+        ("public", '{"articles": {"role": "service", "public": true}}'),
+        ("public", '{"articles": {"role": "anon"}}'),
+        ("iam", '{"articles": {"role": "service"}}'),
+    ],
+)
+def test_a_reader_serves_a_service_view_when_said_so_or_behind_iam(
+    read_access: str, policies: str
+) -> None:
+    # Given an explicit "public": true, an anon view, or reads that need IAM
+    environment = {**READER, "READ_ACCESS": read_access, "TABLE_POLICIES": policies}
+    # When validated / Then the reader starts
+    assert ReaderSettings.model_validate(environment).policy("articles").key == "id"
+
+
+def test_only_the_reader_refuses_what_only_the_reader_would_publish() -> None:
+    # Given a service view without "public" (the consumer caches it; IAM reads may serve it)
+    environment = {
+        "CACHED_TABLES": "articles",
+        "TABLE_POLICIES": '{"articles": {"role": "service"}}',
+        "QUEUE_URL": "q",
+        "WEBHOOK_SECRET_NAME": "s",
+        "MAX_MESSAGE_BYTES": "1048576",
+    }
+    # When the receiver's settings are validated / Then they are accepted
+    assert ReceiverSettings.model_validate(environment).policy("articles").role == "service"

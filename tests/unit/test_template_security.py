@@ -1,4 +1,4 @@
-"""Template security as a test: template.yaml is read and held to five rules.
+"""Template security as a test: template.yaml is read and held to six rules.
 
 1. IAM statements the project writes allow no wildcard action or resource (and no ``*``
    principal), intrinsics (``!Sub``, ``!Join``) included; the one wildcard allowed ranges
@@ -9,6 +9,8 @@
 4. Every queue, table and bucket is encrypted at rest.
 5. No function-level dead-letter queue on an SQS-triggered function (it applies only to
    async invokes; the queue's redrive policy is the DLQ there).
+6. The webhook has its own edge: a web ACL on the API's stage blocks a request to it without
+   the gate key, and its throttle is its own (tests/unit/test_webhook_edge.py runs them).
 
 Each rule is also run against a template broken on purpose, so that each can fail.
 checkov runs in `make lint` as well; this test states the project's own rules exactly.
@@ -259,12 +261,53 @@ def dlq_on_sqs_functions(template: Template) -> list[str]:
     return found
 
 
+def _gated_by_header(statement: dict[str, Any]) -> bool:
+    """A statement that matches only when the x-webhook-gate header is not the key."""
+    parts = statement.get("AndStatement", {}).get("Statements", [])
+    return any(
+        part.get("NotStatement", {})
+        .get("Statement", {})
+        .get("ByteMatchStatement", {})
+        .get("FieldToMatch", {})
+        .get("SingleHeader", {})
+        .get("Name", "")
+        .lower()
+        == "x-webhook-gate"
+        for part in parts
+    )
+
+
+def ungated_webhook(template: Template) -> list[str]:
+    found = []
+    acl_ids = [
+        association["Properties"]["WebACLArn"].get("Fn::GetAtt", [None])[0]
+        for _, association in resources(template, "AWS::WAFv2::WebACLAssociation")
+        if "${Api.Stage}" in _text(association["Properties"]["ResourceArn"])
+    ]
+    gates = [
+        rule
+        for acl_id in acl_ids
+        for rule in template["Resources"].get(acl_id, {}).get("Properties", {}).get("Rules", [])
+        if "Block" in rule.get("Action", {}) and _gated_by_header(rule.get("Statement", {}))
+    ]
+    if not gates:
+        found.append("no web ACL on the API's stage blocks a webhook without the gate key")
+    settings = template["Resources"]["Api"]["Properties"].get("MethodSettings", [])
+    if not any(
+        setting.get("ResourcePath") == "/~1revalidate" and setting.get("HttpMethod") == "POST"
+        for setting in settings
+    ):
+        found.append("POST /revalidate shares the read routes' throttle")
+    return found
+
+
 RULES: dict[str, Callable[[Template], list[str]]] = {
     "wildcard_iam": wildcard_iam,
     "secret_values": secret_values,
     "unthrottled_routes": unthrottled_routes,
     "unencrypted_stores": unencrypted_stores,
     "dlq_on_sqs_functions": dlq_on_sqs_functions,
+    "ungated_webhook": ungated_webhook,
 }
 
 
@@ -387,6 +430,19 @@ def _global_dlq(t: Template) -> None:
     t["Globals"]["Function"]["DeadLetterQueue"] = {"Type": "SQS", "TargetArn": "arn"}
 
 
+def _gate_not_associated(t: Template) -> None:
+    del t["Resources"]["WebhookGateAssociation"]
+
+
+def _gate_only_counts(t: Template) -> None:
+    t["Resources"]["WebhookGate"]["Properties"]["Rules"][0]["Action"] = {"Count": {}}
+
+
+def _webhook_shares_the_throttle(t: Template) -> None:
+    settings = t["Resources"]["Api"]["Properties"]["MethodSettings"]
+    settings[:] = [s for s in settings if s["ResourcePath"] == "/*"]
+
+
 BREAKAGES: list[tuple[str, Callable[[Template], None]]] = [
     ("wildcard_iam", _wildcard_statement),
     ("wildcard_iam", _wildcard_queue_policy_principal),
@@ -405,6 +461,9 @@ BREAKAGES: list[tuple[str, Callable[[Template], None]]] = [
     ("unencrypted_stores", _bucket_without_encryption),
     ("dlq_on_sqs_functions", _function_dlq),
     ("dlq_on_sqs_functions", _global_dlq),
+    ("ungated_webhook", _gate_not_associated),
+    ("ungated_webhook", _gate_only_counts),
+    ("ungated_webhook", _webhook_shares_the_throttle),
 ]
 
 

@@ -191,19 +191,6 @@ class SupabaseSource:
         rows = self._execute(table, query.limit(min(limit, self._max_rows)))
         return [ChangeMark(changed=str(row[column]), key=row[key]) for row in rows]
 
-    def missing_columns(self, table: str, columns: Sequence[str]) -> list[str]:
-        """Which of ``columns`` the table lacks (as the policy's role sees it): one read per
-        column, ``limit=0`` (a GET: a HEAD answers errors without a body, so without their code).
-        Checked when a stack starts, so a policy naming a column the table
-        lacks is a clear error then, not a reconcile failing every minute."""
-        missing = []
-        for column in dict.fromkeys(columns):
-            try:
-                self._send(table, self._query(table, select=column).limit(0))
-            except ColumnMissing:
-                missing.append(column)
-        return missing
-
     def _execute(self, table: str, query: Any) -> list[Row]:
         rows = cast(list[Row], self._send(table, query).data)
         with self._counting:

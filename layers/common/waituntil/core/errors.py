@@ -83,6 +83,18 @@ class ResponseTooLarge(WaitUntilError):
     """A stored body too large for one Lambda response (a huge, very compressible row)."""
 
 
+# A configuration a function refuses to start with. Not a ValueError: pydantic would fold it
+# into a ValidationError, and the caller (a handler's cold start, `make dev`, `make deploy`'s
+# check) names this class to say what to change.
+class SettingsRefused(WaitUntilError):
+    """The settings are valid one by one but must not run together."""
+
+
+class ServiceViewServedPublicly(SettingsRefused):
+    """A table cached with the service role's view (every row, RLS bypassed) would be served
+    by a public read API, and its policy does not say ``"public": true``."""
+
+
 # Dependencies that failed: 503 at the API, a batch item failure in the consumer.
 class DependencyUnavailable(WaitUntilError):
     """A service we depend on (SQS, Secrets Manager, Supabase, DynamoDB) failed or timed out."""

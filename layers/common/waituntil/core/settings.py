@@ -12,6 +12,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
+from waituntil.core.errors import ServiceViewServedPublicly
 from waituntil.core.table_policy import TablePolicy, parse_policies
 
 # Supabase (PostgREST db-max-rows) silently truncates any read to this many rows.
@@ -128,6 +129,25 @@ class ReaderSettings(_EnvSettings):
     read_access: Annotated[str, Field(alias="READ_ACCESS", pattern="^(public|iam)$")] = "public"
     # S3 bucket holding row bodies too large for an item (written by the consumer).
     blob_bucket: Annotated[str | None, Field(alias="BLOB_BUCKET")] = None
+
+    def model_post_init(self, context: object, /) -> None:
+        super().model_post_init(context)
+        if self.read_access != "public":
+            return
+        exposed = [
+            table
+            for table in self.cached_tables
+            if self.policy(table).role == "service" and not self.policy(table).public
+        ]
+        if exposed:
+            # A service-role view holds every row and column, what RLS hides included: the
+            # public read API would publish it. Only an explicit policy may say it is public.
+            raise ServiceViewServedPublicly(
+                f"{', '.join(exposed)}: cached with the service role's view (every row and "
+                'column) but ReadAccess is public; add "public": true to its TablePolicies '
+                'entry if all of it may be public, use "role": "anon", or deploy with '
+                "ReadAccess=iam"
+            )
 
 
 @cache

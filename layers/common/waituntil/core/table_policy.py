@@ -20,6 +20,9 @@ functions through their settings:
   webhook was lost (``waituntil.sync.heal_scan``). Default: ``updated_at`` where the table has
   one; ``false``: none (deletes and inserts still heal by range counts, updates by the
   scheduled full resync).
+- ``public``: ``true`` says a ``service`` table may be served to anyone anyway (its every row
+  and column is public). Without it, a reader with ``ReadAccess=public`` refuses to start
+  rather than publish what Row Level Security hides (``ReaderSettings``). Default ``false``.
 
 ``TablePolicies`` is JSON: ``{"authors": {"key": "slug", "order": "name"}}``; tables it does
 not name get the defaults, so the common case is ``CachedTables=articles`` and nothing else.
@@ -50,6 +53,8 @@ class TablePolicy(BaseModel):
     role: Literal["anon", "service"] = "anon"
     # None: ``updated_at`` if the table has it (checked by the reconciler); False: no column.
     changed_at: str | Literal[False] | None = None
+    # An explicit opt-in, never a default: see the module docstring.
+    public: bool = False
 
     @field_validator("order")
     @classmethod

@@ -72,7 +72,7 @@ def accept(request: WebhookRequest, ports: ReceiverPorts) -> Accepted:
     """
     settings = ports.settings
     check_single_headers(request.multi_value_headers)
-    # Current and, mid-rotation, pending secret: see README "Rotate the webhook secret".
+    # Current and, mid-rotation, pending secret: see docs/OPERATING.md, "Rotating secrets".
     check_bearer(
         request.authorization, ports.secrets.accepted_versions(settings.webhook_secret_name)
     )

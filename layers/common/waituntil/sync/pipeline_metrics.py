@@ -1,4 +1,4 @@
-"""Pipeline-level metrics the template's dashboard and alarms read (README, "Metrics").
+"""Pipeline-level metrics the template's dashboard and alarms read (docs/OPERATING.md, "Metrics").
 
 - ``ChangeLatency`` (Milliseconds): from the receiver accepting a webhook (``received_at``) to
   the consumer having written what it implies; the "webhook to cache" line of the dashboard.
