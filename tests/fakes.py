@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from waituntil.cache.fingerprint import combine, row_hash
 from waituntil.cache.layout import dump_json, served_chunk_json
 from waituntil.cache.model import (
     ChangeMark,
@@ -27,6 +28,7 @@ from waituntil.cache.model import (
     ListChunk,
     ListHead,
     PositionRange,
+    RangePrint,
     RowState,
     RowWrites,
     ServedChunk,
@@ -34,7 +36,7 @@ from waituntil.cache.model import (
     position_tag,
 )
 from waituntil.core.contracts import Row
-from waituntil.core.errors import ColumnMissing
+from waituntil.core.errors import ColumnMissing, FingerprintUnavailable
 from waituntil.core.list_order import ListOrder, Position
 
 
@@ -55,6 +57,7 @@ class MemoryStore:
     on_publish: Callable[[MemoryStore, ListHead], None] | None = None
     leases: dict[tuple[str, str], tuple[str, float]] = field(default_factory=dict)
     heal_states: dict[str, HealState] = field(default_factory=dict)
+    fingerprints: dict[str, tuple[int, int]] = field(default_factory=dict)
     seconds: float = 1_000_000.0  # the store's clock, for lease expiry
 
     # ----- rows -----
@@ -211,6 +214,17 @@ class MemoryStore:
     def put_heal_state(self, state: HealState) -> None:
         self.heal_states[state.table] = state
 
+    def get_fingerprints(self, node_keys: Sequence[str]) -> dict[str, tuple[int, int]]:
+        return {key: self.fingerprints[key] for key in node_keys if key in self.fingerprints}
+
+    def put_fingerprints(self, prints: Mapping[str, tuple[int, int]]) -> None:
+        for key, value in prints.items():
+            node = self.nodes.get(key)
+            # A node's sum never changes: it is written for a node that exists, as it is.
+            assert node is not None, f"fingerprint of a node never written: {key}"
+            assert self.fingerprints.get(key, value) == value, f"{key}'s fingerprint changed"
+            self.fingerprints[key] = value
+
 
 @dataclass
 class MemorySource:
@@ -222,6 +236,7 @@ class MemorySource:
     rows_read: int = 0
     order: ListOrder | None = None
     requests: int = 0  # the reconciler's requests (counts, key ranges, scans)
+    fingerprint_function: bool = True  # the project installed the migration's SQL function
 
     def put(self, row: Row) -> None:
         self.table[row[self.primary_key]] = row
@@ -292,6 +307,26 @@ class MemorySource:
             marks = [mark for mark in marks if (mark[0], mark[1]) > floor]
         self.rows_read += len(marks[:limit])
         return [ChangeMark(changed=text, key=key) for _, key, text in marks[:limit]]
+
+    def fingerprint_ranges(
+        self, table: str, ranges: Sequence[PositionRange], *, with_rows: bool = False
+    ) -> list[RangePrint]:
+        if not self.fingerprint_function:
+            raise FingerprintUnavailable("waituntil_fingerprint is not installed")
+        self.requests += len(ranges)
+        prints = []
+        for bounds in ranges:
+            hashes = {
+                str(row[self.primary_key]): row_hash(dump_json(row))
+                for row in self.table.values()
+                if self._in(row, bounds)
+            }
+            if with_rows:
+                self.rows_read += len(hashes)
+            prints.append(
+                RangePrint(len(hashes), combine(hashes.values()), hashes if with_rows else None)
+            )
+        return prints
 
 
 @dataclass

@@ -10,7 +10,7 @@ import pytest
 
 from tests.fakes import MemoryQueue, MemorySource, MemoryStore
 from waituntil.cache.list_patch import ListSizes
-from waituntil.cache.model import ChangeMark, PositionRange
+from waituntil.cache.model import ChangeMark, PositionRange, RangePrint
 from waituntil.core.contracts import Change, Row
 from waituntil.core.errors import InvalidMessage, SourceUnavailable
 from waituntil.core.list_order import ListOrder, Position
@@ -60,6 +60,11 @@ class TwoTables:
         limit: int,
     ) -> list[ChangeMark]:
         return self._table(table).changed_since(table, column, since, before, after, limit)
+
+    def fingerprint_ranges(
+        self, table: str, ranges: Sequence[PositionRange], *, with_rows: bool = False
+    ) -> list[RangePrint]:
+        return self._table(table).fingerprint_ranges(table, ranges, with_rows=with_rows)
 
 
 def _settings(**environment: str) -> ConsumerSettings:

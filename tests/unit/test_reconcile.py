@@ -75,11 +75,14 @@ class Setup:
         overlap_s: int = 300,
         with_column: bool = True,
         chunk_bytes: int = 2048,
+        fingerprint: bool = False,
     ) -> None:
         self.clock = Clock()
         policy: dict[str, Any] = {}
         if changed_at is not None:
             policy["changed_at"] = changed_at
+        if fingerprint:
+            policy["fingerprint"] = True
         self.settings = ConsumerSettings.model_validate(
             {
                 "CACHE_TABLE_NAME": "cache",
@@ -537,3 +540,57 @@ def test_reconcile_of_every_table_is_one_message_per_table() -> None:
     assert not outcome.failures
     sent = [Change.from_message(body) for body in setup.queue.bodies]
     assert [(change.type, change.table) for change in sent] == [("RECONCILE", "articles")]
+
+
+# ----- fingerprints (a table without a change column) ------------------------------------------
+
+
+def _fingerprinted(rows: int, **setup: Any) -> Setup:
+    return Setup(rows, with_column=False, changed_at=False, fingerprint=True, **setup)
+
+
+@pytest.mark.parametrize("order", [None, "rank.desc"])
+def test_with_fingerprints_lost_updates_and_cancelling_changes_are_found(order: str | None) -> None:
+    # Given a table without a change column, reconciled by fingerprints, then lost changes:
+    # two updates, and a delete beside an insert (which counts alone cannot see)
+    setup = _fingerprinted(600, order=order)
+    setup.clock.advance(600)
+    setup.put(10, title="edited", rank=3)
+    setup.put(400, title="edited too", rank=None)
+    setup.source.delete(599)
+    setup.put(601, rank=5)
+    # When a cycle runs, and its follow-up
+    report = setup.cycle()
+    setup.drain()
+    # Then every one is found and healed, reading a few rows per difference
+    assert report.to_check == 4
+    assert setup.converged()
+    assert report.rows_read <= 2 * 4 + 100
+
+
+def test_with_fingerprints_nothing_lost_is_one_request_and_no_row() -> None:
+    # Given a table reconciled by fingerprints, in step
+    setup = _fingerprinted(500)
+    setup.clock.advance(600)
+    setup.cycle()  # sums the cached nodes once, and keeps the sums beside them
+    # When a cycle runs
+    report = setup.cycle()
+    # Then it asks the database once (the whole table's count and fingerprint), reads no row
+    assert report.outcome == "done" and report.to_check == 0
+    assert setup.source.requests == 1 and setup.source.rows_read == 0
+
+
+def test_without_the_fingerprint_function_a_table_falls_back_to_counts() -> None:
+    # Given a table whose policy asks for fingerprints, in a project without the function
+    setup = _fingerprinted(300)
+    setup.source.fingerprint_function = False
+    setup.clock.advance(600)
+    setup.put(5, title="edited")
+    setup.source.delete(6)
+    # When a cycle runs
+    report = setup.cycle()
+    setup.drain()
+    # Then it does not fail: counts heal the delete; the update waits for the full resync
+    assert report.outcome == "done"
+    assert get_item(setup.store, "articles", 6) is None
+    assert get_item(setup.store, "articles", 5) != setup.source.table[5]

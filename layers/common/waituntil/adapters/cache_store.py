@@ -28,6 +28,8 @@ from waituntil.cache.items import (
     checkpoint_to_item,
     chunk_from_item,
     chunk_to_item,
+    fingerprint_from_item,
+    fingerprint_to_item,
     head_from_item,
     head_to_attributes,
     heal_state_from_item,
@@ -48,6 +50,7 @@ from waituntil.cache.layout import (
     blob_object_key,
     dump_json,
     encode_text,
+    fingerprint_item_key,
     heal_item_key,
     lease_item_key,
     list_item_key,
@@ -77,6 +80,8 @@ if TYPE_CHECKING:
 BATCH_WRITE_LIMIT = 25
 BATCH_GET_LIMIT = 100
 UNPROCESSED_RETRIES = 8
+# A node's fingerprint item outlives any use of it: summed again from the node when expired.
+FINGERPRINT_TTL_S = 30 * 86_400
 # Threads for per-item conditional writes; adapters/aws sizes the connection pool above this.
 WRITE_WORKERS = 16
 
@@ -435,6 +440,34 @@ class CacheStore:
 
     def put_heal_state(self, state: HealState) -> None:
         self._call(self._client.put_item, TableName=self._table, Item=heal_state_to_item(state))
+
+    def get_fingerprints(self, node_keys: Sequence[str]) -> dict[str, tuple[int, int]]:
+        by_pk = {fingerprint_item_key(key): key for key in node_keys}
+        found: dict[str, tuple[int, int]] = {}
+        for group in _groups(list(by_pk), BATCH_GET_LIMIT):
+            # Eventually consistent: a sum never changes once written.
+            pending: Any = {self._table: {"Keys": [{"pk": {"S": pk}} for pk in group]}}
+            for attempt in range(UNPROCESSED_RETRIES + 1):
+                response = self._call(self._client.batch_get_item, RequestItems=pending)
+                for item in response.get("Responses", {}).get(self._table, []):
+                    if "fp" in item and not _expired(item, self._clock()):
+                        found[by_pk[item["pk"]["S"]]] = fingerprint_from_item(item)
+                pending = response.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+                if attempt < UNPROCESSED_RETRIES:
+                    self._sleep(min(0.05 * 2**attempt, 2.0))
+            if pending:
+                raise DependencyUnavailable("DynamoDB left keys unprocessed after retries")
+        return found
+
+    def put_fingerprints(self, prints: Mapping[str, tuple[int, int]]) -> None:
+        expires_at = int(self._clock()) + FINGERPRINT_TTL_S
+        items = [
+            fingerprint_to_item(key, count, fingerprint, expires_at)
+            for key, (count, fingerprint) in prints.items()
+        ]
+        self._batch_write([{"PutRequest": {"Item": item}} for item in items])
 
     # ----- internals ----------------------------------------------------------------------
 

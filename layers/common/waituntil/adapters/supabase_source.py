@@ -21,9 +21,9 @@ from waituntil.adapters.postgrest_ranges import (
     range_params,
     scan_params,
 )
-from waituntil.cache.model import ChangeMark, PositionRange
+from waituntil.cache.model import ChangeMark, PositionRange, RangePrint
 from waituntil.core.contracts import Row
-from waituntil.core.errors import ColumnMissing, SourceUnavailable
+from waituntil.core.errors import ColumnMissing, FingerprintUnavailable, SourceUnavailable
 from waituntil.core.list_order import Position
 from waituntil.core.settings import SUPABASE_MAX_ROWS
 from waituntil.core.table_policy import TablePolicy
@@ -191,6 +191,49 @@ class SupabaseSource:
         rows = self._execute(table, query.limit(min(limit, self._max_rows)))
         return [ChangeMark(changed=str(row[column]), key=row[key]) for row in rows]
 
+    def fingerprint_ranges(
+        self, table: str, ranges: Sequence[PositionRange], *, with_rows: bool = False
+    ) -> list[RangePrint]:
+        """``POST /rpc/waituntil_fingerprint`` per range (the migration's SQL function), with
+        the policy's role: Row Level Security applies to it as to any read."""
+        if len(ranges) <= 1:
+            return [self._fingerprint(table, bounds, with_rows) for bounds in ranges]
+        with ThreadPoolExecutor(max_workers=COUNT_WORKERS, thread_name_prefix="print") as pool:
+            return list(pool.map(lambda b: self._fingerprint(table, b, with_rows), ranges))
+
+    def _fingerprint(self, table: str, bounds: PositionRange, with_rows: bool) -> RangePrint:
+        policy = self._policies[table]
+        order = policy.list_order
+        arguments = {
+            "table_name": table,
+            "key_column": policy.key,
+            "columns": policy.fingerprint_columns,
+            "order_column": order.column,
+            "descending": order.descending,
+            "lower_bound": list(bounds.lower) if bounds.lower is not None else None,
+            "upper_bound": list(bounds.upper) if bounds.upper is not None else None,
+            "with_rows": with_rows,
+        }
+        query = self._client(policy.role).rpc(FINGERPRINT_FUNCTION, arguments)
+        try:
+            answer = self._send(table, query).data
+        except SourceUnavailable as error:
+            cause = error.__cause__
+            if isinstance(cause, APIError) and cause.code in NO_FUNCTION:
+                raise FingerprintUnavailable(
+                    f"{FINGERPRINT_FUNCTION} is not installed in the project "
+                    "(supabase/migrations): counts only"
+                ) from error
+            raise
+        rows = answer.get("rows")
+        with self._counting:
+            self.rows_read += len(rows or [])
+        return RangePrint(
+            count=int(answer["count"]),
+            fingerprint=int(answer["fingerprint"]),
+            rows={str(key): int(value) for key, value in rows} if rows is not None else None,
+        )
+
     def _execute(self, table: str, query: Any) -> list[Row]:
         rows = cast(list[Row], self._send(table, query).data)
         with self._counting:
@@ -212,6 +255,9 @@ class SupabaseSource:
 
 # Postgres's SQLSTATE for a column the table does not have.
 UNDEFINED_COLUMN = "42703"
+FINGERPRINT_FUNCTION = "waituntil_fingerprint"
+# PostgREST's "function not found" (PGRST202), and Postgres's (42883) behind it.
+NO_FUNCTION = ("PGRST202", "42883")
 
 
 def _with_params(query: Any, params: Sequence[Param]) -> Any:

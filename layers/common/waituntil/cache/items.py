@@ -10,6 +10,7 @@ import json
 
 from waituntil.cache.layout import (
     KIND_CHUNK,
+    KIND_FINGERPRINT,
     KIND_HEAL,
     KIND_INDEX,
     KIND_LEASE,
@@ -20,6 +21,7 @@ from waituntil.cache.layout import (
     decode_text,
     dump_json,
     encode_text,
+    fingerprint_item_key,
     heal_item_key,
     lease_item_key,
     served_chunk_json,
@@ -222,6 +224,10 @@ def heal_state_to_item(state: HealState) -> Item:
         item["scan_from"] = {"S": state.scan_from}
     if state.change_column is not None:
         item["change_column"] = {"S": state.change_column}
+    if state.print_version is not None:
+        item["print_version"] = {"S": state.print_version}
+        item["print_count"] = {"N": str(state.print_count)}
+        item["print_fp"] = {"N": str(state.print_fp)}
     return item
 
 
@@ -233,4 +239,21 @@ def heal_state_from_item(table: str, item: Item) -> HealState:
         column_checked_ns=int(item.get("column_checked_ns", {}).get("N", "0")),
         last_ok_ns=int(item.get("last_ok_ns", {}).get("N", "0")),
         healed_total=int(item.get("healed_total", {}).get("N", "0")),
+        print_version=item.get("print_version", {}).get("S"),
+        print_count=int(item.get("print_count", {}).get("N", "0")),
+        print_fp=int(item.get("print_fp", {}).get("N", "0")),
     )
+
+
+def fingerprint_to_item(node_key: str, count: int, fingerprint: int, expires_at: int) -> Item:
+    return {
+        "pk": {"S": fingerprint_item_key(node_key)},
+        "kind": {"S": KIND_FINGERPRINT},
+        "row_count": {"N": str(count)},
+        "fp": {"N": str(fingerprint)},
+        "expires_at": {"N": str(expires_at)},
+    }
+
+
+def fingerprint_from_item(item: Item) -> tuple[int, int]:
+    return int(item["row_count"]["N"]), int(item["fp"]["N"])

@@ -17,6 +17,8 @@ One table, partition key ``pk`` (string):
   until ``expires_at`` (H5: one of each at a time).
 - ``/<table>#heal``, kind ``heal``: the reconciler's state (where its next scan starts, the
   change column found, its last successful cycle).
+- ``<node key>#fp``, kind ``fingerprint``: a list node's row count and fingerprint, for tables
+  reconciled by fingerprints; expires after 30 days (summed again if still needed).
 
 Nodes (versions, index pages, chunks) get unique keys and are never rewritten; a version that
 is no longer current, and nodes it alone used, get ``expires_at`` (the grace period for readers
@@ -55,6 +57,7 @@ KIND_CHUNK = "chunk"
 KIND_SYNC = "sync"
 KIND_LEASE = "lease"
 KIND_HEAL = "heal"
+KIND_FINGERPRINT = "fingerprint"
 # The two leases of a table (H5): one full sync, one reconcile cycle at a time.
 LEASE_SYNC = "sync"
 LEASE_RECONCILE = "reconcile"
@@ -95,6 +98,11 @@ def lease_item_key(table: str, kind: str) -> str:
 
 def heal_item_key(table: str) -> str:
     return f"/{table}#heal"
+
+
+def fingerprint_item_key(node_key: str) -> str:
+    """Beside a list node (``/<table>#c/<id>``): the sum of its rows' hashes."""
+    return f"{node_key}#fp"
 
 
 def blob_object_key(table: str, etag: str) -> str:

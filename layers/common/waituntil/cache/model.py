@@ -194,6 +194,16 @@ class ChangeMark:
 
 
 @dataclass(frozen=True)
+class RangePrint:
+    """What the database's fingerprint function says of a range: its row count, the sum of its
+    rows' hashes modulo 2^64 (``cache.fingerprint``), and each row's hash when asked."""
+
+    count: int
+    fingerprint: int
+    rows: dict[str, int] | None = None  # key -> row hash
+
+
+@dataclass(frozen=True)
 class HealState:
     """What the reconciler keeps per table between cycles (``/<table>#heal``).
 
@@ -211,6 +221,10 @@ class HealState:
     column_checked_ns: int = 0
     last_ok_ns: int = 0
     healed_total: int = 0
+    # The cached list's whole fingerprint, for the head version it was summed for.
+    print_version: str | None = None
+    print_count: int = 0
+    print_fp: int = 0
 
 
 @dataclass(frozen=True)
@@ -262,6 +276,13 @@ class TableSource(Protocol):
         """Up to ``limit`` rows with ``since <= column < before``, in (column, key) order,
         past ``after``; reads the key and the column only. ``ColumnMissing`` if the table has
         no such column."""
+        ...
+
+    def fingerprint_ranges(
+        self, table: str, ranges: Sequence[PositionRange], *, with_rows: bool = False
+    ) -> list[RangePrint]:
+        """The database's count and fingerprint of each range (and its rows' hashes), by its
+        optional SQL function; ``FingerprintUnavailable`` if the project has not installed it."""
         ...
 
 
@@ -350,6 +371,13 @@ class HealStateStore(Protocol):
     def get_heal_state(self, table: str) -> HealState | None: ...
 
     def put_heal_state(self, state: HealState) -> None: ...
+
+    def get_fingerprints(self, node_keys: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """The (row count, fingerprint) of list nodes summed earlier: nodes never change, so
+        neither do their sums."""
+        ...
+
+    def put_fingerprints(self, prints: Mapping[str, tuple[int, int]]) -> None: ...
 
 
 class CacheStorePort(CacheReads, CacheWrites, LeaseStore, HealStateStore, Protocol):

@@ -141,3 +141,8 @@ class ColumnMissing(WaitUntilError):
 class ReconcileFailed(WaitUntilError):
     """A reconcile cycle of one table could not finish (a read or count failed or was cut
     short). It wrote nothing unverified; the next cycle starts again."""
+
+
+class FingerprintUnavailable(WaitUntilError):
+    """The project has not installed the fingerprint function (supabase/migrations): the
+    reconciler compares counts only for that table."""

@@ -20,6 +20,9 @@ functions through their settings:
   webhook was lost (``waituntil.sync.heal_scan``). Default: ``updated_at`` where the table has
   one; ``false``: none (deletes and inserts still heal by range counts, updates by the
   scheduled full resync).
+- ``fingerprint``: ``true`` compares ranges by the database's fingerprints as well as their
+  counts, which finds updates too (``waituntil.cache.fingerprint``); needs the SQL function of
+  ``supabase/migrations/*_waituntil_fingerprint.sql``, no ``filter``, plain ``columns``.
 - ``public``: ``true`` says a ``service`` table may be served to anyone anyway (its every row
   and column is public). Without it, a reader with ``ReadAccess=public`` refuses to start
   rather than publish what Row Level Security hides (``ReaderSettings``). Default ``false``.
@@ -34,7 +37,14 @@ import json
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from waituntil.core.list_order import ListOrder
 
@@ -55,6 +65,9 @@ class TablePolicy(BaseModel):
     changed_at: str | Literal[False] | None = None
     # An explicit opt-in, never a default: see the module docstring.
     public: bool = False
+    # Range fingerprints from the database (the optional SQL function of supabase/migrations):
+    # finds updates where there is no change column.
+    fingerprint: bool = False
 
     @field_validator("order")
     @classmethod
@@ -78,6 +91,23 @@ class TablePolicy(BaseModel):
         if value and not all(_FILTER.fullmatch(part) for part in value.split("&")):
             raise ValueError(f"filter must be PostgREST filters joined by '&', not {value!r}")
         return value or None
+
+    @model_validator(mode="after")
+    def _fingerprint_needs_plain_columns(self) -> TablePolicy:
+        # The SQL function hashes named columns of every row it can see: it cannot apply a
+        # PostgREST filter or select expression (casts, JSON paths, aliases) as a read does.
+        if self.fingerprint and self.filter:
+            raise ValueError("fingerprint cannot be used with a filter")
+        if self.fingerprint and self.columns.strip() != "*":
+            names = [column.strip() for column in self.columns.split(",")]
+            if not all(_IDENTIFIER.fullmatch(name) for name in names):
+                raise ValueError("fingerprint needs columns that are plain column names")
+        return self
+
+    @property
+    def fingerprint_columns(self) -> list[str] | None:
+        """The columns the fingerprint hashes (None: every column), as ``select`` reads them."""
+        return None if self.select == "*" else self.select.split(",")
 
     @property
     def list_order(self) -> ListOrder:

@@ -31,14 +31,14 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from waituntil.cache.layout import LEASE_RECONCILE, LEASE_SYNC
-from waituntil.cache.model import HealState, PositionRange
+from waituntil.cache.model import HealState, ListHead, PositionRange
 from waituntil.core.contracts import EVERY_TABLE, HEAL_CHECK_KEYS, Change, HealCheck
-from waituntil.core.errors import ColumnMissing, WaitUntilError
+from waituntil.core.errors import ColumnMissing, FingerprintUnavailable, WaitUntilError
 from waituntil.core.observability import logger
 from waituntil.core.table_policy import DEFAULT_CHANGE_COLUMN
 from waituntil.sync.full_sync import ensure_fill, request_full_sync
 from waituntil.sync.heal_metrics import record_age, record_failure, record_healed
-from waituntil.sync.heal_ranges import find_differences
+from waituntil.sync.heal_ranges import cached_fingerprint, find_differences
 from waituntil.sync.heal_scan import heal_keys, scan_changes
 from waituntil.sync.ports import ConsumerPorts
 
@@ -160,11 +160,7 @@ def _cycle(
     if remaining_ms() > settings.sync_reserve_ms:
         if published:
             head = store.get_head(table) or head
-        (total,) = ports.source.count_rows(table, [PositionRange()])
-        report.requests += 1
-        report.rounds += 1
-        if total != head.row_count:
-            _compare_ranges(table, total, ports, report)
+        state = _compare(table, head, state, ports, report)
 
     if report.healed:
         record_healed(table, report.healed)
@@ -174,7 +170,42 @@ def _cycle(
     store.put_heal_state(replace(state, last_ok_ns=now_ns, healed_total=healed_total))
 
 
-def _compare_ranges(table: str, total: int, ports: ConsumerPorts, report: CycleReport) -> None:
+def _compare(
+    table: str, head: ListHead, state: HealState, ports: ConsumerPorts, report: CycleReport
+) -> HealState:
+    """The whole table's count (and fingerprint, for a table that has them) against the
+    list's; where they differ, the ranges down to the keys."""
+    whole = PositionRange()
+    theirs: int | None = None
+    if ports.settings.policy(table).fingerprint:
+        try:
+            (answer,) = ports.source.fingerprint_ranges(table, [whole])
+            total, theirs = answer.count, answer.fingerprint
+        except FingerprintUnavailable as error:
+            logger.warning("counts only", extra={"table": table, "reason": str(error)})
+    if theirs is None:
+        (total,) = ports.source.count_rows(table, [whole])
+    report.requests += 1
+    report.rounds += 1
+    ours: int | None = None
+    if theirs is not None:
+        if state.print_version != head.version:
+            fingerprint = cached_fingerprint(ports.store, table, head)
+            state = replace(
+                state,
+                print_version=head.version,
+                print_count=head.row_count,
+                print_fp=fingerprint,
+            )
+        ours = state.print_fp
+    if total != head.row_count or theirs != ours:
+        _compare_ranges(table, total, theirs, ports, report)
+    return state
+
+
+def _compare_ranges(
+    table: str, total: int, fingerprint: int | None, ports: ConsumerPorts, report: CycleReport
+) -> None:
     settings = ports.settings
     head = ports.store.get_head(table)
     assert head is not None
@@ -186,6 +217,7 @@ def _compare_ranges(table: str, total: int, ports: ConsumerPorts, report: CycleR
         ports,
         max_requests=budget,
         max_keys=max(settings.reconcile_max_keys - report.rows_read, 0),
+        supabase_fp=fingerprint,
     )
     report.requests += ranges.requests
     report.rounds += ranges.rounds
