@@ -55,7 +55,7 @@ def database() -> Iterator[Any]:
 
 
 TEXT = st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12
+    st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=12
 )
 NUMBERS = st.one_of(
     st.integers(-(2**62), 2**62),
