@@ -15,7 +15,7 @@ table afterwards. Heal latency is the wait for the next scheduled cycle (at most
 the settle time when the counts found the difference, and the cycle itself.
 
 The monthly cost per table compares the default schedule (a reconcile every minute, a full
-resync every day) with today's hourly resync, from these figures (prices: README, "Scale").
+resync every day) with the hourly resync before it, from these figures (prices: docs/SCALE.md).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ LOST = (0, 1, 10, 100)
 PERIOD_S = 60  # ReconcileSchedule's default
 SETTLE_S = 15  # RECONCILE_SETTLE_SECONDS' default
 
-# On-demand prices, us-east-1 (as the README's "Scale" uses them), and Lambda on arm64.
+# On-demand prices, us-east-1 (as docs/SCALE.md uses them), and Lambda on arm64.
 READ_UNIT_USD = 0.125e-6
 WRITE_UNIT_USD = 0.625e-6
 LAMBDA_GB_S_USD = 0.0000133334

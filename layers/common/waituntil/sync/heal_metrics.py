@@ -1,4 +1,4 @@
-"""The reconciler's metrics (README, "Metrics"; the dashboard's "Heal" row and RowsHealedAlarm).
+"""The reconciler's metrics (docs/OPERATING.md, "Metrics"; the dashboard's Heal row).
 
 Each is recorded twice: once with the ``service`` dimension alone (what the alarms watch, one
 series whatever the tables), once with ``table`` as well (what the dashboard draws per table).
