@@ -54,9 +54,7 @@ def database() -> Iterator[Any]:
             yield connection
 
 
-TEXT = st.text(
-    st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=12
-)
+TEXT = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=12)
 NUMBERS = st.one_of(
     st.integers(-(2**62), 2**62),
     st.floats(allow_nan=False, allow_infinity=False, width=64),
