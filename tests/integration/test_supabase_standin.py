@@ -913,3 +913,23 @@ def test_seed_is_fast_for_5000_rows() -> None:
         standin.seed("articles", [{"id": i, "title": f"t{i}"} for i in range(5000)])
         assert time.monotonic() - started < 2.0
         assert len(standin.rows("articles")) == 5000
+
+
+def test_a_webhook_dropped_on_purpose_is_logged_and_never_sent() -> None:
+    # Given a stand-in that loses every webhook (make dev DROP_WEBHOOKS=1), aimed at a port
+    # nothing listens on
+    config = WebhookConfig(url="http://127.0.0.1:9/revalidate", drop_share=1.0)
+    with SupabaseStandIn({"articles": "id"}, webhook=config) as standin:
+        from supabase import create_client
+
+        # When a row changes
+        create_client(standin.url, standin.service_key).table("articles").insert(
+            {"id": 1, "title": "lost"}
+        ).execute()
+        assert standin.wait_for_webhooks(5.0)
+        # Then the delivery is logged as dropped, with no answer: nothing was sent
+        (delivery,) = standin.webhook_log
+        assert (delivery.status_code, delivery.error) == (None, "dropped")
+        # And a share outside 0-1 is refused
+        with pytest.raises(ValueError, match="drop_share"):
+            WebhookConfig(url="http://127.0.0.1:9/", drop_share=1.5)
