@@ -18,12 +18,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from local.supabase_standin import SupabaseStandIn
-from tests.conftest import EmulatedAws, LambdaContext, examples
+from tests.conftest import EmulatedAws, LambdaContext, examples, load_event
 from tests.consumer_support import batch, cache_equals, consumer_ports, resync, run, sqs_event
 from tests.fakes import MemorySource
 from waituntil.adapters.supabase_source import SupabaseSource
 from waituntil.cache.model import ChangeMark, PositionRange
-from waituntil.core.contracts import Change
 from waituntil.core.errors import ColumnMissing
 from waituntil.core.table_policy import TablePolicy
 
@@ -140,19 +139,6 @@ def supabase() -> Iterator[SupabaseStandIn]:
         yield server
 
 
-def _reconcile() -> dict[str, Any]:
-    return Change.model_validate(
-        {
-            "type": "RECONCILE",
-            "schema": "public",
-            "table": "*",
-            "key": None,
-            "received_at": datetime.now(UTC).isoformat(),
-            "correlation_id": "schedule",
-        }
-    ).model_dump(mode="json", by_alias=True)
-
-
 def test_a_scheduled_reconcile_heals_lost_inserts_updates_and_deletes(
     aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
 ) -> None:
@@ -176,11 +162,11 @@ def test_a_scheduled_reconcile_heals_lost_inserts_updates_and_deletes(
     ).execute()
     client.table("articles").delete().in_("id", [30, 40]).execute()
     # When the schedule's RECONCILE comes (fanned out per table)
-    _run_all(aws, ports, lambda_context, batch(_reconcile()))
+    _run_all(aws, ports, lambda_context, load_event("consumer/reconcile.json"))
     # Then the cache equals the table, and a second cycle finds nothing to do
     cache_equals(ports, supabase.rows("articles"))
     supabase.reset_request_log()
-    _run_all(aws, ports, lambda_context, batch(_reconcile()))
+    _run_all(aws, ports, lambda_context, load_event("consumer/reconcile.json"))
     assert len(supabase.request_log) <= 3
 
 
