@@ -175,3 +175,23 @@ def test_the_ports_give_each_tables_order_and_the_list_sizes() -> None:
     # When the flows ask for them / Then they are the settings' values
     assert ports.list_order("articles") == ListOrder("id", "rank", descending=True)
     assert ports.list_sizes == ListSizes(chunk_bytes=2048, index_refs=8)
+
+
+def test_a_change_message_is_what_a_consumer_from_before_reconcile_reads() -> None:
+    # Given a row change and a RESYNC, as the receiver and the schedule send them
+    for message in (_message("m", "articles", 1), _message("r", "articles", None)):
+        # When serialized / Then no field the version-1 contract before RECONCILE lacked
+        assert '"heal"' not in message.body
+    # And a follow-up carries its keys
+    follow_up = Change.model_validate(
+        {
+            "type": "RECONCILE",
+            "schema": "public",
+            "table": "articles",
+            "key": None,
+            "received_at": "2026-11-29T00:00:00Z",
+            "correlation_id": "reconcile-1",
+            "heal": {"keys": ["1", "2"]},
+        }
+    )
+    assert Change.from_message(follow_up.to_message()).heal == follow_up.heal

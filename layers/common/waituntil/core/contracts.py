@@ -106,7 +106,9 @@ class Change(BaseModel):
         return self
 
     def to_message(self) -> str:
-        return self.model_dump_json(by_alias=True)
+        # Without ``heal`` unless set: every other message stays byte for byte what a consumer
+        # from before RECONCILE accepts (its model forbids unknown fields), mid-deploy too.
+        return self.model_dump_json(by_alias=True, exclude={"heal"} if self.heal is None else None)
 
     @classmethod
     def from_message(cls, body: str) -> Change:
