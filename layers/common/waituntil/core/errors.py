@@ -133,9 +133,10 @@ class ListFilling(DependencyUnavailable):
     """The first fill of a table has not finished: its list is not complete yet (I6)."""
 
 
-class ColumnMissing(WaitUntilError):
+class ColumnMissing(SourceUnavailable):
     """Supabase has no such column in the table (PostgREST's 42703): a policy names a key or
-    a change column the table lacks. A configuration error, never retried as a fault."""
+    a change column the table lacks. A read that failed, as far as a change is concerned; the
+    reconciler tells it apart (the default ``updated_at`` may simply not be there)."""
 
 
 class ReconcileFailed(WaitUntilError):
