@@ -21,7 +21,7 @@ OPS := $(PY) -m ops $(if $(STACK),--stack $(STACK)) $(if $(ENV),--config-env $(E
 SAM_ENV_FLAG := $(if $(ENV),--config-env $(ENV))
 
 .PHONY: help demo dev test soak lint typecheck unit bench bench-quick bench-scale bench-large bench-heal \
-	build validate deploy invoke lock clean backfill resync heal dlq redrive verify status \
+	build validate deploy invoke lock clean webhook-sql backfill resync heal dlq redrive verify status \
 	account-setup logs sync delete
 
 ## help: list every target
@@ -58,14 +58,18 @@ demo: $(VENV)/.installed
 ##            project) TABLES=a,b POLICIES='{"b": {"key": "slug"}}' (default for a real project:
 ##            what samconfig.toml deploys, ENV=<environment>)
 ##            BACKFILL=no (start with an empty cache, as a fresh deployment: a first change fills)
-##            DROP_WEBHOOKS=0.1 (the local Supabase loses that share of webhooks, as pg_net does)
-##            SCHEDULES=no (no scheduled reconcile or resync; they run as deployed by default)
+##            DROP_WEBHOOKS=0.1 (fail that share of webhook deliveries, as Supabase loses some:
+##            the reconciler heals them) SCHEDULES=no (no scheduled reconcile or resync)
 dev: $(VENV)/.installed
 	@$(PY) -m local.dev $(if $(DATA),--data-dir $(DATA)) $(if $(PORT),--port $(PORT)) \
 		$(if $(SUPABASE_PORT),--supabase-port $(SUPABASE_PORT)) $(if $(HOST),--host $(HOST)) \
 		$(if $(filter no,$(BACKFILL)),--no-backfill) $(if $(ENV),--config-env $(ENV)) \
 		$(if $(DROP_WEBHOOKS),--drop-webhooks $(DROP_WEBHOOKS)) \
 		$(if $(filter no,$(SCHEDULES)),--no-schedules)
+
+## webhook-sql: print the SQL that creates a stack's Database Webhooks in Supabase (review, then run it)
+webhook-sql: $(VENV)/.installed
+	@$(OPS) webhook-sql
 
 ## invoke: Docker-free `sam local invoke`: make invoke FUNCTION=ReceiverFunction EVENT=events/receiver/insert.json
 invoke: $(VENV)/.installed

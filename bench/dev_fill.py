@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.dev_fill --rows 50000
 
-It writes the rows into a fresh stand-in data folder (as rows already in a project, which sent
+It writes the rows into a fresh local database folder (as rows already in a project, which sent
 no webhooks for them), starts `make dev DATA=<that folder> BACKFILL=no` on ports of its own
 (an empty cache, as a fresh deployment has), inserts one more row with supabase-py (the one
 webhook), and polls the read API until the list is complete.
@@ -74,13 +74,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _seed(folder: Path, rows: int) -> None:
-    """Rows 2..N, straight into the stand-in's storage: no webhook is sent for them."""
-    from local.supabase_standin.store import Store
+    """Rows 2..N, loaded into the database `make dev` will run on: no webhook is sent for them."""
+    from local.supabase import LocalSupabase, PostgresCluster
 
-    store = Store({TABLE: "id"}, data_dir=folder)
-    for start in range(2, rows + 1, SEED_BATCH):
-        store.seed(TABLE, [article(k) for k in range(start, min(start + SEED_BATCH, rows + 1))])
-    store.close()
+    cluster = PostgresCluster(folder).start()
+    try:
+        cluster.prepare("postgres", seed=False)
+        supabase = LocalSupabase(cluster, "postgres")
+        for start in range(2, rows + 1, SEED_BATCH):
+            batch = [article(k) for k in range(start, min(start + SEED_BATCH, rows + 1))]
+            supabase.seed(TABLE, batch)
+    finally:
+        cluster.stop()
     print(f"seeded {rows - 1} rows without webhooks")
 
 
@@ -126,7 +131,7 @@ def _fill(state: dict[str, Any], state_path: Path, rows: int, timeout_s: float) 
 
 
 def _service_key(state: dict[str, Any]) -> str:
-    """The stand-in's service key, as the consumer reads it (from emulated Secrets Manager)."""
+    """The local service key, as the consumer reads it (from emulated Secrets Manager)."""
     import boto3
 
     environment = state["functions"]["ConsumerFunction"]["environment"]

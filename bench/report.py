@@ -67,7 +67,7 @@ def render_markdown(report: Report) -> str:
     return f"""# Benchmarks
 
 Written by {kind} on {report.when:%Y-%m-%d %H:%M} UTC ({report.machine}); AWS is moto in
-process, Supabase the local stand-in. Absolute times are this machine's and moto's; the
+process, Supabase the local one on PostgreSQL. Absolute times are this machine's and moto's; the
 **ratios** compare two things measured in the same run, interleaved, and are what to read.
 Raw figures: [benchmarks/{CSV_NAME}](benchmarks/{CSV_NAME}).
 

@@ -1,8 +1,8 @@
 """Scale: what a warm batch of 10 single-row updates and a full fill cost at 1k, 10k, 100k rows.
 
 Each measurement runs the consumer in a child process of its own (so its time and peak memory
-are the consumer's), against the moto server and the Supabase stand-in, which run in this
-process. Both designs run in the same session on the same data:
+are the consumer's), against the moto server and a local Supabase on PostgreSQL, which run
+in this process. Both designs run in the same session on the same data:
 
 - **patch** (this project): reads the touched keys, writes their row items, patches the list;
 - **full read** (the design before it, ``bench/full_read_baseline.py``): every batch re-reads
@@ -30,7 +30,7 @@ from typing import Any
 from bench.common import LAMBDA_PATH, ROOT, table, use_fake_aws
 
 REGION = "us-east-1"
-# 100,000 is the issue's size, but a fill of it against the stand-in takes most of an hour here
+# 100,000 is the issue's size, but a fill of it takes long here
 # (see docs/BENCHMARKS.md): `python -m bench.scale --rows 1000,10000,100000` measures it.
 DEFAULT_ROWS = "1000,10000"
 REPORT = ROOT / "docs" / "BENCHMARKS.md"
@@ -64,7 +64,8 @@ def article(key: int, revision: int = 0) -> dict[str, Any]:
         "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 9)))
         for _ in range(130)
     )
-    return {"id": key, "title": f"Article {key}", "revision": revision, "body": words[:900]}
+    # The revision goes in `rating`, a column of the demo's articles (supabase/migrations).
+    return {"id": key, "title": f"Article {key}", "rating": revision, "body": words[:900]}
 
 
 # ----- the parent: services, data, children ----------------------------------------------------
@@ -114,14 +115,14 @@ def _measure_size(
 ) -> tuple[list[Measured], tuple[float, float] | None]:
     from local.aws_resources import provision, seed_secrets
     from local.moto_server import MotoServer
-    from local.supabase_standin import SupabaseStandIn
+    from local.supabase import LocalSupabase, PostgresCluster
 
     moto = MotoServer(REGION)
     endpoint = moto.start()
+    cluster = PostgresCluster().start()
     try:
-        with SupabaseStandIn(
-            {"articles": "id"}, max_rows=1000, anon_policies={"articles": "true"}
-        ) as supabase:
+        cluster.prepare("postgres", seed=False)
+        with LocalSupabase(cluster, "postgres") as supabase:
             for start in range(1, rows + 1, 10_000):
                 supabase.seed(
                     "articles", [article(k) for k in range(start, min(start + 10_000, rows + 1))]
@@ -146,8 +147,6 @@ def _measure_size(
                 **function_environment(stack.resolver, "ConsumerFunction"),
                 **endpoint.environment(),
                 "SUPABASE_URL": supabase.url,
-                # The stand-in evaluates filters by scanning its rows in Python: at 100,000 rows
-                # one request takes seconds, where PostgREST uses the primary key's index.
                 "SUPABASE_TIMEOUT_SECONDS": "60",
             }
             results = [_child("patch", "fill", rows, environment, supabase)]
@@ -161,6 +160,7 @@ def _measure_size(
             rates = _measure_writer_rates(environment, supabase) if writer else None
             return results, rates
     finally:
+        cluster.stop()
         moto.stop()
 
 
@@ -170,7 +170,7 @@ def _update_rows(supabase: Any, rows: int) -> list[str]:
 
     from waituntil.core.contracts import Change
 
-    writer = create_client(supabase.url, supabase.service_key)  # the stand-in sends no webhooks
+    writer = create_client(supabase.url, supabase.service_key)  # no webhook trigger here
     keys = random.Random(rows).sample(range(1, rows + 1), 10)
     bodies = []
     for key in keys:
@@ -246,7 +246,8 @@ def _measure_writer_rates(
 def _report(results: list[Measured], writer_rates: tuple[float, float] | None) -> str:
     lines = [
         "Each consumer run is a child process of its own, against the moto server and the",
-        "Supabase stand-in (run by the benchmark's process). Rows are about 1 KB of JSON.",
+        "local Supabase on PostgreSQL (run by the benchmark's process). Rows are about 1 KB of "
+        "JSON.",
         "",
     ]
     batches = [r for r in results if r.job == "batch"]

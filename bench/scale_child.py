@@ -1,7 +1,7 @@
 """One measured consumer run of ``bench.scale``, in a process of its own.
 
 ``python -m bench.scale_child DESIGN JOB ROWS`` with the consumer's environment (endpoints of
-the moto server and the stand-in); change message bodies on stdin (a JSON list). Prints one
+the moto server and the local Supabase); change message bodies on stdin (a JSON list). Prints one
 JSON line: time, invocations, Supabase rows read, write requests and units, RSS at start and
 at peak.
 """

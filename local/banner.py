@@ -22,11 +22,15 @@ def _describe_tables(stack: PipelineStack) -> str:
 def format_banner(stack: PipelineStack, *, chosen_secret: bool) -> str:
     """What ``make dev`` prints once the stack runs: its endpoints and commands to try."""
     secret = stack.webhook_secret
-    table = stack.standin.tables if stack.standin is not None else {"articles": "id"}
-    first_table, primary_key = next(iter(table.items()))
-    if stack.standin is not None:
-        where = f"in {stack.data_dir}" if stack.data_dir else "in memory; --data-dir/DATA= keeps it"
-        supabase = f"{stack.supabase_url}   (local stand-in, {where})"
+    assert stack.resources is not None
+    first_table, policy = next(iter(table_policies(stack.resources.resolver).items()))
+    primary_key = policy.key
+    database = []
+    if stack.supabase is not None:
+        where = f"kept in {stack.data_dir}" if stack.data_dir else "temporary; DATA= keeps it"
+        supabase = f"{stack.supabase_url}   (local, on PostgreSQL: {where})"
+        psql = stack.supabase.cluster.psql(stack.supabase.database)
+        database = [f"  Database        {psql}   (webhook answers: net._http_response)"]
     else:
         supabase = f"{stack.supabase_url}   (real project from SUPABASE_URL)"
     routes = ", ".join(
@@ -49,6 +53,7 @@ def format_banner(stack: PipelineStack, *, chosen_secret: bool) -> str:
         f"  Webhook secret  {secret}   " + _secret_origin(secret, chosen=chosen_secret),
         f"  Supabase URL    {supabase}",
         f"  Supabase key    {stack.supabase_key}",
+        *database,
         f"  API routes      {routes}",
         f"  Cached tables   {_describe_tables(stack)}",
         f"  API description {stack.api_url}/openapi.yaml   (OpenAPI 3.1, docs/openapi.yaml)",
@@ -71,7 +76,7 @@ def format_banner(stack: PipelineStack, *, chosen_secret: bool) -> str:
             f"  Lost webhooks   {stack.drop_webhooks:.0%} dropped on purpose (DROP_WEBHOOKS): "
             "the reconciler heals them"
         )
-    if stack.standin is None:
+    if stack.supabase is None:
         lines.append(
             "  Note            a real project can only call this machine through a tunnel "
             "(e.g. cloudflared); use its URL in the Database Webhook."
@@ -84,12 +89,11 @@ def format_banner(stack: PipelineStack, *, chosen_secret: bool) -> str:
         f"    -H 'Authorization: Bearer {secret}' -H 'Content-Type: application/json' \\",
         f"    -d {shlex.quote(payload)}",
         "",
-        "A real change (the stand-in sends the webhook, the consumer fills the cache):",
+        "A real change (its trigger sends the webhook, the consumer fills the cache):",
         "  .venv/bin/python - <<'EOF'",
         "  from supabase import create_client",
         f"  client = create_client({stack.supabase_url!r}, {stack.supabase_key!r})",
-        f"  client.table({first_table!r}).insert({{{primary_key!r}: 1, 'title': 'Hello'}})"
-        ".execute()",
+        f"  client.table({first_table!r}).insert({{'title': 'Hello'}}).execute()",
         "  EOF",
         "",
         "Read the cache:",

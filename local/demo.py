@@ -1,15 +1,15 @@
 """``make demo``: the whole pipeline on this machine, shown converging change by change.
 
 Starts the local stack (``local.stack.PipelineStack``) with the template's own parameters,
-writes articles through supabase-py to the Supabase stand-in (so every webhook is a real HTTP
-call from the stand-in to the local API), and for each change prints how long the receiver
-took to answer the webhook (the stand-in's webhook log) and how long until the DynamoDB cache
+writes articles through supabase-py to a local Supabase on real PostgreSQL (so every webhook is
+a real trigger's request, sent after commit to the local API), and for each change prints how
+long the receiver took to answer it (pg_net's log) and how long until the DynamoDB cache
 equalled the table (polling ``waituntil.read.cache_client`` as any reader of the cache
 would). Then it drops one webhook on purpose (the local Supabase loses it, as pg_net loses
 one that times out) and prints how long the reconciler, on the template's schedule, took to
 heal the cache without it. Exits 0 only if the cache ends equal to the table.
 
-Always uses the stand-in, even when SUPABASE_URL is set: a demo must not write to a real
+Always uses the local Supabase, even when SUPABASE_URL is set: a demo must not write to a real
 project. Ctrl-C (or SIGTERM) stops the stack as ``make dev`` does: no traceback, exit 130.
 """
 
@@ -27,7 +27,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -45,16 +44,10 @@ CONVERGENCE_TIMEOUT_S = 20.0
 LOG_DIR = ROOT / ".local-data" / "demo-logs"
 
 
-def _now() -> str:
-    # What Supabase's moddatetime trigger writes into updated_at (the stand-in has no triggers).
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
 def _article(key: int, title: str) -> dict[str, Any]:
     return {
         "id": key,
         "title": title,
-        "updated_at": _now(),
         "body": f"Body of article {key}.",
         "published": key % 2 == 1,
         "rating": round(3 + key / 10, 2),
@@ -80,9 +73,7 @@ CHANGES = [
     Change(
         "UPDATE article 2 (title)",
         2,
-        lambda db: (
-            db.table(TABLE).update({"title": "Second, edited", "updated_at": _now()}).eq("id", 2)
-        ).execute(),
+        lambda db: db.table(TABLE).update({"title": "Second, edited"}).eq("id", 2).execute(),
     ),
     Change("DELETE article 1", 1, lambda db: db.table(TABLE).delete().eq("id", 1).execute()),
     Change(
@@ -143,7 +134,7 @@ def _demo() -> int:
     with PipelineStack(port=0, function_logs=LOG_DIR, schedules=True) as stack:
         _stop_if_interrupted()
         _print_header(stack, time.monotonic() - started)
-        assert stack.standin is not None
+        assert stack.supabase is not None
         client = create_client(stack.supabase_url, stack.supabase_key)
         store = stack.cache_store()
         outcomes = [_run_change(stack, client, store, change) for change in CHANGES]
@@ -161,15 +152,15 @@ def _demo() -> int:
 
 
 def _run_change(stack: PipelineStack, client: Client, store: CacheStore, change: Change) -> Outcome:
-    assert stack.standin is not None
+    assert stack.supabase is not None
     _stop_if_interrupted()
-    deliveries_before = len(stack.standin.webhook_log)
+    deliveries_before = len(stack.supabase.webhook_log)
     batches_before = stack.consumer_batches
     started = time.monotonic()
     change.apply(client)
     converged_s = _wait_converged(stack, store, change.key, started)
-    stack.standin.wait_for_webhooks(5.0)
-    deliveries = stack.standin.webhook_log[deliveries_before:]
+    stack.supabase.wait_for_webhooks(5.0)
+    deliveries = stack.supabase.webhook_log[deliveries_before:]
     return Outcome(
         label=change.label,
         statuses=[delivery.status_code for delivery in deliveries],
@@ -181,8 +172,7 @@ def _run_change(stack: PipelineStack, client: Client, store: CacheStore, change:
 
 def _lose_one_webhook(stack: PipelineStack, client: Client, store: CacheStore) -> float | None:
     """Update a row with its webhook dropped on purpose; seconds until the cache healed."""
-    assert stack.standin is not None and stack.standin.webhook is not None
-    assert stack.scheduler is not None
+    assert stack.supabase is not None and stack.scheduler is not None
     period_s = min(message.period_s for message in stack.scheduler.messages)
     settle_s = int(
         stack.function_environment("ConsumerFunction").get("RECONCILE_SETTLE_SECONDS", 15)
@@ -191,23 +181,22 @@ def _lose_one_webhook(stack: PipelineStack, client: Client, store: CacheStore) -
         "\nNow one webhook is lost on purpose (Supabase sends each one once: a timeout or a 5xx"
         f"\nloses it). The reconciler runs every {period_s:.0f} s, as deployed; waiting for it..."
     )
-    deliveries_before = len(stack.standin.webhook_log)
-    stack.standin.webhook.drop_share = 1.0
+    deliveries_before = len(stack.supabase.webhook_log)
+    # pg_net's worker decides as it sends, after the commit: lose everything until it has.
+    stack.supabase.net.drop_rate = 1.0
     started = time.monotonic()
     try:
-        client.table(TABLE).update({"title": "Second, webhook lost", "updated_at": _now()}).eq(
-            "id", 2
-        ).execute()
+        client.table(TABLE).update({"title": "Second, webhook lost"}).eq("id", 2).execute()
+        stack.supabase.wait_for_webhooks(5.0)
     finally:
-        stack.standin.webhook.drop_share = 0.0
-    stack.standin.wait_for_webhooks(5.0)
-    lost = [d.error for d in stack.standin.webhook_log[deliveries_before:]]
+        stack.supabase.net.drop_rate = 0.0
+    lost = [delivery.error for delivery in stack.supabase.webhook_log[deliveries_before:]]
     healed_s = _wait_converged(stack, store, 2, started, timeout_s=period_s + settle_s + 60)
     outcome = "never (FAILED)" if healed_s is None else f"{healed_s:.1f} s"
     print(
-        f"UPDATE article 2, webhook {'/'.join(str(e) for e in lost) or '?'}: cache healed after "
-        f"{outcome}\n  (at most one schedule period, {period_s:.0f} s, plus {settle_s} s settle "
-        "and the cycle: `make heal` runs one now)"
+        f"UPDATE article 2, its webhook {'; '.join(str(e) for e in lost) or 'lost'}:\n"
+        f"  the cache healed after {outcome} (at most one schedule period, {period_s:.0f} s, "
+        f"plus {settle_s} s settle\n  and the cycle; `make heal` runs a cycle now)"
     )
     return healed_s
 
@@ -223,9 +212,9 @@ def _wait_converged(
     from waituntil.core.errors import ListFilling
     from waituntil.read.cache_client import get_item, get_list
 
-    assert stack.standin is not None
+    assert stack.supabase is not None
     while time.monotonic() - started < timeout_s:
-        rows = stack.standin.rows(TABLE)
+        rows = stack.supabase.rows(TABLE)
         expected_item = next((row for row in rows if row["id"] == key), None)
         try:
             listed = get_list(store, TABLE)
@@ -244,7 +233,7 @@ def _print_header(stack: PipelineStack, startup_s: float) -> None:
     batch = resolver.parameter("ConsumerBatchSize") if resolver else "?"
     print(f"Local stack up in {startup_s:.1f} s (no Docker, no AWS account):")
     print(f"  API (receiver)     {stack.webhook_url}")
-    print(f"  Supabase stand-in  {stack.supabase_url}")
+    print(f"  Supabase (local)   {stack.supabase_url} on PostgreSQL (temporary)")
     print(f"  Emulated AWS       {stack.aws.url} (moto)")
     print(
         f"  Consumer batching  up to {batch} changes per batch, {window} s window (template"
@@ -285,8 +274,8 @@ def _print_outcomes(outcomes: list[Outcome]) -> None:
 def _print_cache(stack: PipelineStack, store: CacheStore) -> bool:
     from waituntil.read.cache_client import get_item, get_list
 
-    assert stack.standin is not None
-    rows = stack.standin.rows(TABLE)
+    assert stack.supabase is not None
+    rows = stack.supabase.rows(TABLE)
     cached = get_list(store, TABLE) or []
     item = get_item(store, TABLE, 2)
     print(f"\nCached item {TABLE}/2:\n  {json.dumps(item)}")
@@ -307,8 +296,8 @@ def _print_read_api(stack: PipelineStack) -> None:
     )
     if list_path is None:
         return
-    assert stack.standin is not None
-    rows = stack.standin.rows(TABLE)
+    assert stack.supabase is not None
+    rows = stack.supabase.rows(TABLE)
     print(f"\nRead API ({stack.api_url}):")
     for url in [f"{stack.api_url}/{TABLE}"] + ([f"{stack.api_url}/{TABLE}/2"] if item_path else []):
         status, body = _http_get(url)

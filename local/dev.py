@@ -1,19 +1,21 @@
 """``make dev``: the local stack (``local.stack.PipelineStack``) in the foreground.
 
-``python -m local.dev [--data-dir DIR] [--port N] [--supabase-port N] [--host H]`` (``make dev
-DATA= PORT= SUPABASE_PORT= HOST=``) starts it with two cached tables and a short, local-only
+``python -m local.dev [--data-dir DIR] [--port N] [--supabase-port N] [--host H]
+[--drop-webhooks SHARE]`` (``make dev DATA= PORT= SUPABASE_PORT= HOST= DROP_WEBHOOKS=``) starts
+it on a local PostgreSQL (migrations and seed from ``supabase/``; kept in DIR, else temporary)
+with two cached tables and a short, local-only
 visibility timeout (a failed batch is retried within seconds), prints the banner
 (``local.banner``), queues a RESYNC so that the in-memory cache fills from Supabase at once
 (as ``make backfill`` does), and runs until Ctrl-C or SIGTERM. The endpoints go to the state
 file (``local.state_file``) that ``make invoke`` and the operator commands read; it is removed
 on exit. ``SUPABASE_URL`` and ``SUPABASE_KEY`` (both or neither; ``SUPABASE_ANON_KEY`` too for
-tables cached with the anon role's view) use a real project instead of the stand-in, and cache
+tables cached with the anon role's view) use a real project instead of the local one, and cache
 what a deploy would (``dev_parameters``); ``TABLES`` and ``POLICIES`` choose the tables and
 their policies; ``WEBHOOK_SECRET`` chooses the webhook's secret. Input is checked before
-anything starts (``ops.dev_checks``): each mistake is one line (``ops.mistakes``). The
-template's schedules run as deployed (the reconcile every minute, the resync every day);
-``DROP_WEBHOOKS=0.1`` makes the local Supabase lose that share of its webhooks, as pg_net
-does, to watch the reconciler heal.
+anything starts (``ops.dev_checks``): each mistake is one line (``ops.mistakes``), as is a
+data folder in use or a failing migration (``LocalDatabaseError``). The template's schedules
+run as deployed (the reconcile every minute, the resync every day); ``DROP_WEBHOOKS=0.1``
+makes the local Supabase lose that share of its webhooks, to watch the reconciler heal them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import signal
 import threading
 from collections.abc import Callable, Mapping
@@ -85,7 +88,7 @@ def _main(argv: list[str] | None) -> int:
     exposed = arguments.host not in LOOPBACK_HOSTS
     parameters = dev_parameters(arguments, os.environ, real=real_url is not None)
     # Before anything starts: each mistake is one line at once, not a stack that fails later.
-    # The stand-in's port only when there is a stand-in (a local Supabase CLI may hold 54321).
+    # The local Supabase's port only when it runs (a Supabase CLI may hold 54321 meanwhile).
     ports = {"PORT": arguments.port}
     if real_url is None:
         ports["SUPABASE_PORT"] = arguments.supabase_port
@@ -94,7 +97,7 @@ def _main(argv: list[str] | None) -> int:
     if real_url is not None and real_key is not None:
         if arguments.data_dir:
             raise Mistake(
-                "DATA= keeps the stand-in's rows; with SUPABASE_URL there is none: drop one"
+                "DATA= keeps the local database; with SUPABASE_URL there is none: drop one"
             )
         anon_key = os.environ.get("SUPABASE_ANON_KEY") or None
         check_real_project(real_url, real_key, anon_key, policies)
@@ -120,6 +123,7 @@ def _main(argv: list[str] | None) -> int:
         supabase_anon_key=os.environ.get("SUPABASE_ANON_KEY") if real_url else None,
         supabase_port=arguments.supabase_port,
         schedules=arguments.schedules,
+        seed=True,
         drop_webhooks=arguments.drop_webhooks,
     )
     path = state_path()
@@ -152,9 +156,9 @@ def _main(argv: list[str] | None) -> int:
 
 
 def real_supabase(environ: Mapping[str, str]) -> tuple[str | None, str | None]:
-    """(SUPABASE_URL, SUPABASE_KEY) of a real project, (None, None) for the stand-in.
+    """(SUPABASE_URL, SUPABASE_KEY) of a real project, (None, None) for the local one.
 
-    One without the other is an error rather than a quiet fall back to the stand-in: a user who
+    One without the other is an error rather than a quiet fall back to the local one: a user who
     set SUPABASE_URL expects their project, and would otherwise see an empty local table.
     """
     url, key = environ.get("SUPABASE_URL") or None, environ.get("SUPABASE_KEY") or None
@@ -164,7 +168,7 @@ def real_supabase(environ: Mapping[str, str]) -> tuple[str | None, str | None]:
         )
         raise Mistake(
             f"{given} is set but {missing} is not: set both to use a real project "
-            "(the key is its service_role key), or neither for the local stand-in"
+            "(the key is its service_role key), or neither for the local one"
         )
     return url, key
 
@@ -178,7 +182,7 @@ def dev_parameters(
 ) -> dict[str, str]:
     """The template parameters of the local stack: which tables it caches, and how.
 
-    The stand-in: the demo's two tables. A real project: what a deploy of the samconfig.toml
+    The local Supabase: the demo's two tables. A real project: what a deploy of the samconfig.toml
     environment caches (its parameter overrides, else the template's defaults), so that
     ``make dev`` shows what the deployment will. ``TABLES=`` and ``POLICIES=`` replace either;
     ``--parameter`` overrides last.
@@ -202,6 +206,12 @@ def check_dev_parameters(parameters: dict[str, str]) -> dict[str, TablePolicy]:
     return check_parameters(parameters, "make dev (TABLES=, POLICIES=, or samconfig.toml)")
 
 
+def _share(text: str) -> float:
+    if re.fullmatch(r"0|1|0?\.\d+|1\.0*|0\.?", text):
+        return float(text)
+    raise Mistake(f"DROP_WEBHOOKS is a share of deliveries from 0 to 1, not {text!r}")
+
+
 def _port(variable: str) -> Callable[[str], int]:
     def parse(text: str) -> int:
         if not text.isdigit() or int(text) > 65535:
@@ -217,7 +227,7 @@ def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = Parser(
         prog="python -m local.dev", description="Run the whole pipeline locally (make dev)."
     )
-    parser.add_argument("--data-dir", help="keep the Supabase stand-in's rows in this folder")
+    parser.add_argument("--data-dir", help="keep the local database in this folder")
     parser.add_argument(
         "--port",
         type=_port("PORT"),
@@ -235,7 +245,15 @@ def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         default=_port("SUPABASE_PORT")(
             os.environ.get("SUPABASE_PORT") or str(DEFAULT_SUPABASE_PORT)
         ),
-        help="the Supabase stand-in's port",
+        help="the local Supabase API's port",
+    )
+    parser.add_argument(
+        "--drop-webhooks",
+        type=_share,
+        default=_share(os.environ.get("DROP_WEBHOOKS") or "0"),
+        metavar="SHARE",
+        help="fail this share (0 to 1) of webhook deliveries, as lost ones: what the "
+        "reconciler heals",
     )
     parser.add_argument(
         "--config-env",
@@ -258,13 +276,6 @@ def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         "table fills it (or `make backfill`)",
     )
     parser.add_argument(
-        "--drop-webhooks",
-        type=_share,
-        default=_share(os.environ.get("DROP_WEBHOOKS") or "0"),
-        metavar="SHARE",
-        help="the share (0-1) of webhooks the local Supabase loses on purpose, as pg_net does",
-    )
-    parser.add_argument(
         "--no-schedules",
         dest="schedules",
         action="store_false",
@@ -279,16 +290,6 @@ def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         help="override a template parameter (repeatable)",
     )
     return parser.parse_args(argv)
-
-
-def _share(text: str) -> float:
-    try:
-        share = float(text)
-    except ValueError:
-        share = -1.0
-    if not 0 <= share <= 1:
-        raise argparse.ArgumentTypeError(f"a share between 0 and 1, not {text!r}")
-    return share
 
 
 def _key_value(text: str) -> tuple[str, str]:

@@ -1,4 +1,4 @@
-"""The HTTP server and request handler both local servers (API Gateway, Supabase stand-in) run on.
+"""The HTTP server and request handler both local servers (API Gateway, Supabase) run on.
 
 ``ConnectionTrackingServer`` is a threading server that can end idle keep-alive connections
 when it stops. ``RequestHandler`` reads one request's body (``Content-Length`` or chunked, up

@@ -9,8 +9,9 @@
 - Lambda's SQS event source mapping for every ``Type: SQS`` event (``local.poller``);
 - EventBridge's scheduled rules (``local.scheduler``), when ``schedules`` is true (``make dev``):
   the reconcile every minute and the resync every day, as the template's parameters say;
-- Supabase: the stand-in (``local.supabase_standin``) with a Database Webhook to the local
-  receiver, unless a real project is given.
+- Supabase: a local project on real PostgreSQL (``local.supabase``: PostgREST's API, pg_net's
+  worker) whose Database Webhooks, created from ``supabase/webhooks.sql.template``, call the
+  local receiver; unless a real project is given.
 
 Local-only deviations from a deployed stack (everything else comes from the template):
 - ``visibility_timeout_s`` may shorten the change queue's visibility timeout (the template's
@@ -55,7 +56,7 @@ from local.lambda_runtime import (
 from local.moto_server import AwsEndpoint, MotoServer
 from local.poller import SqsEventSource, SqsPoller, sqs_event_sources
 from local.scheduler import Scheduler, scheduled_messages
-from local.supabase_standin import SupabaseStandIn, WebhookConfig
+from local.supabase import LocalSupabase, PostgresCluster
 from local.template import Resolver, load_template, resources_of_type
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("local.stack")
 
 # Supabase's dashboard default for a Database Webhook's timeout.
-WEBHOOK_TIMEOUT_S = 5.0
+WEBHOOK_TIMEOUT_MS = 5000
 
 
 class PortInUse(OSError):
@@ -85,14 +86,18 @@ class PipelineStack:
 
     ``parameters`` overrides template parameters (``max_receive_count`` and
     ``batching_window_s`` are shortcuts for MaxReceiveCount and ConsumerBatchingWindowSeconds).
-    ``supabase_url``/``supabase_key`` use a real project instead of the stand-in.
+    ``supabase_url``/``supabase_key`` use a real project instead of a local one. The local
+    one runs on ``database`` (a cluster and the name of a database ``prepare``d there: the
+    tests') or on a PostgreSQL of its own, kept in ``data_dir`` (else temporary), stopped with
+    the stack; ``seed`` loads ``supabase/seed.sql`` into a new one; ``drop_webhooks`` fails that
+    share of webhook deliveries, ``webhook_jitter_s`` delays each by up to that.
     ``environment`` adds variables to every container (e.g. ``POWERTOOLS_LOG_LEVEL``);
     ``function_logs`` is a folder for the functions' logs (``<LogicalId>.log``) instead of
     this process's stderr.
     ``serve=False`` provisions AWS and Supabase only: no API, no pollers, no containers
     (what ``local.invoke`` needs to run one function in its own process).
     ``schedules`` runs the template's scheduled rules (off by default: a test's queue holds
-    only what it sent). ``drop_webhooks`` of the stand-in's webhooks are lost on purpose.
+    only what it sent).
     """
 
     def __init__(
@@ -111,12 +116,13 @@ class PipelineStack:
         supabase_key: str | None = None,
         supabase_anon_key: str | None = None,
         supabase_port: int = 0,
-        anon_policies: dict[str, str] | None = None,
+        database: tuple[PostgresCluster, str] | None = None,
+        seed: bool = False,
+        drop_webhooks: float = 0.0,
         environment: dict[str, str] | None = None,
         function_logs: str | Path | None = None,
         serve: bool = True,
         schedules: bool = False,
-        drop_webhooks: float = 0.0,
     ) -> None:
         if (supabase_url is None) != (supabase_key is None):
             raise ValueError("give both supabase_url and supabase_key, or neither")
@@ -134,16 +140,15 @@ class PipelineStack:
         self.supabase_port = supabase_port
         self.serve = serve
         self.schedules = schedules
-        self.drop_webhooks = drop_webhooks
         self.scheduler: Scheduler | None = None
         self._environment = dict(environment or {})
         self.function_logs = Path(function_logs) if function_logs is not None else None
         self._real_supabase = (supabase_url, supabase_key) if supabase_url else None
         self._supabase_anon_key = supabase_anon_key
-        # What the stand-in's anon role may see, per table (its RLS); every row by default.
-        self.anon_policies = anon_policies
+        self.database, self.seed, self.drop_webhooks = database, seed, drop_webhooks
+        self._own_cluster: PostgresCluster | None = None
         self.template = load_template()
-        self.standin: SupabaseStandIn | None = None
+        self.supabase: LocalSupabase | None = None
         self.resources: StackResources | None = None
         self.specs: dict[str, FunctionSpec] = {}
         self.routes: list[ApiRoute] = []
@@ -183,7 +188,7 @@ class PipelineStack:
         self._aws = self._moto.start()
         sqs = self._sqs = self._aws.sqs()
         if self.serve:
-            # Bound first: the stand-in's webhook needs the receiver's URL before it starts.
+            # Bound first: the database's webhooks need the receiver's URL.
             try:
                 self._api = ApiGateway(self.host, self.port)
             except OSError as error:
@@ -237,24 +242,22 @@ class PipelineStack:
                     "set SUPABASE_ANON_KEY beside SUPABASE_URL and SUPABASE_KEY"
                 )
             return
-        webhook = None
-        if self._api is not None:
-            webhook = WebhookConfig(
-                url=self.webhook_url,
-                headers={"Authorization": f"Bearer {self.webhook_secret}"},
-                timeout_s=WEBHOOK_TIMEOUT_S,
-                max_jitter_s=self.webhook_jitter_s,
-                drop_share=self.drop_webhooks,
-            )
-        self.standin = SupabaseStandIn(
-            {table: policy.key for table, policy in policies.items()},
-            data_dir=self.data_dir,
-            webhook=webhook,
-            anon_policies=self.anon_policies or {table: "true" for table in policies},
+        if self.database is None:
+            self._own_cluster = PostgresCluster(self.data_dir).start()
+            self._own_cluster.prepare("postgres", seed=self.seed)
+        cluster, database = self.database or (self._own_cluster, "postgres")
+        assert cluster is not None
+        jitter, drop = self.webhook_jitter_s, self.drop_webhooks
+        self.supabase = LocalSupabase(
+            cluster, database, webhook_jitter_s=jitter, drop_webhooks=drop
         )
-        self._supabase_url = _start_standin(self.standin, self.supabase_port)
-        self._supabase_key = self.standin.service_key
-        self._supabase_anon_key = self.standin.anon_key
+        if self._api is not None:
+            self.supabase.wire_webhooks(
+                self.webhook_url, self.webhook_secret, list(policies), WEBHOOK_TIMEOUT_MS
+            )
+        self._supabase_url = _start_supabase(self.supabase, self.supabase_port)
+        self._supabase_key = self.supabase.service_key
+        self._supabase_anon_key = self.supabase.anon_key
 
     def _start_functions(self, resolver: Resolver) -> None:
         assert self._aws is not None and self._api is not None
@@ -294,10 +297,10 @@ class PipelineStack:
             self.scheduler = None
         for poller in self._pollers:
             poller.signal_stop()  # now: its current long poll (up to 1 s) overlaps the rest
-        if self.standin is not None:
+        if self.supabase is not None:
             # First, while the receiver still answers: webhooks in flight complete.
-            with _logged("stopping the Supabase stand-in"):
-                self.standin.stop()
+            with _logged("stopping the local Supabase"):
+                self.supabase.stop()
         if self._api is not None:
             with _logged("stopping the API"):
                 self._api.stop()
@@ -315,6 +318,10 @@ class PipelineStack:
         moto_stopping.join()
         self._pollers.clear()
         self._containers.clear()
+        if self._own_cluster is not None:
+            with _logged("stopping PostgreSQL"):
+                self._own_cluster.stop()
+            self._own_cluster = None
 
     def _stop_moto(self) -> None:
         with _logged("stopping moto"):
@@ -405,7 +412,7 @@ class PipelineStack:
         deadline = time.monotonic() + timeout_s
         while True:
             remaining = deadline - time.monotonic()
-            webhooks_done = self.standin is None or self.standin.wait_for_webhooks(
+            webhooks_done = self.supabase is None or self.supabase.wait_for_webhooks(
                 max(remaining, 0.0)
             )
             if (
@@ -434,6 +441,8 @@ class PipelineStack:
                 "DeadLetterQueueUrl": self.dlq_url,
                 "CacheTableName": self.table_name,
                 "ConsumerFunctionName": self.specs["ConsumerFunction"].function_name,
+                "ReceiverFunctionName": self.specs["ReceiverFunction"].function_name,
+                **({"WebhookUrl": self.webhook_url} if self._api is not None else {}),
             },
         }
 
@@ -455,14 +464,14 @@ def _import_layers(template: dict[str, Any]) -> None:
             sys.path.append(path)
 
 
-def _start_standin(standin: SupabaseStandIn, port: int) -> str:
+def _start_supabase(supabase: LocalSupabase, port: int) -> str:
     # A taken port is an error, not a silent move elsewhere: the URL a user pasted into a client
     # (http://127.0.0.1:54321) would quietly point at whatever holds that port.
     try:
-        return standin.start(host="127.0.0.1", port=port)
+        return supabase.start(host="127.0.0.1", port=port)
     except OSError as error:
         if port != 0 and error.errno == errno.EADDRINUSE:
-            raise PortInUse("the Supabase stand-in", port, "SUPABASE_PORT") from error
+            raise PortInUse("the local Supabase API", port, "SUPABASE_PORT") from error
         raise
 
 

@@ -20,6 +20,7 @@ from ops.deploy_check import SAMCONFIG, check_parameters, deploy_parameters
 from ops.mistakes import Mistake, Parser, run
 from ops.target import Target, resolve_target
 from ops.verify import verify_table
+from ops.webhook_sql import render_webhook_sql
 
 if TYPE_CHECKING:
     from waituntil.cache.model import HealState
@@ -179,6 +180,33 @@ def status(target: Target, arguments: argparse.Namespace) -> int:
     return 0
 
 
+def webhook_sql(target: Target, arguments: argparse.Namespace) -> int:
+    """The Database Webhooks' SQL for this stack: its receiver's URL and current secret."""
+    environment = target.receiver_environment or (
+        target.client("lambda")
+        .get_function_configuration(FunctionName=target.outputs["ReceiverFunctionName"])
+        .get("Environment", {})
+        .get("Variables", {})
+    )
+    if "WebhookUrl" not in target.outputs or "WEBHOOK_SECRET_NAME" not in environment:
+        print(f"{target.description} has no WebhookUrl output or webhook secret", file=sys.stderr)
+        return 2
+    secret = target.secrets.get_secret_value(SecretId=environment["WEBHOOK_SECRET_NAME"])
+    # A deployed webhook passes AWS WAF's gate with this header (the local stack has no WAF).
+    gate_name = target.parameters.get("WebhookGateKey")
+    gate = (
+        target.client("ssm").get_parameter(Name=gate_name)["Parameter"]["Value"]
+        if gate_name
+        else None
+    )
+    url, tables = target.outputs["WebhookUrl"], target.cached_tables
+    sql = render_webhook_sql(
+        url, secret["SecretString"], tables, schema=target.schema_name, gate_key=gate
+    )
+    print(sql)
+    return 0
+
+
 def account_setup(arguments: argparse.Namespace) -> int:
     import boto3
 
@@ -236,6 +264,7 @@ def _main(argv: list[str] | None) -> int:
     command.add_argument("--table", action="append", help="only this table (repeatable)")
     commands.add_parser("status", help="queue depths and cached tables")
     commands.add_parser("check", help="every column the table policies name exists")
+    commands.add_parser("webhook-sql", help="the SQL that creates the Database Webhooks")
     command = commands.add_parser("account-setup", help="API Gateway's CloudWatch role, once")
     command.add_argument("--check", action="store_true", help="only report; exit 1 if unset")
     commands.add_parser("check-deploy", help="check samconfig's parameters before a deploy")
@@ -254,6 +283,7 @@ def _main(argv: list[str] | None) -> int:
         "verify": verify,
         "status": status,
         "check": check,
+        "webhook-sql": webhook_sql,
     }
     return handlers[arguments.command](target, arguments)
 

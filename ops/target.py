@@ -48,6 +48,9 @@ class Target:
     session: boto3.Session = field(repr=False)
     endpoint_url: str | None = None
     log_group: str | None = None  # the consumer's; None where there are no CloudWatch logs
+    # The receiver's variables where no Lambda API has them (the local stack); else read there.
+    receiver_environment: dict[str, str] = field(default_factory=dict)
+    parameters: dict[str, str] = field(default_factory=dict)  # the deployed stack's
 
     def client(self, service: str) -> Any:
         return self.session.client(service, endpoint_url=self.endpoint_url)  # type: ignore[call-overload]
@@ -148,6 +151,9 @@ def deployed_target(stack_name: str, session: boto3.Session | None = None) -> Ta
         # Lambda's default group unless the function names its own (the template does).
         log_group=(configuration.get("LoggingConfig") or {}).get("LogGroup")
         or f"/aws/lambda/{configuration['FunctionName']}",
+        parameters={
+            p["ParameterKey"]: p["ParameterValue"] for p in stacks[0].get("Parameters", [])
+        },
     )
 
 
@@ -166,6 +172,7 @@ def local_target(state: dict[str, Any]) -> Target:
         consumer_environment={**consumer["environment"], **(state.get("environment") or {})},
         session=session,
         endpoint_url=state["aws_endpoint"],
+        receiver_environment=state["functions"].get("ReceiverFunction", {}).get("environment", {}),
     )
 
 

@@ -1,4 +1,4 @@
-"""Driving the consumer in tests: ports on moto and the stand-in, SQS events, draining the queue.
+"""Driving the consumer in tests: ports on moto and a local Supabase, SQS events, draining.
 
 A full sync continues itself through the change queue (and a first change starts the fill
 there), so "the queue drained" means: run the handler on what the queue holds until it is empty.
@@ -14,7 +14,7 @@ from typing import Any
 
 from consumer.handler import build_ports, lambda_handler
 from local.aws_resources import seed_secrets
-from local.supabase_standin import SupabaseStandIn
+from local.supabase import LocalSupabase
 from tests.conftest import EmulatedAws, LambdaContext, load_event
 from waituntil.core.contracts import Change
 from waituntil.core.settings import ConsumerSettings
@@ -24,13 +24,14 @@ from waituntil.sync.ports import ConsumerPorts
 
 def consumer_ports(
     aws: EmulatedAws,
-    supabase: SupabaseStandIn,
+    supabase: LocalSupabase,
     tables: str = "articles,authors",
     *,
     secrets_client: Any = None,
     **overrides: str,
 ) -> ConsumerPorts:
-    """The consumer's ports on moto and the stand-in; ``secrets_client`` may replace the
+    """The consumer's ports on moto and a local Supabase (authors keyed by slug, as the
+    migration makes them); ``secrets_client`` may replace the
     Secrets Manager client (e.g. a ``tests.faults.FaultyClient``)."""
     seed_secrets(
         aws.secrets,
@@ -44,6 +45,7 @@ def consumer_ports(
         **aws.environment("ConsumerFunction"),
         "SUPABASE_URL": supabase.url,
         "CACHED_TABLES": tables,
+        "TABLE_POLICIES": json.dumps({"authors": {"key": "slug"}} if "authors" in tables else {}),
         **overrides,
     }
     return build_ports(
@@ -72,7 +74,7 @@ def batch(*changes: dict[str, Any]) -> dict[str, Any]:
 
 
 def change(change_type: str, key: Any, table: str = "articles") -> dict[str, Any]:
-    row = {"id": key}
+    row = {"slug" if table == "authors" else "id": key}
     return Change(
         type=change_type,  # type: ignore[arg-type]
         schema_name="public",
@@ -132,4 +134,10 @@ def cache_equals(ports: ConsumerPorts, rows: list[dict[str, Any]], table: str = 
     """The list and every row item equal ``rows`` (Supabase's table, in key order)."""
     assert get_list(ports.store, table) == rows
     for row in rows:
-        assert get_item(ports.store, table, row["id"]) == row
+        assert get_item(ports.store, table, row["slug" if table == "authors" else "id"]) == row
+
+
+def row_of(supabase: LocalSupabase, key: Any, table: str = "articles") -> dict[str, Any] | None:
+    """Supabase's row (every column, as PostgREST renders it), or None."""
+    column = "slug" if table == "authors" else "id"
+    return next((row for row in supabase.rows(table) if row[column] == key), None)

@@ -2,7 +2,9 @@
 
 Every stack binds port 0 (parallel pytest workers never clash), uses a batching window of 0 s
 unless a test asks otherwise, and a 2 s visibility timeout so that failed batches come back
-within the test (a local-only setting; the template's is minutes).
+within the test (a local-only setting; the template's is minutes). Its Supabase runs on a fresh
+database of the test process's PostgreSQL (``tests/conftest.py``), unless the test gives it a
+``data_dir``: then on a PostgreSQL of its own there, as ``make dev DATA=`` does.
 """
 
 from __future__ import annotations
@@ -12,12 +14,16 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from supabase import Client, create_client
 
 from local.stack import PipelineStack
+from tests.conftest import Database, _fresh_database
+
+if TYPE_CHECKING:
+    from local.supabase import PostgresCluster
 
 # Warnings and errors only: pytest shows the functions' stderr when a test fails.
 QUIET = {"POWERTOOLS_LOG_LEVEL": "WARNING"}
@@ -27,9 +33,10 @@ StartStack = Callable[..., PipelineStack]
 
 
 @pytest.fixture
-def start_stack() -> Iterator[StartStack]:
+def start_stack(postgres: PostgresCluster) -> Iterator[StartStack]:
     """Start stacks with test defaults; every one is stopped after the test."""
     stacks: list[PipelineStack] = []
+    databases: list[Iterator[Database]] = []
 
     def start(**options: Any) -> PipelineStack:
         defaults: dict[str, Any] = {
@@ -38,6 +45,9 @@ def start_stack() -> Iterator[StartStack]:
             "visibility_timeout_s": 2,
             "environment": QUIET,
         }
+        if "data_dir" not in options:
+            databases.append(_fresh_database(postgres))
+            defaults["database"] = next(databases[-1])
         stack = PipelineStack(**{**defaults, **options})
         stacks.append(stack)
         return stack.start()
@@ -45,10 +55,14 @@ def start_stack() -> Iterator[StartStack]:
     yield start
     for stack in reversed(stacks):
         stack.stop()
+    for database in databases:
+        next(database, None)  # dropped
 
 
 @pytest.fixture(scope="module")
-def paged_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipelineStack]:
+def paged_stack(
+    tmp_path_factory: pytest.TempPathFactory, module_database: Database
+) -> Iterator[PipelineStack]:
     """For read-only tests of the read API: rows 0-39 of ``articles`` stored in 1 KiB chunks
     (several pages); the functions' logs go to files. Module scope, not session: moto's
     backends are process-wide, so two stacks alive at once in one worker would share them."""
@@ -58,18 +72,23 @@ def paged_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipelineSt
         visibility_timeout_s=2,
         environment={**QUIET, "LIST_CHUNK_BYTES": "1024"},
         function_logs=tmp_path_factory.mktemp("logs"),
+        database=module_database,
     ) as stack:
-        rows = [{"id": key, "title": f"Article {key}", "text": "x" * 60} for key in range(40)]
+        rows = [{"id": key, "title": f"Article {key}", "body": "x" * 60} for key in range(40)]
         supabase_client(stack).table(TABLE).insert(rows).execute()
         assert stack.wait_until_idle(timeout_s=30)
         yield stack
 
 
 @pytest.fixture(scope="module")
-def shared_stack() -> Iterator[PipelineStack]:
+def shared_stack(module_database: Database) -> Iterator[PipelineStack]:
     """One stack for tests that leave nothing behind (refused requests)."""
     with PipelineStack(
-        port=0, batching_window_s=0, visibility_timeout_s=2, environment=QUIET
+        port=0,
+        batching_window_s=0,
+        visibility_timeout_s=2,
+        environment=QUIET,
+        database=module_database,
     ) as stack:
         yield stack
 

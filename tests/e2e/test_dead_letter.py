@@ -20,14 +20,14 @@ def test_failing_consumer_retries_then_dead_letters(start_stack: StartStack) -> 
     # Given a stack whose queue redrives after 2 receives, and a Supabase that answers every
     # read with 503 (writes still work, so webhooks still fire)
     stack = start_stack(max_receive_count=MAX_RECEIVES, visibility_timeout_s=1)
-    assert stack.standin is not None
-    stack.standin.inject_fault(status=503, times=None, method="GET", table=TABLE)
+    assert stack.supabase is not None
+    stack.supabase.inject_fault(status=503, times=None, method="GET", table=TABLE)
     store = stack.cache_store()
 
     # When an article is inserted
     supabase_client(stack).table(TABLE).insert({"id": 7, "title": "Unlucky"}).execute()
-    assert stack.standin.wait_for_webhooks(10)
-    assert [delivery.status_code for delivery in stack.standin.webhook_log] == [202]
+    assert stack.supabase.wait_for_webhooks(10)
+    assert [delivery.status_code for delivery in stack.supabase.webhook_log] == [202]
 
     # Then the consumer fails on every delivery; the change comes back after the visibility
     # timeout, and after MaxReceiveCount receives SQS moves it to the dead-letter queue; the
@@ -40,7 +40,7 @@ def test_failing_consumer_retries_then_dead_letters(start_stack: StartStack) -> 
         time.sleep(0.1)
     assert stack.wait_until_idle(timeout_s=10)
     assert stack.consumer_batches == MAX_RECEIVES
-    reads = [record for record in stack.standin.request_log if record.method == "GET"]
+    reads = [record for record in stack.supabase.request_log if record.method == "GET"]
     assert len(reads) >= MAX_RECEIVES  # postgrest-py also retries a 503 itself
     assert {record.status for record in reads} == {503}
     assert get_item(store, TABLE, 7) is None
@@ -48,4 +48,5 @@ def test_failing_consumer_retries_then_dead_letters(start_stack: StartStack) -> 
     parked = stack.aws.sqs().receive_message(QueueUrl=stack.dlq_url)["Messages"]
     change = Change.from_message(parked[0]["Body"])
     assert (change.type, change.table, change.key) == ("INSERT", TABLE, 7)
-    assert json.loads(parked[0]["Body"])["record"] == {"id": 7, "title": "Unlucky"}
+    record = json.loads(parked[0]["Body"])["record"]
+    assert record == stack.supabase.rows(TABLE)[0]  # the row as its trigger rendered it

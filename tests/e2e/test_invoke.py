@@ -56,7 +56,7 @@ def test_invoke_consumer_without_a_running_stack(tmp_path: Path) -> None:
     # When the consumer is invoked with the bundled SQS batch
     result = _invoke("ConsumerFunction", "events/consumer/batch.json", state_file)
 
-    # Then every record succeeded (the empty stand-in table is a valid source)
+    # Then every record succeeded (the empty table is a valid source)
     assert _response(result) == {"batchItemFailures": []}
 
 

@@ -18,7 +18,7 @@ import pytest
 from local.dev import real_supabase
 from local.stack import PipelineStack, PortInUse
 from ops.mistakes import Mistake
-from tests.conftest import ROOT
+from tests.conftest import ROOT, Database
 from tests.e2e.conftest import QUIET
 
 pytestmark = pytest.mark.e2e
@@ -183,7 +183,7 @@ def test_half_a_real_project_is_an_error_not_a_fallback(
     # Given only one of SUPABASE_URL / SUPABASE_KEY
     with pytest.raises(Mistake, match=message):
         real_supabase(environ)
-    # When make dev starts with it / Then it refuses in one line instead of using the stand-in
+    # When make dev starts with it / Then it refuses in one line instead of using the local one
     dev = _python(
         "-m",
         "local.dev",
@@ -208,17 +208,45 @@ def test_half_a_real_project_is_an_error_not_a_fallback(
     ("option", "what", "variable"),
     [
         ("port", "the local API", "PORT"),
-        ("supabase_port", "the Supabase stand-in", "SUPABASE_PORT"),
+        ("supabase_port", "the local Supabase API", "SUPABASE_PORT"),
     ],
 )
 def test_a_busy_port_names_itself_and_the_make_variable(
-    taken_port: int, option: str, what: str, variable: str
+    taken_port: int, option: str, what: str, variable: str, database: Database
 ) -> None:
     # Given a port already taken / When the stack is asked to use it
     ports = {"port": 0, "supabase_port": 0, option: taken_port}
-    stack = PipelineStack(port=ports["port"], supabase_port=ports["supabase_port"])
+    stack = PipelineStack(
+        port=ports["port"], supabase_port=ports["supabase_port"], database=database
+    )
     with pytest.raises(PortInUse) as raised:
         stack.start()
     # Then the error names the port, what wanted it and how to choose another
     assert str(taken_port) in str(raised.value) and what in str(raised.value)
     assert f"make dev {variable}=<port>" in str(raised.value)
+
+
+def test_a_killed_make_dev_leaves_no_postgresql_and_its_folder_in_use_is_one_line(
+    tmp_path: Path,
+) -> None:
+    # Given `make dev DATA=<folder>` running
+    data, pid_file = tmp_path / "db", tmp_path / "db" / "postgres" / "postmaster.pid"
+    options = ["-m", "local.dev", "--port", "0", "--supabase-port", "0", "--data-dir", str(data)]
+    dev = _python(*options, env={"LOCAL_STACK_STATE": str(tmp_path / "one.json")})
+    assert dev.stdout is not None
+    _read_until(dev.stdout, "make invoke FUNCTION=", timeout_s=90)
+    # When a second one is started on the same folder
+    second = _python(*options, env={"LOCAL_STACK_STATE": str(tmp_path / "two.json")})
+    _, err = second.communicate(timeout=90)
+    # Then it refuses in one line that names the server and the way out
+    assert second.returncode == 2, err  # a mistake the user can fix (ops.mistakes)
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("cannot start the local stack: ") and "is in use by PostgreSQL" in err
+    # When the first is killed outright (no Ctrl-C, no cleanup of its own)
+    dev.kill()
+    dev.communicate(timeout=30)
+    # Then its PostgreSQL stops all the same
+    deadline = time.monotonic() + 30
+    while pid_file.exists():
+        assert time.monotonic() < deadline, "PostgreSQL outlived its make dev"
+        time.sleep(0.1)

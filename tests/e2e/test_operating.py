@@ -8,7 +8,7 @@ import time
 import pytest
 
 from local.stack import PipelineStack
-from ops.__main__ import backfill, dlq, redrive_command, verify
+from ops.__main__ import backfill, dlq, redrive_command, verify, webhook_sql
 from ops.target import Target, local_target
 from tests.e2e.conftest import TABLE, StartStack, supabase_client
 from waituntil.read.cache_client import get_item, get_list
@@ -28,8 +28,8 @@ def test_backfill_fills_an_empty_cache(
 ) -> None:
     # Given rows that reached Supabase without a webhook (a migration, or before the deploy)
     stack = start_stack()
-    assert stack.standin is not None
-    stack.standin.seed(TABLE, ROWS)
+    assert stack.supabase is not None
+    stack.supabase.seed(TABLE, ROWS)
     store = stack.cache_store()
     assert get_list(store, TABLE) is None
 
@@ -38,8 +38,10 @@ def test_backfill_fills_an_empty_cache(
 
     # Then the cache holds every row and the list, and the command said what it did
     assert status == 0
-    assert get_list(store, TABLE) == ROWS
-    assert [get_item(store, TABLE, row["id"]) for row in ROWS] == ROWS
+    rows = stack.supabase.rows(TABLE)
+    assert [row["title"] for row in rows] == [row["title"] for row in ROWS]
+    assert get_list(store, TABLE) == rows
+    assert [get_item(store, TABLE, row["id"]) for row in ROWS] == rows
     output = capsys.readouterr().out
     assert "queued a RESYNC" in output
     assert f"{TABLE}: 3 rows cached" in output
@@ -50,8 +52,8 @@ def test_a_dead_lettered_change_is_listed_redriven_and_converges(
 ) -> None:
     # Given a change that failed every delivery (Supabase answered 503) and was dead-lettered
     stack = start_stack(max_receive_count=2, visibility_timeout_s=1)
-    assert stack.standin is not None
-    stack.standin.inject_fault(status=503, times=None, method="GET", table=TABLE)
+    assert stack.supabase is not None
+    stack.supabase.inject_fault(status=503, times=None, method="GET", table=TABLE)
     supabase_client(stack).table(TABLE).insert({"id": 7, "title": "Unlucky"}).execute()
     deadline = time.monotonic() + 30
     while stack.queue_depth(stack.dlq_url) == 0:
@@ -70,14 +72,14 @@ def test_a_dead_lettered_change_is_listed_redriven_and_converges(
     assert "why: every delivery failed" in listing
 
     # When Supabase recovers and `make redrive` moves it back
-    stack.standin.clear_faults()
+    stack.supabase.clear_faults()
     assert redrive_command(target, argparse.Namespace(wait=True, timeout=30.0)) == 0
 
     # Then one message moved, the dead-letter queue is empty and the cache converged
     assert "moved 1 message(s)" in capsys.readouterr().out
     assert stack.wait_until_idle(timeout_s=10)
     assert stack.queue_depth(stack.dlq_url) == 0
-    assert get_item(stack.cache_store(), TABLE, 7) == {"id": 7, "title": "Unlucky"}
+    assert get_item(stack.cache_store(), TABLE, 7) == stack.supabase.rows(TABLE)[0]
 
 
 def test_verify_finds_drift_planted_behind_the_projects_back_and_changes_nothing(
@@ -85,7 +87,7 @@ def test_verify_finds_drift_planted_behind_the_projects_back_and_changes_nothing
 ) -> None:
     # Given a cache converged on three rows
     stack = start_stack()
-    assert stack.standin is not None
+    assert stack.supabase is not None
     supabase_client(stack).table(TABLE).insert(ROWS).execute()
     assert stack.wait_until_idle(timeout_s=20)
     target = _target(stack)
@@ -94,7 +96,7 @@ def test_verify_finds_drift_planted_behind_the_projects_back_and_changes_nothing
 
     # And drift planted behind the pipeline's back: a row added to Supabase without a webhook,
     # and row 1's cache item deleted straight from DynamoDB
-    stack.standin.seed(TABLE, [{"id": 4, "title": "Sneaked in"}])
+    stack.supabase.seed(TABLE, [{"id": 4, "title": "Sneaked in"}])
     dynamodb = stack.aws.dynamodb()
     dynamodb.delete_item(TableName=stack.table_name, Key={"pk": {"S": f"/{TABLE}/1"}})
     items_before = dynamodb.scan(TableName=stack.table_name)["Items"]
@@ -111,3 +113,24 @@ def test_verify_finds_drift_planted_behind_the_projects_back_and_changes_nothing
     # And it changed nothing
     items_after = dynamodb.scan(TableName=stack.table_name)["Items"]
     assert sorted(map(str, items_after)) == sorted(map(str, items_before))
+
+
+def test_webhook_sql_prints_the_triggers_the_stack_runs_on(
+    start_stack: StartStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a running stack (its database wired by the same template)
+    stack = start_stack()
+    assert stack.supabase is not None
+    # When `make webhook-sql` prints the SQL for it
+    assert webhook_sql(_target(stack), argparse.Namespace()) == 0
+    printed = capsys.readouterr().out
+    # Then it names the stack's receiver, secret and cached table, as trigger arguments
+    assert "create or replace trigger waituntil_webhook" in printed
+    assert f"'{stack.webhook_url}', 'POST'" in printed
+    assert f'"Authorization": "Bearer {stack.webhook_secret}"' in printed
+    assert 'on "public"."articles"' in printed
+    # And run as a user would, it is valid SQL that leaves webhooks working
+    stack.supabase.sql(printed)
+    supabase_client(stack).table(TABLE).insert({"id": 1, "title": "wired"}).execute()
+    assert stack.wait_until_idle(timeout_s=20)
+    assert [delivery.status_code for delivery in stack.supabase.webhook_log] == [202]

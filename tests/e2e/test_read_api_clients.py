@@ -45,8 +45,8 @@ def test_requests_follows_next_links_through_every_page(
     assert first_links["next"]["url"].startswith(f"{stack.api_url}/v1/{TABLE}?cursor=")
     assert first_links["last"]["url"].startswith(f"{stack.api_url}/v1/{TABLE}?cursor=")
     assert pages > 2
-    assert stack.standin is not None
-    assert rows == stack.standin.rows(TABLE)
+    assert stack.supabase is not None
+    assert rows == stack.supabase.rows(TABLE)
 
 
 @pytest.mark.parametrize("encoding", ["identity", "gzip"])

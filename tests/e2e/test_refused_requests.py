@@ -24,7 +24,7 @@ def test_wrong_secret_gets_401_and_changes_nothing(shared_stack: PipelineStack) 
     assert stack.wait_until_idle(timeout_s=20)
     store = stack.cache_store()
     cached_list, cached_item = get_list(store, TABLE), get_item(store, TABLE, 1)
-    assert cached_item == {"id": 1, "title": "Cached"}
+    assert cached_item is not None and cached_item["title"] == "Cached"
     batches = stack.consumer_batches
 
     # When a webhook for it arrives with the wrong secret

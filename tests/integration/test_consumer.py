@@ -1,5 +1,5 @@
-"""The consumer handler in-process: moto DynamoDB (from template.yaml) and the Supabase
-stand-in over real HTTP, read through supabase-py."""
+"""The consumer handler in-process: moto DynamoDB (from template.yaml) and a local Supabase on
+real PostgreSQL over real HTTP, read through supabase-py."""
 
 from __future__ import annotations
 
@@ -14,24 +14,21 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from supabase import create_client
 
-from local.supabase_standin import SupabaseStandIn
+from local.supabase import LocalSupabase
 from tests.conftest import EmulatedAws, LambdaContext, load_event
-from tests.consumer_support import batch, cache_equals, change, consumer_ports, drain, run
+from tests.consumer_support import (
+    batch,
+    cache_equals,
+    change,
+    consumer_ports,
+    drain,
+    row_of,
+    run,
+)
 from tests.faults import FaultyClient, unreachable
 from waituntil.core.contracts import Change
 from waituntil.read.cache_client import get_item, get_list
 from waituntil.sync.ports import ConsumerPorts
-
-
-@pytest.fixture
-def supabase() -> Iterator[SupabaseStandIn]:
-    with SupabaseStandIn(
-        tables={"articles": "id", "authors": "id"},
-        webhook=None,
-        anon_policies={"articles": "true", "authors": "true"},  # the public sees every row
-    ) as standin:
-        yield standin
-
 
 _ports = consumer_ports
 _batch = batch
@@ -56,13 +53,13 @@ def _remember_aws(aws: EmulatedAws) -> Iterator[None]:
 
 
 def _cache_equals_supabase(
-    ports: ConsumerPorts, supabase: SupabaseStandIn, table: str = "articles"
+    ports: ConsumerPorts, supabase: LocalSupabase, table: str = "articles"
 ) -> None:
     cache_equals(ports, supabase.rows(table), table)
 
 
 def test_bundled_batch_converges_to_supabase(
-    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+    aws: EmulatedAws, supabase: LocalSupabase, lambda_context: LambdaContext
 ) -> None:
     # Given Supabase holds article 42 (updated) and article 7 was deleted
     event = load_event("consumer/batch.json")
@@ -74,13 +71,15 @@ def test_bundled_batch_converges_to_supabase(
     failed = _run(event, ports, lambda_context)
     # Then nothing failed, 42 holds Supabase's row, 7 is gone, the list is the whole table
     assert failed == []
-    assert get_item(ports.store, "articles", 42) == updated
+    cached = get_item(ports.store, "articles", 42)
+    assert cached == row_of(supabase, 42)
+    assert cached is not None and cached["title"] == updated["title"]
     assert get_item(ports.store, "articles", 7) is None
     _cache_equals_supabase(ports, supabase)
 
 
 def test_delete_delivered_before_its_insert_leaves_no_row(
-    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+    aws: EmulatedAws, supabase: LocalSupabase, lambda_context: LambdaContext
 ) -> None:
     # Given a row that was inserted then deleted in Supabase (it no longer exists)
     ports = _ports(aws, supabase)
@@ -93,7 +92,7 @@ def test_delete_delivered_before_its_insert_leaves_no_row(
 
 
 def test_old_update_after_a_newer_one_keeps_the_newer_row(
-    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+    aws: EmulatedAws, supabase: LocalSupabase, lambda_context: LambdaContext
 ) -> None:
     # Given Supabase holds version 3 of a row
     supabase.seed("articles", [{"id": 9, "title": "v3"}])
@@ -104,11 +103,13 @@ def test_old_update_after_a_newer_one_keeps_the_newer_row(
     _run(_batch(newer), ports, lambda_context)
     _run(_batch(older), ports, lambda_context)
     # Then the cache holds v3: the payload said which row, Supabase said what it is
-    assert get_item(ports.store, "articles", 9) == {"id": 9, "title": "v3"}
+    cached = get_item(ports.store, "articles", 9)
+    assert cached is not None and cached["title"] == "v3"
+    assert cached == row_of(supabase, 9)
 
 
 def test_duplicates_and_replays_change_nothing(
-    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+    aws: EmulatedAws, supabase: LocalSupabase, lambda_context: LambdaContext
 ) -> None:
     # Given rows in Supabase and a batch holding the same UPDATE twice
     supabase.seed("articles", [{"id": i, "title": f"t{i}"} for i in range(1, 6)])
@@ -126,7 +127,7 @@ def test_duplicates_and_replays_change_nothing(
 
 
 def test_a_batch_reads_only_its_touched_keys(
-    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+    aws: EmulatedAws, supabase: LocalSupabase, lambda_context: LambdaContext
 ) -> None:
     # Given a 250-row table, filled in pages of 100 (Supabase caps a read at 1,000 rows)
     supabase.seed("articles", [{"id": i, "title": f"article {i}"} for i in range(1, 251)])
@@ -148,7 +149,7 @@ def test_a_batch_reads_only_its_touched_keys(
 
 
 def test_aggregate_over_a_megabyte_is_chunked_and_whole(
-    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+    aws: EmulatedAws, supabase: LocalSupabase, lambda_context: LambdaContext
 ) -> None:
     # Given about 1.3 MB of articles
     body = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 80
@@ -165,26 +166,26 @@ def test_aggregate_over_a_megabyte_is_chunked_and_whole(
 
 
 def test_supabase_503_fails_that_tables_records_only(
-    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+    aws: EmulatedAws, supabase: LocalSupabase, lambda_context: LambdaContext
 ) -> None:
     # Given Supabase answers 503 for articles, while authors read fine
-    supabase.seed("authors", [{"id": 1, "name": "Ada"}])
+    supabase.seed("authors", [{"slug": "ada", "name": "Ada"}])
     supabase.inject_fault(status=503, times=None, table="articles")
     ports = _ports(aws, supabase, SUPABASE_RETRY="false")
     event = _batch(
-        _change("UPDATE", 1), _change("INSERT", 1, table="authors"), _change("UPDATE", 2)
+        _change("UPDATE", 1), _change("INSERT", "ada", table="authors"), _change("UPDATE", 2)
     )
     # When the batch is processed
     failed = _run(event, ports, lambda_context)
     # Then both article records are reported for retry, the author record succeeded
     records = event["Records"]
     assert failed == [records[0]["messageId"], records[2]["messageId"]]
-    assert get_item(ports.store, "authors", 1) == {"id": 1, "name": "Ada"}
+    assert get_item(ports.store, "authors", "ada") == row_of(supabase, "ada", "authors")
     assert ports.store.get_head("articles") is None
 
 
 def test_a_passing_supabase_503_is_retried_in_place(
-    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+    aws: EmulatedAws, supabase: LocalSupabase, lambda_context: LambdaContext
 ) -> None:
     # Given Supabase answers one 503 (a blip) with supabase-py's retry on (the default)
     supabase.seed("articles", [{"id": 1, "title": "t"}])
@@ -195,14 +196,14 @@ def test_a_passing_supabase_503_is_retried_in_place(
     # Then it succeeds without waiting for an SQS redelivery, at the cost of one more request
     # (the requests after those two are the table's first fill)
     assert failed == []
-    assert get_item(ports.store, "articles", 1) == {"id": 1, "title": "t"}
+    assert get_item(ports.store, "articles", 1) == row_of(supabase, 1)
     assert [record.status for record in supabase.request_log][:3] == [503, 200, 200]
     assert supabase.request_log[2].query != supabase.request_log[1].query
 
 
 @pytest.mark.parametrize("retry", [True, False])
 def test_a_connection_dropped_mid_read_is_retried_in_place_or_fails_the_records(
-    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext, retry: bool
+    aws: EmulatedAws, supabase: LocalSupabase, lambda_context: LambdaContext, retry: bool
 ) -> None:
     # Given Supabase's connection closing once without an answer (a proxy or a restart)
     supabase.seed("articles", [{"id": 1, "title": "t"}])
@@ -214,7 +215,7 @@ def test_a_connection_dropped_mid_read_is_retried_in_place_or_fails_the_records(
         # Then it is read again at once and reaches the cache
         assert _run(event, ports, lambda_context) == []
         assert [record.status for record in supabase.request_log][:2] == [0, 200]
-        assert get_item(ports.store, "articles", 1) == {"id": 1, "title": "t"}
+        assert get_item(ports.store, "articles", 1) == row_of(supabase, 1)
     else:
         # When it is processed without it / Then the batch fails whole (SQS redelivers it)
         # and nothing was written
@@ -224,18 +225,18 @@ def test_a_connection_dropped_mid_read_is_retried_in_place_or_fails_the_records(
 
 
 def test_supabase_timeout_fails_the_records(
-    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+    aws: EmulatedAws, supabase: LocalSupabase, lambda_context: LambdaContext
 ) -> None:
     # Given Supabase slower than the consumer's HTTP timeout, and an unaffected table
     supabase.inject_fault(status=None, delay_s=1.5, times=None, table="articles")
     ports = _ports(aws, supabase, SUPABASE_TIMEOUT_SECONDS="0.5")
-    event = _batch(_change("UPDATE", 1), _change("INSERT", 1, table="authors"))
+    event = _batch(_change("UPDATE", 1), _change("INSERT", "ada", table="authors"))
     # When the batch is processed / Then the article record fails (retried by SQS, then DLQ)
     assert _run(event, ports, lambda_context) == [event["Records"][0]["messageId"]]
 
 
 def test_a_batch_where_everything_fails_is_retried_whole(
-    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+    aws: EmulatedAws, supabase: LocalSupabase, lambda_context: LambdaContext
 ) -> None:
     # Given Supabase down for every table
     supabase.inject_fault(status=503, times=None)
@@ -246,7 +247,7 @@ def test_a_batch_where_everything_fails_is_retried_whole(
 
 
 def test_secrets_manager_down_fails_the_batch_and_its_redelivery_converges(
-    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+    aws: EmulatedAws, supabase: LocalSupabase, lambda_context: LambdaContext
 ) -> None:
     # Given Secrets Manager unreachable when the consumer first needs Supabase's key
     supabase.seed("articles", [{"id": 1, "title": "t"}])
@@ -261,11 +262,11 @@ def test_secrets_manager_down_fails_the_batch_and_its_redelivery_converges(
     # When Secrets Manager is back and the batch is redelivered / Then it reaches the cache
     down.faults.clear()
     assert _run(_batch(_change("UPDATE", 1)), ports, lambda_context) == []
-    assert get_item(ports.store, "articles", 1) == {"id": 1, "title": "t"}
+    assert get_item(ports.store, "articles", 1) == row_of(supabase, 1)
 
 
 def test_unparseable_record_fails_alone(
-    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+    aws: EmulatedAws, supabase: LocalSupabase, lambda_context: LambdaContext
 ) -> None:
     # Given a batch with one good change and one body that is not a change message
     event = load_event("consumer/batch_with_bad_record.json")
@@ -273,48 +274,65 @@ def test_unparseable_record_fails_alone(
     ports = _ports(aws, supabase)
     # When processed / Then only the bad record fails; the good one reached the cache
     assert _run(event, ports, lambda_context) == [event["Records"][1]["messageId"]]
-    assert get_item(ports.store, "articles", 42) == {"id": 42, "title": "Hello, world"}
+    assert get_item(ports.store, "articles", 42) == row_of(supabase, 42)
 
 
 def test_change_for_an_uncached_table_fails_alone(
-    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+    aws: EmulatedAws, supabase: LocalSupabase, lambda_context: LambdaContext
 ) -> None:
     # Given a change for a table this consumer does not cache (configuration drift)
     ports = _ports(aws, supabase, CACHED_TABLES="authors")
-    event = _batch(_change("UPDATE", 1), _change("UPDATE", 1, table="authors"))
+    event = _batch(_change("UPDATE", 1), _change("UPDATE", "ada", table="authors"))
     # When processed / Then that record fails and goes to the DLQ eventually
     assert _run(event, ports, lambda_context) == [event["Records"][0]["messageId"]]
 
 
-def test_awkward_values_round_trip_exactly(
-    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+SAMPLES = """create table public.samples (
+    id bigint primary key, amount numeric, ratio double precision, big bigint, at timestamptz,
+    day date, doc jsonb, tags text[], grid int[], ref uuid, label text, flag boolean, gone text)"""
+SAMPLE = """insert into public.samples values (1, 123456789012345678901234567890.123456789, 0.1,
+    4611686018427387904, '2026-01-02 03:04:05.123456+02', '2026-01-02',
+    '{"b": [1, "two", null, {"c": 3.25}], "a": {}}', array['a,b', 'c"d', null],
+    '{{1,2},{3,4}}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'Crème brûlée 🍮 — 東京', false,
+    null)"""
+
+
+def test_postgres_types_reach_the_cache_as_postgres_renders_them(
+    aws: EmulatedAws, supabase: LocalSupabase, lambda_context: LambdaContext
 ) -> None:
-    # Given a row with values that are easy to mangle
-    row = {
+    # Given a row of types that are easy to mangle, stored by PostgreSQL
+    supabase.sql(SAMPLES)
+    supabase.sql(SAMPLE)
+    ports = _ports(aws, supabase, tables="samples")
+    # When its change is synced
+    assert _run(_batch(_change("INSERT", 1, table="samples")), ports, lambda_context) == []
+    # Then the cached row is what a Supabase client reads, PostgreSQL's own JSON rendering
+    cached = get_item(ports.store, "samples", 1)
+    assert cached == supabase.rows("samples")[0]
+    assert cached == {
         "id": 1,
-        "title": "Crème brûlée 🍮 — 東京",
-        "price": 19.99,
+        # every digit in PostgreSQL's JSON; a JSON client (supabase-py) reads the nearest double
+        "amount": 1.2345678901234568e29,
         "ratio": 0.1,
-        "tiny": 1.5e-07,
         "big": 2**62,
-        "meta": {"nested": {"list": [1, "two", None, {"three": 3.25}]}, "empty": {}},
-        "tags": ["a", "b"],
-        "deleted_at": None,
+        "at": "2026-01-02T01:04:05.123456+00:00",
+        "day": "2026-01-02",
+        "doc": {"a": {}, "b": [1, "two", None, {"c": 3.25}]},
+        "tags": ["a,b", 'c"d', None],
+        "grid": [[1, 2], [3, 4]],
+        "ref": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+        "label": "Crème brûlée 🍮 — 東京",
         "flag": False,
+        "gone": None,
     }
-    supabase.seed("articles", [row])
-    ports = _ports(aws, supabase)
-    # When synced / Then the cached row and list equal what Supabase holds, value for value
-    assert _run(_batch(_change("INSERT", 1)), ports, lambda_context) == []
-    cached = get_item(ports.store, "articles", 1)
-    assert cached == row
-    assert json.dumps(cached, sort_keys=True) == json.dumps(row, sort_keys=True)
-    assert get_list(ports.store, "articles") == [row]
+    raw = supabase.sql("select row_to_json(s)::text from public.samples s")[0][0]
+    assert '"amount":123456789012345678901234567890.123456789' in raw
+    assert get_list(ports.store, "samples") == [cached]
 
 
 def test_correlation_id_is_logged_per_record(
     aws: EmulatedAws,
-    supabase: SupabaseStandIn,
+    supabase: LocalSupabase,
     lambda_context: LambdaContext,
     captured_logs: io.StringIO,
 ) -> None:
@@ -330,17 +348,21 @@ def test_correlation_id_is_logged_per_record(
 
 
 def test_scheduled_resync_heals_a_lost_webhook(
-    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+    aws: EmulatedAws, supabase: LocalSupabase, lambda_context: LambdaContext
 ) -> None:
     # Given a converged cache, then changes whose webhooks were lost (Supabase never retries)
     supabase.seed("articles", [{"id": i, "title": f"t{i}"} for i in range(1, 6)])
-    supabase.seed("authors", [{"id": 1, "name": "Ada"}])
+    supabase.seed("authors", [{"slug": "ada", "name": "Ada"}])
     ports = _ports(aws, supabase)
-    _run(_batch(_change("UPDATE", 1), _change("UPDATE", 1, table="authors")), ports, lambda_context)
+    _run(
+        _batch(_change("UPDATE", 1), _change("UPDATE", "ada", table="authors")),
+        ports,
+        lambda_context,
+    )
     writer = create_client(supabase.url, supabase.service_key)
     writer.table("articles").update({"title": "edited, webhook lost"}).eq("id", 3).execute()
     writer.table("articles").delete().eq("id", 5).execute()
-    writer.table("authors").insert({"id": 2, "name": "Grace"}).execute()
+    writer.table("authors").insert({"slug": "grace", "name": "Grace"}).execute()
     # When the scheduled RESYNC message (every table) is processed
     assert _run(load_event("consumer/resync.json"), ports, lambda_context) == []
     # Then every table's items and list equal Supabase again
@@ -371,26 +393,26 @@ def test_the_templates_scheduled_messages_are_valid_changes(
 
 
 def test_a_row_too_large_for_an_item_is_kept_in_s3_and_its_table_keeps_converging(
-    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+    aws: EmulatedAws, supabase: LocalSupabase, lambda_context: LambdaContext
 ) -> None:
     # Given a 600 KB row that does not compress (DynamoDB holds 400 KB at most), and others
-    big = {"id": 1, "blob": base64.b64encode(os.urandom(450_000)).decode()}
+    big = {"id": 1, "body": base64.b64encode(os.urandom(450_000)).decode()}
     assert len(json.dumps(big)) > 600_000
     supabase.seed("articles", [big, {"id": 2, "title": "small"}])
     ports = _ports(aws, supabase)
     # When its change is synced
     assert _run(_batch(_change("INSERT", 1)), ports, lambda_context) == []
     # Then it round-trips exactly, as an item and in the list, its body kept in the bucket
-    rows = supabase.rows("articles")  # (the stand-in gives each row every column it has seen)
+    rows = supabase.rows("articles")
     assert get_item(ports.store, "articles", 1) == rows[0]
-    assert rows[0]["blob"] == big["blob"]
+    assert rows[0]["body"] == big["body"]
     assert get_list(ports.store, "articles") == rows
     objects = aws.s3.list_objects_v2(Bucket=aws.stack.blob_bucket).get("Contents", [])
     assert len(objects) == 1
     # And later changes of its table still converge, and a new body supersedes the old one
     writer = create_client(supabase.url, supabase.service_key)
     writer.table("articles").update({"title": "edited"}).eq("id", 2).execute()
-    bigger = {"id": 1, "blob": base64.b64encode(os.urandom(450_000)).decode()}
+    bigger = {"id": 1, "body": base64.b64encode(os.urandom(450_000)).decode()}
     writer.table("articles").update(bigger).eq("id", 1).execute()
     assert _run(_batch(_change("UPDATE", 2), _change("UPDATE", 1)), ports, lambda_context) == []
     _cache_equals_supabase(ports, supabase)
@@ -407,13 +429,13 @@ def test_a_row_too_large_for_an_item_is_kept_in_s3_and_its_table_keeps_convergin
 
 
 def test_without_a_blob_store_an_oversized_row_fails_alone(
-    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+    aws: EmulatedAws, supabase: LocalSupabase, lambda_context: LambdaContext
 ) -> None:
     # Given no bucket configured, an incompressible 600 KB row and a small one
     supabase.seed(
         "articles",
         [
-            {"id": 1, "blob": base64.b64encode(os.urandom(450_000)).decode()},
+            {"id": 1, "body": base64.b64encode(os.urandom(450_000)).decode()},
             {"id": 2, "title": "small"},
         ],
     )

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
-from local.supabase_standin import SupabaseStandIn
-from tests.conftest import EmulatedAws, LambdaContext
+from local.supabase import LocalSupabase
+from tests.conftest import Database, EmulatedAws, LambdaContext
 from tests.consumer_support import (
     batch,
     cache_equals,
@@ -53,19 +52,11 @@ class ShortInvocation(LambdaContext):
         return 60_000 if self._checks_left >= 0 else 0
 
 
-@pytest.fixture
-def supabase() -> Iterator[SupabaseStandIn]:
-    with SupabaseStandIn(
-        tables={"articles": "id"}, webhook=None, anon_policies={"articles": "true"}
-    ) as standin:
-        yield standin
-
-
 def _rows() -> list[dict[str, Any]]:
     return [{"id": key, "title": f"article {key}", "body": "x" * 200} for key in range(1, ROWS + 1)]
 
 
-def _page_reads(supabase: SupabaseStandIn) -> list[str]:
+def _page_reads(supabase: LocalSupabase) -> list[str]:
     """The ``id`` filter of each full page read (``select=*`` ordered by id), in order."""
     reads = []
     for request in supabase.request_log:
@@ -86,9 +77,7 @@ def _drain_in_short_invocations(aws: EmulatedAws, ports: Any) -> int:
     return invocations
 
 
-def _fill_two_pages(
-    aws: EmulatedAws, supabase: SupabaseStandIn, **settings: str
-) -> tuple[Any, str]:
+def _fill_two_pages(aws: EmulatedAws, supabase: LocalSupabase, **settings: str) -> tuple[Any, str]:
     """300 rows in Supabase, nothing cached, pages of 50 rows; one change starts the fill and
     its first invocation, with time for two pages, continues: (ports, the continuation)."""
     supabase.seed("articles", _rows())
@@ -106,7 +95,7 @@ def _fill_two_pages(
 
 
 def test_a_fill_continues_across_invocations_and_a_killed_one_resumes_from_its_checkpoint(
-    aws: EmulatedAws, supabase: SupabaseStandIn
+    aws: EmulatedAws, supabase: LocalSupabase
 ) -> None:
     # Given a fill under way: two pages cached, its continuation queued
     ports, continuation = _fill_two_pages(aws, supabase)
@@ -131,11 +120,11 @@ def test_a_fill_continues_across_invocations_and_a_killed_one_resumes_from_its_c
     invocations = _drain_in_short_invocations(aws, ports)
     assert invocations >= 2  # the last pages, then the deletes phase and the publish of the whole
     # And the cache is Supabase's table, as items and as a complete list
-    cache_equals(ports, _rows())
+    cache_equals(ports, supabase.rows("articles"))
 
 
 def test_supabase_failing_mid_fill_fails_the_record_and_its_retry_resumes(
-    aws: EmulatedAws, supabase: SupabaseStandIn
+    aws: EmulatedAws, supabase: LocalSupabase
 ) -> None:
     # Given a fill under way (supabase-py's own retry off, so the outage reaches the consumer)
     ports, continuation = _fill_two_pages(aws, supabase, SUPABASE_RETRY="false")
@@ -154,18 +143,16 @@ def test_supabase_failing_mid_fill_fails_the_record_and_its_retry_resumes(
     # Then it resumes where the fill was (after page 2), and the fill completes
     assert _page_reads(supabase)[0] == f"gt.{2 * PAGE_ROWS}"
     _drain_in_short_invocations(aws, ports)
-    cache_equals(ports, _rows())
+    cache_equals(ports, supabase.rows("articles"))
 
 
 @pytest.mark.parametrize("declared_page_size", ["100", "1000"])
 def test_a_project_capping_reads_below_1000_rows_still_syncs_whole(
-    aws: EmulatedAws, declared_page_size: str
+    aws: EmulatedAws, database: Database, declared_page_size: str
 ) -> None:
     # Given a project whose max-rows setting is 100 (PostgREST truncates any read there),
     # declared to the consumer as its page size, or not (left at 1,000), and 300 rows
-    with SupabaseStandIn(
-        tables={"articles": "id"}, webhook=None, anon_policies={"articles": "true"}, max_rows=100
-    ) as capped:
+    with LocalSupabase(*database, max_rows=100) as capped:
         capped.seed("articles", _rows())
         ports = consumer_ports(
             aws, capped, tables="articles", SUPABASE_PAGE_SIZE=declared_page_size
@@ -176,16 +163,16 @@ def test_a_project_capping_reads_below_1000_rows_still_syncs_whole(
         assert run(batch(resync("articles")), ports, LambdaContext()) == []
         _drain_in_short_invocations(aws, ports)
         # Then no read was cut short: every row is cached, none taken for deleted
-        cache_equals(ports, _rows())
+        cache_equals(ports, capped.rows("articles"))
 
 
-def test_existence_checks_cut_short_by_max_rows_never_take_a_row_for_deleted() -> None:
+def test_existence_checks_cut_short_by_max_rows_never_take_a_row_for_deleted(
+    database: Database,
+) -> None:
     # Given a project that answers at most 100 rows to a read, 300 rows of which 20 are gone,
     # and a source that was told the default (1,000): its key groups will be cut short
     rows = [row for row in _rows() if row["id"] % 15 != 0]
-    with SupabaseStandIn(
-        tables={"articles": "id"}, webhook=None, anon_policies={"articles": "true"}, max_rows=100
-    ) as capped:
+    with LocalSupabase(*database, max_rows=100) as capped:
         capped.seed("articles", rows)
         source = SupabaseSource(
             capped.url, {"anon": lambda: capped.anon_key}, {"articles": TablePolicy()}

@@ -2,25 +2,24 @@
 view, which columns, which rows, which key and order), and the public read API never shows what
 Supabase's Row Level Security hides from the anon role.
 
-moto for AWS (resources from template.yaml), the Supabase stand-in with its anon role's RLS.
+moto for AWS (resources from template.yaml), a local Supabase whose RLS is PostgreSQL's own.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from supabase import create_client
 
-from local.supabase_standin import SupabaseStandIn
+from local.supabase import LocalSupabase
 from reader.handler import build_ports as build_reader_ports
 from reader.handler import default_ports as default_reader_ports
 from reader.handler import lambda_handler as reader_handler
 from tests.conftest import EmulatedAws, LambdaContext, load_event
-from tests.consumer_support import batch, change, consumer_ports, run_and_drain
+from tests.consumer_support import batch, change, consumer_ports, row_of, run_and_drain
 from waituntil.core.errors import ServiceViewServedPublicly
 from waituntil.core.settings import ConsumerSettings, ReaderSettings, reader_settings
 from waituntil.read.cache_client import get_item, get_list
@@ -32,18 +31,20 @@ POLICIES = {
 }
 
 
-@pytest.fixture
-def supabase() -> Iterator[SupabaseStandIn]:
-    # RLS for the anon role: drafts are hidden from the public; every author is public.
-    with SupabaseStandIn(
-        {"articles": "id", "authors": "slug"},
-        webhook=None,
-        anon_policies={"articles": "published=eq.true", "authors": "true"},
-    ) as standin:
-        yield standin
+@pytest.fixture(autouse=True)
+def _drafts_hidden(supabase: LocalSupabase) -> None:
+    # RLS for the anon role: drafts are hidden from the public; every author is public. Two
+    # more columns: a soft delete, and a note the policy's columns leave out.
+    supabase.sql(
+        """alter table articles add column deleted boolean not null default false,
+                                add column note text;
+           drop policy "articles are public" on articles;
+           create policy "published articles are public" on articles
+             for select to anon using (published)"""
+    )
 
 
-def _ports(aws: EmulatedAws, supabase: SupabaseStandIn, **policies: Any) -> ConsumerPorts:
+def _ports(aws: EmulatedAws, supabase: LocalSupabase, **policies: Any) -> ConsumerPorts:
     return consumer_ports(aws, supabase, TABLE_POLICIES=json.dumps(policies or POLICIES))
 
 
@@ -69,7 +70,7 @@ def _article(key: int, *, published: bool, **extra: Any) -> dict[str, Any]:
 
 
 def test_a_hidden_row_never_reaches_the_public_read_api_even_when_its_webhook_arrives(
-    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+    aws: EmulatedAws, supabase: LocalSupabase, lambda_context: LambdaContext
 ) -> None:
     # Given a published article and a draft (RLS hides drafts from the anon role)
     supabase.seed("articles", [_article(1, published=True), _article(2, published=False)])
@@ -89,7 +90,7 @@ def test_a_hidden_row_never_reaches_the_public_read_api_even_when_its_webhook_ar
 
 
 def test_a_row_hidden_by_an_update_disappears_from_the_cache(
-    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+    aws: EmulatedAws, supabase: LocalSupabase, lambda_context: LambdaContext
 ) -> None:
     # Given a published article, cached
     supabase.seed("articles", [_article(1, published=True), _article(2, published=True)])
@@ -107,7 +108,7 @@ def test_a_row_hidden_by_an_update_disappears_from_the_cache(
 
 
 def test_the_policy_filter_removes_rows_and_columns_outside_select_never_reach_dynamodb(
-    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+    aws: EmulatedAws, supabase: LocalSupabase, lambda_context: LambdaContext
 ) -> None:
     # Given rows with a column the policy does not select, and one soft-deleted row
     secret_note = "internal note: call the author at 555-0100"
@@ -138,7 +139,7 @@ def test_the_policy_filter_removes_rows_and_columns_outside_select_never_reach_d
 
 
 def test_two_tables_with_different_keys_and_orders_are_cached_side_by_side(
-    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+    aws: EmulatedAws, supabase: LocalSupabase, lambda_context: LambdaContext
 ) -> None:
     # Given articles keyed by id and authors keyed by slug, listed by name
     supabase.seed("articles", [_article(1, published=True), _article(2, published=True)])
@@ -156,13 +157,14 @@ def test_two_tables_with_different_keys_and_orders_are_cached_side_by_side(
     assert [row["id"] for row in get_list(ports.store, "articles") or []] == [1, 2]
     names = [row["name"] for row in get_list(ports.store, "authors") or []]
     assert names == ["Ada Lovelace", "Alan Turing", "Grace Hopper"]
-    assert get_item(ports.store, "authors", "ada") == authors[1]
+    assert get_item(ports.store, "authors", "ada") == row_of(supabase, "ada", "authors")
     author = _read(aws, lambda_context, "/authors/grace")
-    assert (author["statusCode"], json.loads(author["body"])) == (200, authors[0])
+    expected = row_of(supabase, "grace", "authors")
+    assert (author["statusCode"], json.loads(author["body"])) == (200, expected)
 
 
 def test_a_table_opted_out_to_the_service_role_sees_every_row(
-    aws: EmulatedAws, supabase: SupabaseStandIn, lambda_context: LambdaContext
+    aws: EmulatedAws, supabase: LocalSupabase, lambda_context: LambdaContext
 ) -> None:
     # Given a draft, and articles explicitly cached with the service role's view
     supabase.seed("articles", [_article(1, published=True), _article(2, published=False)])

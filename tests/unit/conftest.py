@@ -1,5 +1,5 @@
 """Unit tests: pure logic on fakes. No network and no moto: a test that needs either belongs
-in ``tests/integration`` (handlers under moto, the Supabase stand-in over HTTP) or
+in ``tests/integration`` (handlers under moto, the local Supabase over HTTP) or
 ``tests/e2e`` (the local stack). Both are enforced here, for every unit test: connecting a
 socket, binding one (a server) or starting moto's mock raises.
 

@@ -1,4 +1,4 @@
-"""``make dev``'s tables: the demo's with the stand-in, what a deploy caches with a real
+"""``make dev``'s tables: the demo's with the local Supabase, what a deploy caches with a real
 project (samconfig.toml), and ``TABLES=`` / ``POLICIES=`` over either."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def _arguments(config_env: str | None = None) -> argparse.Namespace:
     return argparse.Namespace(config_env=config_env, parameter=[])
 
 
-def test_the_stand_in_caches_the_demos_two_tables() -> None:
+def test_the_local_supabase_caches_the_demos_two_tables() -> None:
     # Given no real project and no TABLES= / When the parameters are chosen / Then the demo's
     assert dev_parameters(_arguments(), {}, real=False) == DEV_PARAMETERS
 
