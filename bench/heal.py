@@ -10,8 +10,9 @@ the same 100 kinds of loss are healed by a full resync instead, in the same run:
 Counted, per cycle: Supabase requests and rows read (the adapter's own counters: what the
 project's dashboard shows), DynamoDB read units (each item a strongly consistent read returns,
 1 unit per started 4 KB, 1 at least, from the responses) and write requests, the cycle's wall
-time here (moto and the Supabase stand-in in this process), and whether the cache equals the
-table afterwards. Heal latency is the wait for the next scheduled cycle (at most one period),
+time here (moto and the local PostgREST in this process), and whether the cache equals the
+table afterwards. Supabase is the local one: real PostgreSQL behind the local PostgREST.
+Heal latency is the wait for the next scheduled cycle (at most one period),
 the settle time when the counts found the difference, and the cycle itself.
 
 The monthly cost per table compares the default schedule (a reconcile every minute, a full
@@ -51,7 +52,7 @@ LAMBDA_REQUEST_USD = 0.20e-6
 SQS_REQUEST_USD = 0.40e-6
 CONSUMER_GB = 1.0  # the consumer's MemorySize
 # Round trips from the same region, the model's defaults (docs/shared brief): what a cycle's
-# time on AWS is estimated from, since here moto and the stand-in share one process.
+# time on AWS is estimated from, since here moto and the local Supabase share one process.
 DYNAMODB_S = 0.007
 SUPABASE_S = 0.025
 CYCLES_A_MONTH = 30 * 24 * 60
@@ -88,8 +89,7 @@ def article(key: int, at: datetime, revision: int = 0) -> dict[str, Any]:
     )
     return {
         "id": key,
-        "title": f"Article {key}",
-        "revision": revision,
+        "title": f"Article {key} (revision {revision})",
         "body": words[:850],
         "updated_at": at.isoformat(timespec="microseconds"),
     }
@@ -145,23 +145,24 @@ def main(argv: list[str] | None = None) -> None:
 
 @contextmanager
 def _services(rows: int, progress: Progress) -> Iterator[tuple[Any, Any, Any, DynamoCounter]]:
-    """moto (server) and the Supabase stand-in with ``rows`` rows, the consumer's ports on
-    them, the table cached by a full sync."""
+    """moto (server) and a local Supabase (real PostgreSQL) with ``rows`` rows, the consumer's
+    ports on them, the table cached by a full sync."""
     from consumer.handler import build_ports
     from local.aws_resources import provision, seed_secrets
     from local.moto_server import MotoServer
-    from local.supabase_standin import SupabaseStandIn
+    from local.supabase import LocalSupabase, PostgresCluster
     from local.template import function_environment
     from waituntil.core.settings import ConsumerSettings
 
     moto = MotoServer(REGION)
     endpoint = moto.start()
+    cluster = PostgresCluster().start()
     old = datetime.now(UTC) - timedelta(days=1)
     try:
-        # No webhook: every change the benchmark makes is one whose webhook was lost.
-        with SupabaseStandIn(
-            {"articles": "id"}, max_rows=1000, anon_policies={"articles": "true"}
-        ) as supabase:
+        cluster.prepare("postgres", seed=False)
+        # No webhook trigger is wired: every change the benchmark makes is one whose webhook
+        # was lost.
+        with LocalSupabase(cluster, "postgres") as supabase:
             for start in range(1, rows + 1, 10_000):
                 end = min(start + 10_000, rows + 1)
                 supabase.seed("articles", [article(k, old) for k in range(start, end)])
@@ -182,8 +183,6 @@ def _services(rows: int, progress: Progress) -> Iterator[tuple[Any, Any, Any, Dy
             environment = {
                 **function_environment(stack.resolver, "ConsumerFunction"),
                 "SUPABASE_URL": supabase.url,
-                # The stand-in filters by scanning its rows in Python: slow at 100,000 rows
-                # where PostgREST uses an index. Its time is not what is measured here.
                 "SUPABASE_TIMEOUT_SECONDS": "60",
                 "RECONCILE_SETTLE_SECONDS": "0",
             }
@@ -202,27 +201,25 @@ def _services(rows: int, progress: Progress) -> Iterator[tuple[Any, Any, Any, Dy
                 _resync(ports, endpoint.sqs(), stack.queue_url, "fill")
             yield supabase, ports, (endpoint.sqs(), stack.queue_url), counter
     finally:
+        cluster.stop()
         moto.stop()
 
 
 def _measure_size(rows: int, lost: list[int], progress: Progress) -> list[Cycle]:
-    from supabase import create_client
-
     cycles: list[Cycle] = []
     with _services(rows, progress) as (supabase, ports, (sqs, queue_url), counter):
-        writer = create_client(supabase.url, supabase.service_key)
         source = ports.source
         next_key = [rows + 1]
         # A first cycle sets the scan's starting point and finds the change column; then the
         # measured ones.
         _cycle(ports, counter, source, supabase, rows, 0, "reconcile")
         for d in lost:
-            _lose(writer, rows, d, next_key, revision=d)
+            _lose(supabase, rows, d, next_key, revision=d)
             progress.step(f"{rows:,} rows, {d} lost: one reconcile cycle")
             cycles.append(_cycle(ports, counter, source, supabase, rows, d, "reconcile"))
             progress.step(f"  {_describe(cycles[-1])}")
         d = max(lost)
-        _lose(writer, rows, d, next_key, revision=1000 + d)
+        _lose(supabase, rows, d, next_key, revision=1000 + d)
         progress.step(f"{rows:,} rows, {d} lost: the full resync instead")
         cycles.append(
             _cycle(
@@ -240,21 +237,27 @@ def _measure_size(rows: int, lost: list[int], progress: Progress) -> list[Cycle]
     return cycles
 
 
-def _lose(writer: Any, rows: int, lost: int, next_key: list[int], revision: int) -> None:
-    """``lost`` changes with no webhook: updates, deletes and inserts in turn."""
+def _lose(supabase: Any, rows: int, lost: int, next_key: list[int], revision: int) -> None:
+    """``lost`` changes with no webhook: updates, deletes and inserts in turn (the moddatetime
+    trigger stamps the updates, a column default the inserts)."""
     rng = random.Random(rows * 7 + revision)
-    now = datetime.now(UTC) - timedelta(seconds=1)
     existing = rng.sample(range(1, rows + 1), min(lost, rows))
     for index in range(lost):
         kind = ("update", "delete", "insert")[index % 3]
         key = existing[index]
         if kind == "update":
-            row = article(key, now, revision=revision + 1)
-            writer.table("articles").update(row).eq("id", key).execute()
+            supabase.sql(
+                "update public.articles set title = %s where id = %s",
+                [f"Article {key} (revision {revision + 1})", key],
+            )
         elif kind == "delete":
-            writer.table("articles").delete().eq("id", key).execute()
+            supabase.sql("delete from public.articles where id = %s", [key])
         else:
-            writer.table("articles").insert(article(next_key[0], now)).execute()
+            row = article(next_key[0], datetime.now(UTC), revision)
+            supabase.sql(
+                "insert into public.articles (id, title, body) values (%s, %s, %s)",
+                [row["id"], row["title"], row["body"]],
+            )
             next_key[0] += 1
 
 
@@ -373,9 +376,9 @@ def _report(cycles: list[Cycle]) -> str:
     lines = [
         "One reconcile cycle after d changes made with no webhook (a third updates, a third",
         "deletes, a third inserts), against a full resync of the same table healing the same",
-        "number of changes, in the same run. AWS is moto (server), Supabase the local stand-in;",
-        "rows are about 1 KB of JSON with `updated_at`. Plot: "
-        "[benchmarks/heal.png](benchmarks/heal.png).",
+        "number of changes, in the same run. AWS is moto (server), Supabase the local one (real",
+        "PostgreSQL behind the local PostgREST); rows are about 1 KB of JSON, `updated_at` kept by",
+        "the `moddatetime` trigger. Plot: [benchmarks/heal.png](benchmarks/heal.png).",
         "",
         "```",
         table(

