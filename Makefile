@@ -21,7 +21,8 @@ OPS := $(PY) -m ops $(if $(STACK),--stack $(STACK)) $(if $(ENV),--config-env $(E
 SAM_ENV_FLAG := $(if $(ENV),--config-env $(ENV))
 
 .PHONY: help demo dev test soak lint typecheck unit bench bench-quick bench-scale bench-large bench-latency \
-	build validate deploy invoke lock clean webhook-sql backfill resync rebuild dlq redrive verify status \
+	bench-heal build validate deploy invoke lock clean webhook-sql backfill resync rebuild heal dlq redrive \
+	verify status \
 	account-setup logs sync delete
 
 ## help: list every target
@@ -58,12 +59,14 @@ demo: $(VENV)/.installed
 ##            project) TABLES=a,b POLICIES='{"b": {"key": "slug"}}' (default for a real project:
 ##            what samconfig.toml deploys, ENV=<environment>)
 ##            BACKFILL=no (start with an empty cache, as a fresh deployment: a first change fills)
-##            DROP_WEBHOOKS=0.1 (fail that share of webhook deliveries, as Supabase loses some)
+##            DROP_WEBHOOKS=0.1 (fail that share of webhook deliveries, as Supabase loses some:
+##            the reconciler heals them) SCHEDULES=no (no scheduled reconcile or resync)
 dev: $(VENV)/.installed
 	@$(PY) -m local.dev $(if $(DATA),--data-dir $(DATA)) $(if $(PORT),--port $(PORT)) \
 		$(if $(SUPABASE_PORT),--supabase-port $(SUPABASE_PORT)) $(if $(HOST),--host $(HOST)) \
 		$(if $(filter no,$(BACKFILL)),--no-backfill) $(if $(ENV),--config-env $(ENV)) \
-		$(if $(DROP_WEBHOOKS),--drop-webhooks $(DROP_WEBHOOKS))
+		$(if $(DROP_WEBHOOKS),--drop-webhooks $(DROP_WEBHOOKS)) \
+		$(if $(filter no,$(SCHEDULES)),--no-schedules)
 
 ## webhook-sql: print the SQL that creates a stack's Database Webhooks in Supabase (review, then run it)
 webhook-sql: $(VENV)/.installed
@@ -108,6 +111,12 @@ bench-quick: $(VENV)/.installed
 bench-scale: $(VENV)/.installed
 	$(PY) -m bench.scale --rows 1000,10000,100000 --report
 
+## bench-heal: the reconciler at 1,000, 10,000 and 100,000 rows with 0, 1, 10, 100 lost changes,
+##   beside a full resync of the same table; replaces the "Healing lost webhooks" section of
+##   docs/BENCHMARKS.md (about 20 minutes here)
+bench-heal: $(VENV)/.installed
+	$(PY) -m bench.heal --rows 1000,10000,100000 --report
+
 ## bench-large: a first fill of 1,000,000 rows (about three hours here), its time and memory
 bench-large: $(VENV)/.installed
 	$(PY) -m bench.scale --rows 1000000 --fill-only
@@ -136,6 +145,7 @@ deploy: $(VENV)/.installed
 	@$(PY) -m ops account-setup --check
 	$(MAKE) --no-print-directory build
 	$(SAM_ENV) $(SAM) deploy --guided $(SAM_ENV_FLAG) $(if $(STACK),--stack-name $(STACK))
+	$(PY) -m ops $(if $(STACK),--stack $(STACK),--config-env $(or $(ENV),default)) check
 	$(PY) -m ops $(if $(STACK),--stack $(STACK),--config-env $(or $(ENV),default)) backfill
 
 ## account-setup: once per account and region, give API Gateway its CloudWatch log role (never overwrites)
@@ -154,6 +164,10 @@ resync: backfill
 rebuild: $(VENV)/.installed
 	@test -n "$(TABLE)" || { echo "usage: make rebuild TABLE=<cached table>"; exit 2; }
 	$(OPS) rebuild --table $(TABLE)
+## heal: one reconcile cycle of every cached table now (what ReconcileSchedule sends), and
+##   what it found and healed
+heal: $(VENV)/.installed
+	$(OPS) heal
 
 ## dlq: list the dead-letter queue, with why each message failed
 dlq: $(VENV)/.installed
@@ -168,7 +182,7 @@ redrive: $(VENV)/.installed
 verify: $(VENV)/.installed
 	@$(OPS) verify $(if $(TABLE),--table $(TABLE))
 
-## status: queue depths and cached tables
+## status: queue depths, cached tables, and each table's last successful reconcile
 status: $(VENV)/.installed
 	@$(OPS) status
 

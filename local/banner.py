@@ -65,6 +65,17 @@ def format_banner(stack: PipelineStack, *, chosen_secret: bool) -> str:
             f"  Local-only      visibility timeout {stack.visibility_timeout_s} s "
             f"(template: {queue_visibility_timeout_s(stack.template)} s)"
         )
+    if stack.scheduler is not None:
+        every = ", ".join(
+            f"{message.rule_id} every {_period(message.period_s)}"
+            for message in stack.scheduler.messages
+        )
+        lines.append(f"  Schedules       {every}   (make heal: a reconcile now)")
+    if stack.drop_webhooks:
+        lines.append(
+            f"  Lost webhooks   {stack.drop_webhooks:.0%} dropped on purpose (DROP_WEBHOOKS): "
+            "the reconciler heals them"
+        )
     if stack.supabase is None:
         lines.append(
             "  Note            a real project can only call this machine through a tunnel "
@@ -93,6 +104,14 @@ def format_banner(stack: PipelineStack, *, chosen_secret: bool) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _period(seconds: float) -> str:
+    for unit, size in (("day", 86_400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count > 1 else ''}" if count > 1 else unit
+    return f"{seconds:.0f} s"
 
 
 def _secret_origin(secret: str, *, chosen: bool) -> str:

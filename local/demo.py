@@ -5,7 +5,9 @@ writes articles through supabase-py to a local Supabase on real PostgreSQL (so e
 a real trigger's request, sent after commit to the local API), and for each change prints how
 long the receiver took to answer it (pg_net's log) and how long until the DynamoDB cache
 equalled the table (polling ``waituntil.read.cache_client`` as any reader of the cache
-would). Exits 0 only if the cache ends equal to the table.
+would). Then it drops one webhook on purpose (the local Supabase loses it, as pg_net loses
+one that times out) and prints how long the reconciler, on the template's schedule, took to
+heal the cache without it. Exits 0 only if the cache ends equal to the table.
 
 Always uses the local Supabase, even when SUPABASE_URL is set: a demo must not write to a real
 project. Ctrl-C (or SIGTERM) stops the stack as ``make dev`` does: no traceback, exit 130.
@@ -129,7 +131,7 @@ def _demo() -> int:
 
     started = time.monotonic()
     shutil.rmtree(LOG_DIR, ignore_errors=True)
-    with PipelineStack(port=0, function_logs=LOG_DIR) as stack:
+    with PipelineStack(port=0, function_logs=LOG_DIR, schedules=True) as stack:
         _stop_if_interrupted()
         _print_header(stack, time.monotonic() - started)
         assert stack.supabase is not None
@@ -137,11 +139,12 @@ def _demo() -> int:
         store = stack.cache_store()
         outcomes = [_run_change(stack, client, store, change) for change in CHANGES]
         _print_outcomes(outcomes)
+        healed_s = _lose_one_webhook(stack, client, store)
         converged = _print_cache(stack, store)
         _print_read_api(stack)
     print(f"\nFunction logs: {LOG_DIR.relative_to(ROOT)}/<Function>.log")
     print(f"Total {time.monotonic() - started:.1f} s; stack stopped.")
-    if not converged or any(outcome.converged_s is None for outcome in outcomes):
+    if healed_s is None or not converged or any(o.converged_s is None for o in outcomes):
         print("FAILED: the cache did not converge to the table.")
         return 1
     print("OK: the cache equals the table.")
@@ -167,15 +170,50 @@ def _run_change(stack: PipelineStack, client: Client, store: CacheStore, change:
     )
 
 
+def _lose_one_webhook(stack: PipelineStack, client: Client, store: CacheStore) -> float | None:
+    """Update a row with its webhook dropped on purpose; seconds until the cache healed."""
+    assert stack.supabase is not None and stack.scheduler is not None
+    period_s = min(message.period_s for message in stack.scheduler.messages)
+    settle_s = int(
+        stack.function_environment("ConsumerFunction").get("RECONCILE_SETTLE_SECONDS", 15)
+    )
+    print(
+        "\nNow one webhook is lost on purpose (Supabase sends each one once: a timeout or a 5xx"
+        f"\nloses it). The reconciler runs every {period_s:.0f} s, as deployed; waiting for it..."
+    )
+    deliveries_before = len(stack.supabase.webhook_log)
+    # pg_net's worker decides as it sends, after the commit: lose everything until it has.
+    stack.supabase.net.drop_rate = 1.0
+    started = time.monotonic()
+    try:
+        client.table(TABLE).update({"title": "Second, webhook lost"}).eq("id", 2).execute()
+        stack.supabase.wait_for_webhooks(5.0)
+    finally:
+        stack.supabase.net.drop_rate = 0.0
+    lost = [delivery.error for delivery in stack.supabase.webhook_log[deliveries_before:]]
+    healed_s = _wait_converged(stack, store, 2, started, timeout_s=period_s + settle_s + 60)
+    outcome = "never (FAILED)" if healed_s is None else f"{healed_s:.1f} s"
+    print(
+        f"UPDATE article 2, its webhook {'; '.join(str(e) for e in lost) or 'lost'}:\n"
+        f"  the cache healed after {outcome} (at most one schedule period, {period_s:.0f} s, "
+        f"plus {settle_s} s settle\n  and the cycle; `make heal` runs a cycle now)"
+    )
+    return healed_s
+
+
 def _wait_converged(
-    stack: PipelineStack, store: CacheStore, key: int, started: float
+    stack: PipelineStack,
+    store: CacheStore,
+    key: int,
+    started: float,
+    timeout_s: float = CONVERGENCE_TIMEOUT_S,
 ) -> float | None:
     """Seconds from the write until the cached item and list equal the table; None: never."""
     from waituntil.core.errors import ListFilling
     from waituntil.read.cache_client import get_item, get_list
 
     assert stack.supabase is not None
-    while time.monotonic() - started < CONVERGENCE_TIMEOUT_S:
+    while time.monotonic() - started < timeout_s:
         rows = stack.supabase.rows(TABLE)
         expected_item = next((row for row in rows if row["id"] == key), None)
         try:

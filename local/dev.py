@@ -13,7 +13,9 @@ tables cached with the anon role's view) use a real project instead of the local
 what a deploy would (``dev_parameters``); ``TABLES`` and ``POLICIES`` choose the tables and
 their policies; ``WEBHOOK_SECRET`` chooses the webhook's secret. Input is checked before
 anything starts (``ops.dev_checks``): each mistake is one line (``ops.mistakes``), as is a
-data folder in use or a failing migration (``LocalDatabaseError``).
+data folder in use or a failing migration (``LocalDatabaseError``). The template's schedules
+run as deployed (the reconcile every minute, the resync every day); ``DROP_WEBHOOKS=0.1``
+makes the local Supabase lose that share of its webhooks, to watch the reconciler heal them.
 """
 
 from __future__ import annotations
@@ -120,6 +122,7 @@ def _main(argv: list[str] | None) -> int:
         # Tables cached with the public's view (the default policy) read with the anon key.
         supabase_anon_key=os.environ.get("SUPABASE_ANON_KEY") if real_url else None,
         supabase_port=arguments.supabase_port,
+        schedules=arguments.schedules,
         seed=True,
         drop_webhooks=arguments.drop_webhooks,
     )
@@ -249,7 +252,8 @@ def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         type=_share,
         default=_share(os.environ.get("DROP_WEBHOOKS") or "0"),
         metavar="SHARE",
-        help="fail this share (0 to 1) of webhook deliveries, as lost ones: what a resync heals",
+        help="fail this share (0 to 1) of webhook deliveries, as lost ones: what the "
+        "reconciler heals",
     )
     parser.add_argument(
         "--config-env",
@@ -270,6 +274,12 @@ def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         action="store_false",
         help="start with an empty cache, as a fresh deployment does: the first change of a "
         "table fills it (or `make backfill`)",
+    )
+    parser.add_argument(
+        "--no-schedules",
+        dest="schedules",
+        action="store_false",
+        help="do not run the template's scheduled rules (the reconcile, the resync)",
     )
     parser.add_argument(
         "--parameter",

@@ -7,6 +7,8 @@
   gives it (``local.lambda_runtime``; the module explains why a process per function);
 - API Gateway in front of every ``Type: Api`` event (``local.api_gateway``);
 - Lambda's SQS event source mapping for every ``Type: SQS`` event (``local.poller``);
+- EventBridge's scheduled rules (``local.scheduler``), when ``schedules`` is true (``make dev``):
+  the reconcile every minute and the resync every day, as the template's parameters say;
 - Supabase: a local project on real PostgreSQL (``local.supabase``: PostgREST's API, pg_net's
   worker) whose Database Webhooks, created from ``supabase/webhooks.sql.template``, call the
   local receiver; unless a real project is given.
@@ -53,6 +55,7 @@ from local.lambda_runtime import (
 )
 from local.moto_server import AwsEndpoint, MotoServer
 from local.poller import SqsEventSource, SqsPoller, sqs_event_sources
+from local.scheduler import Scheduler, scheduled_messages
 from local.supabase import LocalSupabase, PostgresCluster
 from local.template import Resolver, load_template, resources_of_type
 
@@ -93,6 +96,8 @@ class PipelineStack:
     this process's stderr.
     ``serve=False`` provisions AWS and Supabase only: no API, no pollers, no containers
     (what ``local.invoke`` needs to run one function in its own process).
+    ``schedules`` runs the template's scheduled rules (off by default: a test's queue holds
+    only what it sent).
     """
 
     def __init__(
@@ -117,6 +122,7 @@ class PipelineStack:
         environment: dict[str, str] | None = None,
         function_logs: str | Path | None = None,
         serve: bool = True,
+        schedules: bool = False,
     ) -> None:
         if (supabase_url is None) != (supabase_key is None):
             raise ValueError("give both supabase_url and supabase_key, or neither")
@@ -133,6 +139,8 @@ class PipelineStack:
         self.webhook_jitter_s = webhook_jitter_s
         self.supabase_port = supabase_port
         self.serve = serve
+        self.schedules = schedules
+        self.scheduler: Scheduler | None = None
         self._environment = dict(environment or {})
         self.function_logs = Path(function_logs) if function_logs is not None else None
         self._real_supabase = (supabase_url, supabase_key) if supabase_url else None
@@ -216,6 +224,11 @@ class PipelineStack:
                 )
         if self.serve:
             self._start_functions(resolver)
+            if self.schedules:
+                self.scheduler = Scheduler(
+                    scheduled_messages(resolver, self.resources.queue_urls), self._aws.sqs()
+                )
+                self.scheduler.start()
 
     def _start_supabase(self, resolver: Resolver) -> None:
         policies = table_policies(resolver)
@@ -279,6 +292,9 @@ class PipelineStack:
 
     def stop(self) -> None:
         """Stop in dependency order: nothing is left running, idempotent."""
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            self.scheduler = None
         for poller in self._pollers:
             poller.signal_stop()  # now: its current long poll (up to 1 s) overlaps the rest
         if self.supabase is not None:

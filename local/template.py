@@ -96,6 +96,12 @@ class Resolver:
             return str(left) == str(right)
         if name == "Fn::Not":
             return not self.resolve(argument[0])
+        if name == "Fn::Or":
+            return any(self.resolve(item) for item in argument)
+        if name == "Fn::And":
+            return all(self.resolve(item) for item in argument)
+        if name == "Condition":
+            return self.condition(argument)
         if name == "Fn::FindInMap":
             mapping, top, second = (self.resolve(item) for item in argument)
             return self.template["Mappings"][mapping][top][second]

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ops.account import current_role, ensure_log_role
-from ops.backfill import request_rebuild, request_resync, wait_until_drained
+from ops.backfill import request_rebuild, request_reconcile, request_resync, wait_until_drained
 from ops.dead_letters import list_dead_letters, logged_error_finder, redrive
 from ops.deploy_check import SAMCONFIG, check_parameters, deploy_parameters
 from ops.mistakes import Mistake, Parser, run
 from ops.target import Target, resolve_target
 from ops.verify import verify_table
 from ops.webhook_sql import render_webhook_sql
+
+if TYPE_CHECKING:
+    from waituntil.cache.model import HealState
 
 
 def backfill(target: Target, arguments: argparse.Namespace) -> int:
@@ -78,6 +82,46 @@ def rebuild(target: Target, arguments: argparse.Namespace) -> int:
     return 0
 
 
+def heal(target: Target, arguments: argparse.Namespace) -> int:
+    """One reconcile cycle of every table now, then what it found and healed."""
+    store = target.cache_store()
+    before = {table: store.get_heal_state(table) for table in target.cached_tables}
+    message_id, change = request_reconcile(target.sqs, target.queue_url, target.schema_name)
+    print(
+        f"queued a RECONCILE of every cached table ({', '.join(target.cached_tables)}) on "
+        f"{target.description}: message {message_id}, correlation_id {change.correlation_id}"
+    )
+    if arguments.no_wait:
+        return 0
+    if not wait_until_drained(target.sqs, target.queue_url, arguments.timeout):
+        print(f"the change queue is not empty after {arguments.timeout:.0f} s; see `make status`")
+        return 1
+    failed = False
+    for table in target.cached_tables:
+        state, earlier = store.get_heal_state(table), before[table]
+        if state is None or (earlier is not None and state.last_ok_ns == earlier.last_ok_ns):
+            failed = True
+            print(
+                f"  {table}: no cycle finished (a full sync was running, or the cycle failed: "
+                "the consumer's log line 'reconcile failed' says why)"
+            )
+            continue
+        healed = state.healed_total - (earlier.healed_total if earlier else 0)
+        print(f"  {table}: reconciled; {healed} rows healed ({describe_heal_state(state)})")
+    return 1 if failed else 0
+
+
+def describe_heal_state(state: HealState | None, now_ns: int | None = None) -> str:
+    if state is None or not state.last_ok_ns:
+        return "never reconciled"
+    age_s = ((now_ns or time.time_ns()) - state.last_ok_ns) / 1e9
+    column = state.change_column or "none: counts only"
+    return (
+        f"last successful reconcile {age_s:.0f} s ago, {state.healed_total} rows healed in "
+        f"all, change column {column}"
+    )
+
+
 def dlq(target: Target, arguments: argparse.Namespace) -> int:
     explain = None
     if target.log_group:
@@ -122,6 +166,29 @@ def verify(target: Target, arguments: argparse.Namespace) -> int:
     return 1 if drifted else 0
 
 
+def check(target: Target, arguments: argparse.Namespace) -> int:
+    """Each table's policy against Supabase, as the deployed consumer reads it: the table and
+    every column its policy names (key, order, change column, columns, filter) must exist.
+    ``make deploy`` runs it once the stack is up; a mistake is one line (exit 2)."""
+    from ops.dev_checks import check_project_tables
+
+    _, policies = target.consumer_source()
+    environment = target.consumer_environment
+
+    def secret(name: str) -> str:
+        return str(target.secrets.get_secret_value(SecretId=name)["SecretString"])
+
+    roles = {policy.role for policy in policies.values()}
+    keys = {"service": secret(environment["SUPABASE_KEY_SECRET_NAME"])}
+    if "anon" in roles:
+        keys["anon"] = secret(environment["SUPABASE_ANON_KEY_SECRET_NAME"])
+    check_project_tables(
+        environment["SUPABASE_URL"], keys, policies, schema_name=target.schema_name
+    )
+    print(f"policies of {target.description}: every table and column found")
+    return 0
+
+
 def status(target: Target, arguments: argparse.Namespace) -> int:
     def depth(url: str) -> str:
         attributes = target.sqs.get_queue_attributes(
@@ -142,6 +209,7 @@ def status(target: Target, arguments: argparse.Namespace) -> int:
     store = target.cache_store()
     for table in target.cached_tables:
         print(f"  {table}: {_cached(store, table, 'rows in the list')}")
+        print(f"    {describe_heal_state(store.get_heal_state(table))}")
     return 0
 
 
@@ -223,6 +291,9 @@ def _main(argv: list[str] | None) -> int:
     command.add_argument("--table", required=True)
     command.add_argument("--no-wait", action="store_true")
     command.add_argument("--timeout", type=float, default=600.0)
+    command = commands.add_parser("heal", help="one reconcile cycle of every table, now")
+    command.add_argument("--no-wait", action="store_true")
+    command.add_argument("--timeout", type=float, default=300.0)
     command = commands.add_parser("dlq", help="list the dead-letter queue, with why")
     command.add_argument("--limit", type=int, default=100)
     command = commands.add_parser("redrive", help="move the dead-letter queue back")
@@ -231,6 +302,7 @@ def _main(argv: list[str] | None) -> int:
     command = commands.add_parser("verify", help="report drift between cache and Supabase")
     command.add_argument("--table", action="append", help="only this table (repeatable)")
     commands.add_parser("status", help="queue depths and cached tables")
+    commands.add_parser("check", help="every column the table policies name exists")
     commands.add_parser("webhook-sql", help="the SQL that creates the Database Webhooks")
     command = commands.add_parser("account-setup", help="API Gateway's CloudWatch role, once")
     command.add_argument("--check", action="store_true", help="only report; exit 1 if unset")
@@ -245,10 +317,12 @@ def _main(argv: list[str] | None) -> int:
     handlers = {
         "backfill": backfill,
         "rebuild": rebuild,
+        "heal": heal,
         "dlq": dlq,
         "redrive": redrive_command,
         "verify": verify,
         "status": status,
+        "check": check,
         "webhook-sql": webhook_sql,
     }
     return handlers[arguments.command](target, arguments)

@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from waituntil.core.contracts import EVERY_TABLE, Change, SyncProgress
+from waituntil.core.contracts import EVERY_TABLE, Change, MessageType, SyncProgress
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -20,13 +20,24 @@ def request_resync(sqs: SQSClient, queue_url: str, schema_name: str) -> tuple[st
     Through the change queue rather than by invoking the consumer: the same retries, DLQ and
     batching apply, and it never races a consumer already running.
     """
+    return request_every_table(sqs, queue_url, schema_name, "RESYNC", "backfill")
+
+
+def request_reconcile(sqs: SQSClient, queue_url: str, schema_name: str) -> tuple[str, Change]:
+    """Queue the message the scheduled reconcile sends: one cycle of every cached table."""
+    return request_every_table(sqs, queue_url, schema_name, "RECONCILE", "heal")
+
+
+def request_every_table(
+    sqs: SQSClient, queue_url: str, schema_name: str, kind: MessageType, origin: str
+) -> tuple[str, Change]:
     change = Change(
-        type="RESYNC",
+        type=kind,
         schema_name=schema_name,
         table=EVERY_TABLE,
         key=None,
         received_at=datetime.now(UTC),
-        correlation_id=f"backfill-{uuid.uuid4()}",
+        correlation_id=f"{origin}-{uuid.uuid4()}",
     )
     message_id = sqs.send_message(QueueUrl=queue_url, MessageBody=change.to_message())["MessageId"]
     return message_id, change
@@ -52,12 +63,17 @@ def request_rebuild(
 
 
 def wait_until_drained(sqs: SQSClient, queue_url: str, timeout_s: float) -> bool:
-    """True once the change queue holds nothing, visible or in flight (the consumer is done)."""
+    """True once the change queue holds nothing, visible, in flight or delayed (a reconcile's
+    follow-up waits the settle time): the consumer is done."""
     deadline = time.monotonic() + timeout_s
     while True:
         attributes = sqs.get_queue_attributes(
             QueueUrl=queue_url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
         )["Attributes"]
         if all(int(value) == 0 for value in attributes.values()):
             return True

@@ -96,7 +96,8 @@ def check_project_tables(
     timeout_s: float = 5.0,
 ) -> None:
     """Read one row of each cached table as its policy says, naming every column the policy
-    does (key, order, columns, filter): a table or column the project lacks is one line.
+    does (key, order, change column, columns, filter): a table or column the project lacks is
+    one line.
 
     ``keys``: role (``anon``, ``service``) -> API key."""
     from supabase._sync.client import SupabaseException
@@ -144,10 +145,12 @@ def _constant(value: str) -> ApiKey:
 
 
 def _naming_every_column(policy: TablePolicy) -> TablePolicy:
-    """The policy with its key and order column listed in ``columns``, so that a read fails
-    on any column the project lacks (``*`` would hide a missing order column)."""
+    """The policy with its key, order column and change column listed in ``columns``, so that
+    a read fails on any column the project lacks (``*`` would hide a missing order column)."""
     listed = [] if policy.columns.strip() == "*" else policy.columns.split(",")
     needed = [policy.key] + ([policy.list_order.column] if policy.list_order.column else [])
+    if isinstance(policy.changed_at, str):
+        needed.append(policy.changed_at)  # the reconciler's; the default, updated_at, may lack
     columns = [column.strip() for column in needed + listed if column.strip()]
     return policy.model_copy(update={"columns": ",".join(dict.fromkeys(columns))})
 
@@ -174,7 +177,8 @@ def _explain_read(
             )
         if code in NO_COLUMN:
             return (
-                f"{message} (the key, order, columns or filter of {table}): fix POLICIES= "
+                f"{message} (the key, order, change column, columns or filter of {table}): "
+                "fix POLICIES= "
                 "(or TablePolicies in samconfig.toml)"
             )
         if code in REFUSED_KEY or "api key" in message.lower() or "jwt" in message.lower():

@@ -16,15 +16,21 @@ import json
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
+from waituntil.cache.fingerprint import combine, row_hash
 from waituntil.cache.layout import dump_json, served_chunk_json, version_item_key
 from waituntil.cache.model import (
+    ChangeMark,
     FreshRow,
+    HealState,
     IndexPage,
     ListChunk,
     ListHead,
+    PositionRange,
     PublishAttempt,
+    RangePrint,
     RowFailure,
     RowState,
     RowWrites,
@@ -33,8 +39,8 @@ from waituntil.cache.model import (
     position_tag,
 )
 from waituntil.core.contracts import Row
-from waituntil.core.errors import DependencyUnavailable
-from waituntil.core.list_order import ListOrder
+from waituntil.core.errors import ColumnMissing, DependencyUnavailable, FingerprintUnavailable
+from waituntil.core.list_order import ListOrder, Position
 from waituntil.core.whole_reads import read_whole
 
 
@@ -99,6 +105,10 @@ class MemoryStore:
     checkpoints: dict[str, SyncCheckpoint] = field(default_factory=dict)
     published: list[ListHead] = field(default_factory=list)  # every head ever flipped to
     on_publish: Callable[[MemoryStore, ListHead], None] | None = None
+    leases: dict[tuple[str, str], tuple[str, float]] = field(default_factory=dict)
+    heal_states: dict[str, HealState] = field(default_factory=dict)
+    fingerprints: dict[str, tuple[int, int]] = field(default_factory=dict)
+    seconds: float = 1_000_000.0  # the store's clock, for lease expiry
 
     # ----- rows -----
 
@@ -306,6 +316,41 @@ class MemoryStore:
         else:
             self.checkpoints[table] = checkpoint
 
+    # ----- leases and the reconciler's state (time is ``seconds``: tests move it on) -----
+
+    def acquire_lease(self, table: str, kind: str, owner: str, ttl_s: int) -> bool:
+        held = self.leases.get((table, kind))
+        if held is not None and held[1] > self.seconds and held[0] != owner:
+            return False
+        self.leases[(table, kind)] = (owner, self.seconds + ttl_s)
+        return True
+
+    def release_lease(self, table: str, kind: str, owner: str) -> None:
+        held = self.leases.get((table, kind))
+        if held is not None and held[0] == owner:
+            del self.leases[(table, kind)]
+
+    def lease_holder(self, table: str, kind: str) -> str | None:
+        held = self.leases.get((table, kind))
+        return held[0] if held is not None and held[1] > self.seconds else None
+
+    def get_heal_state(self, table: str) -> HealState | None:
+        return self.heal_states.get(table)
+
+    def put_heal_state(self, state: HealState) -> None:
+        self.heal_states[state.table] = state
+
+    def get_fingerprints(self, node_keys: Sequence[str]) -> dict[str, tuple[int, int]]:
+        return {key: self.fingerprints[key] for key in node_keys if key in self.fingerprints}
+
+    def put_fingerprints(self, prints: Mapping[str, tuple[int, int]]) -> None:
+        for key, value in prints.items():
+            node = self.nodes.get(key)
+            # A node's sum never changes: it is written for a node that exists, as it is.
+            assert node is not None, f"fingerprint of a node never written: {key}"
+            assert self.fingerprints.get(key, value) == value, f"{key}'s fingerprint changed"
+            self.fingerprints[key] = value
+
 
 class FailingRows:
     """Any store (fake or real) whose row writes fail for the keys ``fault`` names, as a
@@ -355,7 +400,9 @@ class MemorySource:
     history: dict[str, set[str]] = field(default_factory=dict)  # key -> every JSON it had
     rows_read: int = 0
     max_rows: int | None = None
-    requests: int = 0
+    order: ListOrder | None = None
+    requests: int = 0  # every request: reads by key, counts, key ranges, scans
+    fingerprint_function: bool = True  # the project installed the migration's SQL function
 
     def put(self, row: Row) -> None:
         self.table[row[self.primary_key]] = row
@@ -391,14 +438,91 @@ class MemorySource:
     def rows(self, order: ListOrder) -> list[Row]:
         return sorted(self.table.values(), key=lambda row: order.sort_key(order.position(row)))
 
+    # ----- what the reconciler asks (``order``: the list's; default by key) -----
+
+    def _order(self) -> ListOrder:
+        return self.order or ListOrder(self.primary_key)
+
+    def _in(self, row: Row, bounds: PositionRange) -> bool:
+        order = self._order()
+        at = order.sort_key(order.position(row))
+        if bounds.lower is not None and at < order.sort_key(tuple(bounds.lower)):
+            return False
+        return bounds.upper is None or at < order.sort_key(tuple(bounds.upper))
+
+    def count_rows(self, table: str, ranges: Sequence[PositionRange]) -> list[int]:
+        self.requests += len(ranges)
+        return [sum(self._in(row, bounds) for row in self.table.values()) for bounds in ranges]
+
+    def positions_in_range(self, table: str, bounds: PositionRange, limit: int) -> list[Position]:
+        self.requests += 1
+        order = self._order()
+        found = [order.position(row) for row in self.rows(order) if self._in(row, bounds)]
+        self.rows_read += len(found[:limit])
+        return found[:limit]
+
+    def changed_since(
+        self,
+        table: str,
+        column: str,
+        since: str,
+        before: str,
+        after: ChangeMark | None,
+        limit: int,
+    ) -> list[ChangeMark]:
+        self.requests += 1
+        if self.table and not any(column in row for row in self.table.values()):
+            raise ColumnMissing(f"column {table}.{column} does not exist")
+        low, high = _moment(since), _moment(before)
+        marks = sorted(
+            (_moment(row[column]), key, row[column])
+            for key, row in self.table.items()
+            if row.get(column) is not None and low <= _moment(row[column]) < high
+        )
+        if after is not None:
+            floor = (_moment(after.changed), after.key)
+            marks = [mark for mark in marks if (mark[0], mark[1]) > floor]
+        self.rows_read += len(marks[:limit])
+        return [ChangeMark(changed=text, key=key) for _, key, text in marks[:limit]]
+
+    def fingerprint_ranges(
+        self, table: str, ranges: Sequence[PositionRange], *, with_rows: bool = False
+    ) -> list[RangePrint]:
+        if not self.fingerprint_function:
+            raise FingerprintUnavailable("waituntil_fingerprint is not installed")
+        self.requests += len(ranges)
+        prints = []
+        for bounds in ranges:
+            hashes = {
+                str(row[self.primary_key]): row_hash(dump_json(row))
+                for row in self.table.values()
+                if self._in(row, bounds)
+            }
+            if with_rows:
+                self.rows_read += len(hashes)
+            prints.append(
+                RangePrint(len(hashes), combine(hashes.values()), hashes if with_rows else None)
+            )
+        return prints
+
 
 @dataclass
 class MemoryQueue:
     bodies: list[str] = field(default_factory=list)
+    delays: dict[int, int] = field(default_factory=dict)  # message number -> its delay (s)
 
     def publish(self, body: str) -> str:
         self.bodies.append(body)
         return f"m{len(self.bodies)}"
+
+    def publish_later(self, body: str, delay_s: int) -> str:
+        self.delays[len(self.bodies)] = delay_s
+        return self.publish(body)
+
+
+def _moment(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 # ----- interleaving ------------------------------------------------------------------------------

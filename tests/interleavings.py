@@ -10,6 +10,14 @@ lost webhook is healed by one full sync at the end. The row-level faults AWS and
 produce are drawn too: a row's write failing (its record fails and SQS delivers it again),
 reads cut short by the project's max-rows, tombstones expiring (DynamoDB's TTL, once their
 row is unlisted), and the clock read at any point (every clock read is a step of its own).
+No list is shown complete before its fill has finished (I6).
+
+With ``heal=True`` the table is cached first, reconcile cycles are scheduled among the consumers
+(crashed like any of them), rows are stamped with the time their transaction began (which may be
+before an earlier scan: commit order is not timestamp order), and once Supabase is quiet the
+reconciler alone must heal every lost webhook (I1 without a full sync), never replacing a newer
+row by an older (I2) or bringing a deleted one back (I5). The table's policy does not change in
+that mode: a policy change is healed by the rebuild it starts, not by the reconciler.
 The scenario takes the store it runs on: in-memory fakes in
 ``tests/unit/test_interleavings_on_fakes.py`` (many examples), the real ``CacheStore`` over
 moto in ``tests/integration/test_interleavings_under_moto.py`` (fewer, slower); ``make soak``
@@ -18,6 +26,7 @@ runs thousands of each.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -74,7 +83,9 @@ OPS = st.lists(
 )
 
 
-def _settings(list_order: str | None) -> ConsumerSettings:
+def _settings(list_order: str | None, fingerprint: bool = False) -> ConsumerSettings:
+    # With fingerprints, no change column: the reconciler finds updates by range sums alone.
+    policies = '{"articles": {"changed_at": false, "fingerprint": true}}' if fingerprint else ""
     return ConsumerSettings.model_validate(
         {
             "CACHE_TABLE_NAME": "cache",
@@ -86,7 +97,12 @@ def _settings(list_order: str | None) -> ConsumerSettings:
             # Tiny chunks and index pages, so a dozen rows split and merge both.
             "LIST_CHUNK_BYTES": "1024",
             "LIST_INDEX_REFS": "4",
+            # Every row of the scenario is in the scan's window; rows younger than a second
+            # are left to the next cycle, and a follow-up runs whenever a consumer takes it.
+            "RECONCILE_OVERLAP_MINUTES": "2000",
+            "RECONCILE_SETTLE_SECONDS": "1",
             **({"LIST_ORDER": list_order} if list_order else {}),
+            **({"TABLE_POLICIES": policies} if policies else {}),
         }
     )
 
@@ -95,6 +111,12 @@ def _row(key: int, rank: int, size: int) -> dict[str, Any]:
     # 1024-byte chunks split above 2 KB: a few rows make several chunks, and a row that grows
     # or shrinks makes chunks split and merge.
     return {"id": key, "rank": rank, "title": f"title {key}", "pad": "x" * (150 + 300 * size)}
+
+
+def _stamped(row: dict[str, Any], stamp: str, fingerprint: bool) -> dict[str, Any]:
+    """The row with its change column, as a moddatetime trigger keeps it (none with
+    fingerprints)."""
+    return row if fingerprint else {**row, "updated_at": stamp}
 
 
 def _change(kind: str, key: int, old_key: int | None = None) -> str:
@@ -130,6 +152,40 @@ def _row_faults(failing: set[int]) -> Callable[[str], RowFailure | None]:
     return fault
 
 
+def _reconcile() -> str:
+    return Change(
+        type="RECONCILE",
+        schema_name="public",
+        table="articles",
+        key=None,
+        received_at=datetime.now(UTC),
+        correlation_id=f"reconcile-{next(_RECONCILES)}",
+    ).to_message()
+
+
+_RECONCILES = itertools.count()
+
+
+class _Clock:
+    """The consumers' clock (ns, a microsecond per call: the scan's timestamps are in µs) and
+    Supabase's, which stamps ``updated_at``; ``advance`` lets time pass while all is quiet."""
+
+    def __init__(self) -> None:
+        self._now = itertools.count(1_000_000_000, 1_000)
+        self._offset = 0
+
+    def __call__(self) -> int:
+        return next(self._now) + self._offset
+
+    def advance(self, seconds: int) -> None:
+        self._offset += seconds * 10**9
+
+    def stamp(self, back_s: int = 0) -> str:
+        """Now, or when a transaction that began ``back_s`` ago started."""
+        moment = datetime.fromtimestamp(self() / 1e9 - back_s, tz=UTC)
+        return moment.isoformat(timespec="microseconds")
+
+
 def _resync() -> str:
     return Change(
         type="RESYNC",
@@ -146,7 +202,7 @@ class ListWatch:
     """Checks every version as it is published (in the publishing consumer's thread).
 
     A version is checked in the order of the policy it was built with (``orders``, by
-    fingerprint); I4 holds among the served versions of one policy (a policy change starts a
+    digest); I4 holds among the served versions of one policy (a policy change starts a
     fresh list, and a rebuild's versions are not served until switched to).
     """
 
@@ -155,9 +211,16 @@ class ListWatch:
     # Per policy and key: the newest read an earlier served version showed, and its content.
     newest_listed: dict[str, dict[str, tuple[int, str]]] = field(default_factory=dict)
     versions: int = 0
+    complete: dict[str, bool] = field(default_factory=dict)  # per policy: shown complete yet
 
     def __call__(self, store: Any, head: ListHead) -> None:
         order = self.orders[head.policy]
+        if head.complete and not self.complete.get(head.policy):
+            # I6: only a full sync, at its end, says a list is complete.
+            callers = {frame.function for frame in inspect.stack()}
+            assert "full_sync" in callers, f"a list was shown complete by {sorted(callers)}"
+        if head.rebuild is None:
+            self.complete[head.policy] = head.complete
         entries = []
         for page_ref in head.pages:
             page = store.get_index_page(page_ref.key)
@@ -186,31 +249,34 @@ class ListWatch:
         self.versions += 1
 
 
-def run_scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
+def run_scenario(data: st.DataObject, make_store: Callable[[], Any], *, heal: bool = False) -> None:
     order_column = data.draw(st.sampled_from(ORDERS), label="order")
-    settings_ = _settings(order_column)
+    fingerprint = heal and data.draw(st.booleans(), label="fingerprints, no change column")
+    settings_ = _settings(order_column, fingerprint)
     # A project whose max-rows is below the declared page size (3) cuts reads short.
-    source = MemorySource(max_rows=data.draw(st.sampled_from([None, None, 1, 2]), label="cap"))
+    source = MemorySource(
+        max_rows=data.draw(st.sampled_from([None, None, 1, 2]), label="cap"),
+        order=settings_.policy("articles").list_order,
+    )
     failing = data.draw(st.sets(st.integers(0, 60), max_size=3), label="failing row writes")
     initial = data.draw(
         st.dictionaries(KEYS, st.integers(0, 2), min_size=4, max_size=10), label="rows"
     )
+    clock = _Clock()  # jumps past the sweep's age, and the reconciler's settle, when quiet
     for key, size in initial.items():
-        source.put(_row(key, key % 3, size))
+        source.put(_stamped(_row(key, key % 3, size), clock.stamp(), fingerprint))
     ops = data.draw(OPS, label="ops")
-    counter = itertools.count(1_000)
-    skipped = [0]  # the scenario's clock jumps past the sweep's age once all is quiet
     scheduler = Scheduler()
     queue = MemoryQueue()
     watch = ListWatch(source, {})
     faults = StoreFaults()
 
     def now() -> int:
-        return next(counter) + skipped[0]
+        return clock()
 
     def clock_ns() -> int:
         scheduler.pause()  # the clock is read at any point between two other calls
-        return now()
+        return clock()
 
     with make_store() as under_test:
         if not isinstance(under_test, StoreUnderTest):
@@ -226,7 +292,7 @@ def run_scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
 
         def ports_for(settings: ConsumerSettings) -> ConsumerPorts:
             policy = settings.policy("articles")
-            watch.orders[policy.fingerprint] = policy.list_order
+            watch.orders[policy.digest] = policy.list_order
             return ConsumerPorts(
                 settings=settings,
                 source=Paused(source, scheduler),
@@ -242,15 +308,18 @@ def run_scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
         outcomes: dict[int, Any] = {}
         lost = False
         crashes = 0
-        policy_changes = rebuilds = store_faults_drawn = 0
+        policy_changes = rebuilds = store_faults_drawn = reconciles = 0
         faulted: set[int | None] = set()
         expire: Callable[..., list[str]] | None = getattr(raw_store, "expire_tombstones", None)
-        if data.draw(st.booleans(), label="filled first"):
+        if heal or data.draw(st.booleans(), label="filled first"):
             # A cache in use: filled before these changes, so no first fill heals what they
-            # leave behind (a key change, a clock taken late) before the check below.
+            # leave behind (a key change, a clock taken late) before the check below; with
+            # ``heal``, what the reconciler heals.
             filler = replace(ports, source=source, store=raw_store, clock_ns=now)
             filled = process_batch([QueuedMessage("fill", _resync())], filler, lambda: 10**9)
             assert not filled.failures
+            head = raw_store.get_head("articles")
+            watch.complete[head.policy] = head.complete  # the watch did not see this fill
 
         def start(bodies: list[str], budget: int) -> None:
             calls = itertools.count()
@@ -322,15 +391,18 @@ def run_scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
                     choices.append("a store write loses its answer")
             if expire is not None and ops:
                 choices.append("tombstones expire")
-            if policy_changes < 2 and ops:
+            if policy_changes < 2 and ops and not heal:
                 choices.append("the table's policy changes")
             if rebuilds < 1 and ops:
                 choices.append("an operator rebuilds the table")
+            if heal and reconciles < 4:
+                choices.append("a reconcile is scheduled")
             if not choices:
                 break
             choice = data.draw(st.sampled_from(choices), label="action")
             if choice == "supabase changes":
                 kind, key, rank, size = ops.pop(0)
+                back = data.draw(st.integers(0, 3), label="transaction began s ago") if heal else 0
                 old_key = None
                 if kind == "rekey":
                     # UPDATE articles SET id = <free> WHERE id = key: one webhook, both keys
@@ -342,7 +414,7 @@ def run_scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
                 if kind == "delete":
                     source.delete(key)
                 else:
-                    source.put(_row(key, rank, size))
+                    source.put(_stamped(_row(key, rank, size), clock.stamp(back), fingerprint))
                 delivered = data.draw(st.integers(0, 9), label="delivery")
                 if delivered == 0:
                     lost = True  # Supabase never retries: only a full sync heals this
@@ -351,6 +423,9 @@ def run_scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
                     ready.extend([message] * (2 if delivered == 9 else 1))
                 if data.draw(st.integers(0, 19), label="resync") == 0:
                     ready.append(_resync())
+            elif choice == "a reconcile is scheduled":
+                reconciles += 1
+                ready.append(_reconcile())
             elif choice == "a consumer starts":
                 count = data.draw(st.integers(1, min(3, len(ready))), label="batch")
                 picked = sorted(
@@ -383,7 +458,8 @@ def run_scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
                 policy_changes += 1
                 current = ports.settings.policy("articles").order
                 others = [order for order in ORDERS if order != current]
-                ports = ports_for(_settings(data.draw(st.sampled_from(others), label="new")))
+                new_order = data.draw(st.sampled_from(others), label="new")
+                ports = ports_for(_settings(new_order, fingerprint))
             elif choice == "an operator rebuilds the table":
                 rebuilds += 1  # `make rebuild TABLE=articles`
                 progress = SyncProgress(sync_id=f"operator{rebuilds}", rebuild=True)
@@ -410,10 +486,10 @@ def run_scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
 
         def converged() -> None:
             expected = source.rows(policy.list_order)
-            assert get_list(raw_store, "articles", policy=policy.fingerprint) == expected
+            assert get_list(raw_store, "articles", policy=policy.digest) == expected
             for key in range(1, 13):
                 row = source.table.get(key)
-                assert get_item(raw_store, "articles", key, policy=policy.fingerprint) == row
+                assert get_item(raw_store, "articles", key, policy=policy.digest) == row
 
         drain()
         if raw_store.get_head("articles") is not None and not lost and not policy_changes:
@@ -421,9 +497,28 @@ def run_scenario(data: st.DataObject, make_store: Callable[[], Any]) -> None:
             # policy change, a consumer still running with the old one may write a row last,
             # in the old view: the reader refuses it until the next full sync rewrites it.)
             converged()
+        if heal:
+            # More changes whose webhooks are all lost, then quiet: reconcile cycles alone heal
+            # everything (I1 without a full sync).
+            for kind, key, rank, size in data.draw(OPS, label="lost at the end")[:5]:
+                if kind == "delete":
+                    source.delete(key)
+                    continue
+                if kind == "rekey":
+                    new_key = _free_key(source, key)
+                    if key in source.table and new_key is not None:
+                        source.delete(key)
+                        key = new_key
+                stamp = clock.stamp(data.draw(st.integers(0, 3), label="began s ago"))
+                source.put(_stamped(_row(key, rank, size), stamp, fingerprint))
+            clock.advance(5)
+            for _ in range(2):
+                ready.append(_reconcile())
+                drain()
+            converged()
         # I1 with lost webhooks: one full sync heals whatever they left behind; it comes after
         # the longest invocation, so its sweep settles every publish ever killed.
-        skipped[0] += (ports.settings.orphan_age_s + 1) * 10**9
+        clock.advance(ports.settings.orphan_age_s + 1)
         ready.append(_resync())
         drain()
         converged()

@@ -11,7 +11,7 @@ from waituntil.core.table_policy import TablePolicy
 from waituntil.read.cursor import ListVersion
 
 # What the cache carries for a table under the default policy (the reader serves only that).
-POLICY = TablePolicy().fingerprint
+POLICY = TablePolicy().digest
 
 MODIFIED = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 VERSION = ListVersion(

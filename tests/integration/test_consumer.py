@@ -371,16 +371,21 @@ def test_scheduled_resync_heals_a_lost_webhook(
     assert get_item(ports.store, "articles", 5) is None
 
 
-def test_the_templates_resync_message_is_a_valid_change(aws: EmulatedAws) -> None:
+@pytest.mark.parametrize(
+    ("rule_id", "kind"), [("ResyncRule", "RESYNC"), ("ReconcileRule", "RECONCILE")]
+)
+def test_the_templates_scheduled_messages_are_valid_changes(
+    aws: EmulatedAws, rule_id: str, kind: str
+) -> None:
     # Given the EventBridge input template as deployed, filled the way EventBridge fills it
-    rule = aws.stack.resolver.template["Resources"]["ResyncRule"]["Properties"]
+    rule = aws.stack.resolver.template["Resources"][rule_id]["Properties"]
     transformer = rule["Targets"][0]["InputTransformer"]
     body = aws.stack.resolver.resolve(transformer["InputTemplate"])
     body = body.replace("<time>", "2026-11-28T13:00:00Z").replace("<id>", "abc")
-    # When the consumer parses it / Then it is a RESYNC of every cached table
+    # When the consumer parses it / Then it is a RESYNC or RECONCILE of every cached table
     change = Change.from_message(body)
     assert (change.type, change.table, change.key, change.schema_name) == (
-        "RESYNC",
+        kind,
         "*",
         None,
         "public",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -49,7 +50,9 @@ def _history(store: CacheStore) -> None:
     publish_list(store, "t", ["3", "7"], order=ORDER, sizes=sizes, clock_ns=lambda: 20)
     head = store.get_head("t")
     assert head is not None
-    assert not store.flip_head(head, base=None)  # a head exists: this race is lost
+    # Another consumer's version, switched to as if no head existed: this race is lost (the
+    # same version again would be recognised as this store's own switch, applied)
+    assert not store.flip_head(replace(head, version="30-000000000009"), base=None)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from moto import mock_aws
 
 from ops.account import ROLE_NAME, current_role, ensure_log_role
-from ops.backfill import request_resync, wait_until_drained
+from ops.backfill import request_reconcile, request_resync, wait_until_drained
 from ops.dead_letters import list_dead_letters, logged_error_finder, redrive
 from ops.target import TargetNotFound, deployed_target, stack_name_from_config
 from tests.conftest import EmulatedAws
@@ -243,3 +243,41 @@ def test_account_setup_never_overwrites_an_existing_role(moto_account: Any) -> N
     assert "already" in setting.report("eu-west-1")
     with pytest.raises(iam.exceptions.NoSuchEntityException):
         iam.get_role(RoleName=ROLE_NAME)
+
+
+def test_heal_queues_the_reconcile_message_the_consumer_knows(aws: EmulatedAws) -> None:
+    # Given the template's change queue
+    # When one reconcile cycle is requested now (make heal)
+    message_id, change = request_reconcile(aws.sqs, aws.stack.queue_url, "public")
+    # Then one RECONCILE of every table is queued, in the shared message contract
+    (message,) = aws.queue_messages()
+    assert message["MessageId"] == message_id
+    queued = Change.from_message(message["Body"])
+    assert (queued.type, queued.table, queued.key) == ("RECONCILE", "*", None)
+    assert queued.correlation_id == change.correlation_id
+    assert queued.correlation_id.startswith("heal-")
+
+
+def test_a_queue_holding_a_delayed_follow_up_has_not_drained(aws: EmulatedAws) -> None:
+    # Given a reconcile's follow-up, delayed by the settle time
+    aws.sqs.send_message(QueueUrl=aws.stack.queue_url, MessageBody=_change(1), DelaySeconds=15)
+    # When waiting (make heal waits for the cycle and its follow-up)
+    drained = wait_until_drained(aws.sqs, aws.stack.queue_url, timeout_s=0)
+    # Then the queue is not taken for empty
+    assert drained is False
+
+
+def test_status_describes_each_tables_last_reconcile() -> None:
+    from ops.__main__ import describe_heal_state
+    from waituntil.cache.model import HealState
+
+    # Given a table reconciled 42 s ago, with 3 rows healed so far, and one never reconciled
+    now_ns = 1_800_000_000 * 10**9
+    state = HealState(
+        "articles", change_column="updated_at", last_ok_ns=now_ns - 42 * 10**9, healed_total=3
+    )
+    # When make status describes them / Then it gives the age, the count and the column
+    assert describe_heal_state(state, now_ns) == (
+        "last successful reconcile 42 s ago, 3 rows healed in all, change column updated_at"
+    )
+    assert describe_heal_state(None, now_ns) == "never reconciled"

@@ -23,6 +23,9 @@ from waituntil.read.api import read_item, read_page
 from waituntil.read.request import ReadRequest
 from waituntil.sync.ports import ConsumerPorts
 
+# The service role's view (drafts too), declared public: what the read API checks at start.
+SERVICE = {"role": "service", "public": True}
+
 
 @pytest.fixture(autouse=True)
 def _drafts_hidden(supabase: LocalSupabase) -> None:
@@ -108,8 +111,8 @@ def _by(rows: list[dict[str, Any]], *order: str) -> list[dict[str, Any]]:
 @pytest.mark.parametrize(
     ("before", "after", "order"),
     [
-        ({"role": "service"}, {"role": "service", "order": "rating"}, ("rating", "id")),
-        ({"role": "service", "order": "rating"}, {"role": "service"}, ("id",)),
+        (SERVICE, {**SERVICE, "order": "rating"}, ("rating", "id")),
+        ({**SERVICE, "order": "rating"}, SERVICE, ("id",)),
     ],
     ids=["key-to-column-order", "column-to-key-order"],
 )
@@ -135,8 +138,8 @@ def test_a_tightened_policy_never_serves_what_it_hides_and_rebuilds(
     aws: EmulatedAws, supabase: LocalSupabase, lambda_context: LambdaContext
 ) -> None:
     # Given a table cached with the service role's view (drafts and every column included)
-    ports = _filled(aws, supabase, lambda_context, {"role": "service"})
-    assert _item(ports, _reader(aws, {"role": "service"}), 4) is not None  # a draft
+    ports = _filled(aws, supabase, lambda_context, SERVICE)
+    assert _item(ports, _reader(aws, SERVICE), 4) is not None  # a draft
     # When the policy is tightened: the public's view, fewer columns, a row filter
     tight = {"role": "anon", "columns": "id,title", "filter": "rating=gt.75"}
     reader = _reader(aws, tight)

@@ -54,7 +54,7 @@ class Reader:
         """What the consumer does: rows to their items, then the list flips to a new version
         holding ``rows`` (rows of the previous version missing here are removed)."""
         order = ListOrder("id")
-        policy = self.ports.settings.policy("articles").fingerprint
+        policy = self.ports.settings.policy("articles").digest
         keys = [str(row["id"]) for row in rows] + [str(key) for key in touched]
         fresh = fresh_rows(list(dict.fromkeys(keys)), rows, order)
         if items:

@@ -96,7 +96,11 @@ def test_tombstones_outlive_the_dead_letter_queues_retention(
     )
     ports = consumer_ports(aws, supabase, tables="articles")
     ports.store.write_rows(
-        "articles", [FreshRow("7", None, None)], read_at_ns=1, order=ListOrder("id")
+        "articles",
+        [FreshRow("7", None, None)],
+        read_at_ns=1,
+        order=ListOrder("id"),
+        policy=ports.policy("articles"),
     )
     item = aws.dynamodb.get_item(
         TableName=aws.stack.table_name, Key={"pk": {"S": row_item_key("articles", "7")}}

@@ -243,7 +243,8 @@ def test_the_alarms_cover_what_an_operator_must_hear_about() -> None:
     watched = set().union(*(_watched_metrics(alarm) for alarm in alarms.values()))
 
     # Then the DLQ, the queue's age, consumer errors and throttles, receiver 5xx, table sync
-    # failures, resync drift and the webhook's refusals (receiver, throttle, gate) are watched
+    # failures, resync drift, the webhook's refusals (receiver, throttle, gate), rows healed
+    # (lost webhooks) and reconcile failures are watched
     ours = "SupabaseWaitUntil/${AWS::StackName}"
     assert watched == {
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
@@ -256,6 +257,8 @@ def test_the_alarms_cover_what_an_operator_must_hear_about() -> None:
         (ours, "WebhookRequests"),
         (ours, "WebhookRefusals"),
         ("AWS/WAFV2", "BlockedRequests"),
+        (ours, "RowsHealed"),
+        (ours, "ReconcileFailures"),
     }
 
 
@@ -278,6 +281,8 @@ def test_custom_metric_alarms_use_the_namespace_and_dimension_the_functions_emit
     assert {properties["MetricName"] for properties in custom} == {
         "TableSyncFailures",
         "ResyncDriftRows",
+        "RowsHealed",
+        "ReconcileFailures",
     }
     for properties in custom:
         assert properties["Dimensions"] == [{"Name": "service", "Value": "consumer"}]

@@ -10,9 +10,10 @@ import pytest
 
 from tests.fakes import MemoryQueue, MemorySource, MemoryStore
 from waituntil.cache.list_patch import ListSizes
+from waituntil.cache.model import ChangeMark, PositionRange, RangePrint
 from waituntil.core.contracts import Change, Row
 from waituntil.core.errors import InvalidMessage, SourceUnavailable
-from waituntil.core.list_order import ListOrder
+from waituntil.core.list_order import ListOrder, Position
 from waituntil.core.settings import ConsumerSettings
 from waituntil.sync.batch import BatchOutcome, QueuedMessage, parse_change, process_batch
 from waituntil.sync.ports import ConsumerPorts
@@ -42,6 +43,28 @@ class TwoTables:
 
     def existing_keys(self, table: str, keys: Sequence[str]) -> set[str]:
         return self._table(table).existing_keys(table, keys)
+
+    def count_rows(self, table: str, ranges: Sequence[PositionRange]) -> list[int]:
+        return self._table(table).count_rows(table, ranges)
+
+    def positions_in_range(self, table: str, bounds: PositionRange, limit: int) -> list[Position]:
+        return self._table(table).positions_in_range(table, bounds, limit)
+
+    def changed_since(
+        self,
+        table: str,
+        column: str,
+        since: str,
+        before: str,
+        after: ChangeMark | None,
+        limit: int,
+    ) -> list[ChangeMark]:
+        return self._table(table).changed_since(table, column, since, before, after, limit)
+
+    def fingerprint_ranges(
+        self, table: str, ranges: Sequence[PositionRange], *, with_rows: bool = False
+    ) -> list[RangePrint]:
+        return self._table(table).fingerprint_ranges(table, ranges, with_rows=with_rows)
 
 
 def _settings(**environment: str) -> ConsumerSettings:
@@ -152,3 +175,23 @@ def test_the_ports_give_each_tables_order_and_the_list_sizes() -> None:
     # When the flows ask for them / Then they are the settings' values
     assert ports.list_order("articles") == ListOrder("id", "rank", descending=True)
     assert ports.list_sizes == ListSizes(chunk_bytes=2048, index_refs=8)
+
+
+def test_a_change_message_is_what_a_consumer_from_before_reconcile_reads() -> None:
+    # Given a row change and a RESYNC, as the receiver and the schedule send them
+    for message in (_message("m", "articles", 1), _message("r", "articles", None)):
+        # When serialized / Then no field the version-1 contract before RECONCILE lacked
+        assert '"heal"' not in message.body
+    # And a follow-up carries its keys
+    follow_up = Change.model_validate(
+        {
+            "type": "RECONCILE",
+            "schema": "public",
+            "table": "articles",
+            "key": None,
+            "received_at": "2026-11-29T00:00:00Z",
+            "correlation_id": "reconcile-1",
+            "heal": {"keys": ["1", "2"]},
+        }
+    )
+    assert Change.from_message(follow_up.to_message()).heal == follow_up.heal

@@ -88,16 +88,28 @@ def test_every_function_reads_the_same_keys() -> None:
         {"role": "service"},
     ],
 )
-def test_the_fingerprint_changes_with_every_part_of_the_policy(change: dict[str, str]) -> None:
-    # Given the default policy / When any one part changes / Then its fingerprint changes,
+def test_the_digest_changes_with_every_part_that_shapes_the_cache(change: dict[str, str]) -> None:
+    # Given the default policy / When any one part changes / Then its digest changes,
     # and the same policy declared again keeps it (what the reader compares with the cache)
-    assert TablePolicy(**change).fingerprint != DEFAULT.fingerprint  # type: ignore[arg-type]
-    assert TablePolicy(**change).fingerprint == TablePolicy(**change).fingerprint  # type: ignore[arg-type]
+    assert TablePolicy(**change).digest != DEFAULT.digest  # type: ignore[arg-type]
+    assert TablePolicy(**change).digest == TablePolicy(**change).digest  # type: ignore[arg-type]
 
 
-def test_the_reader_and_the_consumer_derive_the_same_fingerprint() -> None:
+@pytest.mark.parametrize(
+    "change",
+    [{"public": True}, {"changed_at": "edited_at"}, {"changed_at": False}, {"fingerprint": True}],
+)
+def test_what_only_the_reconciler_or_the_reader_reads_rebuilds_nothing(
+    change: dict[str, object],
+) -> None:
+    # Given the default policy / When only who may read it, or how lost changes are looked
+    # for, changes / Then its digest stays: the cache built with it is still served as it is
+    assert TablePolicy(**change).digest == DEFAULT.digest  # type: ignore[arg-type]
+
+
+def test_the_reader_and_the_consumer_derive_the_same_digest() -> None:
     # Given the template's environment for both functions, with a list order and policies set
-    # (the reader compares what it serves with the fingerprint the consumer stored)
+    # (the reader compares what it serves with the digest the consumer stored)
     resolver = Resolver(
         load_template(),
         parameters={
@@ -109,7 +121,7 @@ def test_the_reader_and_the_consumer_derive_the_same_fingerprint() -> None:
     )
     consumer = {**function_environment(resolver, "ConsumerFunction"), "SUPABASE_URL": "u"}
     reader = function_environment(resolver, "ReaderFunction")
-    # When both load their settings / Then every table's policy, and fingerprint, is the same
+    # When both load their settings / Then every table's policy, and digest, is the same
     consumer_settings = ConsumerSettings.model_validate(consumer)
     reader_settings = ReaderSettings.model_validate(reader)
     for table in ("articles", "authors"):

@@ -334,7 +334,7 @@ def _wildcard_statement(t: Template) -> None:
 
 
 def _wildcard_queue_policy_principal(t: Template) -> None:
-    statement = t["Resources"]["ResyncQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    statement = t["Resources"]["ScheduleQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
     statement[0]["Principal"] = "*"
 
 

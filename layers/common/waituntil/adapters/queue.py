@@ -19,8 +19,14 @@ class QueuePublisher:
 
     def publish(self, body: str) -> str:
         """Send one message and return its id once SQS has accepted (stored) it."""
+        return self.publish_later(body, 0)
+
+    def publish_later(self, body: str, delay_s: int) -> str:
+        """The same, delivered no sooner than ``delay_s`` seconds (SQS: 0-900)."""
         try:
-            response = self._client.send_message(QueueUrl=self._queue_url, MessageBody=body)
+            response = self._client.send_message(
+                QueueUrl=self._queue_url, MessageBody=body, DelaySeconds=delay_s
+            )
         except (BotoCoreError, ClientError) as error:
             raise QueueUnavailable("the change queue did not accept the message") from error
         return response["MessageId"]

@@ -1,4 +1,5 @@
-"""Reads Supabase (the source of truth) with supabase-py: touched keys, or a table by pages.
+"""Reads Supabase (the source of truth) with supabase-py: touched keys, a table by pages, and
+the reconciler's range counts, change scans and fingerprints.
 
 Imported by the consumer only: ``import supabase`` costs about 0.3 s, which the receiver's
 cold start must not pay.
@@ -8,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from operator import methodcaller
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -17,8 +20,22 @@ import httpx
 from postgrest.exceptions import APIError
 from supabase import ClientOptions, create_client
 
+from waituntil.adapters.postgrest_ranges import (
+    Param,
+    order_param,
+    range_params,
+    scan_params,
+)
+from waituntil.cache.model import ChangeMark, PositionRange, RangePrint
 from waituntil.core.contracts import Row
-from waituntil.core.errors import SourceUnavailable, SupabaseKeyRefused, WrongKeyRole
+from waituntil.core.errors import (
+    ColumnMissing,
+    FingerprintUnavailable,
+    SourceUnavailable,
+    SupabaseKeyRefused,
+    WrongKeyRole,
+)
+from waituntil.core.list_order import Position
 from waituntil.core.settings import SUPABASE_MAX_ROWS
 from waituntil.core.table_policy import TablePolicy
 from waituntil.core.whole_reads import read_whole
@@ -26,6 +43,8 @@ from waituntil.core.whole_reads import read_whole
 if TYPE_CHECKING:
     from supabase import Client
 
+# Range counts asked at once (the reconciler's bisection asks a level of the tree together).
+COUNT_WORKERS = 8
 # Characters of one ``in.(...)`` list: with the rest of the URL, far below the 8 KB that
 # common proxies accept for a request line, even after percent-encoding.
 MAX_KEYS_CHARS = 3000
@@ -69,12 +88,18 @@ class SupabaseSource:
         self._max_rows = max_rows
         self._clients: dict[str, _Connection] = {}
         self._refused: set[str] = set()  # roles whose key Supabase refused: read it fresh
+        # The reconciler's range counts run on a few threads: clients are made under a lock.
+        self._connecting = threading.Lock()
+        # What this source has asked of Supabase (the reconciler's cost goals are in these
+        # terms; the counters are shared by the threads that count ranges in parallel).
         self.rows_read = 0
+        self.requests = 0
+        self._counting = threading.Lock()
 
-    def _query(self, table: str, select: str | None = None) -> Any:
+    def _query(self, table: str, select: str | None = None, **options: Any) -> Any:
         """A query on ``table`` as its policy says: whose key, which columns, which rows."""
         policy = self._policies[table]
-        query = self._client(policy.role).table(table).select(select or policy.select)
+        query = self._client(policy.role).table(table).select(select or policy.select, **options)
         for column, condition in policy.filters():
             # filter() writes "column=operator.criteria": splitting the condition at its first
             # dot and letting it join them again passes it on exactly as written (or=(...) too).
@@ -87,6 +112,10 @@ class SupabaseSource:
         secret reader serves it from its cache until ``SECRET_MAX_AGE_SECONDS``), so a warm
         container follows a corrected or rotated secret; a new key gets a new client, after
         its role is checked. After Supabase refused the key, the secret is read again now."""
+        with self._connecting:
+            return self._client_of(role)
+
+    def _client_of(self, role: str) -> Client:
         fresh = role in self._refused
         key = self._keys[role](fresh=fresh)
         self._refused.discard(role)
@@ -158,28 +187,152 @@ class SupabaseSource:
 
         return self._execute(table, page)
 
+    def count_rows(self, table: str, ranges: Sequence[PositionRange]) -> list[int]:
+        """``HEAD`` with ``Prefer: count=exact`` per range: Supabase answers ``Content-Range:
+        */N`` and no rows; Postgres counts a range through the key's (or the order's) index.
+        Several ranges are asked in parallel (a few connections: the round trip dominates)."""
+        if len(ranges) <= 1:
+            return [self._count(table, bounds) for bounds in ranges]
+        with ThreadPoolExecutor(max_workers=COUNT_WORKERS, thread_name_prefix="count") as pool:
+            return list(pool.map(lambda bounds: self._count(table, bounds), ranges))
+
+    def _count(self, table: str, bounds: PositionRange) -> int:
+        policy = self._policies[table]
+        response = self._send(
+            table,
+            lambda: _with_params(
+                self._query(table, select=policy.key, count="exact", head=True),
+                range_params(policy.list_order, bounds),
+            ),
+        )
+        if response.count is None:
+            raise SourceUnavailable(f"Supabase answered no count for {table}")
+        return int(response.count)
+
+    def positions_in_range(self, table: str, bounds: PositionRange, limit: int) -> list[Position]:
+        policy = self._policies[table]
+        order = policy.list_order
+        columns = ",".join(dict.fromkeys([policy.key, order.column or policy.key]))
+
+        def in_range(query: Any) -> Any:
+            query = _with_params(query, range_params(order, bounds))
+            query.request.params = query.request.params.set("order", order_param(order))
+            return query.limit(min(limit, self._max_rows))
+
+        rows = self._execute(table, in_range, columns)
+        return [order.position(row) for row in rows]
+
+    def changed_since(
+        self,
+        table: str,
+        column: str,
+        since: str,
+        before: str,
+        after: ChangeMark | None,
+        limit: int,
+    ) -> list[ChangeMark]:
+        key = self._policies[table].key
+
+        def scan(query: Any) -> Any:
+            query = _with_params(query, scan_params(key, column, since, before, after))
+            query.request.params = query.request.params.set("order", f"{column}.asc,{key}.asc")
+            return query.limit(min(limit, self._max_rows))
+
+        rows = self._execute(table, scan, f"{key},{column}")
+        return [ChangeMark(changed=str(row[column]), key=row[key]) for row in rows]
+
+    def fingerprint_ranges(
+        self, table: str, ranges: Sequence[PositionRange], *, with_rows: bool = False
+    ) -> list[RangePrint]:
+        """``POST /rpc/waituntil_fingerprint`` per range (the migration's SQL function), with
+        the policy's role: Row Level Security applies to it as to any read."""
+        if len(ranges) <= 1:
+            return [self._fingerprint(table, bounds, with_rows) for bounds in ranges]
+        with ThreadPoolExecutor(max_workers=COUNT_WORKERS, thread_name_prefix="print") as pool:
+            return list(pool.map(lambda b: self._fingerprint(table, b, with_rows), ranges))
+
+    def _fingerprint(self, table: str, bounds: PositionRange, with_rows: bool) -> RangePrint:
+        policy = self._policies[table]
+        order = policy.list_order
+        arguments = {
+            "table_name": table,
+            "key_column": policy.key,
+            "columns": policy.fingerprint_columns,
+            "order_column": order.column,
+            "descending": order.descending,
+            "lower_bound": list(bounds.lower) if bounds.lower is not None else None,
+            "upper_bound": list(bounds.upper) if bounds.upper is not None else None,
+            "with_rows": with_rows,
+        }
+        try:
+            answer = self._send(
+                table, lambda: self._client(policy.role).rpc(FINGERPRINT_FUNCTION, arguments)
+            ).data
+        except SourceUnavailable as error:
+            cause = error.__cause__
+            if isinstance(cause, APIError) and cause.code in NO_FUNCTION:
+                raise FingerprintUnavailable(
+                    f"{FINGERPRINT_FUNCTION} is not installed in the project "
+                    "(supabase/migrations): counts only"
+                ) from error
+            raise
+        rows = answer.get("rows")
+        with self._counting:
+            self.rows_read += len(rows or [])
+        return RangePrint(
+            count=int(answer["count"]),
+            fingerprint=int(answer["fingerprint"]),
+            rows={str(key): int(value) for key, value in rows} if rows is not None else None,
+        )
+
     def _execute(
         self, table: str, shape: Callable[[Any], Any], select: str | None = None
     ) -> list[Row]:
-        """Run ``shape`` over the table's query. A 401 (the key revoked or rotated) reads the
-        key's secret again and tries once more with a new client, before failing the read."""
+        """The rows of ``shape`` applied to the table's query (its policy's columns, or
+        ``select``)."""
+        rows = cast(list[Row], self._send(table, lambda: shape(self._query(table, select))).data)
+        with self._counting:
+            self.rows_read += len(rows)
+        return rows
+
+    def _send(self, table: str, build: Callable[[], Any]) -> Any:
+        """Send the request ``build`` makes. A 401 (the key revoked or rotated) reads the key's
+        secret again and builds the request once more with a new client, before failing."""
+        role = self._policies[table].role
         for attempt in (1, 2):
+            with self._counting:
+                self.requests += 1
             try:
-                response = shape(self._query(table, select)).execute()
+                return build().execute()
             except _KeyRefused as error:
-                self._refused.add(self._policies[table].role)
+                with self._connecting:
+                    self._refused.add(role)
                 if attempt == 1:
                     continue
                 raise SupabaseKeyRefused(
-                    f"Supabase refused the {self._policies[table].role} key reading {table} "
-                    f"({error}), also just after reading its secret again"
+                    f"Supabase refused the {role} key reading {table} ({error}), also just "
+                    "after reading its secret again"
                 ) from error
-            except (APIError, httpx.HTTPError, ValueError) as error:
+            except APIError as error:
+                if error.code == UNDEFINED_COLUMN:
+                    raise ColumnMissing(f"{table}: {error.message}") from error
                 raise SourceUnavailable(f"reading {table} from Supabase failed: {error}") from error
-            rows = cast(list[Row], response.data)
-            self.rows_read += len(rows)
-            return rows
+            except (httpx.HTTPError, ValueError) as error:
+                raise SourceUnavailable(f"reading {table} from Supabase failed: {error}") from error
         raise AssertionError("unreachable: the second attempt returns or raises")
+
+
+# Postgres's SQLSTATE for a column the table does not have.
+UNDEFINED_COLUMN = "42703"
+FINGERPRINT_FUNCTION = "waituntil_fingerprint"
+# PostgREST's "function not found" (PGRST202), and Postgres's (42883) behind it.
+NO_FUNCTION = ("PGRST202", "42883")
+
+
+def _with_params(query: Any, params: Sequence[Param]) -> Any:
+    for name, value in params:
+        query.request.params = query.request.params.add(name, value)
+    return query
 
 
 def check_key_role(role: str, key: str) -> None:

@@ -11,7 +11,10 @@ import json
 from waituntil.cache.layout import (
     BLOB_UNCLAIMED,
     KIND_CHUNK,
+    KIND_FINGERPRINT,
+    KIND_HEAL,
     KIND_INDEX,
+    KIND_LEASE,
     KIND_LIST,
     KIND_ROW,
     KIND_SYNC,
@@ -19,11 +22,15 @@ from waituntil.cache.layout import (
     decode_text,
     dump_json,
     encode_text,
+    fingerprint_item_key,
+    heal_item_key,
+    lease_item_key,
     served_chunk_json,
     sync_item_key,
 )
 from waituntil.cache.model import (
     ChunkRef,
+    HealState,
     IndexPage,
     IndexRef,
     ListChunk,
@@ -231,3 +238,77 @@ def checkpoint_from_item(table: str, item: Item) -> SyncCheckpoint:
         phase=item["phase"]["S"],
         after=json.loads(item["after"]["S"]),
     )
+
+
+# ----- leases and the reconciler's state -------------------------------------------------------
+
+# A lease's condition: free, expired, or already this owner's (a resend renews its own lease).
+LEASE_CONDITION = "attribute_not_exists(pk) OR expires_at <= :now OR #owner = :owner"
+
+
+def lease_to_item(table: str, kind: str, owner: str, expires_at: int) -> Item:
+    # ``expires_at`` is also the table's TTL attribute: DynamoDB removes a dead lease by itself.
+    return {
+        "pk": {"S": lease_item_key(table, kind)},
+        "kind": {"S": KIND_LEASE},
+        "owner": {"S": owner},
+        "expires_at": {"N": str(expires_at)},
+    }
+
+
+def lease_condition_values(owner: str, now: int) -> tuple[dict[str, str], Item]:
+    """The names and values ``LEASE_CONDITION`` uses."""
+    return {"#owner": "owner"}, {":now": {"N": str(now)}, ":owner": {"S": owner}}
+
+
+def lease_owner_from_item(item: Item, now: float) -> str | None:
+    if int(item["expires_at"]["N"]) <= now:
+        return None
+    return str(item["owner"]["S"])
+
+
+def heal_state_to_item(state: HealState) -> Item:
+    item: Item = {
+        "pk": {"S": heal_item_key(state.table)},
+        "kind": {"S": KIND_HEAL},
+        "column_checked_ns": {"N": str(state.column_checked_ns)},
+        "last_ok_ns": {"N": str(state.last_ok_ns)},
+        "healed_total": {"N": str(state.healed_total)},
+    }
+    if state.scan_from is not None:
+        item["scan_from"] = {"S": state.scan_from}
+    if state.change_column is not None:
+        item["change_column"] = {"S": state.change_column}
+    if state.print_version is not None:
+        item["print_version"] = {"S": state.print_version}
+        item["print_count"] = {"N": str(state.print_count)}
+        item["print_fp"] = {"N": str(state.print_fp)}
+    return item
+
+
+def heal_state_from_item(table: str, item: Item) -> HealState:
+    return HealState(
+        table=table,
+        scan_from=item.get("scan_from", {}).get("S"),
+        change_column=item.get("change_column", {}).get("S"),
+        column_checked_ns=int(item.get("column_checked_ns", {}).get("N", "0")),
+        last_ok_ns=int(item.get("last_ok_ns", {}).get("N", "0")),
+        healed_total=int(item.get("healed_total", {}).get("N", "0")),
+        print_version=item.get("print_version", {}).get("S"),
+        print_count=int(item.get("print_count", {}).get("N", "0")),
+        print_fp=int(item.get("print_fp", {}).get("N", "0")),
+    )
+
+
+def fingerprint_to_item(node_key: str, count: int, fingerprint: int, expires_at: int) -> Item:
+    return {
+        "pk": {"S": fingerprint_item_key(node_key)},
+        "kind": {"S": KIND_FINGERPRINT},
+        "row_count": {"N": str(count)},
+        "fp": {"N": str(fingerprint)},
+        "expires_at": {"N": str(expires_at)},
+    }
+
+
+def fingerprint_from_item(item: Item) -> tuple[int, int]:
+    return int(item["row_count"]["N"]), int(item["fp"]["N"])

@@ -17,6 +17,12 @@ One table, partition key ``pk`` (string):
   served, switched to whole when complete (``sync/rebuild``).
 - ``/<table>#attempts``, kind ``attempts``: the publishes in flight (their new nodes), so that
   what a killed one wrote is found and expired (``sync/orphans``).
+- ``/<table>#lease/<kind>``, kind ``lease``: who runs the table's ``sync`` or ``reconcile`` now,
+  until ``expires_at`` (H5: one of each at a time).
+- ``/<table>#heal``, kind ``heal``: the reconciler's state (where its next scan starts, the
+  change column found, its last successful cycle).
+- ``<node key>#fp``, kind ``fingerprint``: a list node's row count and fingerprint, for tables
+  reconciled by fingerprints; expires after 30 days (summed again if still needed).
 
 Nodes (versions, index pages, chunks) get unique keys and are never rewritten; a version that
 is no longer current, and nodes it alone used, get ``expires_at`` (the grace period for readers
@@ -60,6 +66,12 @@ KIND_SYNC = "sync"
 KIND_ATTEMPTS = "attempts"
 # A row item's mark that its blob may still carry the "unclaimed" tag it was put with.
 BLOB_UNCLAIMED = "blob_unclaimed"
+KIND_LEASE = "lease"
+KIND_HEAL = "heal"
+KIND_FINGERPRINT = "fingerprint"
+# The two leases of a table (H5): one full sync, one reconcile cycle at a time.
+LEASE_SYNC = "sync"
+LEASE_RECONCILE = "reconcile"
 
 Item = dict[str, Any]  # low-level client format: {"name": {"S": "..."}}
 
@@ -104,6 +116,19 @@ def blob_object_key(table: str, etag: str, nonce: str) -> str:
     moved off it, so tagging a replaced body superseded can never hit a live one (a row that
     goes X -> Y -> X gets a second object for X). The etag is there for whoever reads keys."""
     return f"rows/{table}/{etag}/{nonce}.json"
+
+
+def lease_item_key(table: str, kind: str) -> str:
+    return f"/{table}#lease/{kind}"
+
+
+def heal_item_key(table: str) -> str:
+    return f"/{table}#heal"
+
+
+def fingerprint_item_key(node_key: str) -> str:
+    """Beside a list node (``/<table>#c/<id>``): the sum of its rows' hashes."""
+    return f"{node_key}#fp"
 
 
 # ----- text ------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ base moved):
   caller reads states after the head);
 - an entry whose content is unchanged is not rewritten, and a patch that changes nothing
   publishes nothing;
-- a version is built with one table policy (its fingerprint is on the head): a row state read
+- a version is built with one table policy (its digest is on the head): a row state read
   with another policy is never listed, and a position of another order never located.
 
 A chunk is one page of the read API and one DynamoDB item, so it is sized three ways: about

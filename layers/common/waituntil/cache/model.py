@@ -74,7 +74,7 @@ class RowState:
     # between the item write and clearing the tag. Rewriting the row settles it.
     blob_unclaimed: bool = False
     blob_bytes: int = 0  # such a body's size as served (``cache.layout.blob_bytes``)
-    policy: str = ""  # fingerprint of the table policy it was read with (``TablePolicy``)
+    policy: str = ""  # digest of the table policy it was read with (``TablePolicy``)
 
 
 def position_tag(read_at_ns: int, position: Position) -> str:
@@ -228,7 +228,7 @@ class ListHead:
     read_at_ns: int  # the newest read any of its rows came from
     modified_at_ns: int  # when this version was published
     complete: bool = True  # False while the first fill of the table has not finished
-    policy: str = ""  # fingerprint of the table policy it was built with
+    policy: str = ""  # digest of the table policy it was built with
     # The sync id of the rebuild building this version apart (``/<table>#next``): never served,
     # then switched to whole (``sync/rebuild``). None: the served lineage.
     rebuild: str | None = None
@@ -265,6 +265,57 @@ class SyncCheckpoint:
 
 
 @dataclass(frozen=True)
+class PositionRange:
+    """A stretch of a list, in list order: ``lower`` (inclusive) to ``upper`` (exclusive); None
+    is open-ended. The reconciler asks Supabase to count or list exactly this stretch."""
+
+    lower: Position | None = None
+    upper: Position | None = None
+
+
+@dataclass(frozen=True)
+class ChangeMark:
+    """A row as the reconciler's scan sees it: its change column's value and its key."""
+
+    changed: str
+    key: Any  # as Supabase renders it (int or str): keyset paging compares it typed
+
+
+@dataclass(frozen=True)
+class RangePrint:
+    """What the database's fingerprint function says of a range: its row count, the sum of its
+    rows' hashes modulo 2^64 (``cache.fingerprint``), and each row's hash when asked."""
+
+    count: int
+    fingerprint: int
+    rows: dict[str, int] | None = None  # key -> row hash
+
+
+@dataclass(frozen=True)
+class HealState:
+    """What the reconciler keeps per table between cycles (``/<table>#heal``).
+
+    ``scan_from``: where the next scan of the change column starts (the last complete scan's
+    time less the overlap); None before the first. ``change_column``: the column the last check
+    found (``""``: none), and when that was checked. ``last_ok_ns``: when a cycle last
+    finished without a failure (``make status`` and the dashboard show its age).
+    ``healed_total``: rows healed so far, by cycles and their follow-ups (``make heal`` reports
+    what one cycle added).
+    """
+
+    table: str
+    scan_from: str | None = None
+    change_column: str | None = None
+    column_checked_ns: int = 0
+    last_ok_ns: int = 0
+    healed_total: int = 0
+    # The cached list's whole fingerprint, for the head version it was summed for.
+    print_version: str | None = None
+    print_count: int = 0
+    print_fp: int = 0
+
+
+@dataclass(frozen=True)
 class PublishResult:
     outcome: str  # "created" (the first version) | "published" | "unchanged"
     chunks_written: int = 0
@@ -289,6 +340,37 @@ class TableSource(Protocol):
 
     def existing_keys(self, table: str, keys: Sequence[str]) -> set[str]:
         """Which of ``keys`` exist now (reads the key column only)."""
+        ...
+
+    def count_rows(self, table: str, ranges: Sequence[PositionRange]) -> list[int]:
+        """How many rows lie in each of ``ranges`` of the table's list order: one count per
+        range (no rows), asked in parallel where the source can."""
+        ...
+
+    def positions_in_range(self, table: str, bounds: PositionRange, limit: int) -> list[Position]:
+        """Up to ``limit`` row positions in ``bounds``, in list order (reads the key and the
+        order column only)."""
+        ...
+
+    def changed_since(
+        self,
+        table: str,
+        column: str,
+        since: str,
+        before: str,
+        after: ChangeMark | None,
+        limit: int,
+    ) -> list[ChangeMark]:
+        """Up to ``limit`` rows with ``since <= column < before``, in (column, key) order,
+        past ``after``; reads the key and the column only. ``ColumnMissing`` if the table has
+        no such column."""
+        ...
+
+    def fingerprint_ranges(
+        self, table: str, ranges: Sequence[PositionRange], *, with_rows: bool = False
+    ) -> list[RangePrint]:
+        """The database's count and fingerprint of each range (and its rows' hashes), by its
+        optional SQL function; ``FingerprintUnavailable`` if the project has not installed it."""
         ...
 
 
@@ -338,7 +420,7 @@ class CacheWrites(Protocol):
         *,
         read_at_ns: int,
         order: ListOrder,
-        policy: str = "",
+        policy: str,
     ) -> RowWrites: ...
 
     def write_nodes(
@@ -384,5 +466,35 @@ class CacheWrites(Protocol):
     def put_checkpoint(self, checkpoint: SyncCheckpoint | None, table: str) -> None: ...
 
 
-class CacheStorePort(CacheReads, CacheWrites, Protocol):
+class LeaseStore(Protocol):
+    """Leases (H5): at most one holder per table and kind, until it releases or it expires."""
+
+    def acquire_lease(self, table: str, kind: str, owner: str, ttl_s: int) -> bool:
+        """Hold (or renew) the lease for ``ttl_s`` seconds if it is free, expired, or already
+        ``owner``'s; False if another holds it. Safe to resend: the owner's own lease renews."""
+        ...
+
+    def release_lease(self, table: str, kind: str, owner: str) -> None:
+        """Give the lease up, if ``owner`` still holds it."""
+        ...
+
+    def lease_holder(self, table: str, kind: str) -> str | None:
+        """Who holds the lease now (None: free or expired)."""
+        ...
+
+
+class HealStateStore(Protocol):
+    def get_heal_state(self, table: str) -> HealState | None: ...
+
+    def put_heal_state(self, state: HealState) -> None: ...
+
+    def get_fingerprints(self, node_keys: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """The (row count, fingerprint) of list nodes summed earlier: nodes never change, so
+        neither do their sums."""
+        ...
+
+    def put_fingerprints(self, prints: Mapping[str, tuple[int, int]]) -> None: ...
+
+
+class CacheStorePort(CacheReads, CacheWrites, LeaseStore, HealStateStore, Protocol):
     """The whole cache, as the consumer's flows use it (``adapters/cache_store.CacheStore``)."""

@@ -5,10 +5,12 @@ Version 1 fields:
 
 - ``version``: 1. A consumer refuses versions it does not know (the message goes to the DLQ).
 - ``type``: INSERT | UPDATE | DELETE, as Supabase sent it; or RESYNC, sent by the scheduled
-  resync rule (not by the receiver): re-read the table and heal whatever drifted.
+  resync rule (not by the receiver): re-read the table and heal whatever drifted; or
+  RECONCILE, sent by the scheduled reconcile rule: find what differs at a cost that follows
+  the differences, and heal it (``waituntil.sync.reconcile``).
 - ``schema``, ``table``: where the change happened.
 - ``key``: the primary key value (from ``record``, or ``old_record`` for a DELETE); null
-  for RESYNC, whose ``table`` may be ``*`` (every cached table).
+  for RESYNC and RECONCILE, whose ``table`` may be ``*`` (every cached table).
 - ``old_key``: UPDATE only, when ``old_record`` had another key (``UPDATE ... SET id = 30
   WHERE id = 3``, or a policy key such as a slug renamed): the consumer converges both keys,
   so the old one is unlisted. Absent otherwise (added within v1: a consumer of before it
@@ -22,6 +24,8 @@ Version 1 fields:
   out of invocation time: which sync, which phase, and the last key or list position done;
   and on a rebuild's (``rebuild: true``: ``make rebuild``, or a consumer that found the list
   built with another table policy).
+- ``heal``: only on RECONCILE messages the consumer sends itself: keys a reconcile cycle found
+  differing, to check again once changes in flight have landed (``HealCheck``).
 """
 
 from __future__ import annotations
@@ -32,7 +36,11 @@ from typing import Annotated, Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
 ChangeType = Literal["INSERT", "UPDATE", "DELETE"]
-MessageType = Literal["INSERT", "UPDATE", "DELETE", "RESYNC"]
+MessageType = Literal["INSERT", "UPDATE", "DELETE", "RESYNC", "RECONCILE"]
+# Types the scheduler and the consumer send, never a webhook: no key, the table may be "*".
+TABLE_MESSAGES = ("RESYNC", "RECONCILE")
+# Keys one RECONCILE follow-up carries: at 1 KB a key (the receiver's limit), far below 1 MiB.
+HEAL_CHECK_KEYS = 500
 EVERY_TABLE = "*"
 # Primary keys are integers, uuids or text in practice. Booleans and floats are refused:
 # they would make ambiguous cache keys.
@@ -66,6 +74,16 @@ class SyncProgress(BaseModel):
     rebuild: bool = False
 
 
+class HealCheck(BaseModel):
+    """Keys a reconcile cycle found differing, sent back to the queue with a delay: by the time
+    it runs, a webhook that was merely in flight has landed, and what still differs is healed
+    (and counted as healed)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    keys: Annotated[list[StrictStr], Field(min_length=1, max_length=HEAL_CHECK_KEYS)]
+
+
 class Change(BaseModel):
     """One queued change: the message body on the SQS queue (contract version 1)."""
 
@@ -83,17 +101,22 @@ class Change(BaseModel):
     received_at: datetime
     correlation_id: str
     sync: SyncProgress | None = None
+    heal: HealCheck | None = None
 
     @model_validator(mode="after")
     def _key_unless_resync(self) -> Change:
-        if (self.key is None) != (self.type == "RESYNC"):
-            raise ValueError("key is required for row changes and must be null for RESYNC")
+        if (self.key is None) != (self.type in TABLE_MESSAGES):
+            raise ValueError(
+                "key is required for row changes and must be null for RESYNC and RECONCILE"
+            )
         if self.sync is not None and (self.type != "RESYNC" or self.table == EVERY_TABLE):
             raise ValueError("sync progress belongs to a RESYNC of one table")
         if self.old_key is not None and (
             self.type != "UPDATE" or str(self.old_key) == str(self.key)
         ):
             raise ValueError("old_key is an UPDATE's previous key, when it differs from key")
+        if self.heal is not None and (self.type != "RECONCILE" or self.table == EVERY_TABLE):
+            raise ValueError("heal keys belong to a RECONCILE of one table")
         return self
 
     @property
@@ -104,7 +127,11 @@ class Change(BaseModel):
         return tuple(str(key) for key in touched if key is not None)
 
     def to_message(self) -> str:
-        return self.model_dump_json(by_alias=True)
+        # Fields added within v1 (``old_key``, ``heal``) only when set: every other message stays
+        # byte for byte what a consumer from before them accepts (its model forbids unknown
+        # fields), mid-deploy too.
+        unset = {name for name in ("old_key", "heal") if getattr(self, name) is None}
+        return self.model_dump_json(by_alias=True, exclude=unset or None)
 
     @classmethod
     def from_message(cls, body: str) -> Change:

@@ -160,3 +160,19 @@ class ListRebuilding(ListFilling):
 
 class RebuildSuperseded(WaitUntilError):
     """A rebuild found its version replaced by a newer rebuild's: it stops, the newer goes on."""
+
+
+class ColumnMissing(SourceUnavailable):
+    """Supabase has no such column in the table (PostgREST's 42703): a policy names a key or
+    a change column the table lacks. A read that failed, as far as a change is concerned; the
+    reconciler tells it apart (the default ``updated_at`` may simply not be there)."""
+
+
+class ReconcileFailed(WaitUntilError):
+    """A reconcile cycle of one table could not finish (a read or count failed or was cut
+    short). It wrote nothing unverified; the next cycle starts again."""
+
+
+class FingerprintUnavailable(WaitUntilError):
+    """The project has not installed the fingerprint function (supabase/migrations): the
+    reconciler compares counts only for that table."""

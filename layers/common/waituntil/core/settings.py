@@ -109,6 +109,25 @@ class ConsumerSettings(_EnvSettings):
     sync_reserve_ms: Annotated[int, Field(alias="SYNC_RESERVE_MS", ge=1000)] = 10_000
     # S3 bucket for row bodies too large for a DynamoDB item; empty: such rows fail alone.
     blob_bucket: Annotated[str | None, Field(alias="BLOB_BUCKET")] = None
+    # The reconciler (waituntil.sync.reconcile). Commit order is not timestamp order: a row's
+    # change column holds its transaction's start, which may commit up to the longest
+    # transaction later; every scan re-reads this much before where the last one ended.
+    reconcile_overlap_min: Annotated[float, Field(alias="RECONCILE_OVERLAP_MINUTES", ge=0)] = 5
+    # Differences younger than this may be webhooks in flight: checked again this much later
+    # (a delayed message) before they are healed and counted as lost.
+    reconcile_settle_s: Annotated[int, Field(alias="RECONCILE_SETTLE_SECONDS", ge=0, le=900)] = 15
+    # One cycle's work at most: keys scanned, Supabase requests; the rest waits for the next.
+    reconcile_max_keys: Annotated[int, Field(alias="RECONCILE_MAX_KEYS", ge=1)] = 20_000
+    reconcile_max_requests: Annotated[int, Field(alias="RECONCILE_MAX_REQUESTS", ge=4)] = 2_000
+    # Leases (H5): a reconcile cycle's is released at its end; a full sync renews its own at
+    # every page, and a dead one's expires after this long (longer than the queue's
+    # visibility timeout, so a redelivered sync finds its own lease and resumes).
+    reconcile_lease_s: Annotated[int, Field(alias="RECONCILE_LEASE_SECONDS", ge=10)] = 120
+    sync_lease_s: Annotated[int, Field(alias="SYNC_LEASE_SECONDS", ge=60)] = 900
+
+    @property
+    def reconcile_overlap_s(self) -> int:
+        return round(self.reconcile_overlap_min * 60)
 
     @property
     def tombstone_ttl_s(self) -> int:

@@ -15,6 +15,14 @@ functions through their settings:
   the consumer removes it from the cache. ``service``: the service-role key, which sees every
   row and column; only for tables whose reads are not public (``ReadAccess=iam``) or whose
   every row may be public.
+- ``changed_at``: the column that tells when a row last changed (a timestamp a trigger such as
+  Supabase's ``moddatetime`` keeps), which the reconciler scans for inserts and updates whose
+  webhook was lost (``waituntil.sync.heal_scan``). Default: ``updated_at`` where the table has
+  one; ``false``: none (deletes and inserts still heal by range counts, updates by the
+  scheduled full resync).
+- ``fingerprint``: ``true`` compares ranges by the database's fingerprints as well as their
+  counts, which finds updates too (``waituntil.cache.fingerprint``); needs the SQL function of
+  ``supabase/migrations/*_waituntil_fingerprint.sql``, no ``filter``, plain ``columns``.
 - ``public``: ``true`` says a ``service`` table may be served to anyone anyway (its every row
   and column is public). Without it, a reader with ``ReadAccess=public`` refuses to start
   rather than publish what Row Level Security hides (``ReaderSettings``). Default ``false``.
@@ -30,7 +38,14 @@ import json
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from waituntil.core.list_order import ListOrder
 
@@ -47,8 +62,13 @@ class TablePolicy(BaseModel):
     columns: str = "*"
     filter: str | None = None
     role: Literal["anon", "service"] = "anon"
+    # None: ``updated_at`` if the table has it (checked by the reconciler); False: no column.
+    changed_at: str | Literal[False] | None = None
     # An explicit opt-in, never a default: see the module docstring.
     public: bool = False
+    # Range fingerprints from the database (the optional SQL function of supabase/migrations):
+    # finds updates where there is no change column.
+    fingerprint: bool = False
 
     @field_validator("order")
     @classmethod
@@ -59,12 +79,36 @@ class TablePolicy(BaseModel):
                 raise ValueError(f"order must be 'column' or 'column.desc', not {value!r}")
         return value or None
 
+    @field_validator("changed_at")
+    @classmethod
+    def _change_column(cls, value: str | Literal[False] | None) -> str | Literal[False] | None:
+        if isinstance(value, str) and not _IDENTIFIER.fullmatch(value):
+            raise ValueError(f"changed_at must be a column name or false, not {value!r}")
+        return value
+
     @field_validator("filter")
     @classmethod
     def _filters(cls, value: str | None) -> str | None:
         if value and not all(_FILTER.fullmatch(part) for part in value.split("&")):
             raise ValueError(f"filter must be PostgREST filters joined by '&', not {value!r}")
         return value or None
+
+    @model_validator(mode="after")
+    def _fingerprint_needs_plain_columns(self) -> TablePolicy:
+        # The SQL function hashes named columns of every row it can see: it cannot apply a
+        # PostgREST filter or select expression (casts, JSON paths, aliases) as a read does.
+        if self.fingerprint and self.filter:
+            raise ValueError("fingerprint cannot be used with a filter")
+        if self.fingerprint and self.columns.strip() != "*":
+            names = [column.strip() for column in self.columns.split(",")]
+            if not all(_IDENTIFIER.fullmatch(name) for name in names):
+                raise ValueError("fingerprint needs columns that are plain column names")
+        return self
+
+    @property
+    def fingerprint_columns(self) -> list[str] | None:
+        """The columns the fingerprint hashes (None: every column), as ``select`` reads them."""
+        return None if self.select == "*" else self.select.split(",")
 
     @property
     def list_order(self) -> ListOrder:
@@ -80,17 +124,19 @@ class TablePolicy(BaseModel):
         return ",".join(columns + [column for column in needed if column not in columns])
 
     @property
-    def fingerprint(self) -> str:
-        """What the cache of this table is built with: a hash of the whole policy.
+    def digest(self) -> str:
+        """What the cache of this table is built with: a hash of the policy's shaping fields.
 
         Stored on the list's head and on every row item; a reader serves only what carries the
-        fingerprint of the policy in force, so tightening a policy (``service`` to ``anon``,
+        digest of the policy in force, so tightening a policy (``service`` to ``anon``,
         fewer columns, a filter) never leaves what it now hides public, and a changed order
         never patches a list built in another one (the table is rebuilt as a fresh version).
         """
         # What shapes the cached rows and the list: not ``public``, which only says who may
-        # read them (the reader's start-up check), so changing it rebuilds nothing.
-        built_with = self.model_dump(exclude={"public"})
+        # read them (the reader's start-up check), nor ``changed_at`` and ``fingerprint``,
+        # which only say how the reconciler looks for lost changes; changing those rebuilds
+        # nothing.
+        built_with = self.model_dump(exclude={"public", "changed_at", "fingerprint"})
         canonical = json.dumps(built_with, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -99,6 +145,10 @@ class TablePolicy(BaseModel):
         if not self.filter:
             return []
         return [tuple(part.split("=", 1)) for part in self.filter.split("&")]  # type: ignore[misc]
+
+
+# The column Supabase's moddatetime trigger keeps, by convention: tried when a policy names none.
+DEFAULT_CHANGE_COLUMN = "updated_at"
 
 
 def parse_policies(

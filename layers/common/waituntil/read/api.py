@@ -70,7 +70,7 @@ def read_item(store: ServingReads, request: ReadRequest, settings: ReaderSetting
     table = check_table(request.table, settings.cached_tables)
     key = parse_id(request.raw_id)
     found = store.get_row_body(table, key)
-    if found is None or found[0].policy != settings.policy(table).fingerprint:
+    if found is None or found[0].policy != settings.policy(table).digest:
         raise NotCached(f"no row {key!r} in {table}")
     state, body = found
     headers = {
@@ -84,7 +84,7 @@ def read_item(store: ServingReads, request: ReadRequest, settings: ReaderSetting
 def read_page(store: ServingReads, request: ReadRequest, settings: ReaderSettings) -> ReadResponse:
     check_access(request, settings)
     table = check_table(request.table, settings.cached_tables)
-    policy = settings.policy(table).fingerprint
+    policy = settings.policy(table).digest
     page = parse_page(request.page)
     if request.cursor is not None:
         pinned, cursor_page = decode_cursor(request.cursor, table)

@@ -26,8 +26,8 @@ Read = TypeVar("Read")
 def get_item(
     store: ServingReads, table: str, key: RowKey, *, policy: str | None = None
 ) -> Row | None:
-    """One cached row; None if not cached. ``policy``: the fingerprint of the table policy in
-    force (``TablePolicy.fingerprint``); a row cached under another is not served."""
+    """One cached row; None if not cached. ``policy``: the digest of the table policy in
+    force (``TablePolicy.digest``); a row cached under another is not served."""
     found = store.get_row_body(table, str(key))
     if found is None or (policy is not None and found[0].policy != policy):
         return None

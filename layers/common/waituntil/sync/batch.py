@@ -1,8 +1,9 @@
 """The consumer's work for one SQS batch: parse each message, then converge the cache per table.
 
 Row changes (INSERT/UPDATE/DELETE) are grouped by table and applied by ``row_changes``; each
-RESYNC runs on its own (``full_sync``). Records fail per table or per row (a row too large, a
-dependency down), never silently: ``BatchOutcome`` says which, and why.
+RESYNC runs on its own (``full_sync``), then each RECONCILE (``reconcile``). Records fail per
+table or per row (a row too large, a dependency down), never silently: ``BatchOutcome`` says
+which, and why.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from functools import partial
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import ValidationError
 
-from waituntil.core.contracts import EVERY_TABLE, Change
+from waituntil.core.contracts import EVERY_TABLE, TABLE_MESSAGES, Change
 from waituntil.core.errors import InvalidMessage
 from waituntil.core.observability import logger, metrics
 from waituntil.core.settings import ConsumerSettings
 from waituntil.sync.full_sync import resync
 from waituntil.sync.ports import ConsumerPorts
+from waituntil.sync.reconcile import reconcile
 from waituntil.sync.row_changes import apply_changes
 
 
@@ -48,6 +50,7 @@ def process_batch(
     outcome = BatchOutcome()
     changes: dict[str, list[tuple[str, Change]]] = defaultdict(list)
     resyncs: list[tuple[str, Change]] = []
+    reconciles: list[tuple[str, Change]] = []
     for message in messages:
         try:
             change = parse_change(message.body, ports.settings)
@@ -61,6 +64,8 @@ def process_batch(
         _log_change(change)
         if change.type == "RESYNC":
             resyncs.append((message.message_id, change))
+        elif change.type == "RECONCILE":
+            reconciles.append((message.message_id, change))
         else:
             changes[change.table].append((message.message_id, change))
     for table, table_changes in changes.items():
@@ -72,6 +77,14 @@ def process_batch(
             change.table,
             [(message_id, change)],
             partial(resync, change, ports, remaining_ms),
+        )
+    # Last: the changes of this batch have landed, so they are not taken for lost.
+    for message_id, change in reconciles:
+        _record_failures(
+            outcome,
+            change.table,
+            [(message_id, change)],
+            partial(reconcile, change, ports, remaining_ms),
         )
     return outcome
 
@@ -105,7 +118,7 @@ def parse_change(body: str, settings: ConsumerSettings) -> Change:
         # too deep to parse is the whole message, row bodies included. Logs never hold rows.
         problems = error.errors(include_url=False, include_input=False, include_context=False)
         raise InvalidMessage(f"not a version-1 change message: {problems[:3]}") from None
-    every_table = change.type == "RESYNC" and change.table == EVERY_TABLE
+    every_table = change.type in TABLE_MESSAGES and change.table == EVERY_TABLE
     known_table = every_table or change.table in settings.cached_tables
     if not known_table or change.schema_name != settings.schema_name:
         raise InvalidMessage(f"{change.schema_name}.{change.table} is not a cached table")

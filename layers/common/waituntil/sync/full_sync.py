@@ -8,6 +8,7 @@ runs short of time the sync sends itself a continuation message instead of timin
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 from collections.abc import Callable, Iterable
@@ -17,7 +18,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from waituntil.cache.layout import fresh_rows
+from waituntil.cache.layout import LEASE_SYNC, fresh_rows
 from waituntil.cache.list_patch import locate
 from waituntil.cache.model import (
     CacheStorePort,
@@ -54,12 +55,30 @@ def ensure_fill(table: str, ports: ConsumerPorts) -> None:
     if ports.store.get_checkpoint(table) is not None:
         return
     progress = _queue_sync(table, ports)
-    logger.info("first fill started", extra={"table": table, "sync_id": progress.sync_id})
+    if progress is not None:
+        logger.info("first fill started", extra={"table": table, "sync_id": progress.sync_id})
 
 
-def _queue_sync(table: str, ports: ConsumerPorts) -> SyncProgress:
+def request_full_sync(table: str, ports: ConsumerPorts) -> bool:
+    """Queue a full sync of ``table`` unless one runs; whether one was queued."""
+    progress = _queue_sync(table, ports)
+    if progress is not None:
+        logger.info("full sync requested", extra={"table": table, "sync_id": progress.sync_id})
+    return progress is not None
+
+
+def _queue_sync(table: str, ports: ConsumerPorts) -> SyncProgress | None:
     """Queue a full sync of ``table``, then checkpoint it as begun: a first change that comes
-    before it runs finds the checkpoint and queues no second fill."""
+    before it runs finds the checkpoint and queues no second fill. None, and nothing queued,
+    while a full sync of the table holds its lease (H5): running, it heals all this one would.
+
+    The sync takes the lease itself when it runs (``resync``), not here: a death between
+    taking a lease and queueing would leave no sync running and the table locked until the
+    lease expired. Two syncs queued at once both run into the lease, and the second exits.
+    """
+    if ports.store.lease_holder(table, LEASE_SYNC) is not None:
+        logger.info("a full sync of the table is already running", extra={"table": table})
+        return None
     progress = SyncProgress(sync_id=secrets.token_hex(8))
     ports.queue.publish(_resync_message(table, progress, ports))
     ports.store.put_checkpoint(
@@ -76,7 +95,14 @@ def resync(
         for table in ports.settings.cached_tables:
             _queue_sync(table, ports)
         return {}
-    progress = change.sync or SyncProgress(sync_id=secrets.token_hex(8))
+    # A RESYNC without progress (the schedule's, make backfill's) names its sync after the
+    # message itself: when it is redelivered after a crash, it finds its own lease (H5).
+    progress = change.sync or SyncProgress(sync_id=_message_sync_id(change))
+    if not _hold_lease(change.table, progress, ports):
+        # Another sync holds the table (H5): this one (a duplicate, or a dead sync's late
+        # redelivery whose lease expired and was taken) exits without doing anything.
+        logger.info("another full sync holds the table; this one exits", extra=_ids(change))
+        return {}
     fixed = [0]
     try:
         full_sync(change.table, progress, ports, remaining_ms, fixed)
@@ -88,6 +114,21 @@ def resync(
         return {}
     record_synced([change], datetime.now(UTC), rows_fixed=fixed[0])
     return {}
+
+
+def _hold_lease(table: str, progress: SyncProgress, ports: ConsumerPorts) -> bool:
+    """Take or renew the table's sync lease (H5: one full sync of the served list at a time).
+
+    A rebuild takes none: it builds its version apart, beside whatever sync runs, and two
+    rebuilds settle between themselves which one switches (``RebuildSuperseded``). A rebuild
+    turned away by a lease would be acknowledged and lost, leaving a list built with another
+    policy unserved until someone noticed.
+    """
+    if progress.rebuild:
+        return True
+    return ports.store.acquire_lease(
+        table, LEASE_SYNC, progress.sync_id, ports.settings.sync_lease_s
+    )
 
 
 def _after_superseded(table: str, progress: SyncProgress, ports: ConsumerPorts) -> None:
@@ -157,6 +198,8 @@ def full_sync(
             if done:
                 _finish(table, ports)
                 store.put_checkpoint(None, table)
+                if not progress.rebuild:
+                    store.release_lease(table, LEASE_SYNC, progress.sync_id)
                 metrics.add_metric(name="FullSyncs", unit=MetricUnit.Count, value=1)
                 logger.info(
                     "full sync done",
@@ -170,6 +213,9 @@ def full_sync(
             progress = progress.model_copy(update={"after": after})
         pages += 1
         slowest_ms = max(slowest_ms, (time.perf_counter() - began) * 1000)
+        if not _hold_lease(table, progress, ports):
+            logger.warning("the full sync lost its lease; it stops", extra={"table": table})
+            return None
         store.put_checkpoint(
             SyncCheckpoint(
                 table=table,
@@ -376,6 +422,15 @@ def _list_entries_after(
                 given += 1
                 if given >= most:
                     return
+
+
+def _message_sync_id(change: Change) -> str:
+    seed = f"{change.correlation_id}|{change.received_at.isoformat()}"
+    return hashlib.sha256(seed.encode()).hexdigest()[:16]
+
+
+def _ids(change: Change) -> dict[str, Any]:
+    return {"table": change.table, "sync_id": change.sync.sync_id if change.sync else None}
 
 
 def _resync_message(table: str, progress: SyncProgress, ports: ConsumerPorts) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from waituntil.cache.list_patch import ListSizes
 from waituntil.cache.model import CacheStorePort, TableSource
@@ -17,12 +18,21 @@ from waituntil.core.list_order import ListOrder
 from waituntil.core.settings import ConsumerSettings
 
 
+class ConsumerQueue(ChangeQueue, Protocol):
+    """The change queue as the consumer writes to it: now, or after a delay."""
+
+    def publish_later(self, body: str, delay_s: int) -> str:
+        """Send one message that SQS delivers no sooner than ``delay_s`` seconds (0-900)."""
+        ...
+
+
 @dataclass(frozen=True)
 class ConsumerPorts:
     settings: ConsumerSettings
     source: TableSource
     store: CacheStorePort
-    queue: ChangeQueue  # a full sync's continuations, a first fill's start
+    # a full sync's continuations, a first fill's start, a reconcile's fan-out and follow-ups
+    queue: ConsumerQueue
     clock_ns: Callable[[], int] = time.time_ns
     # Set while a rebuild's own sync runs: the sync id of the version it builds apart, which
     # its pages patch instead of the served one (``sync/rebuild``).
@@ -32,8 +42,8 @@ class ConsumerPorts:
         return self.settings.policy(table).list_order
 
     def policy(self, table: str) -> str:
-        """The fingerprint of the table's policy, which the cache built now must carry."""
-        return self.settings.policy(table).fingerprint
+        """The digest of the table's policy, which the cache built now must carry."""
+        return self.settings.policy(table).digest
 
     @property
     def list_sizes(self) -> ListSizes:
