@@ -69,6 +69,8 @@ log = logging.getLogger("local.stack")
 
 # Supabase's dashboard default for a Database Webhook's timeout.
 WEBHOOK_TIMEOUT_MS = 5000
+# How long Ctrl-C waits for the batches in flight before stopping what they depend on.
+IN_FLIGHT_GRACE_S = 10.0
 
 
 class PortInUse(OSError):
@@ -297,6 +299,11 @@ class PipelineStack:
             self.scheduler = None
         for poller in self._pollers:
             poller.signal_stop()  # now: its current long poll (up to 1 s) overlaps the rest
+        # A batch in flight finishes against live dependencies, as Lambda lets an invocation
+        # run to its end; cut short, it would fail on a stopped Supabase and print its error
+        # (a Ctrl-C right after a webhook is the common case). Bounded: a long fill is cut.
+        for poller in self._pollers:
+            poller.join(IN_FLIGHT_GRACE_S / len(self._pollers))
         if self.supabase is not None:
             # First, while the receiver still answers: webhooks in flight complete.
             with _logged("stopping the local Supabase"):

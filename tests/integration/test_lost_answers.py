@@ -165,8 +165,10 @@ def write_kind(operation: str, request: dict[str, Any]) -> str:
     ]
     if operation == "TransactWriteItems":
         return "head switch"
+    if "#lease/" in text:
+        return "lease release" if operation == "DeleteItem" else "lease"
     if operation == "PutItem":
-        return "checkpoint"
+        return "heal state" if "#heal" in text else "checkpoint"
     return next((kind for kind, needle in kinds if needle in text), operation)
 
 
@@ -189,7 +191,8 @@ def test_every_write_losing_its_first_answer_still_converges(
     aws: EmulatedAws, supabase: LocalSupabase, lambda_context: LambdaContext, mode: str
 ) -> None:
     # Given a table of 30 rows, and a consumer whose every DynamoDB write (row items, list
-    # nodes, head switches, retirements, position tags, checkpoints, publishes in flight)
+    # nodes, head switches, retirements, position tags, checkpoints, publishes in flight, the
+    # sync's lease)
     # applies and then loses its answer once, so that botocore resends it
     client = _client()
     lost = LostAnswers(client, mode)
@@ -227,6 +230,8 @@ def test_every_write_losing_its_first_answer_still_converges(
         "checkpoint delete",
         "head switch",
         "checkpoint",
+        "lease",
+        "lease release",
     }
     cache_equals(ports, supabase.rows("articles"))
     assert orphans(ports.store, "articles") == []

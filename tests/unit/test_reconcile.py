@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes import MemoryQueue, MemorySource, MemoryStore
+from tests.fakes import Crash, MemoryQueue, MemorySource, MemoryStore
 from waituntil.cache.layout import LEASE_RECONCILE, LEASE_SYNC
 from waituntil.core.contracts import Change
 from waituntil.core.errors import SourceUnavailable
@@ -210,6 +210,32 @@ def test_a_quiet_table_is_not_rescanned_once_the_overlap_has_passed() -> None:
 
 
 # ----- lost inserts and updates: the change column ---------------------------------------------
+
+
+def test_a_cycle_killed_between_its_heal_writes_and_their_publish_is_listed_next_cycle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a cached table, and 3 updates whose webhooks were lost
+    setup = Setup(50)
+    setup.clock.advance(30)
+    for key in (10, 20, 30):
+        setup.put(key, title="edited")
+    setup.clock.advance(setup.settings.reconcile_settle_s + 1)
+
+    # When a cycle writes their rows and is killed before it publishes them
+    def killed(*args: Any, **kwargs: Any) -> Any:
+        raise Crash("the consumer timed out")
+
+    monkeypatch.setattr("waituntil.sync.heal_scan.publish_rows", killed)
+    with pytest.raises(Crash):
+        setup.cycle()
+    monkeypatch.undo()
+    assert get_item(setup.store, "articles", 10) == setup.source.table[10]
+    assert not setup.converged()  # the items are healed, the list is not
+    # Then the next cycle lists them, although its scan finds their items already healed
+    report = setup.cycle()
+    assert report.outcome == "done"
+    assert setup.converged()
 
 
 def test_lost_inserts_and_updates_are_healed_by_the_scan_in_one_cycle() -> None:

@@ -283,6 +283,8 @@ def heal_state_to_item(state: HealState) -> Item:
         item["print_version"] = {"S": state.print_version}
         item["print_count"] = {"N": str(state.print_count)}
         item["print_fp"] = {"N": str(state.print_fp)}
+    if state.pending:
+        item["pending"] = {"L": [{"S": key} for key in state.pending]}
     return item
 
 
@@ -297,6 +299,7 @@ def heal_state_from_item(table: str, item: Item) -> HealState:
         print_version=item.get("print_version", {}).get("S"),
         print_count=int(item.get("print_count", {}).get("N", "0")),
         print_fp=int(item.get("print_fp", {}).get("N", "0")),
+        pending=tuple(value["S"] for value in item.get("pending", {}).get("L", [])),
     )
 
 

@@ -300,7 +300,9 @@ class HealState:
     found (``""``: none), and when that was checked. ``last_ok_ns``: when a cycle last
     finished without a failure (``make status`` and the dashboard show its age).
     ``healed_total``: rows healed so far, by cycles and their follow-ups (``make heal`` reports
-    what one cycle added).
+    what one cycle added). ``pending``: keys a scan is healing now, written before their rows
+    are: a cycle killed between the row writes and the publish leaves items that look healed to
+    the next scan, so the next cycle publishes these first.
     """
 
     table: str
@@ -313,6 +315,7 @@ class HealState:
     print_version: str | None = None
     print_count: int = 0
     print_fp: int = 0
+    pending: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ Pure over ports; the cycle (``reconcile``) owns the lease and the state item.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -48,6 +48,7 @@ def scan_changes(
     ports: ConsumerPorts,
     *,
     max_keys: int,
+    before_heal: Callable[[list[str]], None] = lambda keys: None,
 ) -> ScanResult:
     """Scan ``column`` from ``scan_from`` (None: ``overlap`` before now) to ``settle`` before
     now, healing what the cache lacks. Raises ``ColumnMissing`` if the table has no such column."""
@@ -76,12 +77,17 @@ def scan_changes(
             # Only an empty page ends the scan: a project whose max-rows is below the page
             # size answers short pages before the end.
             return result
-        _heal_page(table, column, marks, ports, result)
+        _heal_page(table, column, marks, ports, result, before_heal)
         after = marks[-1]
 
 
 def _heal_page(
-    table: str, column: str, marks: Sequence[ChangeMark], ports: ConsumerPorts, result: ScanResult
+    table: str,
+    column: str,
+    marks: Sequence[ChangeMark],
+    ports: ConsumerPorts,
+    result: ScanResult,
+    before_heal: Callable[[list[str]], None],
 ) -> None:
     keys = list(dict.fromkeys(str(mark.key) for mark in marks))
     cached = ports.store.get_rows(table, keys)
@@ -89,6 +95,7 @@ def _heal_page(
     stale = [key for key in keys if not _holds(cached.get(key), column, changed[key])]
     if not stale:
         return
+    before_heal(stale)
     healed = heal_keys(table, stale, ports, cached=cached)
     result.checked += len(stale)
     result.requests += healed.requests
@@ -148,9 +155,11 @@ def heal_keys(
     writes = ports.store.write_rows(
         table, differing, read_at_ns=read_at_ns, order=order, policy=ports.policy(table)
     )
+    # What was written is published even when other rows failed: the next cycle finds those
+    # items current and would never list them.
+    publish_rows(table, [key for key in checked if key not in writes.failures], ports)
     if writes.failures:
         raise ReconcileFailed(f"{len(writes.failures)} rows of {table} could not be written")
-    publish_rows(table, checked, ports)
     outcome.healed = writes.written + writes.deleted
     return outcome
 

@@ -40,6 +40,7 @@ from waituntil.sync.full_sync import ensure_fill, request_full_sync
 from waituntil.sync.heal_metrics import record_age, record_failure, record_healed
 from waituntil.sync.heal_ranges import cached_fingerprint, find_differences
 from waituntil.sync.heal_scan import heal_keys, scan_changes
+from waituntil.sync.list_publish import publish_rows
 from waituntil.sync.ports import ConsumerPorts
 
 # How long a found change column (or its absence) is trusted before it is checked again.
@@ -124,13 +125,28 @@ def _cycle(
         ensure_fill(table, ports)
         report.outcome = "filling"
         return
+    if state.pending:
+        # A cycle died between healing these rows and publishing them: their items look
+        # healed to the scan, which would skip them, so they are published now.
+        publish_rows(table, list(state.pending), ports)
+        head = store.get_head(table) or head
+    started = state
+
+    def before_heal(keys: list[str]) -> None:
+        store.put_heal_state(replace(started, pending=tuple(keys)))
 
     column, origin = _change_column(table, state, now_ns, ports)
     published = False
     if column:
         try:
             scan = scan_changes(
-                table, column, state.scan_from, now_ns, ports, max_keys=settings.reconcile_max_keys
+                table,
+                column,
+                state.scan_from,
+                now_ns,
+                ports,
+                max_keys=settings.reconcile_max_keys,
+                before_heal=before_heal,
             )
         except ColumnMissing as error:
             if origin == "policy":
@@ -167,7 +183,7 @@ def _cycle(
     elif not report.to_check:
         record_healed(table, 0)
     healed_total = state.healed_total + report.healed
-    store.put_heal_state(replace(state, last_ok_ns=now_ns, healed_total=healed_total))
+    store.put_heal_state(replace(state, last_ok_ns=now_ns, healed_total=healed_total, pending=()))
 
 
 def _compare(
