@@ -1,25 +1,26 @@
-"""Reads Supabase (the source of truth) with supabase-py: touched keys, or a table by pages.
+"""Reads Supabase (the source of truth) over its REST API: touched keys, or a table by pages.
 
-Imported by the consumer only: ``import supabase`` costs about 0.3 s, which the receiver's
-cold start must not pay.
+With postgrest-py, the REST client inside supabase-py, used directly: the consumer reads
+tables and nothing else, and ``import supabase`` also loads its auth, storage, realtime and
+functions clients (cryptography, websockets...): about 0.1 s more of every consumer cold start
+(docs/SCALE.md, "Cold start"). The requests are the ones ``supabase.create_client(url,
+key).table(name)`` sends: ``<url>/rest/v1``, the key as ``apiKey`` and as the bearer token.
+Imported by the consumer only: the receiver's and the reader's cold starts do not pay for it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import httpx
+from postgrest import SyncPostgrestClient
 from postgrest.exceptions import APIError
-from supabase import ClientOptions, create_client
 
 from waituntil.core.contracts import Row
 from waituntil.core.errors import SourceUnavailable
 from waituntil.core.settings import SUPABASE_MAX_ROWS
 from waituntil.core.table_policy import TablePolicy
-
-if TYPE_CHECKING:
-    from supabase import Client
 
 # Characters of one ``in.(...)`` list: with the rest of the URL, far below the 8 KB that
 # common proxies accept for a request line, even after percent-encoding.
@@ -51,13 +52,13 @@ class SupabaseSource:
         self._timeout_s = timeout_s
         self._retry = retry
         self._max_rows = max_rows
-        self._clients: dict[str, Client] = {}
+        self._clients: dict[str, SyncPostgrestClient] = {}
         self.rows_read = 0
 
     def _query(self, table: str, select: str | None = None) -> Any:
         """A query on ``table`` as its policy says: whose key, which columns, which rows."""
         policy = self._policies[table]
-        query = self._client(policy.role).table(table).select(select or policy.select)
+        query = self._client(policy.role).from_(table).select(select or policy.select)
         for column, condition in policy.filters():
             # filter() writes "column=operator.criteria": splitting the condition at its first
             # dot and letting it join them again passes it on exactly as written (or=(...) too).
@@ -65,22 +66,22 @@ class SupabaseSource:
             query = query.filter(column, operator, criteria)
         return query
 
-    def _client(self, role: str) -> Client:
+    def _client(self, role: str) -> SyncPostgrestClient:
         if role not in self._clients:
             self._clients[role] = self._connect(self._keys[role]())
         return self._clients[role]
 
-    def _connect(self, key: str) -> Client:
-        # supabase-py's default HTTP timeout is 120 s, far beyond what a batch can wait, and
-        # its postgrest_client_timeout option truncates to whole seconds (0.5 becomes 0): an
-        # httpx client of our own keeps the timeout exact. supabase-py itself retries GETs
-        # that fail with 503/520 or a network error (3 times, 1-2-4 s apart).
-        options = ClientOptions(
+    def _connect(self, key: str) -> SyncPostgrestClient:
+        # supabase-py's default HTTP timeout is 120 s, far beyond what a batch can wait: an
+        # httpx client of our own keeps the timeout short and exact. postgrest-py itself
+        # retries GETs that fail with 503/520 or a network error (3 times, 1-2-4 s apart).
+        return SyncPostgrestClient(
+            f"{self._url.rstrip('/')}/rest/v1",
             schema=self._schema,
-            httpx_client=httpx.Client(timeout=httpx.Timeout(self._timeout_s)),
-            postgrest_client_retry=self._retry,
+            headers={"apiKey": key, "Authorization": f"Bearer {key}"},
+            http_client=httpx.Client(timeout=httpx.Timeout(self._timeout_s)),
+            retry_enabled=self._retry,
         )
-        return create_client(self._url, key, options=options)
 
     def read_rows(self, table: str, keys: Sequence[str]) -> list[Row]:
         """The rows whose primary key is one of ``keys``: ``pk=in.(...)``, in groups that keep
