@@ -115,15 +115,20 @@ class ImportCosts:
 
 
 def measure(
-    modules: tuple[str, ...] = HANDLERS, top: int = 10, repeats: int = 3
+    modules: tuple[str, ...] = HANDLERS,
+    top: int = 10,
+    repeats: int = 3,
+    python: str = sys.executable,
 ) -> dict[str, ImportCosts]:
     """The heaviest packages of each handler's imports: medians of ``repeats`` fresh
-    interpreters (one run alone is noisy on a shared machine)."""
+    interpreters (one run alone is noisy on a shared machine), after one that writes the
+    bytecode."""
     import statistics
 
     measured: dict[str, ImportCosts] = {}
     for module in modules:
-        runs = [import_tree(module) for _ in range(repeats)]
+        import_tree(module, python)
+        runs = [import_tree(module, python) for _ in range(repeats)]
         by_package: dict[str, list[PackageCost]] = defaultdict(list)
         own: dict[str, list[float]] = defaultdict(list)
         for roots in runs:

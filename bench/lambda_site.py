@@ -11,16 +11,28 @@ never does, while Powertools' Tracer, disabled outside Lambda, patches libraries
 So the cold-start benchmarks import in an interpreter that sees only: the function's code,
 the layer's pinned packages (``layers/common/requirements.txt``, installed once into
 ``.local-data/lambda-site/``) and boto3 as the runtime provides it (the version
-``requirements/dev.lock`` pins), with ``-S`` so that no other site-packages is on the path.
+``requirements/dev.lock`` pins), with ``-S`` so that no other site-packages is on the path;
+by default with the runtime's Python version (the template's, python3.13: the SAM
+virtualenv's interpreter, or one on ``PATH``), else this one.
+
+Timing: the CPU time of the importing process (``time.process_time``) beside its wall time.
+On a shared machine the wall time of an import also counts the time the process waited for a
+CPU; its CPU time is what the import costs, and what a Lambda execution environment, which
+has its CPU share to itself, would spend.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from bench.common import ROOT
@@ -41,7 +53,7 @@ def runtime_pins() -> list[str]:
     return [pins[name] for name in RUNTIME_PACKAGES]
 
 
-def site_dir(python: str = sys.executable) -> Path:
+def site_dir(python: str = sys.executable, requirements: Path = LAYER_REQUIREMENTS) -> Path:
     """The layer's packages installed for ``python`` (its own pip, its own wheels), made once
     per interpreter version and requirements."""
     version = subprocess.run(  # noqa: S603 (an interpreter we were given, fixed code)
@@ -50,7 +62,7 @@ def site_dir(python: str = sys.executable) -> Path:
         text=True,
         check=True,
     ).stdout.strip()
-    wanted = LAYER_REQUIREMENTS.read_text() + "\n".join(runtime_pins())
+    wanted = requirements.read_text() + "\n".join(runtime_pins())
     digest = hashlib.sha256(wanted.encode()).hexdigest()[:12]
     site = SITES / f"py{version}-{digest}"
     if (site / ".complete").exists():
@@ -69,7 +81,7 @@ def site_dir(python: str = sys.executable) -> Path:
             "--target",
             str(site),
             "-r",
-            str(LAYER_REQUIREMENTS),
+            str(requirements),
             *runtime_pins(),
         ],
         check=True,
@@ -79,14 +91,99 @@ def site_dir(python: str = sys.executable) -> Path:
     return site
 
 
+@cache
 def base_python(python: str = sys.executable) -> str:
     """The interpreter under a virtualenv's (``-S`` then sees no package of the virtualenv)."""
-    return getattr(sys, "_base_executable", python) if python == sys.executable else python
+    result = subprocess.run(  # noqa: S603 (an interpreter we were given, fixed code)
+        [python, "-c", "import sys; print(getattr(sys, '_base_executable', sys.executable))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.strip()
 
 
 def lambda_command(python: str = sys.executable) -> list[str]:
     """The interpreter and flags a cold-start measurement runs (``-S``: only ``PYTHONPATH``)."""
     return [base_python(python), "-S"]
+
+
+@cache
+def runtime_python() -> str:
+    """An interpreter of the Lambda runtime's version (the template's), or this one."""
+    from ops.bytecode import runtime_version
+
+    major, minor = runtime_version()
+    candidates = [
+        os.environ.get("LAMBDA_PYTHON", ""),
+        str(ROOT / ".venv-sam/bin/python"),  # `make validate` makes it with the runtime's Python
+        shutil.which(f"python{major}.{minor}") or "",
+    ]
+    for candidate in filter(None, candidates):
+        try:
+            found = subprocess.run(  # noqa: S603 (an interpreter found above, fixed code)
+                [candidate, "-c", "import sys; print(sys.version_info[:2])"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            continue
+        if found == str((major, minor)):
+            return candidate
+    return sys.executable
+
+
+def version_of(python: str) -> str:
+    return subprocess.run(  # noqa: S603 (an interpreter we were given, fixed code)
+        [python, "-c", "import platform; print(platform.python_version())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+@dataclass(frozen=True)
+class ImportTime:
+    """Medians of fresh interpreters importing one module, as on Lambda."""
+
+    wall_s: float
+    cpu_s: float
+
+
+_TIMED_IMPORT = (
+    "import json, time; wall, cpu = time.perf_counter(), time.process_time(); import {module}; "
+    "print(json.dumps([time.perf_counter() - wall, time.process_time() - cpu]))"
+)
+
+
+def import_times(
+    modules: Sequence[str], repeats: int = 7, python: str | None = None, code: Path = ROOT
+) -> dict[str, ImportTime]:
+    """Each module imported in ``repeats`` fresh interpreters, the modules interleaved (a
+    change in the machine's load then weighs on all of them alike); one round first, not
+    counted, writes the bytecode, as `make build` ships it."""
+    python = python or runtime_python()
+    samples: dict[str, list[tuple[float, float]]] = {module: [] for module in modules}
+    for round_ in range(repeats + 1):
+        for module in modules:
+            result = subprocess.run(  # noqa: S603 (our interpreter, fixed code)
+                [*lambda_command(python), "-c", _TIMED_IMPORT.format(module=module)],
+                capture_output=True,
+                text=True,
+                check=True,
+                env=lambda_environment(function_of(module), python=python, code=code),
+            )
+            if round_:
+                wall, cpu = json.loads(result.stdout.strip().splitlines()[-1])
+                samples[module].append((wall, cpu))
+    return {
+        module: ImportTime(
+            statistics.median(wall for wall, _ in values),
+            statistics.median(cpu for _, cpu in values),
+        )
+        for module, values in samples.items()
+    }
 
 
 def function_of(module: str) -> str:
@@ -104,7 +201,7 @@ def lambda_environment(
     """Lambda's search path (the function's code, then the layer, then the runtime's boto3)
     and the variables Lambda sets that the imported packages read at import time. ``code``:
     the checkout whose functions and layer are imported (another one, to compare)."""
-    site = site_dir(python)
+    site = site_dir(python, code / "layers/common/requirements.txt")
     environment = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "PYTHONPATH": os.pathsep.join(
