@@ -4,6 +4,8 @@ the layer's packages alone, Lambda's environment, the runtime's Python version).
 
 from __future__ import annotations
 
+import statistics
+
 from bench.common import Progress, table
 from bench.lambda_site import ImportTime, import_times, runtime_python, version_of
 
@@ -38,11 +40,71 @@ def rows_of(seconds: dict[str, float]) -> list[tuple[str, ...]]:
     return rows
 
 
-def main() -> None:
+def compare(before: str, repeats: int, pythons: list[str]) -> str:
+    """The handlers' imports at ``before`` (a git revision, checked out aside) and as they are
+    now, interleaved in one run, for each interpreter: a table of CPU medians and ratios."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from bench.common import ROOT
+    from bench.lambda_site import compared_import_times
+
+    lines = []
+    with tempfile.TemporaryDirectory() as directory:
+        checkout = Path(directory) / "before"
+        subprocess.run(  # noqa: S603 (git from PATH, a revision we were given)
+            ["git", "worktree", "add", "--detach", str(checkout), before],  # noqa: S607
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+        try:
+            for python in pythons:
+                measured = compared_import_times(
+                    {"before": checkout, "now": ROOT}, MODULES[:4], repeats, python
+                )
+                # One baseline for both: boto3 is the same package in both checkouts.
+                boto3_s = statistics.median(
+                    [measured[("before", "boto3")].cpu_s, measured[("now", "boto3")].cpu_s]
+                )
+                rows: list[tuple[str, ...]] = [
+                    ("import", "before CPU s", "x boto3", "now CPU s", "x boto3")
+                ]
+                for module in MODULES[:4]:
+                    then, now = measured[("before", module)], measured[("now", module)]
+                    rows.append(
+                        (
+                            module,
+                            f"{then.cpu_s:.3f}",
+                            f"{then.cpu_s / boto3_s:.2f}",
+                            f"{now.cpu_s:.3f}",
+                            f"{now.cpu_s / boto3_s:.2f}",
+                        )
+                    )
+                lines += [f"python {version_of(python)}, {repeats} runs each:", table(rows), ""]
+        finally:
+            subprocess.run(  # noqa: S603
+                ["git", "worktree", "remove", "--force", str(checkout)],  # noqa: S607
+                cwd=ROOT,
+                check=False,
+                capture_output=True,
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m bench.cold_start", description=__doc__)
+    parser.add_argument("--before", help="a git revision to compare with, interleaved")
+    parser.add_argument("--repeats", type=int, default=7)
+    arguments = parser.parse_args(argv)
+    if arguments.before:
+        pythons = list(dict.fromkeys([runtime_python(), sys.executable]))
+        print(compare(arguments.before, arguments.repeats, pythons))
+        return
     print("## Cold start\n")
-    print(table(rows_of(measure())))
+    print(table(rows_of(measure(arguments.repeats))))
     print()
-
-
-if __name__ == "__main__":
-    main()

@@ -163,26 +163,37 @@ def import_times(
     """Each module imported in ``repeats`` fresh interpreters, the modules interleaved (a
     change in the machine's load then weighs on all of them alike); one round first, not
     counted, writes the bytecode, as `make build` ships it."""
+    measured = compared_import_times({"": code}, modules, repeats, python)
+    return {module: measured[("", module)] for module in modules}
+
+
+def compared_import_times(
+    codes: dict[str, Path], modules: Sequence[str], repeats: int = 7, python: str | None = None
+) -> dict[tuple[str, str], ImportTime]:
+    """``import_times`` of several checkouts (label -> path), all interleaved in one run."""
     python = python or runtime_python()
-    samples: dict[str, list[tuple[float, float]]] = {module: [] for module in modules}
+    samples: dict[tuple[str, str], list[tuple[float, float]]] = {
+        (label, module): [] for label in codes for module in modules
+    }
     for round_ in range(repeats + 1):
-        for module in modules:
-            result = subprocess.run(  # noqa: S603 (our interpreter, fixed code)
-                [*lambda_command(python), "-c", _TIMED_IMPORT.format(module=module)],
-                capture_output=True,
-                text=True,
-                check=True,
-                env=lambda_environment(function_of(module), python=python, code=code),
-            )
-            if round_:
-                wall, cpu = json.loads(result.stdout.strip().splitlines()[-1])
-                samples[module].append((wall, cpu))
+        for label, code in codes.items():
+            for module in modules:
+                result = subprocess.run(  # noqa: S603 (our interpreter, fixed code)
+                    [*lambda_command(python), "-c", _TIMED_IMPORT.format(module=module)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    env=lambda_environment(function_of(module), python=python, code=code),
+                )
+                if round_:
+                    wall, cpu = json.loads(result.stdout.strip().splitlines()[-1])
+                    samples[(label, module)].append((wall, cpu))
     return {
-        module: ImportTime(
+        key: ImportTime(
             statistics.median(wall for wall, _ in values),
             statistics.median(cpu for _, cpu in values),
         )
-        for module, values in samples.items()
+        for key, values in samples.items()
     }
 
 
