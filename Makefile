@@ -21,7 +21,7 @@ OPS := $(PY) -m ops $(if $(STACK),--stack $(STACK)) $(if $(ENV),--config-env $(E
 SAM_ENV_FLAG := $(if $(ENV),--config-env $(ENV))
 
 .PHONY: help demo dev test soak lint typecheck unit bench bench-quick bench-scale bench-large bench-latency \
-	build validate deploy invoke lock clean webhook-sql backfill resync dlq redrive verify status \
+	build validate deploy invoke lock clean webhook-sql backfill resync rebuild dlq redrive verify status \
 	account-setup logs sync delete
 
 ## help: list every target
@@ -148,6 +148,12 @@ backfill: $(VENV)/.installed
 
 ## resync: the same as backfill (what the schedule sends)
 resync: backfill
+
+## rebuild: rebuild one table's list as a fresh version; readers keep the current one until
+##   the new one is complete: make rebuild TABLE=articles (STACK=name / ENV=prod: deployed)
+rebuild: $(VENV)/.installed
+	@test -n "$(TABLE)" || { echo "usage: make rebuild TABLE=<cached table>"; exit 2; }
+	$(OPS) rebuild --table $(TABLE)
 
 ## dlq: list the dead-letter queue, with why each message failed
 dlq: $(VENV)/.installed

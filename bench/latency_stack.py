@@ -28,16 +28,17 @@ from bench.common import use_fake_aws
 from bench.latency import CallTrace, DelayedTransport, Latencies, instrument_client
 from bench.memory_dynamodb import MemoryDynamoDB
 from bench.memory_sqs import MemorySQS
-from bench.memory_supabase import POOL_SIZE, BenchSupabaseSource, SourceTable
+from bench.memory_supabase import POOL_SIZE, BenchSupabaseSource, SourceTable, bench_key
 
 SUPABASE_URL = "http://supabase.bench"
 # The memory queue's visibility timeout: a failed batch comes back after this (the template's
 # 660 s would stall a benchmark; bench.visibility adds the difference to what it reports).
 BENCH_VISIBILITY_S = 5
-# Shaped as JWTs (supabase-py checks the shape); the memory table never looks at them.
+# Shaped as JWTs with their role (the consumer refuses an anon secret holding another role's
+# key); the memory table never looks at them.
 SUPABASE_KEYS = {
-    "SupabaseKeySecretName": "bench.service.key",
-    "SupabaseAnonKeySecretName": "bench.anon.key",
+    "SupabaseKeySecretName": bench_key("service_role"),
+    "SupabaseAnonKeySecretName": bench_key("anon"),
 }
 # The secret events/receiver/*.json carry in their Authorization header.
 WEBHOOK_SECRET = "local-dev-secret"  # noqa: S105 (the local stack's, never deployed)

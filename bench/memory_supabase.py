@@ -17,16 +17,17 @@ pool of ``POOL_SIZE``, so that consecutive rows differ as real text does).
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from functools import partial
 from typing import Any
 from unittest import mock
 
 import httpx
 
-from waituntil.adapters.supabase_source import SupabaseSource
+from waituntil.adapters.supabase_source import ApiKey, SupabaseSource
 from waituntil.core.table_policy import TablePolicy
 
 POOL_SIZE = 2048
@@ -171,12 +172,13 @@ class BenchSupabaseSource(SupabaseSource):
         self,
         transport: httpx.BaseTransport,
         policies: Mapping[str, TablePolicy],
-        keys: Mapping[str, Callable[[], str]] | None = None,
+        keys: Mapping[str, ApiKey] | None = None,
         **options: Any,
     ) -> None:
         """``keys``: the adapter's key getters (the consumer's, reading Secrets Manager);
-        by default constant keys, shaped as JWTs as supabase-py checks, never sent anywhere."""
-        keys = keys or {"anon": lambda: "bench.anon.key", "service": lambda: "bench.service.key"}
+        by default constant keys, JWTs with the role claim the consumer checks (unsigned: never
+        sent anywhere)."""
+        keys = keys or {"anon": _constant_key("anon"), "service": _constant_key("service_role")}
         super().__init__("http://supabase.bench", keys, policies, **options)
         self._transport = transport
 
@@ -190,3 +192,19 @@ class BenchSupabaseSource(SupabaseSource):
 
 # The patch is of the httpx module itself: one connecting source at a time.
 _PATCHING = threading.Lock()
+
+
+def bench_key(role: str) -> str:
+    """A key shaped as Supabase's legacy JWT keys, with the ``role`` claim the consumer checks;
+    unsigned, as the memory table never verifies it."""
+    claims = base64.urlsafe_b64encode(json.dumps({"role": role}).encode()).decode().rstrip("=")
+    return f"e30.{claims}.bench"
+
+
+def _constant_key(role: str) -> ApiKey:
+    key = bench_key(role)
+
+    def get(*, fresh: bool = False) -> str:
+        return key
+
+    return get

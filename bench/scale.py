@@ -34,7 +34,7 @@ REGION = "us-east-1"
 # (see docs/BENCHMARKS.md): `python -m bench.scale --rows 1000,10000,100000` measures it.
 DEFAULT_ROWS = "1000,10000"
 REPORT = ROOT / "docs" / "BENCHMARKS.md"
-WRITE_OPERATIONS = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem")
+WRITE_OPERATIONS = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems")
 WRITER_ROWS = 2000
 
 

@@ -192,6 +192,12 @@ class WriteBill:
         elif name == "DeleteItem":
             self.requests += 1
             self._units += 1
+        elif name == "TransactWriteItems":
+            # A transactional write costs two units per started KB of each item it writes.
+            self.requests += 1
+            for action in params["TransactItems"]:
+                put = action.get("Put")
+                self._units += 2 * (_units(item_bytes(put["Item"])) if put else 1)
 
     def units_after(self, client: Any, table_name: str) -> int:
         """All units: an update is billed at the size of the item it leaves (or found, if

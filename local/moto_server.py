@@ -87,6 +87,10 @@ class MotoServer:
         # a running `make dev` stack never needs.
         from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
+        from local.moto_patches import install
+
+        install()  # transactions that cost what DynamoDB's do (local/moto_patches.py)
+
         # werkzeug logs every request at INFO (one line per SQS poll): keep the console useful.
         # (Left so: the last request lines are logged after stop() returns.)
         logging.getLogger("werkzeug").setLevel(logging.WARNING)

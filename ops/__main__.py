@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from ops.account import current_role, ensure_log_role
-from ops.backfill import request_resync, wait_until_drained
+from ops.backfill import request_rebuild, request_resync, wait_until_drained
 from ops.dead_letters import list_dead_letters, logged_error_finder, redrive
 from ops.deploy_check import SAMCONFIG, check_parameters, deploy_parameters
 from ops.mistakes import Mistake, Parser, run
@@ -32,12 +33,48 @@ def backfill(target: Target, arguments: argparse.Namespace) -> int:
     if not wait_until_drained(target.sqs, target.queue_url, arguments.timeout):
         print(f"the change queue is not empty after {arguments.timeout:.0f} s; see `make status`")
         return 1
-    from waituntil.read.cache_client import get_list
-
     store = target.cache_store()
     for table in target.cached_tables:
+        print(f"  {table}: {_cached(store, table, 'rows cached')}")
+    return 0
+
+
+def _cached(store: Any, table: str, rows_are: str) -> str:
+    """What the read API would say of a table's list, in a few words."""
+    from waituntil.core.errors import ListFilling
+    from waituntil.read.cache_client import get_list
+
+    try:
         rows = get_list(store, table)
-        print(f"  {table}: {'not cached' if rows is None else f'{len(rows)} rows cached'}")
+    except ListFilling as error:
+        return f"not served yet: {error}"
+    return "not cached" if rows is None else f"{len(rows)} {rows_are}"
+
+
+def rebuild(target: Target, arguments: argparse.Namespace) -> int:
+    table = arguments.table
+    if table not in target.cached_tables:
+        print(f"{table!r} is not a cached table of {target.description}: {target.cached_tables}")
+        return 2
+    message_id, change = request_rebuild(target.sqs, target.queue_url, target.schema_name, table)
+    print(
+        f"queued a rebuild of {table} on {target.description}: message {message_id}, "
+        f"correlation_id {change.correlation_id}; readers keep the current list until the "
+        "new one is complete"
+    )
+    if arguments.no_wait:
+        return 0
+    if not wait_until_drained(target.sqs, target.queue_url, arguments.timeout):
+        print(f"the change queue is not empty after {arguments.timeout:.0f} s; see `make status`")
+        return 1
+    store = target.cache_store()
+    rebuilding = store.get_next_head(table)
+    if rebuilding is not None and rebuilding.rebuild == (
+        change.sync.sync_id if change.sync else ""
+    ):
+        print(f"  {table}: the rebuild has not switched yet; see `make dlq` and `make status`")
+        return 1
+    print(f"  {table}: {_cached(store, table, 'rows cached')}")
     return 0
 
 
@@ -99,15 +136,12 @@ def status(target: Target, arguments: argparse.Namespace) -> int:
             f"{attributes['ApproximateNumberOfMessagesNotVisible']} in flight"
         )
 
-    from waituntil.read.cache_client import get_list
-
     print(target.description)
     print(f"  change queue: {depth(target.queue_url)}")
     print(f"  dead-letter queue: {depth(target.dlq_url)}")
     store = target.cache_store()
     for table in target.cached_tables:
-        rows = get_list(store, table)
-        print(f"  {table}: {'not cached' if rows is None else f'{len(rows)} rows in the list'}")
+        print(f"  {table}: {_cached(store, table, 'rows in the list')}")
     return 0
 
 
@@ -183,6 +217,12 @@ def _main(argv: list[str] | None) -> int:
     command = commands.add_parser("backfill", help="fill or refill the cache from Supabase now")
     command.add_argument("--no-wait", action="store_true")
     command.add_argument("--timeout", type=float, default=300.0)
+    command = commands.add_parser(
+        "rebuild", help="rebuild one table's list as a fresh version (readers served meanwhile)"
+    )
+    command.add_argument("--table", required=True)
+    command.add_argument("--no-wait", action="store_true")
+    command.add_argument("--timeout", type=float, default=600.0)
     command = commands.add_parser("dlq", help="list the dead-letter queue, with why")
     command.add_argument("--limit", type=int, default=100)
     command = commands.add_parser("redrive", help="move the dead-letter queue back")
@@ -204,6 +244,7 @@ def _main(argv: list[str] | None) -> int:
     target = resolve_target(arguments.stack, arguments.config_env, arguments.config_file)
     handlers = {
         "backfill": backfill,
+        "rebuild": rebuild,
         "dlq": dlq,
         "redrive": redrive_command,
         "verify": verify,

@@ -14,18 +14,16 @@ Errors are ``Mistake``s (``ops.mistakes``): the problem, then the fix.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import errno
-import json
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ops.mistakes import Mistake
 
 if TYPE_CHECKING:
+    from waituntil.adapters.supabase_source import ApiKey
     from waituntil.core.table_policy import TablePolicy
 
 # Where a user finds the keys.
@@ -57,21 +55,11 @@ def check_ports_free(host: str, ports: Mapping[str, int]) -> None:
 
 
 def key_role(key: str) -> str | None:
-    """The role a Supabase API key is for: the ``role`` claim of a legacy JWT key, or what the
-    prefix of a new-style key says; None when it says nothing."""
-    if key.startswith("sb_publishable_"):
-        return "anon"
-    if key.startswith("sb_secret_"):
-        return "service_role"
-    parts = key.split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (binascii.Error, ValueError):
-        return None
-    role = claims.get("role") if isinstance(claims, dict) else None
-    return str(role) if role else None
+    """The role a Supabase API key is for (the consumer's own reading of it, which refuses a
+    non-anon key for the anon role)."""
+    from waituntil.adapters.supabase_source import key_role as role_of
+
+    return role_of(key)
 
 
 def check_real_project(
@@ -114,7 +102,7 @@ def check_project_tables(
     from supabase._sync.client import SupabaseException
 
     from waituntil.adapters.supabase_source import SupabaseSource
-    from waituntil.core.errors import SourceUnavailable
+    from waituntil.core.errors import SourceUnavailable, SupabaseKeyRefused, WrongKeyRole
 
     probes = {table: _naming_every_column(policy) for table, policy in policies.items()}
     source = SupabaseSource(
@@ -129,6 +117,15 @@ def check_project_tables(
         variable = "SUPABASE_KEY" if policy.role == "service" else "SUPABASE_ANON_KEY"
         try:
             source.read_page(table, None, 1)
+        except SupabaseKeyRefused as error:
+            raise Mistake(
+                f"Supabase refused {variable} ({error.__cause__}): copy it again from {KEYS_PAGE}"
+            ) from None
+        except WrongKeyRole:
+            raise Mistake(
+                f"{variable} is not the anon key, which bypasses Row Level Security: "
+                f"set it to the anon key ({KEYS_PAGE})"
+            ) from None
         except SourceUnavailable as error:
             raise Mistake(
                 _explain_read(error.__cause__, url, table, variable, schema_name)
@@ -139,8 +136,11 @@ def check_project_tables(
             ) from None
 
 
-def _constant(value: str) -> Callable[[], str]:
-    return lambda: value
+def _constant(value: str) -> ApiKey:
+    def key(*, fresh: bool = False) -> str:
+        return value
+
+    return key
 
 
 def _naming_every_column(policy: TablePolicy) -> TablePolicy:

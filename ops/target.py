@@ -14,8 +14,6 @@ import boto3
 from ops.mistakes import Mistake
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
@@ -98,14 +96,18 @@ class Target:
 
     def consumer_source(self) -> tuple[SupabaseSource, dict[str, TablePolicy]]:
         """Supabase as the consumer reads it: its URL, keys and per-table policies."""
-        from waituntil.adapters.supabase_source import SupabaseSource
+        from waituntil.adapters.supabase_source import ApiKey, SupabaseSource
         from waituntil.core.settings import ConsumerSettings
 
         settings = ConsumerSettings.model_validate(self.consumer_environment)
         policies = {table: settings.policy(table) for table in settings.cached_tables}
 
-        def secret(name: str | None) -> Callable[[], str]:
-            return lambda: self.secrets.get_secret_value(SecretId=name or "")["SecretString"]
+        def secret(name: str | None) -> ApiKey:
+            def read(*, fresh: bool = False) -> str:
+                # Every call reads Secrets Manager: an operator command runs once.
+                return str(self.secrets.get_secret_value(SecretId=name or "")["SecretString"])
+
+            return read
 
         keys = {
             "service": secret(settings.supabase_key_secret_name),

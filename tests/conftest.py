@@ -40,10 +40,14 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
 from local.aws_resources import StackResources, provision, seed_secrets  # noqa: E402
+from local.moto_patches import install as install_moto_patches  # noqa: E402
 from local.template import function_environment  # noqa: E402
 
 if TYPE_CHECKING:
     from local.supabase import LocalSupabase, PostgresCluster
+
+# moto's transactions copy whole tables; the local stack and these tests use the patched one.
+install_moto_patches()
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"

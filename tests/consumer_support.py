@@ -28,11 +28,12 @@ def consumer_ports(
     tables: str = "articles,authors",
     *,
     secrets_client: Any = None,
+    dynamodb: Any = None,
     **overrides: str,
 ) -> ConsumerPorts:
     """The consumer's ports on moto and a local Supabase (authors keyed by slug, as the
-    migration makes them); ``secrets_client`` may replace the
-    Secrets Manager client (e.g. a ``tests.faults.FaultyClient``)."""
+    migration makes them); ``secrets_client`` and ``dynamodb`` may replace the clients (e.g. a
+    ``tests.faults.FaultyClient``, one with ``tests.faults.LostAnswers``)."""
     seed_secrets(
         aws.secrets,
         aws.stack.resolver,
@@ -51,7 +52,7 @@ def consumer_ports(
     return build_ports(
         ConsumerSettings.model_validate(environment),
         secrets_client=secrets_client or aws.secrets,
-        dynamodb=aws.dynamodb,
+        dynamodb=dynamodb or aws.dynamodb,
         sqs=aws.sqs,
         s3=aws.s3,
     )

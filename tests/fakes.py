@@ -1,9 +1,10 @@
 """In-memory fakes of the consumer's ports, and a scheduler that interleaves consumers.
 
 ``MemoryStore`` keeps the same rules as ``adapters/cache_store.CacheStore`` (conditional row
-writes on ``read_at_ns``, position tags kept on tombstones, immutable nodes, a head flipped only
-from the version it was read at) and checks what the real one cannot: that a node is never
-rewritten, and that no published version refers to a node that was discarded or retired.
+writes on ``read_at_ns``, position tags kept on tombstones, immutable nodes, a head switched
+only from the version it was read at, a switch that already applied answering True again) and
+checks what the real one cannot: that a node is never rewritten, that no published version
+refers to a node that was retired, and that nothing a head reaches is ever retired.
 ``MemorySource`` is a table whose rows change while consumers read it.
 ``Scheduler`` runs each consumer in a thread that stops before every port call until the test
 lets it go on, so a test (hypothesis) decides the interleaving, and can crash a consumer there.
@@ -13,16 +14,18 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from waituntil.cache.layout import dump_json, served_chunk_json
+from waituntil.cache.layout import dump_json, served_chunk_json, version_item_key
 from waituntil.cache.model import (
     FreshRow,
     IndexPage,
     ListChunk,
     ListHead,
+    PublishAttempt,
+    RowFailure,
     RowState,
     RowWrites,
     ServedChunk,
@@ -30,7 +33,9 @@ from waituntil.cache.model import (
     position_tag,
 )
 from waituntil.core.contracts import Row
+from waituntil.core.errors import DependencyUnavailable
 from waituntil.core.list_order import ListOrder
+from waituntil.core.whole_reads import read_whole
 
 
 class Crash(BaseException):
@@ -38,13 +43,59 @@ class Crash(BaseException):
     BaseException, so no ``except Exception`` in the code under test can outlive it."""
 
 
+class AnswerLost(DependencyUnavailable):
+    """A store call whose answer never came, after the retries (what ``CacheStore`` raises)."""
+
+
+# The store's writes: each can apply and lose its answer (``Paused`` with ``StoreFaults``).
+STORE_WRITES = frozenset(
+    {
+        "write_rows",
+        "write_nodes",
+        "flip_head",
+        "promote_head",
+        "retire",
+        "clear_retiring",
+        "prune_positions",
+        "put_checkpoint",
+        "register_attempt",
+        "end_attempt",
+    }
+)
+
+
+@dataclass
+class StoreFaults:
+    """Faults armed for the next store write, as AWS and botocore produce them:
+
+    - ``"resent"``: the write applied, its answer was lost, botocore sent it again; the
+      caller gets the second answer (what the write meets after itself);
+    - ``"gave up"``: the write applied, and every answer was lost: the caller gets an error;
+    - ``"failed"``: the write did not apply, and the caller gets an error.
+
+    ``hit`` records which consumer each fault hit (a failed record there is expected).
+    """
+
+    armed: list[str] = field(default_factory=list)
+    hit: list[tuple[int | None, str, str]] = field(default_factory=list)
+
+    def take(self, method: str, consumer: int | None) -> str | None:
+        if method not in STORE_WRITES or not self.armed:
+            return None
+        fault = self.armed.pop(0)
+        self.hit.append((consumer, method, fault))
+        return fault
+
+
 @dataclass
 class MemoryStore:
     rows: dict[tuple[str, str], RowState] = field(default_factory=dict)
     nodes: dict[str, IndexPage | ListChunk] = field(default_factory=dict)
     heads: dict[str, ListHead] = field(default_factory=dict)
+    next_heads: dict[str, ListHead] = field(default_factory=dict)  # versions built apart
     versions: dict[tuple[str, str], ListHead] = field(default_factory=dict)
-    retired: set[str] = field(default_factory=set)
+    retired: set[str] = field(default_factory=set)  # node and version keys given an expiry
+    attempts: dict[str, set[PublishAttempt]] = field(default_factory=dict)
     checkpoints: dict[str, SyncCheckpoint] = field(default_factory=dict)
     published: list[ListHead] = field(default_factory=list)  # every head ever flipped to
     on_publish: Callable[[MemoryStore, ListHead], None] | None = None
@@ -52,7 +103,13 @@ class MemoryStore:
     # ----- rows -----
 
     def write_rows(
-        self, table: str, fresh: Sequence[FreshRow], *, read_at_ns: int, order: ListOrder
+        self,
+        table: str,
+        fresh: Sequence[FreshRow],
+        *,
+        read_at_ns: int,
+        order: ListOrder,
+        policy: str = "",
     ) -> RowWrites:
         written = deleted = stale = 0
         for row in fresh:
@@ -62,8 +119,15 @@ class MemoryStore:
                 continue
             tags = old.positions if old is not None else frozenset()
             if row.body is None or row.position is None:
+                if row.listed_at is not None:
+                    tags = tags | {position_tag(*row.listed_at)}
                 self.rows[(table, row.key)] = RowState(
-                    key=row.key, body=None, read_at_ns=read_at_ns, position=None, positions=tags
+                    key=row.key,
+                    body=None,
+                    read_at_ns=read_at_ns,
+                    position=None,
+                    positions=tags,
+                    policy=policy,
                 )
                 deleted += 1
             else:
@@ -73,9 +137,27 @@ class MemoryStore:
                     read_at_ns=read_at_ns,
                     position=row.position,
                     positions=tags | {position_tag(read_at_ns, row.position)},
+                    policy=policy,
                 )
                 written += 1
         return RowWrites(written=written, deleted=deleted, skipped_stale=stale)
+
+    def expire_tombstones(
+        self, table: str, read_before_ns: int, keep: Collection[str] = ()
+    ) -> list[str]:
+        """DynamoDB's TTL: tombstones from reads before ``read_before_ns`` vanish, but those of
+        the ``keep`` keys. (A real TTL is days: far longer than any consumer holds a read.)"""
+        gone = [
+            key
+            for (name, key), state in self.rows.items()
+            if name == table
+            and state.body is None
+            and state.read_at_ns < read_before_ns
+            and key not in keep
+        ]
+        for key in gone:
+            del self.rows[(table, key)]
+        return gone
 
     def get_rows(self, table: str, keys: Sequence[str]) -> dict[str, RowState]:
         return {key: self.rows[(table, key)] for key in keys if (table, key) in self.rows}
@@ -95,6 +177,9 @@ class MemoryStore:
 
     def get_head(self, table: str) -> ListHead | None:
         return self.heads.get(table)
+
+    def get_next_head(self, table: str) -> ListHead | None:
+        return self.next_heads.get(table)
 
     def get_version(self, table: str, version: str) -> ListHead | None:
         return self.versions.get((table, version))
@@ -120,53 +205,95 @@ class MemoryStore:
     ) -> int:
         nodes: list[IndexPage | ListChunk] = [*chunks, *pages]
         for node in nodes:
-            assert node.key not in self.nodes, f"node {node.key} written twice"
+            # A resend writes the same node again; nothing else may reuse a key.
+            assert self.nodes.get(node.key, node) == node, f"node {node.key} rewritten"
             self.nodes[node.key] = node
         return len(chunks) + len(pages)
 
     def flip_head(self, head: ListHead, base: ListHead | None) -> bool:
-        current = self.heads.get(head.table)
+        return self._switch(head, base)
+
+    def promote_head(self, head: ListHead, base: ListHead | None, rebuilt: ListHead) -> bool:
+        ending = self.next_heads.get(head.table)
+        if (ending.version if ending else None) != rebuilt.version:
+            return (head.table, head.version) in self.versions
+        if not self._switch(head, base):
+            return False
+        del self.next_heads[head.table]
+        return True
+
+    def _switch(self, head: ListHead, base: ListHead | None) -> bool:
+        if (head.table, head.version) in self.versions:
+            return True  # applied before (its answer was lost): the frozen version proves it
+        heads = self.next_heads if head.rebuild else self.heads
+        current = heads.get(head.table)
         if (current.version if current else None) != (base.version if base else None):
             return False
-        for page_ref in head.pages:
-            page = self.get_index_page(page_ref.key)
-            assert page is not None, f"head refers to missing index page {page_ref.key}"
-            assert page_ref.key not in self.retired, "head refers to a retired index page"
-            for ref in page.chunks:
-                assert ref.key in self.nodes, f"head refers to missing chunk {ref.key}"
-                assert ref.key not in self.retired, "head refers to a retired chunk"
-        self.versions[(head.table, head.version)] = head
-        self.heads[head.table] = head
+        for key in self.node_keys(head):
+            assert key in self.nodes, f"head refers to missing node {key}"
+            assert key not in self.retired, f"head refers to retired node {key}"
+        self.versions[(head.table, head.version)] = replace(head, retiring=None)
+        heads[head.table] = head
+        if head.rebuild:
+            return True
         self.published.append(head)
         if self.on_publish is not None:
             self.on_publish(self, head)
         return True
 
+    def clear_retiring(self, head: ListHead) -> None:
+        heads = self.next_heads if head.rebuild else self.heads
+        current = heads.get(head.table)
+        if current is not None and current.version == head.version:
+            heads[head.table] = replace(current, retiring=None)
+
     def retire(
         self, table: str, chunk_keys: Sequence[str], page_keys: Sequence[str], version: str | None
     ) -> None:
-        current = self.heads[table]
-        live = set(self.node_keys(current))
-        for key in [*chunk_keys, *page_keys]:
-            # Only nodes of a version that is no longer current: a reader mid-way keeps them
-            # for the grace period, and the current version never loses one.
-            assert key not in live, f"retired {key}, which the current version uses"
-            self.retired.add(key)
+        live = self.live_keys(table)
+        keys = [*chunk_keys, *page_keys]
+        if version is not None:
+            keys.append(version_item_key(table, version))
+        for key in keys:
+            # Only what no head reaches: a reader mid-way keeps it for the grace period, and
+            # a head never loses one.
+            assert key not in live, f"retired {key}, which a head reaches"
+            if key in self.nodes or key.startswith(f"/{table}@"):
+                self.retired.add(key)
 
-    def discard(self, chunk_keys: Sequence[str], page_keys: Sequence[str]) -> None:
-        for key in [*chunk_keys, *page_keys]:
-            for head in self.heads.values():
-                assert key not in self.node_keys(head), "discarded a node of the current list"
-            self.nodes.pop(key, None)
+    def register_attempt(self, table: str, attempt: PublishAttempt) -> None:
+        self.attempts.setdefault(table, set()).add(attempt)
+
+    def end_attempt(self, table: str, attempt: PublishAttempt) -> None:
+        self.attempts.get(table, set()).discard(attempt)
+
+    def get_attempts(self, table: str) -> list[PublishAttempt]:
+        return sorted(self.attempts.get(table, set()), key=lambda attempt: attempt.version)
 
     def node_keys(self, head: ListHead) -> list[str]:
         keys: list[str] = []
         for page_ref in head.pages:
             keys.append(page_ref.key)
             page = self.get_index_page(page_ref.key)
-            assert page is not None
+            assert page is not None, f"head refers to missing index page {page_ref.key}"
             keys += [ref.key for ref in page.chunks]
         return keys
+
+    def live_keys(self, table: str) -> set[str]:
+        """What the heads of ``table`` reach: their versions and nodes."""
+        live: set[str] = set()
+        for head in (self.heads.get(table), self.next_heads.get(table)):
+            if head is not None:
+                live.add(version_item_key(table, head.version))
+                live.update(self.node_keys(head))
+        return live
+
+    def orphans(self, table: str) -> list[str]:
+        """Stored nodes and versions that no head reaches and that never expire."""
+        live = self.live_keys(table)
+        stored = [key for key in self.nodes if key.startswith(f"/{table}#")]
+        stored += [version_item_key(table, version) for t, version in self.versions if t == table]
+        return sorted(key for key in stored if key not in live and key not in self.retired)
 
     # ----- full sync -----
 
@@ -180,14 +307,55 @@ class MemoryStore:
             self.checkpoints[table] = checkpoint
 
 
+class FailingRows:
+    """Any store (fake or real) whose row writes fail for the keys ``fault`` names, as a
+    DynamoDB or S3 error on one row does: those rows are not written, the others are."""
+
+    def __init__(self, store: Any, fault: Callable[[str], RowFailure | None]) -> None:
+        self._store = store
+        self._fault = fault
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def write_rows(
+        self,
+        table: str,
+        fresh: Sequence[FreshRow],
+        *,
+        read_at_ns: int,
+        order: ListOrder,
+        policy: str = "",
+    ) -> RowWrites:
+        failures: dict[str, RowFailure] = {}
+        kept: list[FreshRow] = []
+        for row in fresh:
+            failure = self._fault(row.key)
+            if failure is None:
+                kept.append(row)
+            else:
+                failures[row.key] = failure
+        writes: RowWrites = self._store.write_rows(
+            table, kept, read_at_ns=read_at_ns, order=order, policy=policy
+        )
+        return replace(writes, failures={**writes.failures, **failures})
+
+
 @dataclass
 class MemorySource:
-    """One Supabase table: rows by primary key, and every body each key ever had."""
+    """One Supabase table: rows by primary key, and every body each key ever had.
+
+    ``max_rows``: the project's max-rows setting, which cuts every answer short, silently (an
+    ``in.(...)`` read of more keys answers with only some of the rows). Reads by key go through
+    ``read_whole`` as ``SupabaseSource``'s do, so the flows on fakes see what they see.
+    """
 
     primary_key: str = "id"
     table: dict[Any, Row] = field(default_factory=dict)
     history: dict[str, set[str]] = field(default_factory=dict)  # key -> every JSON it had
     rows_read: int = 0
+    max_rows: int | None = None
+    requests: int = 0
 
     def put(self, row: Row) -> None:
         self.table[row[self.primary_key]] = row
@@ -197,17 +365,28 @@ class MemorySource:
         self.table.pop(key, None)
 
     def read_rows(self, table: str, keys: Sequence[str]) -> list[Row]:
-        rows = [row for key, row in self.table.items() if str(key) in set(keys)]
+        rows = list(read_whole(self._in_request, keys).values())
         self.rows_read += len(rows)
-        return [dict(row) for row in rows]
+        return rows
 
     def read_page(self, table: str, after: Any, limit: int) -> list[Row]:
-        keys = sorted(key for key in self.table if after is None or key > after)[:limit]
+        keys = sorted(key for key in self.table if after is None or key > after)
+        keys = self._cut(keys[:limit])
         self.rows_read += len(keys)
         return [dict(self.table[key]) for key in keys]
 
     def existing_keys(self, table: str, keys: Sequence[str]) -> set[str]:
-        return {str(key) for key in self.table if str(key) in set(keys)}
+        return set(read_whole(self._in_request, keys))
+
+    def _in_request(self, keys: Sequence[str]) -> dict[str, Row]:
+        """One ``in.(...)`` read: the rows of ``keys`` that exist, cut to max-rows."""
+        wanted = set(keys)
+        self.requests += 1
+        found = [key for key in self.table if str(key) in wanted]
+        return {str(key): dict(self.table[key]) for key in self._cut(found)}
+
+    def _cut(self, keys: list[Any]) -> list[Any]:
+        return keys if self.max_rows is None else keys[: self.max_rows]
 
     def rows(self, order: ListOrder) -> list[Row]:
         return sorted(self.table.values(), key=lambda row: order.sort_key(order.position(row)))
@@ -236,6 +415,11 @@ class Scheduler:
         self._threads: dict[int, threading.Thread] = {}
         self._local = threading.local()
         self._next_id = 0
+
+    def current(self) -> int | None:
+        """The consumer whose thread this is (None: the test's own thread)."""
+        consumer: int | None = getattr(self._local, "consumer", None)
+        return consumer
 
     def pause(self) -> None:
         """Called by a consumer thread before a port call."""
@@ -302,17 +486,20 @@ class Scheduler:
 
 class Paused:
     """A port whose every method pauses on the scheduler first. ``on_flip`` sees each head
-    that a ``flip_head`` made current."""
+    that a ``flip_head`` or ``promote_head`` made current; ``faults`` (a store's) are applied
+    to the store's writes."""
 
     def __init__(
         self,
         target: Any,
         scheduler: Scheduler,
         on_flip: Callable[[Any, ListHead], None] | None = None,
+        faults: StoreFaults | None = None,
     ) -> None:
         self._target = target
         self._scheduler = scheduler
         self._on_flip = on_flip
+        self._faults = faults
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._target, name)
@@ -321,9 +508,19 @@ class Paused:
 
         def call(*args: Any, **kwargs: Any) -> Any:
             self._scheduler.pause()
+            fault = None
+            if self._faults is not None:
+                fault = self._faults.take(name, self._scheduler.current())
+            if fault == "failed":
+                raise AnswerLost(f"{name} failed and did not apply")
             result = attribute(*args, **kwargs)
-            if name == "flip_head" and result and self._on_flip is not None:
+            if fault == "resent":
+                result = attribute(*args, **kwargs)
+            switched = name in ("flip_head", "promote_head") and result
+            if switched and self._on_flip is not None:
                 self._on_flip(self._target, args[0])
+            if fault == "gave up":
+                raise AnswerLost(f"{name} applied, and its answer was lost")
             return result
 
         return call

@@ -7,7 +7,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from waituntil.cache.model import ChunkRef, IndexPage, IndexRef, ListHead, RowState, ServedChunk
+from waituntil.core.table_policy import TablePolicy
 from waituntil.read.cursor import ListVersion
+
+# What the cache carries for a table under the default policy (the reader serves only that).
+POLICY = TablePolicy().fingerprint
 
 MODIFIED = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 VERSION = ListVersion(
@@ -34,6 +38,7 @@ def manifest(version: str, chunks: int, etag: str = "e" * 32) -> ListHead:
         etag=etag,
         read_at_ns=1,
         modified_at_ns=1_795_867_200_000_000_000,  # 2026-11-28T12:00:00Z
+        policy=POLICY,
     )
 
 

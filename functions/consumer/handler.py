@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import cache, partial
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +18,7 @@ from waituntil.adapters.blob_store import S3BlobStore
 from waituntil.adapters.cache_store import CacheStore
 from waituntil.adapters.queue import QueuePublisher
 from waituntil.adapters.secrets import SecretReader
-from waituntil.adapters.supabase_source import SupabaseSource
+from waituntil.adapters.supabase_source import ApiKey, SupabaseSource
 from waituntil.core.observability import logger, metrics, tracer
 from waituntil.core.settings import ConsumerSettings, consumer_settings
 from waituntil.sync.batch import BatchOutcome, QueuedMessage, process_batch
@@ -68,13 +67,10 @@ def build_ports(
     )
 
 
-def supabase_keys(
-    settings: ConsumerSettings, secrets: SecretReader
-) -> dict[str, Callable[[], str]]:
-    """A key getter per role the tables' policies name (read lazily, by secret name)."""
-    keys: dict[str, Callable[[], str]] = {
-        "service": partial(secrets.read, settings.supabase_key_secret_name)
-    }
+def supabase_keys(settings: ConsumerSettings, secrets: SecretReader) -> dict[str, ApiKey]:
+    """A key getter per role the tables' policies name (read lazily, by secret name, and
+    again whenever the cached value is older than ``SECRET_MAX_AGE_SECONDS``)."""
+    keys: dict[str, ApiKey] = {"service": partial(secrets.read, settings.supabase_key_secret_name)}
     if settings.supabase_anon_key_secret_name:
         keys["anon"] = partial(secrets.read, settings.supabase_anon_key_secret_name)
     roles = {settings.policy(table).role for table in settings.cached_tables}

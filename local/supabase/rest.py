@@ -217,6 +217,13 @@ class RestServer:
             server.close_connections()
         self._pool.close()
 
+    def rotate_jwt_secret(self, secret: str) -> None:
+        """Sign keys with a new JWT secret, as rotating a project's gives: from now on the old
+        keys are refused (401), as revoked keys are."""
+        self._secret = secret
+        self.service_key = make_key("service_role", secret)
+        self.anon_key = make_key("anon", secret)
+
     def inject_fault(
         self, status: int | None = 503, delay_s: float = 0.0, times: int | None = 1,
         method: str | None = "GET", table: str | None = None, *, dropped: bool = False,

@@ -1,4 +1,5 @@
-"""The operator commands (`make backfill|dlq|redrive|verify`) against a running local stack."""
+"""The operator commands (`make backfill|rebuild|dlq|redrive|verify`) against a running local
+stack."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import time
 import pytest
 
 from local.stack import PipelineStack
-from ops.__main__ import backfill, dlq, redrive_command, verify, webhook_sql
+from ops.__main__ import backfill, dlq, rebuild, redrive_command, verify, webhook_sql
 from ops.target import Target, local_target
 from tests.e2e.conftest import TABLE, StartStack, supabase_client
+from tests.list_checks import orphans, plant_duplicate
 from waituntil.read.cache_client import get_item, get_list
 
 pytestmark = pytest.mark.e2e
@@ -44,6 +46,33 @@ def test_backfill_fills_an_empty_cache(
     assert [get_item(store, TABLE, row["id"]) for row in ROWS] == rows
     output = capsys.readouterr().out
     assert "queued a RESYNC" in output
+    assert f"{TABLE}: 3 rows cached" in output
+
+
+def test_rebuild_replaces_a_list_no_patch_repairs(
+    start_stack: StartStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a converged cache whose list was left inconsistent: its first row listed twice
+    stack = start_stack()
+    assert stack.supabase is not None
+    supabase_client(stack).table(TABLE).insert(ROWS).execute()
+    assert stack.wait_until_idle(timeout_s=20)
+    rows = stack.supabase.rows(TABLE)
+    store = stack.cache_store()
+    plant_duplicate(store, TABLE)
+    assert get_list(store, TABLE) == [rows[0], *rows]
+
+    # When `make rebuild TABLE=articles` runs
+    arguments = argparse.Namespace(table=TABLE, no_wait=False, timeout=30.0)
+    status = rebuild(_target(stack), arguments)
+
+    # Then the list is whole again, as a fresh version, and the command said what it did
+    assert status == 0
+    assert get_list(store, TABLE) == rows
+    assert store.get_next_head(TABLE) is None
+    assert orphans(store, TABLE) == []
+    output = capsys.readouterr().out
+    assert f"queued a rebuild of {TABLE}" in output
     assert f"{TABLE}: 3 rows cached" in output
 
 

@@ -175,7 +175,7 @@ def test_existence_checks_cut_short_by_max_rows_never_take_a_row_for_deleted(
     with LocalSupabase(*database, max_rows=100) as capped:
         capped.seed("articles", rows)
         source = SupabaseSource(
-            capped.url, {"anon": lambda: capped.anon_key}, {"articles": TablePolicy()}
+            capped.url, {"anon": lambda fresh=False: capped.anon_key}, {"articles": TablePolicy()}
         )
         # When the deletes phase asks which of the 300 keys still exist
         existing = source.existing_keys("articles", [str(key) for key in range(1, ROWS + 1)])

@@ -54,10 +54,13 @@ class Reader:
         """What the consumer does: rows to their items, then the list flips to a new version
         holding ``rows`` (rows of the previous version missing here are removed)."""
         order = ListOrder("id")
+        policy = self.ports.settings.policy("articles").fingerprint
         keys = [str(row["id"]) for row in rows] + [str(key) for key in touched]
         fresh = fresh_rows(list(dict.fromkeys(keys)), rows, order)
         if items:
-            self.store.write_rows("articles", fresh, read_at_ns=read_at_ns, order=order)
+            self.store.write_rows(
+                "articles", fresh, read_at_ns=read_at_ns, order=order, policy=policy
+            )
         base = self.store.get_head("articles")
         states = {
             row.key: RowState(
@@ -68,6 +71,7 @@ class Reader:
                 positions=frozenset({position_tag(read_at_ns, row.position)})
                 if row.position
                 else frozenset(),
+                policy=policy,
             )
             for row in fresh
         }
@@ -94,6 +98,7 @@ class Reader:
             ListSizes(chunk_bytes=chunk_bytes),
             now_ns=read_at_ns,
             nonce=f"seed{read_at_ns}",
+            policy=policy,
         )
         assert plan.head is not None
         self.store.write_nodes("articles", plan.chunks, plan.pages)

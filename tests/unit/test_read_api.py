@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.read_fakes import VERSION, FakeStore, manifest
+from tests.read_fakes import POLICY, VERSION, FakeStore, manifest
 from waituntil.cache.model import RowBody, RowState
 from waituntil.core.errors import (
     BadReadRequest,
@@ -33,6 +33,7 @@ def test_an_item_read_is_one_read_and_serves_the_stored_text() -> None:
         body=RowBody(text=stored, etag="abc"),
         read_at_ns=1_795_867_200_000_000_000,
         position=(1,),
+        policy=POLICY,
     )
     store = FakeStore(rows={"1": (state, stored)})
     # When read

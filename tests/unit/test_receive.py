@@ -202,3 +202,24 @@ def test_a_base64_body_is_read_as_its_bytes() -> None:
     # When it is accepted / Then the same change is queued
     accepted = accept(_request(body=encoded, is_base64_encoded=True), _ports(queue=queue))
     assert accepted.change.record == json.loads(plain.body or "")["record"]
+
+
+def test_an_update_that_changes_the_key_queues_both_keys() -> None:
+    # Given Supabase's webhook for UPDATE articles SET id = 4200 WHERE id = 42
+    queue = MemoryQueue()
+    request = _request("receiver/update_key.json")
+    # When it is accepted
+    accept(request, _ports(queue=queue))
+    # Then the one queued change carries the new key and the old one
+    (body,) = queue.bodies
+    change = Change.from_message(body)
+    assert (change.type, change.key, change.old_key) == ("UPDATE", 4200, 42)
+    assert change.keys == ("4200", "42")
+
+
+def test_an_update_that_keeps_its_key_has_no_old_key() -> None:
+    # Given an UPDATE of a row's title only / When accepted / Then one key travels
+    queue = MemoryQueue()
+    accept(_request("receiver/update.json"), _ports(queue=queue))
+    change = Change.from_message(queue.bodies[0])
+    assert (change.key, change.old_key, change.keys) == (42, None, ("42",))

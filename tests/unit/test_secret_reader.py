@@ -62,6 +62,19 @@ def test_a_value_is_reused_until_its_max_age_then_read_again() -> None:
     assert client.calls == [{"SecretId": NAME, "VersionStage": "AWSCURRENT"}] * 2
 
 
+def test_a_fresh_read_skips_the_cache_and_keeps_what_it_read() -> None:
+    # Given a reader that cached v1 for 300 s, and the secret corrected to v2 since
+    client, clock = FakeSecretsManager({NAME: "v1"}), Clock()
+    reader = _reader(client, 300, clock)
+    reader.read(NAME)
+    client.values[NAME] = "v2"
+    # When a caller whose value was refused reads it fresh, then reads it as usual
+    fresh, after = reader.read(NAME, fresh=True), reader.read(NAME)
+    # Then the fresh read asked Secrets Manager, and its value is the one cached from then on
+    assert (fresh, after) == ("v2", "v2")
+    assert len(client.calls) == 2
+
+
 def test_max_age_zero_reads_every_time() -> None:
     # Given a reader that keeps nothing / When it reads twice / Then it asks twice
     client = FakeSecretsManager({NAME: "v1"})

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from local.template import Resolver, function_environment, load_template
 from waituntil.core.errors import ServiceViewServedPublicly
-from waituntil.core.settings import ReaderSettings, ReceiverSettings
+from waituntil.core.settings import ConsumerSettings, ReaderSettings, ReceiverSettings
 from waituntil.core.table_policy import TablePolicy, parse_policies
 
 DEFAULT = TablePolicy()
@@ -74,6 +75,49 @@ def test_every_function_reads_the_same_keys() -> None:
         }
     )
     assert settings.primary_keys == {"articles": "id", "authors": "slug"}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"key": "slug"},
+        {"order": "rank"},
+        {"order": "rank.desc"},
+        {"columns": "id,title"},
+        {"filter": "published=eq.true"},
+        {"role": "service"},
+    ],
+)
+def test_the_fingerprint_changes_with_every_part_of_the_policy(change: dict[str, str]) -> None:
+    # Given the default policy / When any one part changes / Then its fingerprint changes,
+    # and the same policy declared again keeps it (what the reader compares with the cache)
+    assert TablePolicy(**change).fingerprint != DEFAULT.fingerprint  # type: ignore[arg-type]
+    assert TablePolicy(**change).fingerprint == TablePolicy(**change).fingerprint  # type: ignore[arg-type]
+
+
+def test_the_reader_and_the_consumer_derive_the_same_fingerprint() -> None:
+    # Given the template's environment for both functions, with a list order and policies set
+    # (the reader compares what it serves with the fingerprint the consumer stored)
+    resolver = Resolver(
+        load_template(),
+        parameters={
+            "ListOrder": "published_at.desc",
+            "TablePolicies": '{"authors": {"key": "slug", "columns": "slug,name"}}',
+            "CachedTables": "articles,authors",
+        },
+        refs={"CacheTable": "cache", "ChangeQueue": "queue", "BlobBucket": "bucket"},
+    )
+    consumer = {
+        **function_environment(resolver, "ConsumerFunction"),
+        "SUPABASE_URL": "https://project.supabase.co",
+    }
+    reader = function_environment(resolver, "ReaderFunction")
+    # When both load their settings / Then every table's policy, and fingerprint, is the same
+    consumer_settings = ConsumerSettings.model_validate(consumer)
+    reader_settings = ReaderSettings.model_validate(reader)
+    for table in ("articles", "authors"):
+        assert consumer_settings.policy(table) == reader_settings.policy(table)
+    assert consumer_settings.policy("articles").order == "published_at.desc"
 
 
 READER = {"CACHE_TABLE_NAME": "cache", "CACHED_TABLES": "articles,authors"}

@@ -390,3 +390,52 @@ def test_characters_sqs_refuses_are_escaped_and_survive_the_round_trip() -> None
     assert Change.from_message(message).record == record
     assert queued.bodies_dropped is False
     assert sqs_safe("plain") == "plain"
+
+
+@pytest.mark.parametrize("depth", [190, 197, 198, 199, 200, 230, 253, 254])
+def test_every_queued_message_is_one_the_consumer_can_parse(depth: int) -> None:
+    # Given a row whose jsonb column nests ``depth`` levels: the serializer writes up to 255,
+    # the consumer's parser reads 200 levels of the whole message
+    payload = parse_payload(
+        _body('{"id": 4, "j": ' + "[" * depth + "]" * depth + "}"), "application/json", 10**7
+    )
+    # When it is fitted into a message
+    message, queued = fit_message(_change(payload.model_dump(by_alias=True)), 1_048_576)
+    # Then the consumer parses that message: as it was, or by key with the bodies dropped
+    assert Change.from_message(message) == queued
+    assert queued.key == 4
+    if depth <= 190 or depth >= 230:
+        assert queued.bodies_dropped == (depth >= 230)
+
+
+@pytest.mark.parametrize("old_key", [True, "k" * (MAX_KEY_BYTES + 1), None, ""])
+def test_an_old_key_the_cache_could_never_hold_is_not_queued(old_key: object) -> None:
+    # Given an UPDATE from a key the cache refuses (so nothing is cached under it) to a good one
+    payload: dict[str, object] = {
+        "type": "UPDATE",
+        "table": "articles",
+        "schema": "public",
+        "record": {"id": 1},
+        "old_record": {"id": old_key},
+    }
+    # When turned into a change / Then the new key's change goes, without an old key
+    change = _change(payload)
+    assert (change.key, change.old_key) == (1, None)
+
+
+def test_both_keys_of_a_key_change_travel_when_the_bodies_cannot() -> None:
+    # Given an UPDATE that changed the key, with bodies too large for the message
+    change = _change(
+        {
+            "type": "UPDATE",
+            "table": "articles",
+            "schema": "public",
+            "record": {"id": 30, "text": "x" * 5000},
+            "old_record": {"id": 3, "text": "x" * 5000},
+        }
+    )
+    # When fitted into a 2 KB message
+    message, queued = fit_message(change, 2048)
+    # Then it goes by key, with both keys
+    assert queued.bodies_dropped
+    assert (Change.from_message(message).key, Change.from_message(message).old_key) == (30, 3)

@@ -50,10 +50,12 @@ class SecretReader:
         self._versions: dict[str, _Versions] = {}
         self._current: dict[str, tuple[str, float]] = {}  # name -> (AWSCURRENT, read at)
 
-    def read(self, name: str) -> str:
-        """AWSCURRENT's value (errors name the secret, never its value)."""
+    def read(self, name: str, *, fresh: bool = False) -> str:
+        """AWSCURRENT's value, from the cache unless older than ``max_age_s``; ``fresh`` skips
+        the cache (the value was refused: it may have been corrected meanwhile) and caches what
+        it reads. Errors name the secret, never its value."""
         cached = self._current.get(name)
-        if cached is not None and self._clock() - cached[1] < self._max_age_s:
+        if not fresh and cached is not None and self._clock() - cached[1] < self._max_age_s:
             return cached[0]
         read_at = self._clock()
         value = self._read_stage(name, CURRENT, missing_ok=False)

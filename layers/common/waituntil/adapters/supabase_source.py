@@ -10,21 +10,37 @@ Imported by the consumer only: the receiver's and the reader's cold starts do no
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, cast
+from dataclasses import dataclass
+from operator import methodcaller
+from typing import Any, Protocol, cast
 
 import httpx
 from postgrest import SyncPostgrestClient
 from postgrest.exceptions import APIError
 
 from waituntil.core.contracts import Row
-from waituntil.core.errors import SourceUnavailable
+from waituntil.core.errors import SourceUnavailable, SupabaseKeyRefused, WrongKeyRole
 from waituntil.core.settings import SUPABASE_MAX_ROWS
 from waituntil.core.table_policy import TablePolicy
+from waituntil.core.whole_reads import read_whole
 
 # Characters of one ``in.(...)`` list: with the rest of the URL, far below the 8 KB that
 # common proxies accept for a request line, even after percent-encoding.
 MAX_KEYS_CHARS = 3000
+# Supabase's newer keys are not JWTs: publishable keys succeed the anon key, secret keys the
+# service_role key.
+PUBLISHABLE_KEY_PREFIX = "sb_publishable_"
+SECRET_KEY_PREFIX = "sb_secret_"  # noqa: S105 - a key's prefix, not a key
+
+
+class ApiKey(Protocol):
+    """The API key of one role, read by secret name (``adapters.secrets.SecretReader``):
+    cached for ``SECRET_MAX_AGE_SECONDS``; ``fresh`` reads the secret again now."""
+
+    def __call__(self, *, fresh: bool = False) -> str: ...
 
 
 class SupabaseSource:
@@ -33,7 +49,7 @@ class SupabaseSource:
     def __init__(
         self,
         url: str,
-        keys: Mapping[str, Callable[[], str]],
+        keys: Mapping[str, ApiKey],
         policies: Mapping[str, TablePolicy],
         *,
         schema_name: str = "public",
@@ -41,9 +57,9 @@ class SupabaseSource:
         retry: bool = True,
         max_rows: int = SUPABASE_MAX_ROWS,
     ) -> None:
-        """``keys``: a getter of the API key for each role (``anon``, ``service``) a policy
-        names; each table is read with the key of its policy's role. ``max_rows``: the most
-        rows the project answers to one read (its max-rows setting, which the consumer's
+        """``keys``: the API key of each role (``anon``, ``service``) a policy names; each
+        table is read with the key of its policy's role. ``max_rows``: the most rows the
+        project answers to one read (its max-rows setting, which the consumer's
         ``SUPABASE_PAGE_SIZE`` declares); no read here ever asks for more."""
         self._url = url
         self._keys = keys
@@ -52,7 +68,8 @@ class SupabaseSource:
         self._timeout_s = timeout_s
         self._retry = retry
         self._max_rows = max_rows
-        self._clients: dict[str, SyncPostgrestClient] = {}
+        self._clients: dict[str, _Connection] = {}
+        self._refused: set[str] = set()  # roles whose key Supabase refused: read it fresh
         self.rows_read = 0
 
     def _query(self, table: str, select: str | None = None) -> Any:
@@ -67,54 +84,66 @@ class SupabaseSource:
         return query
 
     def _client(self, role: str) -> SyncPostgrestClient:
-        if role not in self._clients:
-            self._clients[role] = self._connect(self._keys[role]())
-        return self._clients[role]
+        """The client of ``role``'s current key. The key is asked for on every read (the
+        secret reader serves it from its cache until ``SECRET_MAX_AGE_SECONDS``), so a warm
+        container follows a corrected or rotated secret; a new key gets a new client, after
+        its role is checked. After Supabase refused the key, the secret is read again now."""
+        fresh = role in self._refused
+        key = self._keys[role](fresh=fresh)
+        self._refused.discard(role)
+        connection = self._clients.get(role)
+        if connection is not None and connection.key == key:
+            return connection.client
+        try:
+            check_key_role(role, key)
+        except WrongKeyRole:
+            self._refused.add(role)  # read the secret again next time: it may be corrected
+            raise
+        if connection is not None:
+            connection.http.close()
+        self._clients[role] = self._connect(key)
+        return self._clients[role].client
 
-    def _connect(self, key: str) -> SyncPostgrestClient:
+    def _connect(self, key: str) -> _Connection:
         # supabase-py's default HTTP timeout is 120 s, far beyond what a batch can wait: an
         # httpx client of our own keeps the timeout short and exact. postgrest-py itself
         # retries GETs that fail with 503/520 or a network error (3 times, 1-2-4 s apart).
-        return SyncPostgrestClient(
+        http = httpx.Client(
+            timeout=httpx.Timeout(self._timeout_s), event_hooks={"response": [_refuse_401]}
+        )
+        client = SyncPostgrestClient(
             f"{self._url.rstrip('/')}/rest/v1",
             schema=self._schema,
             headers={"apiKey": key, "Authorization": f"Bearer {key}"},
-            http_client=httpx.Client(timeout=httpx.Timeout(self._timeout_s)),
+            http_client=http,
             retry_enabled=self._retry,
         )
+        return _Connection(key=key, client=client, http=http)
 
     def read_rows(self, table: str, keys: Sequence[str]) -> list[Row]:
         """The rows whose primary key is one of ``keys``: ``pk=in.(...)``, in groups that keep
-        each URL short (PostgREST sits behind proxies that refuse long request lines)."""
-        rows: list[Row] = []
-        key = self._policies[table].key
-        for group in key_groups(keys, max_keys=self._max_rows):
-            rows.extend(self._execute(table, self._query(table).in_(key, group)))
-        return rows
+        each URL short (PostgREST sits behind proxies that refuse long request lines). A key
+        an answer left out is asked again (``core.whole_reads``): a read cut short by the
+        project's max-rows never makes a live row look deleted."""
+        return list(self._read_keys(table, keys).values())
 
     def existing_keys(self, table: str, keys: Sequence[str]) -> set[str]:
-        """The ``keys`` Supabase still has. A key it does not return is asked again, alone
-        with the other missing ones, until an answer returns none of them: a read cut short by
-        the project's max-rows (set below what ``SUPABASE_PAGE_SIZE`` declares) could drop
-        keys that exist, but an empty answer cannot be cut short. So a row is never taken for
-        deleted because a read was truncated, at one more request when some keys are gone."""
-        found: set[str] = set()
-        missing = list(keys)
-        while missing:
-            answered = self._keys_found(table, missing)
-            if not answered:
-                return found
-            found |= answered
-            missing = [key for key in missing if key not in answered]
-        return found
+        """The ``keys`` Supabase still has (the key column only), made whole as above."""
+        return set(self._read_keys(table, keys, select=self._policies[table].key))
 
-    def _keys_found(self, table: str, keys: Sequence[str]) -> set[str]:
-        found: set[str] = set()
+    def _read_keys(
+        self, table: str, keys: Sequence[str], select: str | None = None
+    ) -> dict[str, Row]:
         key = self._policies[table].key
-        for group in key_groups(keys, max_keys=self._max_rows):
-            query = self._query(table, select=key).in_(key, group)
-            found |= {str(row[key]) for row in self._execute(table, query)}
-        return found
+
+        def ask(missing: list[str]) -> dict[str, Row]:
+            found: dict[str, Row] = {}
+            for group in key_groups(missing, max_keys=self._max_rows):
+                rows = self._execute(table, methodcaller("in_", key, group), select)
+                found.update({str(row[key]): row for row in rows})
+            return found
+
+        return read_whole(ask, keys)
 
     def read_page(self, table: str, after: Any, limit: int) -> list[Row]:
         """Up to ``limit`` rows with key > ``after``, by key.
@@ -124,19 +153,97 @@ class SupabaseSource:
         not exceed the project's max-rows setting (1000 by default), or pages are truncated.
         """
         key = self._policies[table].key
-        query = self._query(table).order(key).limit(limit)
-        if after is not None:
-            query = query.gt(key, after)
-        return self._execute(table, query)
 
-    def _execute(self, table: str, query: Any) -> list[Row]:
+        def page(query: Any) -> Any:
+            query = query.order(key).limit(limit)
+            return query if after is None else query.gt(key, after)
+
+        return self._execute(table, page)
+
+    def _execute(
+        self, table: str, shape: Callable[[Any], Any], select: str | None = None
+    ) -> list[Row]:
+        """Run ``shape`` over the table's query. A 401 (the key revoked or rotated) reads the
+        key's secret again and tries once more with a new client, before failing the read."""
+        for attempt in (1, 2):
+            try:
+                response = shape(self._query(table, select)).execute()
+            except _KeyRefused as error:
+                self._refused.add(self._policies[table].role)
+                if attempt == 1:
+                    continue
+                raise SupabaseKeyRefused(
+                    f"Supabase refused the {self._policies[table].role} key reading {table} "
+                    f"({error}), also just after reading its secret again"
+                ) from error
+            except (APIError, httpx.HTTPError, ValueError) as error:
+                raise SourceUnavailable(f"reading {table} from Supabase failed: {error}") from error
+            rows = cast(list[Row], response.data)
+            self.rows_read += len(rows)
+            return rows
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+
+def check_key_role(role: str, key: str) -> None:
+    """Refuse a key for the ``anon`` role that is not an anon key, before any read with it.
+
+    The anon role is the public's view: a service-role key put in its secret by mistake would
+    read what Row Level Security hides and the cache would serve it to anyone. The claim is
+    read, not verified: this guards against a mistake, and Supabase checks the signature.
+    """
+    if role != "anon":
+        return
+    claimed = key_role(key)
+    if claimed != "anon":
+        raise WrongKeyRole(
+            "the anon role's secret holds "
+            + (f"a {claimed} key" if claimed else "no anon key")
+            + ": nothing is read with it, so nothing Row Level Security hides gets cached; "
+            "store the project's anon (or publishable) key in SUPABASE_ANON_KEY_SECRET_NAME"
+        )
+
+
+def key_role(key: str) -> str | None:
+    """The role a Supabase API key is for: the ``role`` claim of a legacy JWT key (unverified),
+    or what the prefix of a newer key says (``sb_publishable_``: anon, ``sb_secret_``:
+    service_role); None when it says nothing."""
+    if key.startswith(PUBLISHABLE_KEY_PREFIX):
+        return "anon"
+    if key.startswith(SECRET_KEY_PREFIX):
+        return "service_role"
+    parts = key.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except ValueError:  # binascii.Error and JSONDecodeError are ValueErrors
+        return None
+    role = claims.get("role") if isinstance(claims, dict) else None
+    return role if isinstance(role, str) and role else None
+
+
+@dataclass(frozen=True)
+class _Connection:
+    key: str
+    client: SyncPostgrestClient
+    http: httpx.Client
+
+
+class _KeyRefused(Exception):
+    """Supabase answered 401: the key is wrong, revoked or rotated (the answer's message)."""
+
+
+def _refuse_401(response: httpx.Response) -> None:
+    # httpx's response hook: a 401 ends the request before postgrest-py reads it as an
+    # APIError whose code need not say 401 (the gateway's body carries none).
+    if response.status_code == 401:
+        response.read()
         try:
-            response = query.execute()
-        except (APIError, httpx.HTTPError, ValueError) as error:
-            raise SourceUnavailable(f"reading {table} from Supabase failed: {error}") from error
-        rows = cast(list[Row], response.data)
-        self.rows_read += len(rows)
-        return rows
+            answer = response.json()
+        except ValueError:
+            answer = None
+        message = answer.get("message") if isinstance(answer, dict) else None
+        raise _KeyRefused(str(message or "401"))
 
 
 def key_groups(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 from waituntil.cache.layout import (
+    BLOB_UNCLAIMED,
     KIND_CHUNK,
     KIND_INDEX,
     KIND_LIST,
@@ -28,6 +29,8 @@ from waituntil.cache.model import (
     ListChunk,
     ListEntry,
     ListHead,
+    PublishAttempt,
+    Retiring,
     RowBody,
     RowState,
     SyncCheckpoint,
@@ -39,6 +42,7 @@ from waituntil.cache.model import (
 def row_state_from_item(key: str, item: Item) -> RowState:
     positions = frozenset(item.get("positions", {}).get("SS", ()))
     position = tuple(json.loads(item["position"]["S"])) if "position" in item else None
+    policy = item.get("policy", {}).get("S", "")
     if item["kind"]["S"] != KIND_ROW:
         return RowState(
             key=key,
@@ -46,6 +50,7 @@ def row_state_from_item(key: str, item: Item) -> RowState:
             read_at_ns=int(item["read_at_ns"]["N"]),
             position=None,
             positions=positions,
+            policy=policy,
         )
     blob = item.get("blob", {}).get("S")
     text = "" if blob else decode_text(item)
@@ -56,6 +61,9 @@ def row_state_from_item(key: str, item: Item) -> RowState:
         position=position,
         positions=positions,
         blob_key=blob,
+        blob_unclaimed=BLOB_UNCLAIMED in item,
+        blob_bytes=int(item["blob_bytes"]["N"]) if blob and "blob_bytes" in item else 0,
+        policy=policy,
     )
 
 
@@ -63,10 +71,15 @@ def row_state_from_item(key: str, item: Item) -> RowState:
 
 
 def head_to_attributes(head: ListHead, read_at: str, modified_at: str) -> Item:
+    """A version's attributes, as the head item and its frozen copy hold them (``retiring``
+    goes on the head item only: ``retiring_to_attributes``)."""
     pages = [
         [ref.key, list(ref.first), ref.chunk_count, ref.row_count, ref.size] for ref in head.pages
     ]
+    rebuild: Item = {"rebuild": {"S": head.rebuild}} if head.rebuild else {}
     return {
+        **rebuild,
+        "policy": {"S": head.policy},
         "kind": {"S": KIND_LIST},
         "version": {"S": head.version},
         **encode_text(dump_json(pages), "pages"),
@@ -97,7 +110,41 @@ def head_from_item(table: str, item: Item) -> ListHead:
         read_at_ns=int(item["read_at_ns"]["N"]),
         modified_at_ns=int(item["modified_at_ns"]["N"]),
         complete=bool(item.get("complete", {}).get("BOOL", True)),
+        policy=item.get("policy", {}).get("S", ""),
+        rebuild=item.get("rebuild", {}).get("S"),
+        retiring=retiring_from_item(item),
     )
+
+
+def retiring_to_attributes(retiring: Retiring | None) -> Item:
+    if retiring is None:
+        return {}
+    lists = [list(retiring.chunks), list(retiring.pages), list(retiring.versions)]
+    return encode_text(dump_json([*lists, list(retiring.trees)]), "retiring")
+
+
+def retiring_from_item(item: Item) -> Retiring | None:
+    if "retiring" not in item and "retiring_z" not in item:
+        return None
+    chunks, pages, versions, trees = json.loads(decode_text(item, "retiring"))
+    return Retiring(
+        chunks=tuple(chunks), pages=tuple(pages), versions=tuple(versions), trees=tuple(trees)
+    )
+
+
+# ----- publishes in flight ---------------------------------------------------------------------
+
+
+def attempt_to_text(attempt: PublishAttempt) -> str:
+    return dump_json([attempt.version, list(attempt.chunks), list(attempt.pages)])
+
+
+def attempts_from_item(item: Item | None) -> list[PublishAttempt]:
+    attempts = []
+    for text in sorted((item or {}).get("attempts", {}).get("SS", ())):
+        version, chunks, pages = json.loads(text)
+        attempts.append(PublishAttempt(version=version, chunks=tuple(chunks), pages=tuple(pages)))
+    return attempts
 
 
 def index_page_to_item(page: IndexPage) -> Item:
@@ -115,7 +162,14 @@ def index_page_from_item(item: Item) -> IndexPage:
 
 def chunk_to_item(chunk: ListChunk) -> Item:
     meta = [
-        [entry.key, entry.read_at_ns, list(entry.position), entry.etag, entry.blob_key]
+        [
+            entry.key,
+            entry.read_at_ns,
+            list(entry.position),
+            entry.etag,
+            entry.blob_key,
+            *([entry.blob_bytes] if entry.blob_key else []),
+        ]
         for entry in chunk.entries
     ]
     return {
@@ -137,8 +191,9 @@ def chunk_from_item(item: Item) -> ListChunk:
             etag=etag,
             text=None if blob else text,
             blob_key=blob,
+            blob_bytes=int(rest[0]) if rest else 0,
         )
-        for (key, read_at_ns, position, etag, blob), text in zip(meta, texts, strict=True)
+        for (key, read_at_ns, position, etag, blob, *rest), text in zip(meta, texts, strict=True)
     )
     return ListChunk(key=item["pk"]["S"], entries=entries)
 

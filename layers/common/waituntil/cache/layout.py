@@ -13,10 +13,18 @@ One table, partition key ``pk`` (string):
 - ``/<table>#c/<id>``, kind ``chunk``: a JSON array of rows (``body``) and per row its key, read
   time, position, etag and blob key (``meta``). One chunk is one page of the read API.
 - ``/<table>#sync``, kind ``sync``: the checkpoint of a running full sync.
+- ``/<table>#next``, kind ``list``: the head of the version a rebuild is building apart; never
+  served, switched to whole when complete (``sync/rebuild``).
+- ``/<table>#attempts``, kind ``attempts``: the publishes in flight (their new nodes), so that
+  what a killed one wrote is found and expired (``sync/orphans``).
 
 Nodes (versions, index pages, chunks) get unique keys and are never rewritten; a version that
 is no longer current, and nodes it alone used, get ``expires_at`` (the grace period for readers
-mid-way) and DynamoDB's TTL removes them.
+mid-way) and DynamoDB's TTL removes them. Nothing is ever deleted by key: a node no head reaches
+is given the same grace period, so a node some version still uses can never vanish early.
+
+The head, each frozen version and each row item carry ``policy``, the fingerprint of the table
+policy they were built with; a reader serves only what matches the policy in force.
 
 Here too: what a row read from Supabase becomes (``row_body``: compact JSON and its content
 hash; ``fresh_rows``: each touched key's body and list position, or gone). ``cache.items`` has
@@ -49,6 +57,9 @@ KIND_LIST = "list"
 KIND_INDEX = "index"
 KIND_CHUNK = "chunk"
 KIND_SYNC = "sync"
+KIND_ATTEMPTS = "attempts"
+# A row item's mark that its blob may still carry the "unclaimed" tag it was put with.
+BLOB_UNCLAIMED = "blob_unclaimed"
 
 Item = dict[str, Any]  # low-level client format: {"name": {"S": "..."}}
 
@@ -80,9 +91,19 @@ def sync_item_key(table: str) -> str:
     return f"/{table}#sync"
 
 
-def blob_object_key(table: str, etag: str) -> str:
-    """Content-addressed: the same body is stored once, and a key never changes meaning."""
-    return f"rows/{table}/{etag}.json"
+def next_head_key(table: str) -> str:
+    return f"/{table}#next"
+
+
+def attempts_item_key(table: str) -> str:
+    return f"/{table}#attempts"
+
+
+def blob_object_key(table: str, etag: str, nonce: str) -> str:
+    """One object per write, never per content: no item ever points back to a key once it has
+    moved off it, so tagging a replaced body superseded can never hit a live one (a row that
+    goes X -> Y -> X gets a second object for X). The etag is there for whoever reads keys."""
+    return f"rows/{table}/{etag}/{nonce}.json"
 
 
 # ----- text ------------------------------------------------------------------------------------
@@ -147,6 +168,12 @@ def _value_bytes(value: dict[str, Any]) -> int:
     if kind == "L":
         return 3 + sum(1 + _value_bytes(part) for part in raw)
     return 1
+
+
+def blob_bytes(text: str) -> int:
+    """What a row body kept in the blob store adds to a page as served: the reader puts the
+    body back into the page, and Lambda's response carries the page as one JSON string."""
+    return len(json.dumps(text)) - 2
 
 
 def served_chunk_json(entries: Iterable[ListEntry]) -> str:

@@ -14,7 +14,15 @@ base moved):
 - an entry newer than the state at hand is kept (a defensive check; it never happens when the
   caller reads states after the head);
 - an entry whose content is unchanged is not rewritten, and a patch that changes nothing
-  publishes nothing.
+  publishes nothing;
+- a version is built with one table policy (its fingerprint is on the head): a row state read
+  with another policy is never listed, and a position of another order never located.
+
+A chunk is one page of the read API and one DynamoDB item, so it is sized three ways: about
+``chunk_bytes`` of rows as served (patch cost, page size), and never more than a Lambda response
+carries (``MAX_CHUNK_RESPONSE_BYTES``: rows kept in the blob store count at their full size, the
+reader puts them back) nor than an item holds (``MAX_CHUNK_ITEM_BYTES``: every attribute of the
+chunk item, uncompressed). Only a single row can pass a limit, alone in its chunk.
 """
 
 from __future__ import annotations
@@ -34,11 +42,21 @@ from waituntil.cache.model import (
     ListEntry,
     ListHead,
     ListNodeReads,
+    Retiring,
     RowState,
     parse_position_tag,
 )
 from waituntil.core.errors import ListNodeMissing
 from waituntil.core.list_order import ListOrder, Position
+
+# A page is served as one JSON string in a Lambda response (6 MB at most); the reader refuses a
+# body over 6,000,000 bytes (``read.response``). A chunk stays a further 1 MB under that.
+MAX_CHUNK_RESPONSE_BYTES = 5_000_000
+# DynamoDB refuses an item over 400 KB (409,600 bytes; moto refuses over 405,000). A chunk item
+# counted uncompressed, every attribute included, stays under this (compression only shrinks it).
+MAX_CHUNK_ITEM_BYTES = 380_000
+# The chunk item besides its rows: pk, kind, attribute names, the two arrays' brackets.
+CHUNK_ITEM_OVERHEAD = 200
 
 
 @dataclass(frozen=True)
@@ -47,6 +65,8 @@ class ListSizes:
 
     chunk_bytes: int = 64_000  # target served bytes of one chunk (one page of the read API)
     index_refs: int = 128  # most chunk refs in one index page
+    max_response_bytes: int = MAX_CHUNK_RESPONSE_BYTES  # hard limits, see the module's doc
+    max_item_bytes: int = MAX_CHUNK_ITEM_BYTES
 
     @property
     def max_chunk_bytes(self) -> int:
@@ -71,8 +91,10 @@ class PatchPlan:
     listed_read_at: dict[str, int] = field(default_factory=dict)
 
 
-def entry_of(state: RowState) -> ListEntry | None:
-    if state.body is None or state.position is None:
+def entry_of(state: RowState, policy: str = "") -> ListEntry | None:
+    """The list entry of a row state; None when gone, or read with another table policy (it
+    must not be listed until a read with the policy in force replaces it)."""
+    if state.body is None or state.position is None or state.policy != policy:
         return None
     return ListEntry(
         key=state.key,
@@ -81,15 +103,21 @@ def entry_of(state: RowState) -> ListEntry | None:
         etag=state.body.etag,
         text=None if state.blob_key else state.body.text,
         blob_key=state.blob_key,
+        blob_bytes=state.blob_bytes,
     )
 
 
-def candidate_positions(state: RowState) -> list[Position]:
-    """Every place the row may be listed now: its tags, and where its state puts it."""
+def candidate_positions(state: RowState, order: ListOrder, policy: str = "") -> list[Position]:
+    """Every place the row may be listed now: its tags, and where its state puts it.
+
+    Tags written under another order (a key order's ``[key]`` in a column order's list) are
+    skipped: a list is built in one order, so they cannot say where it holds the row.
+    """
+    arity = 1 if order.by_key else 2
     positions = [parse_position_tag(tag)[1] for tag in sorted(state.positions)]
-    if state.position is not None:
+    if state.position is not None and state.policy == policy:
         positions.append(state.position)
-    return positions
+    return [position for position in positions if len(position) == arity]
 
 
 def plan_patch(
@@ -103,15 +131,22 @@ def plan_patch(
     now_ns: int,
     nonce: str,
     complete: bool | None = None,
+    policy: str = "",
+    rebuild: str | None = None,
 ) -> PatchPlan:
-    """The nodes and head that make ``base`` hold ``states`` (winning row states by key)."""
+    """The nodes and head that make ``base`` hold ``states`` (winning row states by key).
+
+    ``base`` must have been built with ``policy`` (None: a fresh version; ``rebuild``: the id
+    of the rebuild it is built apart for). The new head carries what it replaced in
+    ``retiring`` until it is retired.
+    """
     names = _Names(table, nonce)
     base_pages = list(base.pages) if base is not None else []
     tree = _Tree(reads, base_pages, order)
 
     # Load every chunk that may hold a touched row now, or will hold it.
     for state in states.values():
-        for position in candidate_positions(state):
+        for position in candidate_positions(state, order, policy):
             tree.load(tree.locate(position))
     old: dict[str, tuple[tuple[int, int], ListEntry]] = {}
     for location, entries in tree.chunks.items():
@@ -121,7 +156,7 @@ def plan_patch(
 
     listed: dict[str, int] = {}
     for key, state in states.items():
-        new = entry_of(state)
+        new = entry_of(state, policy)
         found = old.get(key)
         if found is not None and found[1].read_at_ns > state.read_at_ns:
             # Never replace a newer listed row with an older state (I4).
@@ -188,6 +223,15 @@ def plan_patch(
         read_at_ns=max(read_at, base.read_at_ns if base else 0),
         modified_at_ns=now_ns,
         complete=(base.complete if base is not None else True) if complete is None else complete,
+        policy=policy,
+        rebuild=base.rebuild if base is not None else rebuild,
+        retiring=Retiring(
+            chunks=tuple(retired_chunks),
+            pages=tuple(retired_pages),
+            versions=(base.version,) if base is not None else (),
+        )
+        if base is not None
+        else None,
     )
     return PatchPlan(
         head=head,
@@ -290,24 +334,65 @@ def _size(entries: Iterable[ListEntry]) -> int:
     return 1 + sum(entry.size for entry in entries)
 
 
+@dataclass
+class _Measure:
+    """A chunk's running size three ways (served, in a Lambda response, as an item)."""
+
+    served: int = 1
+    response: int = 4  # the array's brackets, and the quotes of the JSON string it travels in
+    stored: int = CHUNK_ITEM_OVERHEAD
+    rows: int = 0
+
+    @classmethod
+    def of(cls, entries: Iterable[ListEntry]) -> _Measure:
+        measure = cls()
+        for entry in entries:
+            measure.add(entry)
+        return measure
+
+    def add(self, entry: ListEntry) -> None:
+        self.served += entry.size
+        self.response += entry.response_bytes
+        self.stored += entry.stored_bytes
+        self.rows += 1
+
+    def fits(self, entry: ListEntry | None, sizes: ListSizes, target: int) -> bool:
+        """Whether ``entry`` (None: nothing) can join without passing ``target`` served bytes
+        or either hard limit. An empty chunk takes any one row."""
+        if entry is None:
+            served, response, stored = self.served, self.response, self.stored
+        elif self.rows == 0:
+            return True
+        else:
+            served = self.served + entry.size
+            response = self.response + entry.response_bytes
+            stored = self.stored + entry.stored_bytes
+        return (
+            served <= target
+            and response <= sizes.max_response_bytes
+            and stored <= sizes.max_item_bytes
+        )
+
+
 def _split_entries(run: list[ListEntry], sizes: ListSizes) -> list[list[ListEntry]]:
-    """Pieces of about ``chunk_bytes``; a small tail joins the piece before it."""
+    """Pieces of about ``chunk_bytes`` within the hard limits; a small tail joins the piece
+    before it when both fit in one."""
     if not run:
         return []
-    total = _size(run)
-    if total <= sizes.max_chunk_bytes:
+    if _Measure.of(run).fits(None, sizes, sizes.max_chunk_bytes):
         return [run]
     pieces: list[list[ListEntry]] = [[]]
-    size = 1
+    measure = _Measure()
     for entry in run:
-        if pieces[-1] and size + entry.size > sizes.chunk_bytes:
+        if not measure.fits(entry, sizes, sizes.chunk_bytes):
             pieces.append([])
-            size = 1
+            measure = _Measure()
         pieces[-1].append(entry)
-        size += entry.size
+        measure.add(entry)
     if len(pieces) > 1 and _size(pieces[-1]) < sizes.min_chunk_bytes:
-        tail = pieces.pop()
-        pieces[-1] += tail
+        joined = pieces[-2] + pieces[-1]
+        if _Measure.of(joined).fits(None, sizes, sizes.max_chunk_bytes):
+            pieces[-2:] = [joined]
     return pieces
 
 

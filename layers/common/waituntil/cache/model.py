@@ -23,9 +23,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
+from functools import cached_property
 from typing import Any, Protocol
 
 from waituntil.core.contracts import Row
+from waituntil.core.errors import RowTooLarge, RowWriteFailed
 from waituntil.core.list_order import ListOrder, Position
 
 # ----- rows ------------------------------------------------------------------------------------
@@ -46,6 +49,10 @@ class FreshRow:
     key: str
     body: RowBody | None
     position: Position | None  # None when gone
+    # Gone rows only: where a list holds the row (the read it was listed from, its position).
+    # The full sync's deletes phase knows it; its tombstone keeps it as a position tag, so the
+    # row can be unlisted even when its item had expired (TTL) or never existed.
+    listed_at: tuple[int, Position] | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,11 @@ class RowState:
     position: Position | None
     positions: frozenset[str] = frozenset()
     blob_key: str | None = None  # the body lives in the blob store (too large for an item)
+    # The blob's "unclaimed" tag (set when it was put) may still be on it: a consumer died
+    # between the item write and clearing the tag. Rewriting the row settles it.
+    blob_unclaimed: bool = False
+    blob_bytes: int = 0  # such a body's size as served (``cache.layout.blob_bytes``)
+    policy: str = ""  # fingerprint of the table policy it was read with (``TablePolicy``)
 
 
 def position_tag(read_at_ns: int, position: Position) -> str:
@@ -74,15 +86,37 @@ def parse_position_tag(tag: str) -> tuple[int, Position]:
     return int(read_at), tuple(json.loads(raw))
 
 
+class RowFailureReason(Enum):
+    """Why one row's write failed: what the flows decide on, never the message's wording."""
+
+    # Too large for an item and no blob store: no retry can store it. A full sync skips it
+    # (counted in ``RowsNotStorable``); a change's record fails alone and ends in the DLQ.
+    TOO_LARGE = "too-large"
+    # DynamoDB or S3 failed for this row: a retry may store it, so its record is retried.
+    DEPENDENCY_FAILED = "dependency-failed"
+
+
+@dataclass(frozen=True)
+class RowFailure:
+    reason: RowFailureReason
+    detail: str  # names the row and the cause; never the row's body
+
+    def error(self) -> Exception:
+        """The typed error a record fails with (the one mapping of reason to error)."""
+        if self.reason is RowFailureReason.TOO_LARGE:
+            return RowTooLarge(self.detail)
+        return RowWriteFailed(self.detail)
+
+
 @dataclass(frozen=True)
 class RowWrites:
     """What a batch of conditional row writes did."""
 
-    written: int = 0
+    written: int = 0  # live rows written, stored out of line (in the blob store) included
     deleted: int = 0
     skipped_stale: int = 0
-    stored_out_of_line: int = 0
-    failures: dict[str, str] = field(default_factory=dict)  # key -> why that row failed
+    stored_out_of_line: int = 0  # of ``written``: bodies kept in the blob store
+    failures: dict[str, RowFailure] = field(default_factory=dict)  # key -> why that row failed
 
 
 # ----- the list --------------------------------------------------------------------------------
@@ -98,13 +132,31 @@ class ListEntry:
     etag: str
     text: str | None  # None: the body is in the blob store under ``blob_key``
     blob_key: str | None = None
+    blob_bytes: int = 0  # a blob row's body as served (JSON-escaped bytes), recorded at write
 
     def same_content(self, other: ListEntry) -> bool:
         return self.etag == other.etag and self.position == other.position
 
-    @property
+    @cached_property
     def size(self) -> int:
-        return len(self.text.encode()) + 1 if self.text is not None else 64
+        """Bytes this row adds to its page as served (a row kept in the blob store counts at
+        its full size: the reader puts it back in the page)."""
+        return len(self.text.encode()) + 1 if self.text is not None else self.blob_bytes + 1
+
+    @cached_property
+    def response_bytes(self) -> int:
+        """Bytes this row adds to a Lambda response, where the page is one JSON string."""
+        if self.text is None:
+            return self.blob_bytes + 1
+        return len(json.dumps(self.text)) - 1  # the escaped text, less its quotes, plus a comma
+
+    @cached_property
+    def stored_bytes(self) -> int:
+        """Bytes this row adds to its chunk item, uncompressed: its text in the body (``null``
+        for a blob row) and its line of the chunk's ``meta``."""
+        body = len(self.text.encode()) if self.text is not None else 4
+        meta = [self.key, self.read_at_ns, list(self.position), self.etag, self.blob_key]
+        return body + 2 + len(json.dumps(meta, ensure_ascii=False, separators=(",", ":"))) + 12
 
 
 @dataclass(frozen=True)
@@ -148,6 +200,22 @@ class IndexPage:
 
 
 @dataclass(frozen=True)
+class Retiring:
+    """What a version replaced and no longer uses: kept on its head until retired.
+
+    The switch to a version and its predecessor's retirement are one step: the head item
+    carries this until ``list_publish.retire_replaced`` has given every one of these nodes its
+    grace period and cleared it. Whoever reads a head with this set (its publisher, the
+    redelivery of its publisher's record, the next publisher, the sweep) finishes it first.
+    """
+
+    chunks: tuple[str, ...] = ()
+    pages: tuple[str, ...] = ()
+    versions: tuple[str, ...] = ()  # version ids whose frozen item this version replaced
+    trees: tuple[str, ...] = ()  # version ids none of whose nodes this version uses
+
+
+@dataclass(frozen=True)
 class ListHead:
     """One published version of a table's list; the head item holds the current one."""
 
@@ -160,10 +228,30 @@ class ListHead:
     read_at_ns: int  # the newest read any of its rows came from
     modified_at_ns: int  # when this version was published
     complete: bool = True  # False while the first fill of the table has not finished
+    policy: str = ""  # fingerprint of the table policy it was built with
+    # The sync id of the rebuild building this version apart (``/<table>#next``): never served,
+    # then switched to whole (``sync/rebuild``). None: the served lineage.
+    rebuild: str | None = None
+    retiring: Retiring | None = None  # what it replaced, until retired (head item only)
 
     @property
     def chunk_count(self) -> int:
         return sum(page.chunk_count for page in self.pages)
+
+
+@dataclass(frozen=True)
+class PublishAttempt:
+    """One publish's new nodes, registered before they are written and forgotten once the
+    publish is settled (its head switched and its predecessor retired, or its nodes released).
+    What a killed publish leaves behind is found here by the sweep (``sync/orphans``)."""
+
+    version: str  # "<clock ns>-<nonce>": the version it would publish
+    chunks: tuple[str, ...]
+    pages: tuple[str, ...]
+
+    @property
+    def started_ns(self) -> int:
+        return int(self.version.split("-", 1)[0])
 
 
 @dataclass(frozen=True)
@@ -233,10 +321,24 @@ class CacheReads(ListNodeReads, ServingReads, Protocol):
 
     def get_rows(self, table: str, keys: Sequence[str]) -> dict[str, RowState]: ...
 
+    def get_next_head(self, table: str) -> ListHead | None:
+        """The version a rebuild is building apart (``/<table>#next``), if any."""
+        ...
+
+    def get_attempts(self, table: str) -> list[PublishAttempt]:
+        """Publishes registered and not yet settled (in flight, or killed)."""
+        ...
+
 
 class CacheWrites(Protocol):
     def write_rows(
-        self, table: str, fresh: Sequence[FreshRow], *, read_at_ns: int, order: ListOrder
+        self,
+        table: str,
+        fresh: Sequence[FreshRow],
+        *,
+        read_at_ns: int,
+        order: ListOrder,
+        policy: str = "",
     ) -> RowWrites: ...
 
     def write_nodes(
@@ -244,7 +346,20 @@ class CacheWrites(Protocol):
     ) -> int: ...
 
     def flip_head(self, head: ListHead, base: ListHead | None) -> bool:
-        """Make ``head`` current if the current head is still ``base``; False if it moved."""
+        """Make ``head`` current if the current head is still ``base``; False if it moved.
+
+        Idempotent under a resend: a switch that applied but whose answer was lost is True.
+        ``head.rebuild`` set: the head of ``/<table>#next`` instead (``base`` from there too).
+        """
+        ...
+
+    def promote_head(self, head: ListHead, base: ListHead | None, rebuilt: ListHead) -> bool:
+        """Make ``head`` (the content of ``rebuilt``, the version a rebuild built apart) the
+        served head if it is still ``base``, and end ``rebuilt`` in the same step."""
+        ...
+
+    def clear_retiring(self, head: ListHead) -> None:
+        """``head.retiring`` is done: drop it from the head item (if still that version)."""
         ...
 
     def retire(
@@ -254,12 +369,13 @@ class CacheWrites(Protocol):
         page_keys: Sequence[str],
         version: str | None,
     ) -> None:
-        """Nodes (and the version) no longer current: kept for the grace period, then expire."""
+        """Nodes (and the version) no longer current: kept for the grace period, then expire.
+        A node already expiring keeps its time (retiring twice never shortens the grace)."""
         ...
 
-    def discard(self, chunk_keys: Sequence[str], page_keys: Sequence[str]) -> None:
-        """Nodes written for a publish that lost its race: no version ever referenced them."""
-        ...
+    def register_attempt(self, table: str, attempt: PublishAttempt) -> None: ...
+
+    def end_attempt(self, table: str, attempt: PublishAttempt) -> None: ...
 
     def prune_positions(self, table: str, stale: Mapping[str, frozenset[str]]) -> None: ...
 

@@ -9,13 +9,19 @@ Version 1 fields:
 - ``schema``, ``table``: where the change happened.
 - ``key``: the primary key value (from ``record``, or ``old_record`` for a DELETE); null
   for RESYNC, whose ``table`` may be ``*`` (every cached table).
+- ``old_key``: UPDATE only, when ``old_record`` had another key (``UPDATE ... SET id = 30
+  WHERE id = 3``, or a policy key such as a slug renamed): the consumer converges both keys,
+  so the old one is unlisted. Absent otherwise (added within v1: a consumer of before it
+  refuses a message that has it, and SQS redelivers that message to the updated consumer).
 - ``record``, ``old_record``: the row bodies as Supabase sent them, or null when
   ``bodies_dropped`` is true (the message would have exceeded the SQS size limit). The consumer
   never trusts them for content: it re-reads Supabase. They are kept for audit and replay.
 - ``received_at``: when the receiver accepted the webhook (UTC, ISO 8601).
 - ``correlation_id``: the receiver's request id; the consumer logs it for every record.
 - ``sync``: only on RESYNC messages the consumer sends itself to continue a full sync that ran
-  out of invocation time: which sync, which phase, and the last key or list position done.
+  out of invocation time: which sync, which phase, and the last key or list position done;
+  and on a rebuild's (``rebuild: true``: ``make rebuild``, or a consumer that found the list
+  built with another table policy).
 """
 
 from __future__ import annotations
@@ -61,6 +67,9 @@ class SyncProgress(BaseModel):
     sync_id: Annotated[str, Field(min_length=1, max_length=64)]
     phase: Literal["rows", "deletes"] = "rows"
     after: Any = None
+    # A rebuild: the sync builds a fresh version apart and switches to it when complete, while
+    # readers keep the served one (``make rebuild``, or a table policy that changed).
+    rebuild: bool = False
 
 
 class Change(BaseModel):
@@ -73,6 +82,7 @@ class Change(BaseModel):
     schema_name: Annotated[str, Field(alias="schema")]
     table: str
     key: RowKey | None
+    old_key: RowKey | None = None
     record: Row | None = None
     old_record: Row | None = None
     bodies_dropped: bool = False
@@ -86,7 +96,18 @@ class Change(BaseModel):
             raise ValueError("key is required for row changes and must be null for RESYNC")
         if self.sync is not None and (self.type != "RESYNC" or self.table == EVERY_TABLE):
             raise ValueError("sync progress belongs to a RESYNC of one table")
+        if self.old_key is not None and (
+            self.type != "UPDATE" or str(self.old_key) == str(self.key)
+        ):
+            raise ValueError("old_key is an UPDATE's previous key, when it differs from key")
         return self
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The cache keys this change touches, as the cache spells them: its key, and the
+        key the row had before an UPDATE that changed it."""
+        touched = (self.key, self.old_key)
+        return tuple(str(key) for key in touched if key is not None)
 
     def to_message(self) -> str:
         return self.model_dump_json(by_alias=True)

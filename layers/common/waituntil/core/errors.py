@@ -112,13 +112,33 @@ class SourceUnavailable(DependencyUnavailable):
     """Supabase could not be read; the changes of that table are retried by SQS."""
 
 
+class SupabaseKeyRefused(SourceUnavailable):
+    """Supabase answered 401 to a key, also after its secret was read again."""
+
+
 # Consumer: a message that can never succeed. It fails alone and ends in the DLQ.
 class InvalidMessage(WaitUntilError):
     pass
 
 
 class RowTooLarge(WaitUntilError):
-    """A row whose compressed JSON still exceeds DynamoDB's 400 KB item limit."""
+    """A row whose compressed JSON still exceeds DynamoDB's 400 KB item limit, and no blob
+    store to keep it in: no retry can store it (``RowFailureReason.TOO_LARGE``)."""
+
+
+class RowWriteFailed(DependencyUnavailable):
+    """One row's write failed on a dependency (DynamoDB, S3): a retry may store it
+    (``RowFailureReason.DEPENDENCY_FAILED``)."""
+
+
+class RowWritesFailed(DependencyUnavailable):
+    """Rows of a full sync's page could not be written: the page is not done, so the sync's
+    record fails and its retry resumes from the checkpoint before that page."""
+
+
+class WrongKeyRole(SecretUnavailable):
+    """A Supabase key stored for one role carries another role's claim (a service-role key in
+    the anon secret would cache what Row Level Security hides): it is never used."""
 
 
 class ListNodeMissing(WaitUntilError):
@@ -131,3 +151,12 @@ class ListContended(DependencyUnavailable):
 
 class ListFilling(DependencyUnavailable):
     """The first fill of a table has not finished: its list is not complete yet (I6)."""
+
+
+class ListRebuilding(ListFilling):
+    """The served list was built with another table policy than the one in force: it is not
+    served (it may hold rows or columns the policy now hides) while a rebuild runs."""
+
+
+class RebuildSuperseded(WaitUntilError):
+    """A rebuild found its version replaced by a newer rebuild's: it stops, the newer goes on."""

@@ -17,6 +17,11 @@ from waituntil.core.table_policy import TablePolicy, parse_policies
 
 # Supabase (PostgREST db-max-rows) silently truncates any read to this many rows.
 SUPABASE_MAX_ROWS = 1000
+# SQS keeps a message at most 14 days (an AWS limit): the dead-letter queue's retention when
+# DEAD_LETTER_RETENTION_SECONDS is not set (template.yaml sets it from the queue's one value).
+SQS_MAX_RETENTION_S = 1_209_600
+# How much longer than the dead-letter queue's retention a tombstone is kept.
+TOMBSTONE_MARGIN_S = 86_400
 
 
 def _split_csv(value: object) -> object:
@@ -89,14 +94,27 @@ class ConsumerSettings(_EnvSettings):
     # Target bytes of one list chunk (= one page of the read API); see docs/BENCHMARKS.md.
     chunk_bytes: Annotated[int, Field(alias="LIST_CHUNK_BYTES", ge=1024, le=150_000)] = 64_000
     index_refs: Annotated[int, Field(alias="LIST_INDEX_REFS", ge=4, le=1000)] = 128
-    tombstone_ttl_s: Annotated[int, Field(alias="TOMBSTONE_TTL_SECONDS", ge=60)] = 86_400
+    # A change can come back from the dead-letter queue as late as its retention allows; its
+    # row's tombstone must still be there then, holding the row's list positions, or the
+    # deleted row could never be unlisted. So tombstones outlive that retention.
+    dead_letter_retention_s: Annotated[
+        int, Field(alias="DEAD_LETTER_RETENTION_SECONDS", ge=60, le=SQS_MAX_RETENTION_S)
+    ] = SQS_MAX_RETENTION_S
     old_list_grace_s: Annotated[int, Field(alias="OLD_LIST_GRACE_SECONDS", ge=0)] = 900
+    # A publish older than this is settled or dead: no invocation runs longer than Lambda's
+    # 900 s, so the sweep may expire what it wrote that no head reaches. Also how long a
+    # rebuild may go without switching its version before another consumer takes it over.
+    orphan_age_s: Annotated[int, Field(alias="ORPHAN_AGE_SECONDS", ge=0)] = 1200
     # Where a full sync sends its continuation (the change queue itself).
     queue_url: Annotated[str, Field(alias="QUEUE_URL", min_length=1)]
     # A full sync stops and continues in a new message when less than this is left.
     sync_reserve_ms: Annotated[int, Field(alias="SYNC_RESERVE_MS", ge=1000)] = 10_000
     # S3 bucket for row bodies too large for a DynamoDB item; empty: such rows fail alone.
     blob_bucket: Annotated[str | None, Field(alias="BLOB_BUCKET")] = None
+
+    @property
+    def tombstone_ttl_s(self) -> int:
+        return self.dead_letter_retention_s + TOMBSTONE_MARGIN_S
 
 
 class ReaderSettings(_EnvSettings):

@@ -25,6 +25,7 @@ not name get the defaults, so the common case is ``CachedTables=articles`` and n
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from typing import Annotated, Literal
@@ -77,6 +78,21 @@ class TablePolicy(BaseModel):
         columns = [column.strip() for column in self.columns.split(",") if column.strip()]
         needed = [self.key] + ([self.list_order.column] if self.list_order.column else [])
         return ",".join(columns + [column for column in needed if column not in columns])
+
+    @property
+    def fingerprint(self) -> str:
+        """What the cache of this table is built with: a hash of the whole policy.
+
+        Stored on the list's head and on every row item; a reader serves only what carries the
+        fingerprint of the policy in force, so tightening a policy (``service`` to ``anon``,
+        fewer columns, a filter) never leaves what it now hides public, and a changed order
+        never patches a list built in another one (the table is rebuilt as a fresh version).
+        """
+        # What shapes the cached rows and the list: not ``public``, which only says who may
+        # read them (the reader's start-up check), so changing it rebuilds nothing.
+        built_with = self.model_dump(exclude={"public"})
+        canonical = json.dumps(built_with, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def filters(self) -> list[tuple[str, str]]:
         """``(column, "operator.value")`` pairs, in the order given."""

@@ -6,7 +6,9 @@ layer in front (API Gateway, the local gateway) sends the headers only, with the
 without downloading it. A body-less ``HEAD`` reply would announce ``Content-Length: 0``.
 
 - ``/{table}/{id}``: one cached row, its body exactly as stored. One DynamoDB read.
-  ``404`` when the row is not cached or was deleted (tombstones read as missing).
+  ``404`` when the row is not cached or was deleted (tombstones read as missing), or was
+  cached under another table policy than the one in force (it may hold what the policy now
+  hides; the consumer rewrites it).
 - ``/{table}``: the aggregate list, one page per stored chunk of one list version, so a page
   never mixes two versions and stays far below Lambda's 6 MB response limit.
   ``?page=N`` (1-based) picks a page of the current version; ``?cursor=C`` pins a version
@@ -21,7 +23,9 @@ without downloading it. A body-less ``HEAD`` reply would announce ``Content-Leng
   query-only relative references (``<?cursor=...>``, RFC 3986 section 5.2).
   ``X-Total-Count`` is the list's row count, ``X-Page`` / ``X-Page-Count`` the position.
   A cursor whose version was retired (its chunks expired after the grace period) is ``410``:
-  restart from the first page. Until then the old version is served as it was.
+  restart from the first page. Until then the old version is served as it was. A list built
+  with another table policy than the one in force is never served: ``503`` (``Retry-After``)
+  while it is rebuilt, ``410`` for a cursor pinning one of its versions.
 - ``ETag``: a row's is its content hash; a page's is ``"<list etag>-p<page>"``, the list
   version's content hash and the page number (same list content, same chunking, same page).
   ``If-None-Match`` (a list of tags, ``W/`` tags compared weakly, or ``*``) answers ``304``
@@ -66,7 +70,7 @@ def read_item(store: ServingReads, request: ReadRequest, settings: ReaderSetting
     table = check_table(request.table, settings.cached_tables)
     key = parse_id(request.raw_id)
     found = store.get_row_body(table, key)
-    if found is None:
+    if found is None or found[0].policy != settings.policy(table).fingerprint:
         raise NotCached(f"no row {key!r} in {table}")
     state, body = found
     headers = {
@@ -80,12 +84,13 @@ def read_item(store: ServingReads, request: ReadRequest, settings: ReaderSetting
 def read_page(store: ServingReads, request: ReadRequest, settings: ReaderSettings) -> ReadResponse:
     check_access(request, settings)
     table = check_table(request.table, settings.cached_tables)
+    policy = settings.policy(table).fingerprint
     page = parse_page(request.page)
     if request.cursor is not None:
         pinned, cursor_page = decode_cursor(request.cursor, table)
         page = _within(pinned, page or cursor_page)
         head = store.get_version(table, pinned.version)
-        served = _page_of(store, head, page) if head is not None else None
+        served = _page_of(store, head, page) if head is not None and head.policy == policy else None
         if served is None:
             raise StaleCursor(
                 "the list changed and the version this cursor pins is no longer kept; "
@@ -106,7 +111,7 @@ def read_page(store: ServingReads, request: ReadRequest, settings: ReaderSetting
         headers = page_headers(version, number, etag, settings, request.base_url)
         return _conditional_or_full(request, headers, body)
 
-    response = read_current_version(store, table, serve)
+    response = read_current_version(store, table, serve, policy=policy)
     if response is None:
         raise NotCached(f"the list of {table} is not cached yet")
     return response

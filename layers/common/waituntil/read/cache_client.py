@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from waituntil.cache.model import ListHead, ServingReads
 from waituntil.core.contracts import Row, RowKey
-from waituntil.core.errors import DependencyUnavailable, ListFilling
+from waituntil.core.errors import DependencyUnavailable, ListFilling, ListRebuilding
 
 # A list version retired between reading its head and its nodes is re-read from the head: that
 # race needs the grace period to be shorter than the read, so two flips within one read are
@@ -23,24 +23,33 @@ LIST_READ_ATTEMPTS = 3
 Read = TypeVar("Read")
 
 
-def get_item(store: ServingReads, table: str, key: RowKey) -> Row | None:
+def get_item(
+    store: ServingReads, table: str, key: RowKey, *, policy: str | None = None
+) -> Row | None:
+    """One cached row; None if not cached. ``policy``: the fingerprint of the table policy in
+    force (``TablePolicy.fingerprint``); a row cached under another is not served."""
     found = store.get_row_body(table, str(key))
-    if found is None:
+    if found is None or (policy is not None and found[0].policy != policy):
         return None
     row: Row = json.loads(found[1])
     return row
 
 
-def get_list(store: ServingReads, table: str) -> list[Row] | None:
+def get_list(store: ServingReads, table: str, *, policy: str | None = None) -> list[Row] | None:
     """All rows of the current list version, never a mix of two versions. None: not cached.
 
-    Raises ``ListFilling`` while the table's first fill has not finished (I6).
+    Raises ``ListFilling`` while the table's first fill has not finished (I6), and
+    ``ListRebuilding`` if the list was built with another policy than ``policy``.
     """
-    return read_current_version(store, table, lambda head: read_version(store, head))
+    return read_current_version(store, table, lambda head: read_version(store, head), policy=policy)
 
 
 def read_current_version(
-    store: ServingReads, table: str, read: Callable[[ListHead], Read | None]
+    store: ServingReads,
+    table: str,
+    read: Callable[[ListHead], Read | None],
+    *,
+    policy: str | None = None,
 ) -> Read | None:
     """``read`` of the table's current list version; None when the table has no list yet.
 
@@ -53,6 +62,11 @@ def read_current_version(
         head = store.get_head(table)
         if head is None:
             return None
+        if policy is not None and head.policy != policy:
+            raise ListRebuilding(
+                f"the list of {table} was built with another table policy than the one in "
+                "force; it is being rebuilt"
+            )
         if not head.complete:
             raise ListFilling(
                 f"the list of {table} is still filling ({head.row_count} rows so far); "

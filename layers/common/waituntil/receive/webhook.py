@@ -23,7 +23,8 @@ Supabase drops for good, and a crash is worse: it says nothing). The refused cla
 
 And what is accepted though the queue message cannot carry it verbatim is queued by key only,
 with the bodies dropped (the consumer re-reads the row from Supabase anyway): bodies over the
-SQS message limit, nested deeper than the message serializer goes (255 levels), or holding
+SQS message limit, bodies the consumer could not read back (its parser, ``Change.from_message``,
+stops at 200 levels of nesting in the whole message; the serializer at 255), or holding
 numbers a double or Python int cannot represent (Postgres ``numeric`` can be ``1e400`` or have
 5,000 digits; Python would turn the first into ``inf`` and refuse the second).
 """
@@ -74,6 +75,9 @@ _UTF16_32_BOMS = (
 )
 # A \uD800-\uDFFF escape in the raw text: only then can a lone surrogate reach the document.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+# Fewer brackets than this in a message, and it cannot nest as deep as the consumer's parser
+# stops (200 levels): any number below that limit would do, this one keeps clear of it.
+_BRACKETS_NEVER_TOO_DEEP = 150
 # Characters SQS refuses (or, by newer docs, silently replaces with U+FFFD): everything outside
 # #x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF. Postgres text can hold
 # U+FFFE and U+FFFF, and pydantic writes them raw, so they are escaped in the message.
@@ -198,11 +202,14 @@ def build_change(
     )
     if keyed_row is None:
         raise InvalidPayload(f"{payload.type} needs an object in {field}")
+    primary_key = primary_keys[payload.table]
+    key = _row_key(keyed_row, field, primary_key)
     return Change(
         type=payload.type,
         schema_name=payload.schema_name,
         table=payload.table,
-        key=_row_key(keyed_row, field, primary_keys[payload.table]),
+        key=key,
+        old_key=_old_key(payload, key, primary_key),
         record=payload.record,
         old_record=payload.old_record,
         received_at=received_at,
@@ -215,16 +222,33 @@ def fit_message(change: Change, max_bytes: int) -> tuple[str, Change]:
 
     The consumer re-reads the row from Supabase anyway, so the key is enough: a valid change
     is never refused because of its bodies (too large for SQS, nested deeper than the
-    serializer goes, numbers it cannot write).
+    serializer goes, numbers it cannot write), and never queued in a form the consumer cannot
+    read: the message is read back with the consumer's own parser first, so the two sides
+    share one limit by construction instead of two constants that could drift apart.
     """
     try:
-        message = sqs_safe(change.to_message())
+        message: str | None = sqs_safe(change.to_message())
     except PydanticSerializationError:
         message = None
-    if message is not None and len(message.encode()) <= max_bytes:
+    if message is not None and len(message.encode()) <= max_bytes and _readable(message):
         return message, change
     slim = change.model_copy(update={"record": None, "old_record": None, "bodies_dropped": True})
     return sqs_safe(slim.to_message()), slim
+
+
+def _readable(message: str) -> bool:
+    """Whether the consumer's parser reads ``message``.
+
+    Reading back costs about 4 ms per 100 KB, so it is done only when it could fail: a
+    message nests at most as deep as it has brackets, and one with fewer than
+    ``_BRACKETS_NEVER_TOO_DEEP`` (counted in about 1 ms per MB) is readable for sure."""
+    if message.count("[") + message.count("{") < _BRACKETS_NEVER_TOO_DEEP:
+        return True
+    try:
+        Change.from_message(message)
+    except ValidationError:
+        return False
+    return True
 
 
 def sqs_safe(message: str) -> str:
@@ -249,6 +273,20 @@ def _row_key(row: dict[str, Any], field: str, primary_key: str) -> RowKey:
     if len(str(key).encode()) > MAX_KEY_BYTES:
         raise InvalidPayload(f"{field}.{primary_key} is longer than {MAX_KEY_BYTES} bytes")
     return key
+
+
+def _old_key(payload: WebhookPayload, key: RowKey, primary_key: str) -> RowKey | None:
+    """An UPDATE's previous key when the update changed it: the consumer must converge that
+    key too, or the cache keeps serving the row under its old key."""
+    if payload.type != "UPDATE" or payload.old_record is None:
+        return None
+    try:
+        old_key = _row_key(payload.old_record, "old_record", primary_key)
+    except InvalidPayload:
+        # No key, or one the cache could never have held (its INSERT was refused): there is
+        # nothing cached under it to clear, and the new key's change must not be lost.
+        return None
+    return None if str(old_key) == str(key) else old_key
 
 
 def _charset(parameters: str) -> str | None:

@@ -91,15 +91,20 @@ def _record_failures(
             outcome.failures[message_id] = error
         return
     for message_id, change in changes:
-        if change.key is not None and str(change.key) in failed_keys:
-            outcome.failures[message_id] = failed_keys[str(change.key)]
+        for key in change.keys:
+            if key in failed_keys:
+                outcome.failures[message_id] = failed_keys[key]
+                break
 
 
 def parse_change(body: str, settings: ConsumerSettings) -> Change:
     try:
         change = Change.from_message(body)
     except ValidationError as error:
-        raise InvalidMessage(f"not a version-1 change message: {error.errors()[:3]}") from error
+        # Without the input: pydantic's errors carry the offending value, which for a message
+        # too deep to parse is the whole message, row bodies included. Logs never hold rows.
+        problems = error.errors(include_url=False, include_input=False, include_context=False)
+        raise InvalidMessage(f"not a version-1 change message: {problems[:3]}") from None
     every_table = change.type == "RESYNC" and change.table == EVERY_TABLE
     known_table = every_table or change.table in settings.cached_tables
     if not known_table or change.schema_name != settings.schema_name:
@@ -115,5 +120,6 @@ def _log_change(change: Change) -> None:
             "change_type": change.type,
             "table": change.table,
             "key": change.key,
+            "old_key": change.old_key,
         },
     )

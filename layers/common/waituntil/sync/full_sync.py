@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,14 +19,25 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from waituntil.cache.layout import fresh_rows
 from waituntil.cache.list_patch import locate
-from waituntil.cache.model import CacheStorePort, FreshRow, ListEntry, ListHead, SyncCheckpoint
+from waituntil.cache.model import (
+    CacheStorePort,
+    FreshRow,
+    IndexPage,
+    ListEntry,
+    ListHead,
+    RowFailureReason,
+    RowWrites,
+    SyncCheckpoint,
+)
 from waituntil.core.contracts import EVERY_TABLE, Change, SyncProgress
-from waituntil.core.errors import ListNodeMissing
-from waituntil.core.list_order import ListOrder
+from waituntil.core.errors import ListNodeMissing, RebuildSuperseded, RowWritesFailed
+from waituntil.core.list_order import ListOrder, Position
 from waituntil.core.observability import logger, metrics
-from waituntil.sync.list_publish import publish_rows
+from waituntil.sync.list_publish import current_head, publish_rows
+from waituntil.sync.list_retire import sweep_orphans
 from waituntil.sync.pipeline_metrics import record_synced
 from waituntil.sync.ports import ConsumerPorts
+from waituntil.sync.rebuild import after_superseded, begin_rebuild, promote
 
 # Keys checked against Supabase per request in the deletes phase of a full sync.
 DELETE_CHECK_KEYS = 500
@@ -66,9 +78,28 @@ def resync(
         return {}
     progress = change.sync or SyncProgress(sync_id=secrets.token_hex(8))
     fixed = [0]
-    full_sync(change.table, progress, ports, remaining_ms, fixed)
+    try:
+        full_sync(change.table, progress, ports, remaining_ms, fixed)
+    except RebuildSuperseded:
+        # A newer rebuild replaced this one's version (that one finishes the job), or the
+        # policy it was rebuilding for is no longer in force.
+        logger.info("rebuild superseded", extra={"table": change.table})
+        _after_superseded(change.table, progress, ports)
+        return {}
     record_synced([change], datetime.now(UTC), rows_fixed=fixed[0])
     return {}
+
+
+def _after_superseded(table: str, progress: SyncProgress, ports: ConsumerPorts) -> None:
+    """A rebuild that stops leaves no checkpoint behind: a first fill waiting on it (its
+    checkpoint stood for "a sync is under way") is started now instead."""
+    checkpoint = ports.store.get_checkpoint(table)
+    if checkpoint is not None and checkpoint.sync_id == progress.sync_id:
+        ports.store.put_checkpoint(None, table)
+    after_superseded(table, ports)
+    served = ports.store.get_head(table)
+    if served is not None and not served.complete and served.policy == ports.policy(table):
+        ensure_fill(table, ports)
 
 
 def full_sync(
@@ -83,10 +114,16 @@ def full_sync(
     settings, store = ports.settings, ports.store
     order = ports.list_order(table)
     checkpoint = store.get_checkpoint(table)
-    if checkpoint is not None and checkpoint.sync_id == progress.sync_id:
+    resuming = checkpoint is not None and checkpoint.sync_id == progress.sync_id
+    if resuming and checkpoint is not None:
         progress = progress.model_copy(
             update={"phase": checkpoint.phase, "after": checkpoint.after}
         )
+    if progress.rebuild:
+        # A rebuild's pages patch the version it builds apart (``sync/rebuild``).
+        if not resuming and progress.phase == "rows" and progress.after is None:
+            begin_rebuild(table, progress.sync_id, ports)
+        ports = replace(ports, rebuild=progress.sync_id)
     started_ns = ports.clock_ns()
     slowest_ms = 0.0
     pages = 0
@@ -106,13 +143,19 @@ def full_sync(
                 update={"phase": next_phase, "after": None if done else after}
             )
         else:
-            after, done, gone = _sync_deletes_step(table, progress.after, order, ports)
+            if isinstance(progress.after, dict):
+                after, done, gone = _replaced_deletes_step(table, progress.after, ports)
+            else:
+                after, done, gone = _sync_deletes_step(table, progress.after, order, ports)
+                if done and ports.rebuild is not None:
+                    # A rebuild then walks the version it replaces too: a row only that one
+                    # lists (its delete was lost) is in no list the rebuild builds.
+                    after = _replaced_start(table, ports)
+                    done = after is None
             if fixed is not None:
                 fixed[0] += gone
             if done:
-                # A list created by this sync (or by the change that started the first fill)
-                # is published as complete only now (I6).
-                publish_rows(table, [], ports, complete=True)
+                _finish(table, ports)
                 store.put_checkpoint(None, table)
                 metrics.add_metric(name="FullSyncs", unit=MetricUnit.Count, value=1)
                 logger.info(
@@ -138,6 +181,17 @@ def full_sync(
         )
 
 
+def _finish(table: str, ports: ConsumerPorts) -> None:
+    """A list created by this sync (or by the change that started the first fill) is
+    published as complete only now (I6); a rebuild's version is switched to whole. Then what
+    killed publishes left behind is swept (``list_retire.sweep_orphans``)."""
+    if ports.rebuild is not None:
+        promote(table, ports.rebuild, ports)
+    else:
+        publish_rows(table, [], ports, complete=True)
+    sweep_orphans(ports.store, table, ports.clock_ns(), ports.settings.orphan_age_s)
+
+
 def _sync_rows_page(
     table: str, after: Any, order: ListOrder, ports: ConsumerPorts
 ) -> tuple[Any, bool, int]:
@@ -151,6 +205,7 @@ def _sync_rows_page(
     keys = [str(row[order.primary_key]) for row in rows]
     fresh = fresh_rows(keys, rows, order)
     cached = store.get_rows(table, keys)
+    policy = ports.policy(table)
     differing = [
         row
         for row in fresh
@@ -159,17 +214,14 @@ def _sync_rows_page(
         or row.body is None
         or state.body.etag != row.body.etag
         or state.position != row.position
+        or state.policy != policy
+        or state.blob_unclaimed
     ]
-    writes = store.write_rows(table, differing, read_at_ns=read_at_ns, order=order)
-    if writes.failures:
-        logger.error(
-            "rows failed in a full sync",
-            extra={"table": table, "keys": sorted(writes.failures)[:20]},
-        )
-        metrics.add_metric(name="RowFailures", unit=MetricUnit.Count, value=len(writes.failures))
+    writes = store.write_rows(table, differing, read_at_ns=read_at_ns, order=order, policy=policy)
+    skipped = _rows_never_storable(table, writes)
     # Every key of the page goes through the patch, not just the rewritten ones: the list may
     # lack a row whose item is current (a crash between the two writes).
-    publish_rows(table, [key for key in keys if key not in writes.failures], ports)
+    publish_rows(table, [key for key in keys if key not in skipped], ports)
     last = rows[-1][order.primary_key]
     # Not done on a short page: a project whose max-rows is below the page size answers
     # short pages before the end. Only the empty page after the last row ends the phase.
@@ -181,22 +233,120 @@ def _sync_deletes_step(
 ) -> tuple[Any, bool, int]:
     """Walk the list from ``after``: tombstone the rows Supabase no longer has."""
     store = ports.store
-    head = store.get_head(table)
+    head = current_head(table, ports)
     if head is None:
         return after, True, 0
+    if after is not None and len(after) != (1 if order.by_key else 2):
+        after = None  # a position in another order (the policy changed): walk from the start
     entries = list(_list_entries_after(store, head, after, order, DELETE_CHECK_KEYS))
     if not entries:
         return after, True, 0
-    keys = [entry.key for entry in entries]
-    existing = ports.source.existing_keys(table, keys)
-    gone = [key for key in keys if key not in existing]
+    # The clock before the read it stamps, as for every other write: a row re-inserted and
+    # cached after this read began carries a later time than the tombstone, so it wins.
+    read_at_ns = ports.clock_ns()
+    existing = ports.source.existing_keys(table, [entry.key for entry in entries])
+    gone = [entry for entry in entries if entry.key not in existing]
     if gone:
-        read_at_ns = ports.clock_ns()
-        fresh = [FreshRow(key=key, body=None, position=None) for key in gone]
-        store.write_rows(table, fresh, read_at_ns=read_at_ns, order=order)
-        publish_rows(table, gone, ports)
+        # Each tombstone keeps where the list holds its row, so the publish can unlist it
+        # even when the row's item had expired (TTL) or was never written.
+        fresh = [
+            FreshRow(key=entry.key, body=None, position=None, listed_at=_listed_at(entry))
+            for entry in gone
+        ]
+        written = store.write_rows(
+            table, fresh, read_at_ns=read_at_ns, order=order, policy=ports.policy(table)
+        )
+        _rows_never_storable(table, written)
+        publish_rows(table, [entry.key for entry in gone], ports)
         metrics.add_metric(name="RowsHealedAsDeleted", unit=MetricUnit.Count, value=len(gone))
     return list(entries[-1].position), len(entries) < DELETE_CHECK_KEYS, len(gone)
+
+
+def _listed_at(entry: ListEntry) -> tuple[int, Position]:
+    return entry.read_at_ns, entry.position
+
+
+def _rows_never_storable(table: str, writes: RowWrites) -> set[str]:
+    """The keys of the rows no retry can store (reported, counted and skipped); raises if any
+    row failed for a reason a retry may fix, so that its page is not taken as done."""
+    if writes.failures:
+        metrics.add_metric(name="RowFailures", unit=MetricUnit.Count, value=len(writes.failures))
+    retryable = {
+        key: failure
+        for key, failure in writes.failures.items()
+        if failure.reason is not RowFailureReason.TOO_LARGE
+    }
+    if retryable:
+        details = [failure.detail for _, failure in sorted(retryable.items())[:5]]
+        raise RowWritesFailed(f"{len(retryable)} rows of {table} were not written: {details}")
+    never = set(writes.failures)
+    if never:
+        logger.error(
+            "rows that can never be stored were skipped",
+            extra={"table": table, "keys": sorted(never)[:20], "count": len(never)},
+        )
+        metrics.add_metric(name="RowsNotStorable", unit=MetricUnit.Count, value=len(never))
+    return never
+
+
+def _replaced_start(table: str, ports: ConsumerPorts) -> dict[str, Any] | None:
+    """Where a rebuild's walk of the served version it replaces begins (None: there is none)."""
+    served = ports.store.get_head(table)
+    return None if served is None else {"version": served.version, "page": 0, "chunk": 0}
+
+
+def _replaced_deletes_step(
+    table: str, after: dict[str, Any], ports: ConsumerPorts
+) -> tuple[Any, bool, int]:
+    """A rebuild's walk of the served version it replaces: tombstone the rows that version
+    lists and Supabase no longer has. That frozen version is walked by index (its order may
+    be another policy's); if it expired meanwhile, the walk starts over on the served one."""
+    store = ports.store
+    version = store.get_version(table, after["version"])
+    page_number, chunk_number = after["page"], after["chunk"]
+    keys: list[str] = []
+    pages: dict[int, IndexPage | None] = {}
+    while version is not None and page_number < len(version.pages):
+        if len(keys) >= DELETE_CHECK_KEYS:
+            break
+        if page_number not in pages:
+            pages[page_number] = store.get_index_page(version.pages[page_number].key)
+        page = pages[page_number]
+        chunk = store.get_chunk(page.chunks[chunk_number].key) if page is not None else None
+        if page is None or chunk is None:
+            version = None  # retired and expired meanwhile
+            break
+        keys += [entry.key for entry in chunk.entries]
+        chunk_number += 1
+        if chunk_number >= len(page.chunks):
+            page_number, chunk_number = page_number + 1, 0
+    if version is None:
+        restart = _replaced_start(table, ports)
+        if restart is not None and restart["version"] == after["version"]:
+            raise ListNodeMissing(f"a node of {table}'s served version is gone")
+        return restart, restart is None, 0
+    gone: list[str] = []
+    if keys:
+        read_at_ns = ports.clock_ns()  # before the read it stamps
+        existing = ports.source.existing_keys(table, keys)
+        gone = [key for key in dict.fromkeys(keys) if key not in existing]
+    if gone:
+        # No list position on these tombstones: the replaced version's order may be another
+        # policy's, and that version is retired whole when the rebuild switches.
+        fresh = [FreshRow(key=key, body=None, position=None) for key in gone]
+        written = ports.store.write_rows(
+            table,
+            fresh,
+            read_at_ns=read_at_ns,
+            order=ports.list_order(table),
+            policy=ports.policy(table),
+        )
+        _rows_never_storable(table, written)
+        publish_rows(table, gone, ports)
+        metrics.add_metric(name="RowsHealedAsDeleted", unit=MetricUnit.Count, value=len(gone))
+    if page_number >= len(version.pages):
+        return None, True, len(gone)
+    return {**after, "page": page_number, "chunk": chunk_number}, False, len(gone)
 
 
 def _list_entries_after(

@@ -24,9 +24,16 @@ class ConsumerPorts:
     store: CacheStorePort
     queue: ChangeQueue  # a full sync's continuations, a first fill's start
     clock_ns: Callable[[], int] = time.time_ns
+    # Set while a rebuild's own sync runs: the sync id of the version it builds apart, which
+    # its pages patch instead of the served one (``sync/rebuild``).
+    rebuild: str | None = None
 
     def list_order(self, table: str) -> ListOrder:
         return self.settings.policy(table).list_order
+
+    def policy(self, table: str) -> str:
+        """The fingerprint of the table's policy, which the cache built now must carry."""
+        return self.settings.policy(table).fingerprint
 
     @property
     def list_sizes(self) -> ListSizes:

@@ -15,7 +15,6 @@ from aws_lambda_powertools.metrics import MetricUnit
 from waituntil.cache.layout import fresh_rows
 from waituntil.cache.model import PublishResult, RowWrites
 from waituntil.core.contracts import Change
-from waituntil.core.errors import RowTooLarge
 from waituntil.core.observability import logger, metrics
 from waituntil.sync.full_sync import ensure_fill
 from waituntil.sync.list_publish import publish_rows
@@ -28,13 +27,17 @@ def apply_changes(
 ) -> dict[str, Exception]:
     """Converge the touched keys of one table; returns the keys that failed on their own."""
     order = ports.list_order(table)
-    keys = list(dict.fromkeys(str(change.key) for change in changes if change.key is not None))
+    # An UPDATE that changed the row's key touches both keys: the old one reads as absent,
+    # gets a tombstone and is unlisted.
+    keys = list(dict.fromkeys(key for change in changes for key in change.keys))
     read_at_ns = ports.clock_ns()
     started = time.perf_counter()
     rows = ports.source.read_rows(table, keys)
     read_ms = (time.perf_counter() - started) * 1000
     fresh = fresh_rows(keys, rows, order)
-    writes = ports.store.write_rows(table, fresh, read_at_ns=read_at_ns, order=order)
+    writes = ports.store.write_rows(
+        table, fresh, read_at_ns=read_at_ns, order=order, policy=ports.policy(table)
+    )
     failed = _row_failures(writes)
     done = [key for key in keys if key not in failed]
     published = publish_rows(table, done, ports)
@@ -46,10 +49,7 @@ def apply_changes(
 
 
 def _row_failures(writes: RowWrites) -> dict[str, Exception]:
-    failures: dict[str, Exception] = {}
-    for key, reason in writes.failures.items():
-        failures[key] = RowTooLarge(reason) if "too large" in reason else RuntimeError(reason)
-    return failures
+    return {key: failure.error() for key, failure in writes.failures.items()}
 
 
 def _report(
@@ -69,6 +69,8 @@ def _report(
     metrics.add_metric(
         name="RowsStoredOutOfLine", unit=MetricUnit.Count, value=writes.stored_out_of_line
     )
+    if writes.failures:
+        metrics.add_metric(name="RowFailures", unit=MetricUnit.Count, value=len(writes.failures))
     metrics.add_metric(
         name="AggregateChunksWritten", unit=MetricUnit.Count, value=published.chunks_written
     )
