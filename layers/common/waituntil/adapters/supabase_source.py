@@ -18,6 +18,13 @@ from operator import methodcaller
 from typing import Any, Protocol, cast
 
 import httpx
+
+# postgrest-py, not ``supabase``: the layer installs the whole Supabase SDK (requirements/
+# layer.in pins supabase and the postgrest it requires), but ``import supabase`` also loads its
+# auth, storage, realtime and functions clients (cryptography, websockets...) that the consumer
+# never calls: measured in docs/SCALE.md, "Cold start". Likewise boto3: in Lambda's runtime
+# anyway and in requirements/dev.in for the tests and ops, but the layer makes botocore's
+# clients itself (adapters/aws.py).
 from postgrest import SyncPostgrestClient
 from postgrest.exceptions import APIError
 
