@@ -108,3 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     print("## Cold start\n")
     print(table(rows_of(measure(arguments.repeats))))
     print()
+
+
+if __name__ == "__main__":
+    main()
