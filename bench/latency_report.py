@@ -120,7 +120,7 @@ def _model(results: Results) -> list[str]:
         "before; the moto figures are measured beside each model figure.",
         "- Supabase: `bench/memory_supabase.py`, PostgREST's reads answered from a table of "
         "integer keys whose rows (about 1 KB of JSON) are made from the key, behind the "
-        "consumer's real `SupabaseSource` (supabase-py, httpx).",
+        "consumer's real `SupabaseSource` (postgrest-py, httpx).",
         "- SQS: `bench/memory_sqs.py` where pollers wait on the queue (long polls cost no "
         "CPU); moto's SQS for the receiver's warm service time.",
     ]
