@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -49,7 +50,9 @@ def _history(store: CacheStore) -> None:
     publish_list(store, "t", ["3", "7"], order=ORDER, sizes=sizes, clock_ns=lambda: 20)
     head = store.get_head("t")
     assert head is not None
-    assert not store.flip_head(head, base=None)  # a head exists: this race is lost
+    # A rival publisher's version, switched as if there were no head: this race is lost (the
+    # same version again would be the switch's own resend, which answers that it applied)
+    assert not store.flip_head(replace(head, version="30-0000000000ff"), base=None)
 
 
 @pytest.fixture
