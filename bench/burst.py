@@ -19,10 +19,14 @@ Modelled, from AWS's and Supabase's documents, and simulated event by event:
 - **Lambda**: a request with no idle environment starts a new one (cold start) if the
   function may scale (1,000 new environments per 10 s per function, refilled continuously;
   the account's 1,000 concurrent executions), else is throttled (lost). CPU: the measured
-  CPU seconds run at this machine's core (``cpu_share=1``), or at the receiver's share of a
-  vCPU (256 MB of 1,769 MB per vCPU: 0.145) as Lambda allocates it; the managed runtime's
-  own start (before our imports) is not measured here: ``runtime_init_s``, and the report
-  gives the largest value that still keeps p99 under 1 s.
+  CPU seconds run at the function's share of a vCPU, as Lambda allocates it by memory
+  (1,769 MB is one vCPU: ``share_of``), at each ``MEMORY_SIZES``; the init phase at that
+  share too (what AWS documents), or at a whole core (``init_share=1``: an unthrottled init
+  phase has been observed, e.g. Bite-Sized Serverless, "Lambda Cold Starts and Bootstrap
+  Code", 2023; AWS does not document it, so no choice rests on it). The managed runtime's own
+  start (before our imports) is not measured here: ``runtime_init_s``; the report gives the
+  largest value that still answers every webhook in time, and ``chosen_memory`` the smallest
+  memory that leaves ``RUNTIME_START_S`` for it.
 """
 
 from __future__ import annotations
@@ -32,12 +36,12 @@ import os
 import random
 import statistics
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bench.common import LAMBDA_PATH, ROOT, BenchContext, Progress, percentile, quiet, use_fake_aws
+from bench.common import ROOT, BenchContext, Progress, percentile, quiet, use_fake_aws
+from bench.lambda_site import lambda_command, lambda_environment, runtime_python
 from bench.latency import Latencies
 
 PG_NET_PER_SECOND = 200
@@ -45,11 +49,35 @@ PG_NET_BATCH = 200
 API_RATE, API_BURST = 200.0, 400.0  # template.yaml: ApiRateLimit, ApiBurstLimit
 SCALE_PER_10_S = 1_000  # new execution environments per function per 10 s
 ACCOUNT_CONCURRENCY = 1_000
-RECEIVER_MEMORY_MB = 256  # template.yaml: the receiver's MemorySize
 VCPU_MB = 1_769  # Lambda: 1,769 MB of memory is one vCPU
-# Provisioned concurrency, us-east-1, Arm (AWS Lambda pricing): per GB-second configured.
+MEMORY_SIZES = (256, 512, 1_024, 1_769)  # the receiver's MemorySize candidates
+# What the managed runtime's own start may take before our imports, for the choice of memory:
+# a bare Python function's Init Duration is about 75-90 ms (a published measurement at 512 and
+# 1,024 MB: dev.robot.wtf, "Cold Start Benchmarks", 2026), and the environment's creation comes
+# before it; 250 ms leaves room for both and for a Lambda core slower than this machine's.
+RUNTIME_START_S = 0.25
+# AWS Lambda pricing, us-east-1, Arm: duration per GB-second, requests, provisioned
+# concurrency per GB-second configured; SnapStart (Python): cache per GB-second (3 hours at
+# least per version), restore per GB.
+ON_DEMAND_GB_S_USD = 0.0000133334
+REQUEST_USD = 0.20 / 1_000_000
 PROVISIONED_GB_S_USD = 0.0000033334
+SNAPSTART_CACHE_GB_S_USD = 0.0000015046
+SNAPSTART_RESTORE_GB_USD = 0.0001397998
 SECONDS_PER_MONTH = 730 * 3600
+
+
+def template_memory_mb() -> int:
+    """The receiver's MemorySize in template.yaml (what a deployment gets)."""
+    from local.template import function_property, load_template
+
+    return int(str(function_property(load_template(), "ReceiverFunction", "MemorySize")))
+
+
+def share_of(memory_mb: int) -> float:
+    """The share of a vCPU Lambda gives a function of this memory (a single thread can use
+    one vCPU at most)."""
+    return min(1.0, memory_mb / VCPU_MB)
 
 
 @dataclass
@@ -107,19 +135,20 @@ def measure_receiver(
 
 
 def _cold_start(environment: dict[str, str], secret: str) -> dict[str, float]:
+    python = runtime_python()
+    lambda_like = lambda_environment("receiver", python=python)
+    # The benchmark's own modules come last on the path, after the function and the layer.
+    lambda_like["PYTHONPATH"] += os.pathsep + str(ROOT)
     result = subprocess.run(  # noqa: S603 (our own interpreter and module)
-        [sys.executable, "-m", "bench.cold_child", secret],
+        [*lambda_command(python), "-m", "bench.cold_child", secret],
         capture_output=True,
         text=True,
         check=True,
         cwd=ROOT,
         env={
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "PYTHONPATH": os.pathsep.join(LAMBDA_PATH),
+            **lambda_like,
             "AWS_ACCESS_KEY_ID": "bench",
             "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_LOG_LEVEL": "WARNING",
             **environment,
         },
@@ -139,6 +168,8 @@ class BurstOutcome:
     cpu_share: float
     runtime_init_s: float
     provisioned: int
+    memory_mb: int = 0  # 0: a CPU share given directly
+    init_share: float = 0.0  # the init phase's share of a vCPU (0: as cpu_share)
     answered_in_time: int = 0
     late: int = 0  # answered after pg_net gave up: queued all the same, recorded as failed
     throttled_api: int = 0  # 429 from API Gateway's throttle: lost
@@ -173,23 +204,39 @@ def simulate(
     pattern: str = "steady",
     timeout_s: float = 1.0,
     cpu_share: float = 1.0,
+    init_share: float | None = None,
+    memory_mb: int = 0,
     runtime_init_s: float = 0.0,
     provisioned: int = 0,
     seed: int = 0,
 ) -> BurstOutcome:
-    """Every webhook of a bulk insert, event by event (times in seconds from the commit)."""
+    """Every webhook of a bulk insert, event by event (times in seconds from the commit).
+    ``memory_mb``: the function's memory, which sets ``cpu_share``; ``init_share``: the init
+    phase's share when it differs (the imports run in it; the first invocation does not)."""
     rng = random.Random(seed)
-    outcome = BurstOutcome(webhooks, pattern, timeout_s, cpu_share, runtime_init_s, provisioned)
+    if memory_mb:
+        cpu_share = share_of(memory_mb)
+    init_share = init_share or cpu_share
+    outcome = BurstOutcome(
+        webhooks,
+        pattern,
+        timeout_s,
+        cpu_share,
+        runtime_init_s,
+        provisioned,
+        memory_mb=memory_mb,
+        init_share=init_share,
+    )
     leg = latencies.of("webhook")
 
-    def stretched(wall: float, cpu: float) -> float:
+    def stretched(wall: float, cpu: float, share: float = cpu_share) -> float:
         # Network waits stay; CPU runs at the function's share of a vCPU.
-        return (wall - cpu) + cpu / cpu_share
+        return (wall - cpu) + cpu / share
 
     warm = [stretched(w, c) for w, c in zip(times.warm_s, times.warm_cpu_s, strict=True)]
     cold = (
         runtime_init_s
-        + stretched(times.import_s, times.import_cpu_s)
+        + stretched(times.import_s, times.import_cpu_s, init_share)
         + stretched(times.first_s, times.first_cpu_s)
     )
     if pattern == "steady":
@@ -265,5 +312,47 @@ def provisioned_needed(times: ReceiverTimes, latencies: Latencies, **options: An
     return None
 
 
-def provisioned_monthly_usd(count: int, memory_mb: int = RECEIVER_MEMORY_MB) -> float:
+def chosen_memory(times: ReceiverTimes, latencies: Latencies) -> int | None:
+    """The smallest of ``MEMORY_SIZES`` at which every case (1,000 and 10,000 webhooks, both
+    of pg_net's patterns, SQL's 1 s timeout, the init phase at the function's share) still
+    answers in time with ``RUNTIME_START_S`` left for the runtime's own start."""
+    for memory_mb in MEMORY_SIZES:
+        if all(
+            largest_runtime_init(
+                times,
+                latencies,
+                webhooks=webhooks,
+                pattern=pattern,
+                timeout_s=1.0,
+                memory_mb=memory_mb,
+            )
+            >= RUNTIME_START_S
+            for webhooks in (1_000, 10_000)
+            for pattern in ("steady", "batches")
+        ):
+            return memory_mb
+    return None
+
+
+def provisioned_monthly_usd(count: int, memory_mb: int) -> float:
     return count * memory_mb / 1024 * SECONDS_PER_MONTH * PROVISIONED_GB_S_USD
+
+
+def on_demand_usd_per_million(times: ReceiverTimes, memory_mb: int) -> float:
+    """What a million warm webhooks cost at this memory: requests and duration (billed by
+    the millisecond, the median warm invocation with its CPU at the memory's share)."""
+    share = share_of(memory_mb)
+    warm = statistics.median(
+        (wall - cpu) + cpu / share for wall, cpu in zip(times.warm_s, times.warm_cpu_s, strict=True)
+    )
+    billed_s = max(0.001, round(warm, 3))
+    return 1_000_000 * (REQUEST_USD + billed_s * memory_mb / 1024 * ON_DEMAND_GB_S_USD)
+
+
+def snapstart_monthly_usd(memory_mb: int, restores: int) -> float:
+    """SnapStart's own charges for one published version: its cache all month, and
+    ``restores`` new execution environments restored from it."""
+    gb = memory_mb / 1024
+    return gb * SECONDS_PER_MONTH * SNAPSTART_CACHE_GB_S_USD + restores * gb * (
+        SNAPSTART_RESTORE_GB_USD
+    )

@@ -1,6 +1,7 @@
 """The receiver's cold start, measured in a fresh interpreter: ``python -m bench.cold_child``.
 
-Run with the receiver's environment (the parent, ``bench.burst``, gives it): imports
+Run with the receiver's environment as on Lambda (the parent, ``bench.burst``, gives it:
+``bench.lambda_site``): imports
 ``receiver.handler`` first (timed, wall and CPU), then answers two webhooks through the
 handler's own ``default_ports`` (clients made as on Lambda, the secret read), timed: the
 first invocation of a new environment and a warm one. SQS and Secrets Manager are answered
@@ -25,17 +26,13 @@ def main() -> None:
 
     import os
 
-    import boto3
-
     from bench.common import ROOT, BenchContext, quiet
     from bench.latency import CallTrace, Latencies, instrument_session
     from bench.memory_secrets import MemorySecrets
     from bench.memory_sqs import MemorySQS
+    from waituntil.adapters.aws import aws_session
 
-    if boto3.DEFAULT_SESSION is None:
-        boto3.setup_default_session()
-    assert boto3.DEFAULT_SESSION is not None
-    botocore_session: Any = boto3.DEFAULT_SESSION._session  # default_ports' clients copy its hooks
+    botocore_session: Any = aws_session()  # default_ports' clients copy its hooks
     trace = CallTrace()
     instrument_session(botocore_session, Latencies(), trace)
     botocore_session.register("before-send.sqs", MemorySQS().on_send)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -37,28 +35,11 @@ def use_fake_aws() -> None:
 
 
 def import_seconds(module: str, repeats: int = 7) -> float:
-    """Median wall time of importing ``module`` in a fresh interpreter (cold start's share)."""
-    code = (
-        "import time; started = time.perf_counter(); "
-        f"import {module}; print(time.perf_counter() - started)"
-    )
-    environment = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PYTHONPATH": os.pathsep.join(LAMBDA_PATH),
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-    }
-    samples = []
-    for _ in range(repeats):
-        result = subprocess.run(  # noqa: S603 (our own interpreter, fixed code)
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            check=True,
-            env=environment,
-        )
-        samples.append(float(result.stdout.strip()))
-    return statistics.median(samples)
+    """Median CPU seconds of importing ``module`` in a fresh interpreter as on Lambda (a cold
+    start's share: ``bench.lambda_site``)."""
+    from bench.lambda_site import import_times
+
+    return import_times([module], repeats)[module].cpu_s
 
 
 class Progress:

@@ -8,13 +8,14 @@ first brought it in (the place to cut it, or to make it lazy).
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from bench.common import LAMBDA_PATH
+from bench.common import ROOT
+from bench.lambda_site import function_of, lambda_command, lambda_environment
 
 PROJECT = ("waituntil", "receiver", "reader", "consumer")
 HANDLERS = ("receiver.handler", "reader.handler", "consumer.handler")
@@ -36,16 +37,12 @@ class PackageCost:
     brought_by: str  # the project module that imported it first ("" for the project's own)
 
 
-def import_tree(module: str) -> list[Node]:
-    """The top-level imports of ``import module`` in a fresh interpreter, as a tree."""
-    environment = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PYTHONPATH": os.pathsep.join(LAMBDA_PATH),
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-    }
+def import_tree(module: str, python: str = sys.executable, code: Path = ROOT) -> list[Node]:
+    """The top-level imports of ``import module`` in a fresh interpreter as on Lambda
+    (``bench.lambda_site``), as a tree."""
+    environment = lambda_environment(function_of(module), python=python, code=code)
     result = subprocess.run(  # noqa: S603 (our own interpreter, fixed code)
-        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
+        [*lambda_command(python), "-X", "importtime", "-c", f"import {module}"],
         capture_output=True,
         text=True,
         check=True,
@@ -118,15 +115,20 @@ class ImportCosts:
 
 
 def measure(
-    modules: tuple[str, ...] = HANDLERS, top: int = 10, repeats: int = 3
+    modules: tuple[str, ...] = HANDLERS,
+    top: int = 10,
+    repeats: int = 3,
+    python: str = sys.executable,
 ) -> dict[str, ImportCosts]:
     """The heaviest packages of each handler's imports: medians of ``repeats`` fresh
-    interpreters (one run alone is noisy on a shared machine)."""
+    interpreters (one run alone is noisy on a shared machine), after one that writes the
+    bytecode."""
     import statistics
 
     measured: dict[str, ImportCosts] = {}
     for module in modules:
-        runs = [import_tree(module) for _ in range(repeats)]
+        import_tree(module, python)
+        runs = [import_tree(module, python) for _ in range(repeats)]
         by_package: dict[str, list[PackageCost]] = defaultdict(list)
         own: dict[str, list[float]] = defaultdict(list)
         for roots in runs:

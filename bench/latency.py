@@ -11,7 +11,7 @@ sequential round trips look free. The shims here put the network back:
   parameters in the trace.
   Whatever answers afterwards (moto, ``bench.memory_dynamodb``) is unchanged.
 - ``DelayedTransport``: an httpx transport that sleeps before handing the request on; what
-  supabase-py (the consumer's ``SupabaseSource``) sends goes through it.
+  postgrest-py (the consumer's ``SupabaseSource``) sends goes through it.
 
 Both sleep with ``time.sleep``, which releases the GIL and holds no lock, so calls made in
 parallel (the row writer's thread pool) overlap as they do on the network. ``CallTrace``

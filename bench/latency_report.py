@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import matplotlib.pyplot as plt
 from matplotlib.patches import Rectangle
 
+from bench.burst import share_of
 from bench.common import table
 from bench.latency import LATENCY_SOURCES, Call, what
 
@@ -35,12 +36,12 @@ COLOURS = {
 }
 
 
-def write_figures(results: Results, directory: Path) -> list[Path]:
+def write_figures(results: Results, directory: Path, *, keep_old: bool = False) -> list[Path]:
     from bench.latency_run import dump
 
     directory.mkdir(parents=True, exist_ok=True)
     plt.switch_backend("Agg")
-    written = [dump(results, directory / RAW)]
+    written = [dump(results, directory / RAW, keep_old=keep_old)]
     if results.breakdown:
         written.append(_plot_breakdown(results, directory / BREAKDOWN_PLOT))
     if results.fills is not None:
@@ -119,7 +120,7 @@ def _model(results: Results) -> list[str]:
         "before; the moto figures are measured beside each model figure.",
         "- Supabase: `bench/memory_supabase.py`, PostgREST's reads answered from a table of "
         "integer keys whose rows (about 1 KB of JSON) are made from the key, behind the "
-        "consumer's real `SupabaseSource` (supabase-py, httpx).",
+        "consumer's real `SupabaseSource` (postgrest-py, httpx).",
         "- SQS: `bench/memory_sqs.py` where pollers wait on the queue (long polls cost no "
         "CPU); moto's SQS for the receiver's warm service time.",
     ]
@@ -169,7 +170,7 @@ def _goals(results: Results) -> list[str]:
                 f"window 0: {default.p('item', 0.5):.0f} ms, {default.p('list', 0.5):.0f} ms",
                 _met(default.p("item", 0.5) <= 75 and default.p("list", 0.5) <= 100),
                 "the list waits on the whole patch after the row write (the round trips "
-                "above); the default window (2 s) adds its length",
+                "above)" + _window_note(),
             )
         )
     figures = results.fills
@@ -219,22 +220,30 @@ def _goals(results: Results) -> list[str]:
                 f"beats one thread by more than x{(latency + cpu_row) / cpu_row:.1f}",
             )
         )
+    memory = results.template_memory or (results.memory_choice or 0)
     for webhooks in sorted({outcome.webhooks for outcome in results.bursts}):
-        full = _burst_case(results, webhooks, 1.0)
-        scaled = _burst_case(results, webhooks, None)
-        if full is None or scaled is None:
+        cases = [
+            outcome
+            for outcome in results.bursts
+            if (outcome.webhooks, outcome.memory_mb, outcome.timeout_s) == (webhooks, memory, 1.0)
+        ]
+        if not cases or results.receiver is None:
             continue
-        passes = [_passes(full), _passes(scaled)]
+        worst = max(cases, key=lambda outcome: outcome.p(0.99))
+        headroom = min(
+            results.runtime_init_limits.get(f"{memory}/{webhooks}/{outcome.pattern}", 0.0)
+            for outcome in cases
+        )
+        passed = all(_passes(outcome) for outcome in cases)
         rows.append(
             (
                 f"{webhooks:,}-row insert: all 2xx within 1 s, p99 < 1 s",
-                f"full core: p99 {full.p(0.99):.0f} ms; {scaled.cpu_share:.3f} vCPU: "
-                f"{scaled.answered_in_time:,}/{webhooks:,} in time",
-                "yes" if all(passes) else "at a full core only" if passes[0] else "**no**",
-                f"cold starts: {full.cold_starts} (import + first call "
-                f"{(results.receiver.import_s + results.receiver.first_s) * 1000:.0f} ms)"
-                if results.receiver
-                else "",
+                f"at {memory:,} MB: p99 {worst.p(0.99):.0f} ms, "
+                f"{min(o.answered_in_time for o in cases):,}/{webhooks:,} in time",
+                _met(passed),
+                f"cold starts: {worst.cold_starts}, each import + first call "
+                f"{_cold_ms(results, memory):.0f} ms at {share_of(memory):.3f} vCPU; "
+                f"{headroom * 1000:.0f} ms left for the runtime's own start",
             )
         )
     if results.imports:
@@ -274,15 +283,14 @@ def _goals(results: Results) -> list[str]:
     ]
 
 
-def _burst_case(results: Results, webhooks: int, share: float | None) -> BurstOutcome | None:
-    """The steady 200/s case with SQL's 1 s timeout, at a full core (1.0) or the
-    function's share of a vCPU (None)."""
-    for outcome in results.bursts:
-        if (outcome.webhooks, outcome.pattern, outcome.timeout_s) != (webhooks, "steady", 1.0):
-            continue
-        if (share == 1.0) == (outcome.cpu_share == 1.0):
-            return outcome
-    return None
+def _window_note() -> str:
+    """What the template's default batching window adds to a change's time to visible."""
+    from local.template import load_template
+
+    default = load_template()["Parameters"]["ConsumerBatchingWindowSeconds"]["Default"]
+    if not float(default):
+        return " (the template's default window is 0 s)"
+    return f"; the template's default window ({default} s) adds up to its length"
 
 
 def _passes(outcome: BurstOutcome) -> bool:
@@ -659,16 +667,36 @@ def _fill_causes(results: Results) -> list[str]:
     return out
 
 
+def _cold_ms(results: Results, memory_mb: int) -> float:
+    """A cold start's import and first invocation at a memory's CPU share (init included)."""
+    times = results.receiver
+    if times is None:
+        return float("nan")
+    share = share_of(memory_mb)
+    return 1000 * sum(
+        (wall - cpu) + cpu / share
+        for wall, cpu in ((times.import_s, times.import_cpu_s), (times.first_s, times.first_cpu_s))
+    )
+
+
 def _burst(results: Results) -> list[str]:
     times = results.receiver
     if times is None:
         return []
+    from bench.burst import (
+        MEMORY_SIZES,
+        RUNTIME_START_S,
+        on_demand_usd_per_million,
+        provisioned_monthly_usd,
+        snapstart_monthly_usd,
+    )
+
     rows: list[tuple[str, ...]] = [
         (
+            "memory",
             "webhooks",
             "pg_net sends",
             "timeout",
-            "CPU",
             "2xx in time",
             "late (queued)",
             "lost",
@@ -681,10 +709,10 @@ def _burst(results: Results) -> list[str]:
     for outcome in results.bursts:
         rows.append(
             (
+                f"{outcome.memory_mb:,} MB" if outcome.memory_mb else f"{outcome.cpu_share:.3f}",
                 f"{outcome.webhooks:,}",
                 "200/s" if outcome.pattern == "steady" else "200 at once /s",
                 f"{outcome.timeout_s:g} s",
-                "full core" if outcome.cpu_share == 1 else f"{outcome.cpu_share:.3f} vCPU",
                 f"{outcome.answered_in_time:,}",
                 f"{outcome.late:,}",
                 f"{outcome.lost:,}",
@@ -694,27 +722,65 @@ def _burst(results: Results) -> list[str]:
                 f"{outcome.p(1.0):.0f} ms",
             )
         )
+    levers: list[tuple[str, ...]] = [
+        (
+            "memory",
+            "vCPU",
+            "cold start (import + first call)",
+            "left for the runtime's start",
+            "if the init phase ran at a full core",
+            "provisioned environments to pass",
+            "their monthly cost",
+            "on demand, per million webhooks",
+        )
+    ]
+    for memory_mb in MEMORY_SIZES:
+        names = [
+            f"{memory_mb}/{webhooks}/{pattern}"
+            for webhooks in (1_000, 10_000)
+            for pattern in ("steady", "batches")
+        ]
+        limits = [results.runtime_init_limits.get(name) for name in names]
+        boosted = [results.runtime_init_limits.get(f"{name}/boosted") for name in names]
+        needed = [results.provisioned.get(name) for name in names]
+        if any(value is None for value in limits):
+            continue
+        most = None if any(n is None for n in needed) else max(n or 0 for n in needed)
+        levers.append(
+            (
+                f"{memory_mb:,} MB",
+                f"{share_of(memory_mb):.3f}",
+                f"{_cold_ms(results, memory_mb):.0f} ms",
+                f"{min(v or 0.0 for v in limits) * 1000:.0f} ms",
+                f"{min(v or 0.0 for v in boosted) * 1000:.0f} ms",
+                "none" if most == 0 else "not reached" if most is None else str(most),
+                f"${provisioned_monthly_usd(most, memory_mb):,.2f}" if most else "-",
+                f"${on_demand_usd_per_million(times, memory_mb):.2f}",
+            )
+        )
     warm = times.as_dict()
-    limits = [
-        f"{name.replace('/', ', ')}: {seconds * 1000:.0f} ms"
-        for name, seconds in results.runtime_init_limits.items()
-    ]
-    provisioned = [
-        f"{name.replace('/', ', ')}: "
-        + ("none" if count == 0 else "not reached" if count is None else str(count))
-        for name, count in results.provisioned.items()
-    ]
-    from bench.burst import provisioned_monthly_usd
-
-    priced = sorted({c for c in results.provisioned.values() if c})
-    costs = ", ".join(f"{c}: ${provisioned_monthly_usd(c):,.2f}" for c in priced)
+    chosen = results.memory_choice
+    choice = (
+        f"The smallest memory that leaves {RUNTIME_START_S * 1000:.0f} ms for the runtime's own "
+        f"start in every case: **{chosen:,} MB**"
+        if chosen
+        else "No memory up to 1,769 MB leaves "
+        f"{RUNTIME_START_S * 1000:.0f} ms for the runtime's own start in every case"
+    )
+    template = (
+        f"; the template's `MemorySize` for the receiver is {results.template_memory:,} MB"
+        if results.template_memory
+        else ""
+    )
+    snap = snapstart_monthly_usd(chosen or MEMORY_SIZES[0], restores=10_000)
     return [
         "### A burst answered in time",
         "",
         "Inputs measured here: the receiver's warm service time (its real handler, "
         f"{len(times.warm_s)} webhooks, `SendMessage` to moto's SQS behind the shim): p50 "
         f"{warm['warm_p50_ms']:.1f} ms, p99 {warm['warm_p99_ms']:.1f} ms; its cold start "
-        "in fresh interpreters (`bench/cold_child.py`): "
+        "in fresh interpreters as on Lambda (`bench/cold_child.py`, `bench/lambda_site.py`: "
+        "the layer's packages alone, the runtime's Python): "
         f"`import receiver.handler` {times.import_s * 1000:.0f} ms "
         f"({times.import_cpu_s * 1000:.0f} ms CPU), then the first invocation "
         f"{times.first_s * 1000:.0f} ms ({times.first_cpu_s * 1000:.0f} ms CPU: clients "
@@ -722,20 +788,27 @@ def _burst(results: Results) -> list[str]:
         "200 requests/s, steady or in rounds of 200 at once, never retrying; API Gateway's "
         "stage throttle from the template (200/s, burst 400); Lambda scaling by 1,000 "
         "environments per 10 s per function within the account's 1,000, a request with no "
-        "idle environment starting one (a cold start). CPU runs at this machine's core, or "
-        "at the receiver's 256 MB share of a vCPU (0.145; Lambda gives 1,769 MB one vCPU), "
-        "the two ends between which Lambda's init phase falls. The managed runtime's own "
-        "start (before our imports) is not in these figures.",
+        "idle environment starting one (a cold start). CPU runs at the receiver's share of a "
+        "vCPU for its memory (Lambda gives 1,769 MB one vCPU), the init phase included, as "
+        "AWS documents it. The managed runtime's own start (before our imports) is not in "
+        "these figures.",
         "",
         _fenced(table(rows)),
         "",
         "Late webhooks are not lost: the receiver still queues them, but pg_net records a "
-        "timeout. The largest runtime start that still answers every webhook within 1 s, "
-        "p99 under 1 s: " + "; ".join(limits) + ".",
+        "timeout. The levers, each case's worst (1,000 and 10,000 webhooks, both patterns, "
+        "SQL's 1 s timeout): how much time is left for the runtime's own start with every "
+        "webhook still answered in time, the same if the init phase ran unthrottled (observed "
+        "by others, not documented by AWS), and the provisioned environments that would pass "
+        "without more memory:",
         "",
-        "Provisioned environments that would make each 1 s case pass: "
-        + "; ".join(provisioned)
-        + (f" (monthly cost at 256 MB, Arm, us-east-1: {costs})." if costs else "."),
+        _fenced(table(levers)),
+        "",
+        choice + template + ". Memory costs nothing while no webhook arrives, where "
+        "provisioned concurrency is billed every second; SnapStart (Python 3.12+) would add "
+        f"about ${snap:,.2f} a month at that memory (its cache, and 10,000 restores) and "
+        "needs published versions behind an alias, and its restore time could not be "
+        "measured here.",
         "",
     ]
 
@@ -743,18 +816,32 @@ def _burst(results: Results) -> list[str]:
 def _imports(results: Results) -> list[str]:
     if not results.imports:
         return []
-    base = results.imports["boto3"]
-    rows: list[tuple[str, ...]] = [("import (fresh interpreter)", "median s", "x import boto3")]
-    rows += [
-        (module, f"{seconds:.3f}", f"{seconds / base:.2f}")
-        for module, seconds in results.imports.items()
-    ]
+    runs = getattr(results, "import_runs", None) or {
+        "": {m: (s, s) for m, s in results.imports.items()}
+    }
+    header: list[str] = ["import (fresh interpreter)"]
+    for version in runs:
+        header += [f"CPU s {version}", "x boto3", f"wall s {version}", "x boto3"]
+    rows: list[tuple[str, ...]] = [tuple(header)]
+    for module in results.imports:
+        row = [module]
+        for times in runs.values():
+            (wall, cpu), (base_wall, base_cpu) = times[module], times["boto3"]
+            row += [f"{cpu:.3f}", f"{cpu / base_cpu:.2f}", f"{wall:.3f}", f"{wall / base_wall:.2f}"]
+        rows.append(tuple(row))
+    versions = [version for version in runs if version]
     lines = [
         "### Cold starts: what the imports cost",
         "",
-        "Medians of fresh interpreters against `import boto3` in the same run, then "
-        "`python -X importtime` (median of runs) summed by top-level package, with the "
-        "project module that first imports each: what to cut or defer.",
+        "Medians of fresh interpreters against `import boto3`, interleaved in the same run, "
+        "each as on Lambda (`bench/lambda_site.py`: only the layer's pinned packages and the "
+        "runtime's boto3 on the path, Lambda's environment variables, so X-Ray and Powertools "
+        "behave as there, tracing on; bytecode written beforehand, as `make build` ships it)"
+        + (f", with Python {' and '.join(versions)} (the runtime's first)" if versions else "")
+        + ". CPU time is what the goals are read on: on this shared machine the wall time "
+        "also counts the waits for a CPU. Then `python -X importtime` (the runtime's Python, "
+        "median of runs) summed by top-level package, with the project module that first "
+        "imports each: what is left to cut.",
         "",
         _fenced(table(rows)),
         "",

@@ -17,8 +17,10 @@ import json
 import os
 import pickle
 import platform
+import re
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench import burst, cold_start, fills, imports
 from bench.burst import BurstOutcome, ReceiverTimes
-from bench.common import ROOT, Progress, use_fake_aws
+from bench.common import ROOT, Progress, table, use_fake_aws
 from bench.fills import FillFigures
 from bench.imports import ImportCosts
 from bench.latency import NO_LATENCY, Call, CallTrace, Latencies, instrument_client
@@ -76,13 +78,17 @@ class Results:
     command: str
     latencies: Latencies
     scale: Scale
-    imports: dict[str, float] = field(default_factory=dict)
+    imports: dict[str, float] = field(default_factory=dict)  # CPU s, the runtime's Python
+    # Python version -> module -> (wall s, CPU s), medians; the runtime's version first.
+    import_runs: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
     import_costs: dict[str, ImportCosts] = field(default_factory=dict)
     shim: dict[str, float] = field(default_factory=dict)
     receiver: ReceiverTimes | None = None
     bursts: list[BurstOutcome] = field(default_factory=list)
     runtime_init_limits: dict[str, float] = field(default_factory=dict)
     provisioned: dict[str, int | None] = field(default_factory=dict)
+    memory_choice: int | None = None  # the receiver's smallest memory that passes
+    template_memory: int = 0  # the receiver's MemorySize in template.yaml
     batches: list[BatchFigures] = field(default_factory=list)
     reader_ms: tuple[float, float] = (0.0, 0.0)
     breakdown: list[Call] = field(default_factory=list)
@@ -104,17 +110,17 @@ def main(argv: list[str] | None = None) -> None:
         help="write the section again from the last run's figures (no measuring)",
     )
     arguments = parser.parse_args(argv)
+    skip = set(filter(None, arguments.skip.split(",")))
     if arguments.render_only:
         use_fake_aws()
         saved = ROOT / ".local-data/bench-latency/results.pickle"
         results, seconds = pickle.loads(saved.read_bytes())  # noqa: S301 (our own file)
         out = ROOT / ("docs" if arguments.report else ".local-data/bench-latency")
-        write_section(results, seconds / 60, out, report=arguments.report)
+        write_section(results, seconds / 60, out, report=arguments.report, kept_parts=sorted(skip))
         return
     use_fake_aws()
     latencies = Latencies.parse(arguments.latency)
     scale = QUICK if arguments.quick else Scale()
-    skip = set(filter(None, arguments.skip.split(",")))
     progress = Progress()
     results = Results(
         when=datetime.now(UTC),
@@ -152,20 +158,28 @@ def main(argv: list[str] | None = None) -> None:
     saved.parent.mkdir(parents=True, exist_ok=True)
     saved.write_bytes(pickle.dumps((results, time.monotonic() - started)))
     minutes = (time.monotonic() - started) / 60
-    write_section(results, minutes, out, report=arguments.report and not arguments.quick)
+    write_section(
+        results,
+        minutes,
+        out,
+        report=arguments.report and not arguments.quick,
+        kept_parts=sorted(skip),
+    )
 
 
-def write_section(results: Results, minutes: float, out: Path, *, report: bool) -> None:
+def write_section(
+    results: Results, minutes: float, out: Path, *, report: bool, kept_parts: Sequence[str] = ()
+) -> None:
     """The section, its plots and raw figures: into docs/ (``report``), else into ``out``."""
     from bench.latency_report import render, write_figures
 
     progress = Progress()
     figures_dir = out / "benchmarks"
-    written = write_figures(results, figures_dir)
+    written = write_figures(results, figures_dir, keep_old=bool(kept_parts))
     section = render(results, minutes)
     print(section)
     if report:
-        replace_section(section)
+        replace_section(section, kept_parts)
         progress.step(f"report: {REPORT.relative_to(ROOT)} and {len(written)} files")
     else:
         out.mkdir(parents=True, exist_ok=True)
@@ -177,9 +191,19 @@ def write_section(results: Results, minutes: float, out: Path, *, report: bool) 
 
 
 def measure_imports(results: Results, progress: Progress) -> None:
-    results.imports = cold_start.measure(repeats=results.scale.import_repeats, progress=progress)
+    """Cold-start imports as on Lambda, with the runtime's Python version and this one's."""
+    from bench.lambda_site import runtime_python, version_of
+
+    repeats = results.scale.import_repeats
+    for python in dict.fromkeys([runtime_python(), sys.executable]):
+        times = cold_start.measure_times(repeats, progress, python)
+        results.import_runs[version_of(python)] = {
+            module: (time.wall_s, time.cpu_s) for module, time in times.items()
+        }
+    runtime = next(iter(results.import_runs.values()))
+    results.imports = {module: cpu for module, (_, cpu) in runtime.items()}
     progress.step("cold start: python -X importtime, by package")
-    results.import_costs = imports.measure(repeats=3 if results.scale.import_repeats > 3 else 1)
+    results.import_costs = imports.measure(repeats=3 if repeats > 3 else 1, python=runtime_python())
 
 
 def measure_burst(results: Results, progress: Progress) -> None:
@@ -189,26 +213,40 @@ def measure_burst(results: Results, progress: Progress) -> None:
         results.latencies, scale.receiver_samples, scale.cold_runs, progress
     )
     results.receiver = times
-    share = burst.RECEIVER_MEMORY_MB / burst.VCPU_MB
-    for webhooks in (1_000, 10_000):
-        for pattern in ("steady", "batches"):
-            for timeout in (1.0, 5.0):
-                for cpu in (1.0, share):
-                    options: dict[str, Any] = {
-                        "webhooks": webhooks,
-                        "pattern": pattern,
-                        "timeout_s": timeout,
-                        "cpu_share": cpu,
-                    }
-                    results.bursts.append(burst.simulate(times, results.latencies, **options))
-                    if timeout == 1.0:
-                        name = f"{webhooks}/{pattern}/{cpu:.3f}"
-                        results.runtime_init_limits[name] = burst.largest_runtime_init(
-                            times, results.latencies, **options
-                        )
-                        results.provisioned[name] = burst.provisioned_needed(
-                            times, results.latencies, **options
-                        )
+    for memory_mb in burst.MEMORY_SIZES:
+        for webhooks in (1_000, 10_000):
+            for pattern in ("steady", "batches"):
+                options: dict[str, Any] = {
+                    "webhooks": webhooks,
+                    "pattern": pattern,
+                    "timeout_s": 1.0,
+                    "memory_mb": memory_mb,
+                }
+                results.bursts.append(burst.simulate(times, results.latencies, **options))
+                name = f"{memory_mb}/{webhooks}/{pattern}"
+                results.runtime_init_limits[name] = burst.largest_runtime_init(
+                    times, results.latencies, **options
+                )
+                results.runtime_init_limits[f"{name}/boosted"] = burst.largest_runtime_init(
+                    times, results.latencies, init_share=1.0, **options
+                )
+                results.provisioned[name] = burst.provisioned_needed(
+                    times, results.latencies, **options
+                )
+    # The dashboard's 5 s timeout, at the smallest memory.
+    for pattern in ("steady", "batches"):
+        results.bursts.append(
+            burst.simulate(
+                times,
+                results.latencies,
+                webhooks=1_000,
+                pattern=pattern,
+                timeout_s=5.0,
+                memory_mb=burst.MEMORY_SIZES[0],
+            )
+        )
+    results.memory_choice = burst.chosen_memory(times, results.latencies)
+    results.template_memory = burst.template_memory_mb()
 
 
 def measure_consumer(results: Results, progress: Progress) -> None:
@@ -325,9 +363,11 @@ def shim_overhead(latencies: Latencies, calls: int = 200) -> dict[str, float]:
         memory.close()
 
 
-def replace_section(section: str) -> None:
+def replace_section(section: str, kept_parts: Sequence[str] = ()) -> None:
     """Put ``section`` in place of the report's "Under network latency" section (appended
-    if it has none yet); every other section stays as ``make bench`` wrote it."""
+    if it has none yet); every other section stays as ``make bench`` wrote it. With
+    ``kept_parts`` (parts this run skipped), the old section's subsections this run did not
+    write, and its goal rows this run has none for, are kept, and the section says so."""
     heading = "## Under network latency\n"
     text = REPORT.read_text()
     start = text.find(heading)
@@ -335,7 +375,75 @@ def replace_section(section: str) -> None:
         REPORT.write_text(text.rstrip("\n") + "\n\n" + section.rstrip() + "\n")
         return
     end = text.find("\n## ", start + len(heading))
+    old = text[start:end] if end != -1 else text[start:]
+    if kept_parts:
+        section = merge_sections(old, section, kept_parts)
     REPORT.write_text(text[:start] + section.rstrip() + "\n" + (text[end:] if end != -1 else ""))
+
+
+GOALS = "### Goals against this run"
+
+
+def _subsections(text: str) -> tuple[str, dict[str, str]]:
+    """A section's text before its first ``###``, and each ``###`` subsection by heading."""
+    parts = re.split(r"(?m)^(?=### )", text)
+    return parts[0], {part.splitlines()[0]: part for part in parts[1:]}
+
+
+def _table_rows(block: str) -> tuple[list[tuple[str, ...]], str]:
+    """The rows of the first fenced table in ``block`` (cut at the widths of its dashes), and
+    the text around it with ``{table}`` in its place."""
+    match = re.search(r"```\n(.*?)\n```", block, re.S)
+    if match is None:
+        return [], block
+    lines = match.group(1).splitlines()
+    spans = [m.span() for m in re.finditer(r"-+", lines[1])]
+    rows = [
+        tuple(
+            line[a : (spans[i + 1][0] if i + 1 < len(spans) else None)].strip()
+            for i, (a, _) in enumerate(spans)
+        )
+        for line in [lines[0], *lines[2:]]
+    ]
+    return rows, block[: match.start()] + "{table}" + block[match.end() :]
+
+
+def merge_sections(old: str, new: str, kept_parts: Sequence[str]) -> str:
+    """The new section, with the old one's subsections and goal rows for what was not re-run."""
+    old_intro, old_parts = _subsections(old)
+    new_intro, new_parts = _subsections(new)
+    when = re.search(r"on (\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC)", old_intro)
+    earlier = when.group(1) if when else "an earlier run"
+    kept = [title for title in old_parts if title not in new_parts]
+    merged = dict(new_parts)
+    for title in kept:
+        merged[title] = old_parts[title]
+    if GOALS in old_parts and GOALS in new_parts:
+        old_rows, _ = _table_rows(old_parts[GOALS])
+        new_rows, around = _table_rows(new_parts[GOALS])
+        names = {row[0] for row in new_rows}
+        carried = [row for row in old_rows[1:] if row[0] not in names]
+        merged[GOALS] = around.replace(
+            "{table}", "```\n" + table([*new_rows, *carried]) + "\n```"
+        ).rstrip("\n") + (
+            f"\n\nRows for parts not re-run here ({', '.join(kept_parts)}) are the run of "
+            f"{earlier}'s.\n\n"
+            if carried
+            else "\n\n"
+        )
+    # Each kept subsection goes back where it was: after the one it followed before.
+    order = list(new_parts)
+    titles = list(old_parts)
+    for title in kept:
+        before = [t for t in titles[: titles.index(title)] if t in order]
+        order.insert(order.index(before[-1]) + 1 if before else 0, title)
+    note = (
+        f"Parts not re-run here ({', '.join(kept_parts)}) keep the figures of the run of "
+        f"{earlier}: " + ", ".join(f'"{title[4:]}"' for title in kept) + ".\n\n"
+        if kept
+        else ""
+    )
+    return new_intro.rstrip("\n") + "\n\n" + note + "".join(merged[title] for title in order)
 
 
 def raw(results: Results) -> dict[str, Any]:
@@ -343,12 +451,14 @@ def raw(results: Results) -> dict[str, Any]:
     return {
         "when": results.when.isoformat(),
         "latencies_ms": {k: v * 1000 for k, v in results.latencies.seconds.items()},
-        "imports_s": results.imports,
+        "imports_cpu_s": results.imports,
+        "import_runs_wall_cpu_s": results.import_runs,
         "shim": results.shim,
         "receiver": results.receiver.as_dict() if results.receiver else None,
         "bursts": [outcome.as_dict() for outcome in results.bursts],
         "runtime_init_limits_s": results.runtime_init_limits,
         "provisioned_needed": results.provisioned,
+        "receiver_memory": {"chosen": results.memory_choice, "template": results.template_memory},
         "batches": [figures.as_dict() for figures in results.batches],
         "reader_ms": results.reader_ms,
         "one_change": [
@@ -368,8 +478,18 @@ def raw(results: Results) -> dict[str, Any]:
     }
 
 
-def dump(results: Results, path: Path) -> Path:
-    path.write_text(json.dumps(raw(results), indent=1, default=str))
+def dump(results: Results, path: Path, *, keep_old: bool = False) -> Path:
+    """The raw figures; ``keep_old``: a figure this run did not measure (a skipped part)
+    keeps the value the file already has."""
+    figures = raw(results)
+    if keep_old and path.exists():
+        old = json.loads(path.read_text())
+        for key, value in figures.items():
+            if isinstance(value, dict) and isinstance(old.get(key), dict):
+                figures[key] = {k: v if v else old[key].get(k, v) for k, v in value.items()}
+            elif not value and key in old:
+                figures[key] = old[key]
+    path.write_text(json.dumps(figures, indent=1, default=str))
     return path
 
 

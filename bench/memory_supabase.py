@@ -1,6 +1,6 @@
 """A Supabase table answered in process: the benchmarks' stand-in for PostgREST.
 
-The consumer's real ``SupabaseSource`` (supabase-py, postgrest-py, httpx) builds and sends
+The consumer's real ``SupabaseSource`` (postgrest-py over httpx) builds and sends
 its requests and parses the answers; only the server is replaced, by an ``httpx`` transport
 that answers the reads the consumer makes: ``select``, ``<key>=in.(...)``, ``<key>=gt.<n>``,
 ``<key>=eq.<n>``, ``order=<key>.asc``, ``limit`` and ``offset``. Anything else is answered

@@ -107,8 +107,9 @@ consumer **{ratios["consumer_import_over_boto3"]:.2f}x**.
 
 ## Cold start
 
-Median of fresh interpreters importing each module (a Lambda cold start's init phase, less
-the runtime's own start).
+Median CPU time of fresh interpreters importing each module as on Lambda (the layer's packages
+alone, Lambda's environment variables, the runtime's Python version: `bench/lambda_site.py`):
+a Lambda cold start's init phase, less the runtime's own start.
 
 ![handler imports against import boto3](benchmarks/{COLD_START_PLOT})
 
@@ -136,7 +137,7 @@ def _write_csv(report: Report, path: Path) -> Path:
         writer = csv.writer(file)
         writer.writerow(["benchmark", "series", "statistic", "value", "unit"])
         for module, seconds in report.imports.items():
-            writer.writerow(["cold_start", module, "median_import", f"{seconds:.6f}", "s"])
+            writer.writerow(["cold_start", module, "median_import_cpu", f"{seconds:.6f}", "s"])
         for series, samples in (
             ("bare_send_message", report.ack.bare_send_message),
             ("receiver_handler", report.ack.receiver_handler),
@@ -184,7 +185,7 @@ def _plot_cold_start(imports: dict[str, float], path: Path) -> Path:
             fontsize=8,
         )
     axes.set_xlim(0, max(seconds) * 1.45)
-    axes.set_xlabel("median seconds to import in a fresh interpreter")
+    axes.set_xlabel("median CPU seconds to import in a fresh interpreter, as on Lambda")
     axes.set_title("Cold start: each handler's imports against import boto3")
     figure.tight_layout()
     figure.savefig(path, dpi=110)

@@ -14,7 +14,8 @@ the memory DynamoDB and SQS, the memory Supabase table):
    source mapping page says "the next batching window begins as soon as the previous
    function invocation completes". ``window_from="first-message"`` (the local poller's
    reading: a lone message waits out the whole window) and ``"previous-invocation"`` are
-   both measured for the trickle;
+   both measured for the trickle. The SQS page also warns that under very low traffic a
+   window can hold a lone message up to 20 s (Lambda's long poll), which neither models;
 4. the **consumer**'s real handler, one warm execution environment per poller;
 5. **visible**: the read API answers the new item once the row item's conditional write
    carrying a read taken after the commit has returned, and the new list once the same

@@ -9,6 +9,17 @@ identifier is not in the batch (Lambda then treats the whole batch as failed). T
 visible again after the queue's visibility timeout, and SQS itself (moto implements
 ``maxReceiveCount``) moves them to the dead-letter queue.
 
+Where a window starts: AWS's pages read two ways. The event source mapping page says "the
+next batching window begins as soon as the previous function invocation completes", which
+would let a lone message after a quiet spell go at once; the SQS page says Lambda keeps
+polling "until the batch window expires", and warns that with a window and very low traffic
+Lambda "might wait for up to 20 seconds before invoking your function", even with a window
+under 20 s (reported on AWS with one message and a 5 s window: invoked about 20 s later,
+dev.classmethod.jp). This poller follows the SQS page, the one written for this event
+source and the one a measurement on AWS bears out: a lone message waits out the window (not
+the 20 s: that is the cost of Lambda's long polls, which this poller does not have). The
+template's default window is 0 for that reason (docs/CONFIGURATION.md, "The batching window").
+
 Local-only deviations: one batch at a time per event source (Lambda runs up to five and
 scales up); long polls of 1 s instead of 20 s so that ``stop()`` returns within a second (an
 empty receive costs nothing locally).

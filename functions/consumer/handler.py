@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 processor = BatchProcessor(event_type=EventType.SQS)
+# Supabase is read over httpx: its requests appear in the traces beside the AWS calls.
+tracer.patch(["httpx"])
 
 
 def build_ports(

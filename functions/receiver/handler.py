@@ -3,15 +3,22 @@
 This is the "respond first" half of waitUntil: the work happens in the consumer. The use case
 is ``waituntil.receive.accept.accept()``; this module wires its ports, routes, and maps errors
 to answers.
+
+The routing is written out here instead of using Powertools' ``APIGatewayRestResolver``, as
+the reader does: API Gateway sends this function one resource, ``/revalidate``, so there is
+one route and one answer per error type, and importing Powertools' event handler (every
+resolver it has, AppSync's asyncio included) was about 30 ms of the receiver's cold start, a
+sixth of it, which pg_net's 1 s webhook timeout waits on (docs/SCALE.md, "Cold start"). The
+answers are the proxy responses the resolver gave: a compact JSON body, ``multiValueHeaders``.
 """
 
 from __future__ import annotations
 
+import json
 from functools import cache
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -28,8 +35,7 @@ if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
 
-app = APIGatewayRestResolver()
-OTHER_METHODS = ["GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+ROUTE = "/revalidate"
 
 
 def build_ports(
@@ -47,62 +53,64 @@ def default_ports() -> ReceiverPorts:
     return build_ports(receiver_settings(), secrets_client=secrets_client_fast(), sqs=sqs_client())
 
 
-@app.post("/revalidate")
-def revalidate() -> Response[dict[str, Any]]:
-    ports: ReceiverPorts = app.context.get("ports") or default_ports()
-    event = app.current_event
+def revalidate(event: dict[str, Any], ports: ReceiverPorts) -> dict[str, Any]:
+    request_context = event.get("requestContext") or {}
     accepted = accept(
         WebhookRequest(
-            body=event.body,
-            is_base64_encoded=event.is_base64_encoded,
-            authorization=event.headers.get("authorization"),
-            content_type=event.headers.get("content-type"),
-            multi_value_headers=event.raw_event.get("multiValueHeaders"),
-            request_id=event.request_context.request_id,
+            body=event.get("body"),
+            is_base64_encoded=event.get("isBase64Encoded"),
+            authorization=_header(event, "authorization"),
+            content_type=_header(event, "content-type"),
+            multi_value_headers=event.get("multiValueHeaders"),
+            request_id=str(request_context.get("requestId", "")),
         ),
         ports,
     )
-    return Response(
-        status_code=HTTPStatus.ACCEPTED,
-        content_type=content_types.APPLICATION_JSON,
-        body={"received": True, "id": accepted.message_id},
-    )
+    return _answer(HTTPStatus.ACCEPTED, {"received": True, "id": accepted.message_id})
 
 
-@app.route("/revalidate", method=OTHER_METHODS)
-def revalidate_wrong_method() -> Response[dict[str, Any]]:
-    return _error(HTTPStatus.METHOD_NOT_ALLOWED, "use POST", headers={"Allow": "POST"})
+def route(event: dict[str, Any], ports: ReceiverPorts | None) -> dict[str, Any]:
+    """The answer to one API Gateway (REST, proxy) event; errors mapped to statuses here."""
+    if event.get("path") != ROUTE:
+        return _error(HTTPStatus.NOT_FOUND, "no such route; webhooks go to POST /revalidate")
+    if str(event.get("httpMethod", "")).upper() != "POST":
+        return _error(HTTPStatus.METHOD_NOT_ALLOWED, "use POST", headers={"Allow": "POST"})
+    try:
+        return revalidate(event, ports or default_ports())
+    except RequestRefused as error:
+        logger.info("webhook refused", extra={"status": error.status_code, "reason": str(error)})
+        metrics.add_metric(name="WebhooksRefused", unit=MetricUnit.Count, value=1)
+        return _error(error.status_code, str(error))
+    except DependencyUnavailable as error:
+        # Not a 2xx: nothing was queued, so Supabase must see a failure (it logs it for 6 hours).
+        logger.exception("dependency unavailable; change not queued")
+        metrics.add_metric(name="QueueFailures", unit=MetricUnit.Count, value=1)
+        return _error(HTTPStatus.SERVICE_UNAVAILABLE, str(error), headers={"Retry-After": "1"})
 
 
-@app.not_found
-def not_found(_: Exception) -> Response[dict[str, Any]]:
-    return _error(HTTPStatus.NOT_FOUND, "no such route; webhooks go to POST /revalidate")
+def _header(event: dict[str, Any], name: str) -> str | None:
+    """A request header by name, whatever its case (API Gateway keeps the sender's case)."""
+    for key, value in (event.get("headers") or {}).items():
+        if key.lower() == name:
+            return str(value)
+    return None
 
 
-@app.exception_handler(RequestRefused)
-def request_refused(error: RequestRefused) -> Response[dict[str, Any]]:
-    logger.info("webhook refused", extra={"status": error.status_code, "reason": str(error)})
-    metrics.add_metric(name="WebhooksRefused", unit=MetricUnit.Count, value=1)
-    return _error(error.status_code, str(error))
+def _answer(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    values = {**(headers or {}), "Content-Type": "application/json"}
+    return {
+        "statusCode": int(status),
+        "body": json.dumps(body, separators=(",", ":")),
+        "isBase64Encoded": False,
+        "multiValueHeaders": {name: [value] for name, value in values.items()},
+    }
 
 
-@app.exception_handler(DependencyUnavailable)
-def dependency_unavailable(error: DependencyUnavailable) -> Response[dict[str, Any]]:
-    # Not a 2xx: nothing was queued, so Supabase must see a failure (it logs it for 6 hours).
-    logger.exception("dependency unavailable; change not queued")
-    metrics.add_metric(name="QueueFailures", unit=MetricUnit.Count, value=1)
-    return _error(HTTPStatus.SERVICE_UNAVAILABLE, str(error), headers={"Retry-After": "1"})
-
-
-def _error(
-    status: int, message: str, headers: dict[str, str] | None = None
-) -> Response[dict[str, Any]]:
-    return Response(
-        status_code=status,
-        content_type=content_types.APPLICATION_JSON,
-        body={"received": False, "error": HTTPStatus(status).phrase, "message": message},
-        headers=headers,
-    )
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    body = {"received": False, "error": HTTPStatus(status).phrase, "message": message}
+    return _answer(status, body, headers)
 
 
 # No Powertools Tracer here: it loads the X-Ray SDK, which took the handler's import from
@@ -114,5 +122,4 @@ def _error(
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, ports: ReceiverPorts | None = None
 ) -> dict[str, Any]:
-    app.append_context(ports=ports)
-    return app.resolve(event, context)
+    return route(event, ports)

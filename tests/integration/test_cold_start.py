@@ -6,6 +6,7 @@ The HTTP-facing functions never pay for supabase-py; the receiver never loads th
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -60,3 +61,65 @@ def test_the_tracer_is_still_there_for_whoever_asks(statement: str) -> None:
     loaded = _loaded_after(statement, XRAY, AWS_LAMBDA_FUNCTION_NAME="f")
     # Then the X-Ray SDK is loaded for it
     assert "aws_xray_sdk.core" in loaded
+
+
+# What Lambda sets and the imported packages read when they are imported: X-Ray's SDK and
+# Powertools' Tracer behave as on Lambda (tracing on, no centralized-sampling clients).
+ON_LAMBDA = {"LAMBDA_TASK_ROOT": str(ROOT / "functions"), "AWS_LAMBDA_FUNCTION_NAME": "f"}
+
+
+@pytest.mark.parametrize(
+    ("module", "patched"),
+    [("reader.handler", ["botocore"]), ("consumer.handler", ["botocore", "httpx"])],
+)
+def test_a_traced_function_patches_only_the_libraries_it_calls_through(
+    module: str, patched: list[str]
+) -> None:
+    # Given Lambda's environment, tracing on
+    # When a traced function's handler is imported
+    code = (
+        f"import sys, json; import {module}; from aws_xray_sdk.core import patcher; "
+        "print(json.dumps([sorted(patcher._PATCHED_MODULES), 'httpx' in sys.modules]))"
+    )
+    result = subprocess.run(  # noqa: S603 (our interpreter, fixed code)
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={
+            "PYTHONPATH": f"{ROOT / 'layers/common'}:{ROOT / 'functions'}",
+            "PATH": "/usr/bin:/bin",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            **ON_LAMBDA,
+        },
+    )
+    traced, httpx_loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    # Then X-Ray records its AWS calls (and the consumer's Supabase reads), and nothing else
+    # was imported to be patched: the reader never loads httpx
+    assert traced == patched
+    assert httpx_loaded == ("httpx" in patched)
+
+
+HEAVY = (
+    "boto3",  # botocore's clients are what the functions use; boto3 adds s3transfer
+    "s3transfer",
+    "supabase",  # the consumer reads with postgrest-py alone
+    "supabase_auth",
+    "storage3",
+    "realtime",
+    "cryptography",
+    "aws_lambda_powertools.utilities.parameters",  # secrets are read by the adapter itself
+    "aws_lambda_powertools.utilities.parser.models",  # dozens of pydantic models
+)
+
+
+@pytest.mark.parametrize("module", ["receiver.handler", "reader.handler", "consumer.handler"])
+def test_no_function_imports_what_it_does_not_use(module: str) -> None:
+    # Given Lambda's environment, tracing on / When the handler is imported
+    watched = (*HEAVY, "aws_lambda_powertools.event_handler")
+    loaded = _loaded_after(f"import {module}", watched, **ON_LAMBDA)
+    # Then none of the heavy packages it never calls was loaded (the reader alone routes with
+    # Powertools' event handler; the receiver routes its one resource itself)
+    expected = {"aws_lambda_powertools.event_handler"} if module == "reader.handler" else set()
+    assert loaded == expected

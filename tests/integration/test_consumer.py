@@ -1,5 +1,5 @@
 """The consumer handler in-process: moto DynamoDB (from template.yaml) and a local Supabase on
-real PostgreSQL over real HTTP, read through supabase-py."""
+real PostgreSQL over real HTTP, read through postgrest-py (the consumer's Supabase client)."""
 
 from __future__ import annotations
 
@@ -187,7 +187,7 @@ def test_supabase_503_fails_that_tables_records_only(
 def test_a_passing_supabase_503_is_retried_in_place(
     aws: EmulatedAws, supabase: LocalSupabase, lambda_context: LambdaContext
 ) -> None:
-    # Given Supabase answers one 503 (a blip) with supabase-py's retry on (the default)
+    # Given Supabase answers one 503 (a blip) with postgrest-py's retry on (the default)
     supabase.seed("articles", [{"id": 1, "title": "t"}])
     supabase.inject_fault(status=503, times=1, table="articles")
     ports = _ports(aws, supabase)
@@ -211,7 +211,7 @@ def test_a_connection_dropped_mid_read_is_retried_in_place_or_fails_the_records(
     ports = _ports(aws, supabase, SUPABASE_RETRY=str(retry).lower())
     event = _batch(_change("UPDATE", 1))
     if retry:
-        # When a change is processed with supabase-py's retry on (the default)
+        # When a change is processed with postgrest-py's retry on (the default)
         # Then it is read again at once and reaches the cache
         assert _run(event, ports, lambda_context) == []
         assert [record.status for record in supabase.request_log][:2] == [0, 200]

@@ -126,7 +126,7 @@ def test_a_fill_continues_across_invocations_and_a_killed_one_resumes_from_its_c
 def test_supabase_failing_mid_fill_fails_the_record_and_its_retry_resumes(
     aws: EmulatedAws, supabase: LocalSupabase
 ) -> None:
-    # Given a fill under way (supabase-py's own retry off, so the outage reaches the consumer)
+    # Given a fill under way (postgrest-py's own retry off, so the outage reaches the consumer)
     ports, continuation = _fill_two_pages(aws, supabase, SUPABASE_RETRY="false")
     # When Supabase answers 503 to every read
     supabase.inject_fault(status=503, times=None, table="articles")

@@ -59,12 +59,18 @@ def _ports(aws: EmulatedAws, supabase: LocalSupabase, policy: dict[str, Any]) ->
     )
 
 
+CALLER = "arn:aws:iam::123456789012:role/cache-reader"  # a SigV4-signed caller
+
+
 def _reader(aws: EmulatedAws, policy: dict[str, Any]) -> ReaderSettings:
+    # ReadAccess=iam (the requests below are signed): a reader open to the public refuses to
+    # start on a service-role view (ServiceViewServedPublicly), which these tests cache too.
     return ReaderSettings.model_validate(
         {
             **aws.environment("ReaderFunction"),
             "CACHED_TABLES": "articles",
             "TABLE_POLICIES": json.dumps({"articles": policy}),
+            "READ_ACCESS": "iam",
         }
     )
 
@@ -74,7 +80,7 @@ def _served(ports: ConsumerPorts, settings: ReaderSettings) -> list[dict[str, An
     rows: list[dict[str, Any]] = []
     page = 1
     while True:
-        request = ReadRequest(method="GET", table="articles", page=str(page))
+        request = ReadRequest(method="GET", table="articles", page=str(page), caller_arn=CALLER)
         response = read_page(ports.store, request, settings)
         rows += json.loads(response.body)
         if page >= int(response.headers["X-Page-Count"]):
@@ -83,7 +89,7 @@ def _served(ports: ConsumerPorts, settings: ReaderSettings) -> list[dict[str, An
 
 
 def _item(ports: ConsumerPorts, settings: ReaderSettings, key: int) -> dict[str, Any] | None:
-    request = ReadRequest(method="GET", table="articles", raw_id=str(key))
+    request = ReadRequest(method="GET", table="articles", raw_id=str(key), caller_arn=CALLER)
     try:
         body: dict[str, Any] = json.loads(read_item(ports.store, request, settings).body)
     except NotCached:

@@ -100,6 +100,42 @@ def test_wrong_method_says_which_is_allowed(
     assert headers.get("Allow") == ["POST"]
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("post", "/revalidate", 202),  # methods are case-insensitive
+        ("BREW", "/revalidate", 405),  # any method but POST on the one resource
+        ("POST", "/revalidate/", 404),
+        ("POST", "/Revalidate", 404),
+        ("POST", "/", 404),
+    ],
+)
+def test_one_resource_one_method(
+    aws: EmulatedAws, lambda_context: LambdaContext, method: str, path: str, status: int
+) -> None:
+    # Given a valid webhook sent with a method and to a path
+    event = {**load_event("receiver/insert.json"), "httpMethod": method, "path": path}
+    # When the receiver handles it / Then only POST /revalidate queues it
+    response = _invoke(event, _ports(aws), lambda_context)
+    assert response["statusCode"] == status
+    assert response["multiValueHeaders"]["Content-Type"] == ["application/json"]
+    assert len(aws.queue_messages()) == (1 if status == 202 else 0)
+
+
+@pytest.mark.parametrize("case", [str.lower, str.upper])
+def test_header_names_are_matched_whatever_their_case(
+    aws: EmulatedAws, lambda_context: LambdaContext, case: Any
+) -> None:
+    # Given a valid webhook whose header names arrive in another case (HTTP/2 lower-cases them)
+    event = load_event("receiver/insert.json")
+    event["headers"] = {case(name): value for name, value in event["headers"].items()}
+    event["multiValueHeaders"] = {
+        case(name): values for name, values in event["multiValueHeaders"].items()
+    }
+    # When the receiver handles it / Then its Authorization and Content-Type are found
+    assert _invoke(event, _ports(aws), lambda_context)["statusCode"] == 202
+
+
 def test_oversized_body_is_refused_with_413(
     aws: EmulatedAws, lambda_context: LambdaContext
 ) -> None:

@@ -212,3 +212,78 @@ def test_a_transaction_resent_with_its_token_applies_nothing_twice(memory: Memor
 def test_the_report_names_the_cache_item_a_call_touched(target: str, kind: str) -> None:
     # Given a DynamoDB call on a key of each shape / When named / Then as the layout says
     assert what(Call("dynamodb", "GetItem", 0.0, 1.0, 1.0, target=target)) == kind
+
+
+OLD_SECTION = """## Under network latency
+
+Written by `python -m bench.latency_run --report` on 2026-12-06 04:38 UTC (3.11; 73 minutes).
+
+### The model
+
+old model
+
+### Goals against this run
+
+```
+goal                  measured here  met
+--------------------  -------------  ---
+fill <= 10 min        47.1 min       **no**
+receiver import       1.89x          **no**
+```
+
+### First fill at scale
+
+old fill figures
+
+### Cold starts
+
+old imports
+"""
+
+NEW_SECTION = """## Under network latency
+
+Written by `python -m bench.latency_run --report --skip fills` on 2026-12-07 10:00 UTC.
+
+### The model
+
+new model
+
+### Goals against this run
+
+```
+goal             measured here  met
+---------------  -------------  ---
+receiver import  1.45x          yes
+```
+
+### Cold starts
+
+new imports
+"""
+
+
+def test_a_partial_run_keeps_the_parts_it_did_not_measure_and_says_whose_they_are() -> None:
+    from bench.latency_run import merge_sections
+
+    # Given the section of a full run, and a run that skipped the fills
+    # When the new section is merged into the old one
+    merged = merge_sections(OLD_SECTION, NEW_SECTION, ["fills"])
+    # Then the re-measured parts are the new run's, the fills' subsection and goal rows are
+    # the old run's, and the section says which run they come from
+    assert "new model" in merged and "old model" not in merged
+    assert "new imports" in merged and "old imports" not in merged
+    assert "old fill figures" in merged
+    assert "1.45x" in merged and "1.89x" not in merged
+    assert "47.1 min" in merged
+    assert merged.count("2026-12-06 04:38 UTC") == 2  # the note, and the goals' footnote
+    assert merged.startswith(
+        "## Under network latency\n\nWritten by `python -m bench.latency_run --report --skip fills`"
+    )
+    # And every subsection appears once, a kept one where it was
+    headings = [line for line in merged.splitlines() if line.startswith("### ")]
+    assert headings == [
+        "### The model",
+        "### Goals against this run",
+        "### First fill at scale",
+        "### Cold starts",
+    ]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 
 from bench.receiver import AckSamples
 from bench.report import Report, headline, write_report
+from tests.conftest import ROOT
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -86,3 +89,17 @@ def test_make_bench_keeps_the_section_make_bench_latency_wrote(tmp_path: Path) -
     assert "stale reader figures" not in markdown
     assert markdown.count("## Under network latency") == 1
     assert markdown.endswith(latency)
+
+
+def test_bench_cold_start_runs_as_a_module() -> None:
+    # Given the cold-start benchmark's command line (``--before REV`` compares with a revision)
+    # When it is run with --help (which measures nothing)
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.cold_start", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    # Then the module's command line answered (run as a module, it used to do nothing)
+    assert "--before" in result.stdout

@@ -119,7 +119,10 @@ def test_the_reader_and_the_consumer_derive_the_same_digest() -> None:
         },
         refs={"CacheTable": "cache", "ChangeQueue": "queue", "BlobBucket": "bucket"},
     )
-    consumer = {**function_environment(resolver, "ConsumerFunction"), "SUPABASE_URL": "u"}
+    consumer = {
+        **function_environment(resolver, "ConsumerFunction"),
+        "SUPABASE_URL": "https://project.supabase.co",
+    }
     reader = function_environment(resolver, "ReaderFunction")
     # When both load their settings / Then every table's policy, and digest, is the same
     consumer_settings = ConsumerSettings.model_validate(consumer)

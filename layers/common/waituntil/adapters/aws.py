@@ -1,5 +1,8 @@
-"""boto3 clients, created lazily once per container with explicit timeouts and retries.
+"""AWS clients, created lazily once per container with explicit timeouts and retries.
 
+They are botocore's clients, made from one botocore session: the very clients ``boto3.client``
+returns, without importing boto3 itself (and s3transfer, which boto3 imports for S3's managed
+transfers, unused here): about 20 ms of every cold start (docs/SCALE.md, "Cold start").
 Endpoints come from the standard ``AWS_ENDPOINT_URL`` variables, which is how the local stack
 points the same code at moto.
 """
@@ -7,9 +10,9 @@ points the same code at moto.
 from __future__ import annotations
 
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
-import boto3
+import botocore.session
 from botocore.config import Config
 
 if TYPE_CHECKING:
@@ -31,36 +34,47 @@ PATIENT = Config(
 
 
 @cache
+def aws_session() -> botocore.session.Session:
+    """The one botocore session of the container: its clients share the service models it
+    loads (and benchmarks register their hooks on it)."""
+    return botocore.session.get_session()
+
+
+def _client(service: str, config: Config) -> Any:
+    return aws_session().create_client(service, config=config)
+
+
+@cache
 def sqs_client() -> SQSClient:
-    return boto3.client("sqs", config=FAST)
+    return cast("SQSClient", _client("sqs", FAST))
 
 
 @cache
 def secrets_client_fast() -> SecretsManagerClient:
-    return boto3.client("secretsmanager", config=FAST)
+    return cast("SecretsManagerClient", _client("secretsmanager", FAST))
 
 
 @cache
 def secrets_client_patient() -> SecretsManagerClient:
-    return boto3.client("secretsmanager", config=PATIENT)
+    return cast("SecretsManagerClient", _client("secretsmanager", PATIENT))
 
 
 @cache
 def dynamodb_client() -> DynamoDBClient:
-    return boto3.client("dynamodb", config=PATIENT)
+    return cast("DynamoDBClient", _client("dynamodb", PATIENT))
 
 
 @cache
 def dynamodb_client_fast() -> DynamoDBClient:
     """For the read API: an answer within API Gateway's 29 s and the function's 10 s."""
-    return boto3.client("dynamodb", config=FAST)
+    return cast("DynamoDBClient", _client("dynamodb", FAST))
 
 
 @cache
 def s3_client() -> S3Client:
-    return boto3.client("s3", config=PATIENT)
+    return cast("S3Client", _client("s3", PATIENT))
 
 
 @cache
 def s3_client_fast() -> S3Client:
-    return boto3.client("s3", config=FAST)
+    return cast("S3Client", _client("s3", FAST))

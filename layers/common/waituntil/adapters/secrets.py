@@ -1,10 +1,13 @@
 """Secrets by name, values from Secrets Manager, cached in the container.
 
-``read`` is the plain value (AWSCURRENT, cached by Powertools). ``accepted_versions`` serves
-the receiver's rotation without downtime: it yields AWSCURRENT and, while a rotation is under
-way, AWSPENDING too, so a sender switched to the new secret before the rotation finishes is
-never refused. Both need only ``secretsmanager:GetSecretValue`` on the secret: the version
-stage is a parameter of that one call.
+``read`` is the plain value (AWSCURRENT). ``accepted_versions`` serves the receiver's rotation
+without downtime: it yields AWSCURRENT and, while a rotation is under way, AWSPENDING too, so a
+sender switched to the new secret before the rotation finishes is never refused. Both need only
+``secretsmanager:GetSecretValue`` on the secret: the version stage is a parameter of that one
+call. Both cache what they read for ``max_age_s`` with one mechanism, here, rather than
+Powertools' ``SecretsProvider`` for one and this for the other: importing Powertools'
+parameters utility (and boto3 with it) cost the receiver's cold start about 20 ms for a call
+it never made (docs/SCALE.md, "Cold start").
 """
 
 from __future__ import annotations
@@ -14,8 +17,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from aws_lambda_powertools.utilities.parameters import SecretsProvider
-from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from botocore.exceptions import BotoCoreError, ClientError
 
 from waituntil.core.errors import SecretUnavailable
@@ -44,21 +45,23 @@ class SecretReader:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
-        self._provider = SecretsProvider(boto3_client=client)
         self._max_age_s = max_age_s
         self._clock = clock
         self._versions: dict[str, _Versions] = {}
+        self._current: dict[str, tuple[str, float]] = {}  # name -> (AWSCURRENT, read at)
 
     def read(self, name: str, *, fresh: bool = False) -> str:
-        """The secret's value, from the cache unless older than ``max_age_s``; ``fresh``
-        skips the cache (the value was refused: it may have been corrected meanwhile)."""
-        try:
-            value = self._provider.get(name, max_age=self._max_age_s, force_fetch=fresh)
-        except GetParameterError as error:
-            # The message names the secret, never its value.
-            raise SecretUnavailable(f"cannot read secret {name!r}") from error
-        if not isinstance(value, str) or not value:
-            raise SecretUnavailable(f"secret {name!r} is empty or not a string")
+        """AWSCURRENT's value, from the cache unless older than ``max_age_s``; ``fresh`` skips
+        the cache (the value was refused: it may have been corrected meanwhile) and caches what
+        it reads. Errors name the secret, never its value."""
+        cached = self._current.get(name)
+        if not fresh and cached is not None and self._clock() - cached[1] < self._max_age_s:
+            return cached[0]
+        read_at = self._clock()
+        value = self._read_stage(name, CURRENT, missing_ok=False)
+        assert value is not None  # missing_ok=False raises instead
+        if self._max_age_s > 0:
+            self._current[name] = (value, read_at)
         return value
 
     def accepted_versions(self, name: str) -> Iterator[str]:

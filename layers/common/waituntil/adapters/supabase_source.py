@@ -1,8 +1,12 @@
-"""Reads Supabase (the source of truth) with supabase-py: touched keys, a table by pages, and
+"""Reads Supabase (the source of truth) over its REST API: touched keys, a table by pages, and
 the reconciler's range counts, change scans and fingerprints.
 
-Imported by the consumer only: ``import supabase`` costs about 0.3 s, which the receiver's
-cold start must not pay.
+With postgrest-py, the REST client inside supabase-py, used directly: the consumer reads
+tables and nothing else, and ``import supabase`` also loads its auth, storage, realtime and
+functions clients (cryptography, websockets...): about 0.1 s more of every consumer cold start
+(docs/SCALE.md, "Cold start"). The requests are the ones ``supabase.create_client(url,
+key).table(name)`` sends: ``<url>/rest/v1``, the key as ``apiKey`` and as the bearer token.
+Imported by the consumer only: the receiver's and the reader's cold starts do not pay for it.
 """
 
 from __future__ import annotations
@@ -14,11 +18,18 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from operator import methodcaller
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import Any, Protocol, cast
 
 import httpx
+
+# postgrest-py, not ``supabase``: the layer installs the whole Supabase SDK (requirements/
+# layer.in pins supabase and the postgrest it requires), but ``import supabase`` also loads its
+# auth, storage, realtime and functions clients (cryptography, websockets...) that the consumer
+# never calls: measured in docs/SCALE.md, "Cold start". Likewise boto3: in Lambda's runtime
+# anyway and in requirements/dev.in for the tests and ops, but the layer makes botocore's
+# clients itself (adapters/aws.py).
+from postgrest import SyncPostgrestClient
 from postgrest.exceptions import APIError
-from supabase import ClientOptions, create_client
 
 from waituntil.adapters.postgrest_ranges import (
     Param,
@@ -39,9 +50,6 @@ from waituntil.core.list_order import Position
 from waituntil.core.settings import SUPABASE_MAX_ROWS
 from waituntil.core.table_policy import TablePolicy
 from waituntil.core.whole_reads import read_whole
-
-if TYPE_CHECKING:
-    from supabase import Client
 
 # Range counts asked at once (the reconciler's bisection asks a level of the tree together).
 COUNT_WORKERS = 8
@@ -99,7 +107,7 @@ class SupabaseSource:
     def _query(self, table: str, select: str | None = None, **options: Any) -> Any:
         """A query on ``table`` as its policy says: whose key, which columns, which rows."""
         policy = self._policies[table]
-        query = self._client(policy.role).table(table).select(select or policy.select, **options)
+        query = self._client(policy.role).from_(table).select(select or policy.select, **options)
         for column, condition in policy.filters():
             # filter() writes "column=operator.criteria": splitting the condition at its first
             # dot and letting it join them again passes it on exactly as written (or=(...) too).
@@ -107,7 +115,7 @@ class SupabaseSource:
             query = query.filter(column, operator, criteria)
         return query
 
-    def _client(self, role: str) -> Client:
+    def _client(self, role: str) -> SyncPostgrestClient:
         """The client of ``role``'s current key. The key is asked for on every read (the
         secret reader serves it from its cache until ``SECRET_MAX_AGE_SECONDS``), so a warm
         container follows a corrected or rotated secret; a new key gets a new client, after
@@ -115,7 +123,7 @@ class SupabaseSource:
         with self._connecting:
             return self._client_of(role)
 
-    def _client_of(self, role: str) -> Client:
+    def _client_of(self, role: str) -> SyncPostgrestClient:
         fresh = role in self._refused
         key = self._keys[role](fresh=fresh)
         self._refused.discard(role)
@@ -133,19 +141,20 @@ class SupabaseSource:
         return self._clients[role].client
 
     def _connect(self, key: str) -> _Connection:
-        # supabase-py's default HTTP timeout is 120 s, far beyond what a batch can wait, and
-        # its postgrest_client_timeout option truncates to whole seconds (0.5 becomes 0): an
-        # httpx client of our own keeps the timeout exact. supabase-py itself retries GETs
-        # that fail with 503/520 or a network error (3 times, 1-2-4 s apart).
+        # supabase-py's default HTTP timeout is 120 s, far beyond what a batch can wait: an
+        # httpx client of our own keeps the timeout short and exact. postgrest-py itself
+        # retries GETs that fail with 503/520 or a network error (3 times, 1-2-4 s apart).
         http = httpx.Client(
             timeout=httpx.Timeout(self._timeout_s), event_hooks={"response": [_refuse_401]}
         )
-        options = ClientOptions(
-            schema=self._schema, httpx_client=http, postgrest_client_retry=self._retry
+        client = SyncPostgrestClient(
+            f"{self._url.rstrip('/')}/rest/v1",
+            schema=self._schema,
+            headers={"apiKey": key, "Authorization": f"Bearer {key}"},
+            http_client=http,
+            retry_enabled=self._retry,
         )
-        return _Connection(
-            key=key, client=create_client(self._url, key, options=options), http=http
-        )
+        return _Connection(key=key, client=client, http=http)
 
     def read_rows(self, table: str, keys: Sequence[str]) -> list[Row]:
         """The rows whose primary key is one of ``keys``: ``pk=in.(...)``, in groups that keep
@@ -264,9 +273,12 @@ class SupabaseSource:
             "upper_bound": list(bounds.upper) if bounds.upper is not None else None,
             "with_rows": with_rows,
         }
+        # postgrest-py sends ``params`` as the JSON body of the POST, whatever its values; its
+        # annotation (``dict[str, str]``) only fits a GET's query string.
+        params = cast(dict[str, str], arguments)
         try:
             answer = self._send(
-                table, lambda: self._client(policy.role).rpc(FINGERPRINT_FUNCTION, arguments)
+                table, lambda: self._client(policy.role).rpc(FINGERPRINT_FUNCTION, params)
             ).data
         except SourceUnavailable as error:
             cause = error.__cause__
@@ -376,7 +388,7 @@ def key_role(key: str) -> str | None:
 @dataclass(frozen=True)
 class _Connection:
     key: str
-    client: Client
+    client: SyncPostgrestClient
     http: httpx.Client
 
 

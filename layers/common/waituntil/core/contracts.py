@@ -48,10 +48,16 @@ RowKey = StrictInt | StrictStr
 Row = dict[str, Any]
 
 
+# Every model here has ``defer_build=True``: pydantic builds its validator when it is first
+# used, not when the class is defined. Every function imports this module and uses a few of its
+# models (the reader none, the consumer no webhook), so a cold start builds only those
+# (docs/SCALE.md, "Cold start"); settings.py does the same.
+
+
 class WebhookPayload(BaseModel):
     """What ``supabase_functions.http_request()`` sends: the trigger's jsonb_build_object."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, defer_build=True)
 
     type: ChangeType
     table: Annotated[str, Field(min_length=1)]
@@ -64,7 +70,7 @@ class WebhookPayload(BaseModel):
 class SyncProgress(BaseModel):
     """Where a full sync continues: sent by the consumer to itself, never by the receiver."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     sync_id: Annotated[str, Field(min_length=1, max_length=64)]
     phase: Literal["rows", "deletes"] = "rows"
@@ -87,7 +93,7 @@ class HealCheck(BaseModel):
 class Change(BaseModel):
     """One queued change: the message body on the SQS queue (contract version 1)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, defer_build=True)
 
     version: Literal[1] = 1
     type: MessageType

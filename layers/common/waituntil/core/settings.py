@@ -31,7 +31,8 @@ def _split_csv(value: object) -> object:
 
 
 class _EnvSettings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+    # Built on first use, as the contracts are: each function validates one of these models.
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True, defer_build=True)
 
     cached_tables: Annotated[tuple[str, ...], Field(alias="CACHED_TABLES", min_length=1)] = (
         "articles",
@@ -76,7 +77,8 @@ class ConsumerSettings(_EnvSettings):
     """What the queue consumer needs."""
 
     table_name: Annotated[str, Field(alias="CACHE_TABLE_NAME", min_length=1)]
-    supabase_url: Annotated[str, Field(alias="SUPABASE_URL", min_length=1)]
+    # Checked when the consumer starts (supabase-py checked it when it first connected).
+    supabase_url: Annotated[str, Field(alias="SUPABASE_URL", pattern=r"^https?://.+")]
     supabase_key_secret_name: Annotated[str, Field(alias="SUPABASE_KEY_SECRET_NAME", min_length=1)]
     # The anon key, for tables cached with the public's view (the default role).
     supabase_anon_key_secret_name: Annotated[
