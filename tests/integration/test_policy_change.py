@@ -23,8 +23,8 @@ from waituntil.read.api import read_item, read_page
 from waituntil.read.request import ReadRequest
 from waituntil.sync.ports import ConsumerPorts
 
-# The service role's view (drafts too), declared public: what the read API checks at start.
-SERVICE = {"role": "service", "public": True}
+# The service role's view (drafts too), served to signed callers only (below).
+SERVICE = {"role": "service"}
 
 
 @pytest.fixture(autouse=True)
