@@ -1,0 +1,264 @@
+"""The list: its head, frozen versions, index pages and chunks, the head switch, retirements
+and the publishes in flight.
+
+Nodes have unique keys and are written unconditionally (a resend writes the same item
+again). The head switch is a transaction carrying its version as ``ClientRequestToken``
+(DynamoDB answers a resend within 10 minutes as the first one), and should a resend still
+fail its condition, its own frozen version item, which only that transaction writes, proves
+that it applied (``_switch``). Retiring keeps an expiry already set; the set of publishes in
+flight adds or deletes the same element: every write here is safe to apply twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from waituntil.adapters.cache_store.table import CacheTable, StaleWrite, is_expired, iso_time
+from waituntil.cache.items import (
+    attempt_to_text,
+    attempts_from_item,
+    chunk_from_item,
+    chunk_to_item,
+    head_from_item,
+    head_to_attributes,
+    index_page_from_item,
+    index_page_to_item,
+    retiring_to_attributes,
+    served_body_of_chunk_item,
+)
+from waituntil.cache.layout import (
+    KIND_ATTEMPTS,
+    attempts_item_key,
+    dump_json,
+    list_item_key,
+    next_head_key,
+    version_item_key,
+)
+from waituntil.cache.model import (
+    IndexPage,
+    ListChunk,
+    ListHead,
+    PublishAttempt,
+    ServedChunk,
+)
+from waituntil.core.errors import DependencyUnavailable
+from waituntil.core.observability import logger
+
+
+class ListNodes(CacheTable):
+    # ----- the list -----------------------------------------------------------------------
+
+    def get_head(self, table: str) -> ListHead | None:
+        item = self._get(list_item_key(table))
+        if item is None or ("pages" not in item and "pages_z" not in item):
+            return None  # none yet (or a layout from before index pages: rebuilt by a sync)
+        return head_from_item(table, item)
+
+    def get_next_head(self, table: str) -> ListHead | None:
+        item = self._get(next_head_key(table))
+        return None if item is None else head_from_item(table, item)
+
+    def get_version(self, table: str, version: str) -> ListHead | None:
+        item = self._get(version_item_key(table, version))
+        if item is None or is_expired(item, self._clock()):
+            return None
+        return head_from_item(table, item)
+
+    def get_index_page(self, key: str) -> IndexPage | None:
+        item = self._get(key)
+        if item is None or is_expired(item, self._clock()):
+            return None
+        return index_page_from_item(item)
+
+    def get_chunk(self, key: str) -> ListChunk | None:
+        item = self._get(key)
+        if item is None or is_expired(item, self._clock()):
+            return None
+        return chunk_from_item(item)
+
+    def get_served_chunk(self, key: str) -> ServedChunk | None:
+        """A chunk's JSON array as served, with out-of-line rows put back in place."""
+        item = self._get(key)
+        if item is None or is_expired(item, self._clock()):
+            return None
+        body, blobs = served_body_of_chunk_item(item)
+        if blobs:
+            rows = json.loads(body)
+            for index, blob_key in blobs:
+                rows[index] = json.loads(self._blob(blob_key))
+            body = dump_json(rows)
+        return ServedChunk(key=key, body=body)
+
+    def write_nodes(
+        self, table: str, chunks: Sequence[ListChunk], pages: Sequence[IndexPage]
+    ) -> int:
+        items = [chunk_to_item(chunk) for chunk in chunks]
+        items += [index_page_to_item(page) for page in pages]
+        self._batch_write([{"PutRequest": {"Item": item}} for item in items])
+        return len(items)
+
+    def flip_head(self, head: ListHead, base: ListHead | None) -> bool:
+        """Freeze ``head`` as its version and make it current if ``base`` still is: one step."""
+        return self._switch(head, base)
+
+    def promote_head(self, head: ListHead, base: ListHead | None, rebuilt: ListHead) -> bool:
+        """The same switch, which also ends ``/<table>#next`` if it still holds ``rebuilt``."""
+        return self._switch(head, base, ending=rebuilt)
+
+    def _switch(
+        self, head: ListHead, base: ListHead | None, ending: ListHead | None = None
+    ) -> bool:
+        """One ``TransactWriteItems``: the frozen version (only if new), the head (only if it
+        is still ``base``), and for a promotion the end of the rebuilt head.
+
+        The frozen version's condition is what makes a lost answer harmless. botocore resends
+        a transaction whose answer it lost; DynamoDB answers a resend with the same
+        ``ClientRequestToken`` (the version's) as it answered the first. A resend that is
+        evaluated anew (past the token's 10 minutes, or an emulator) fails the frozen version's
+        condition only if this very transaction applied before: versions are unique, and
+        nothing else writes that item. So that failure means the switch happened.
+        """
+        table = head.table
+        attributes = head_to_attributes(
+            head, iso_time(head.read_at_ns), iso_time(head.modified_at_ns)
+        )
+        head_key = next_head_key(table) if head.rebuild else list_item_key(table)
+        item = {"pk": {"S": head_key}, **attributes, **retiring_to_attributes(head.retiring)}
+        if base is None:
+            # No head yet, or one from before index pages (it is replaced, not patched).
+            condition = "attribute_not_exists(pk)"
+            if not head.rebuild:
+                condition += " OR (attribute_not_exists(pages) AND attribute_not_exists(pages_z))"
+            put_head: dict[str, Any] = {"ConditionExpression": condition}
+        else:
+            put_head = {
+                "ConditionExpression": "#version = :base",
+                "ExpressionAttributeNames": {"#version": "version"},
+                "ExpressionAttributeValues": {":base": {"S": base.version}},
+            }
+        frozen = {"pk": {"S": version_item_key(table, head.version)}, **attributes}
+        actions: list[Any] = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": frozen,
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+            {"Put": {"TableName": self._table, "Item": item, **put_head}},
+        ]
+        if ending is not None:
+            actions.append(
+                {
+                    "Delete": {
+                        "TableName": self._table,
+                        "Key": {"pk": {"S": next_head_key(table)}},
+                        "ConditionExpression": "#version = :ending",
+                        "ExpressionAttributeNames": {"#version": "version"},
+                        "ExpressionAttributeValues": {":ending": {"S": ending.version}},
+                    }
+                }
+            )
+        token = hashlib.sha256(f"{table}@{head.version}".encode()).hexdigest()[:36]
+        try:
+            self._client.transact_write_items(TransactItems=actions, ClientRequestToken=token)
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "TransactionCanceledException":
+                raise DependencyUnavailable("DynamoDB TransactWriteItems failed") from error
+            reasons = [
+                reason.get("Code", "None")
+                for reason in error.response.get("CancellationReasons", [])
+            ]
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                logger.info(
+                    "a head switch applied before its answer was lost",
+                    extra={"table": table, "version": head.version},
+                )
+                return True
+            if "ConditionalCheckFailed" in reasons or "TransactionConflict" in reasons:
+                return False  # another publisher switched first: nothing of ours applied
+            raise DependencyUnavailable(f"DynamoDB cancelled a head switch: {reasons}") from error
+        except BotoCoreError as error:
+            raise DependencyUnavailable("DynamoDB TransactWriteItems failed") from error
+        return True
+
+    def clear_retiring(self, head: ListHead) -> None:
+        key = next_head_key(head.table) if head.rebuild else list_item_key(head.table)
+        try:
+            self._call(
+                self._client.update_item,
+                TableName=self._table,
+                Key={"pk": {"S": key}},
+                UpdateExpression="REMOVE #retiring, #retiring_z",
+                ConditionExpression="#version = :version",
+                # Every name aliased: DynamoDB reserves many words (version among them).
+                ExpressionAttributeNames={
+                    "#version": "version",
+                    "#retiring": "retiring",
+                    "#retiring_z": "retiring_z",
+                },
+                ExpressionAttributeValues={":version": {"S": head.version}},
+            )
+        except StaleWrite:
+            return  # the head moved on: whoever switched from it retired this first
+
+    def retire(
+        self, table: str, chunk_keys: Sequence[str], page_keys: Sequence[str], version: str | None
+    ) -> None:
+        """Nodes the current version no longer uses: readers mid-way get the grace period.
+
+        A node that already expires keeps its time: retiring again (a resend, a redelivery,
+        the sweep) never shortens the grace period of a reader mid-way.
+        """
+        keys = [*chunk_keys, *page_keys]
+        if version is not None:
+            keys.append(version_item_key(table, version))
+        expires_at = str(int(self._clock()) + self._grace_s)
+
+        def expire(pk: str) -> None:
+            try:
+                self._call(
+                    self._client.update_item,
+                    TableName=self._table,
+                    Key={"pk": {"S": pk}},
+                    UpdateExpression="SET expires_at = if_not_exists(expires_at, :expires_at)",
+                    ConditionExpression="attribute_exists(pk)",
+                    ExpressionAttributeValues={":expires_at": {"N": expires_at}},
+                )
+            except StaleWrite:
+                return  # already gone
+
+        self._parallel(expire, keys)
+
+    # ----- publishes in flight ------------------------------------------------------------
+
+    def register_attempt(self, table: str, attempt: PublishAttempt) -> None:
+        self._call(
+            self._client.update_item,
+            TableName=self._table,
+            Key={"pk": {"S": attempts_item_key(table)}},
+            UpdateExpression="SET #kind = :kind ADD #attempts :attempt",
+            ExpressionAttributeNames={"#kind": "kind", "#attempts": "attempts"},
+            ExpressionAttributeValues={
+                ":kind": {"S": KIND_ATTEMPTS},
+                ":attempt": {"SS": [attempt_to_text(attempt)]},
+            },
+        )
+
+    def end_attempt(self, table: str, attempt: PublishAttempt) -> None:
+        self._call(
+            self._client.update_item,
+            TableName=self._table,
+            Key={"pk": {"S": attempts_item_key(table)}},
+            UpdateExpression="DELETE #attempts :attempt",
+            ExpressionAttributeNames={"#attempts": "attempts"},
+            ExpressionAttributeValues={":attempt": {"SS": [attempt_to_text(attempt)]}},
+        )
+
+    def get_attempts(self, table: str) -> list[PublishAttempt]:
+        return attempts_from_item(self._get(attempts_item_key(table)))

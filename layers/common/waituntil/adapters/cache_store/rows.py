@@ -1,0 +1,268 @@
+"""Row items: conditional writes on read time, tombstones, bodies kept in S3, position tags.
+
+Every row write carries ``read_at_ns``, the time the consumer read Supabase; it lands only if
+the stored item is older, so two consumers racing cannot let an older read win, and a write
+that botocore resends after its answer was lost fails its own condition and reads as stale.
+Row writes are conditional per item, so they run in parallel on the table's thread pool.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from waituntil.adapters.cache_store.table import (
+    BATCH_GET_LIMIT,
+    UNPROCESSED_RETRIES,
+    CacheTable,
+    StaleWrite,
+    in_groups,
+    iso_time,
+)
+from waituntil.cache.items import (
+    row_state_from_item,
+)
+from waituntil.cache.layout import (
+    BLOB_UNCLAIMED,
+    KIND_ROW,
+    KIND_TOMBSTONE,
+    MAX_STORED_BODY_BYTES,
+    Item,
+    blob_bytes,
+    blob_object_key,
+    dump_json,
+    encode_text,
+    row_item_key,
+)
+from waituntil.cache.model import (
+    FreshRow,
+    RowFailure,
+    RowFailureReason,
+    RowState,
+    RowWrites,
+    position_tag,
+)
+from waituntil.core.errors import DependencyUnavailable
+from waituntil.core.list_order import ListOrder
+from waituntil.core.observability import logger
+
+
+class RowItems(CacheTable):
+    # ----- rows ---------------------------------------------------------------------------
+
+    def write_rows(
+        self,
+        table: str,
+        fresh: Sequence[FreshRow],
+        *,
+        read_at_ns: int,
+        order: ListOrder,
+        policy: str = "",
+    ) -> RowWrites:
+        """Store each row as read (a tombstone if gone), unless a newer read is stored; each
+        item records ``policy``, the fingerprint of the table policy it was read with."""
+        results = self._parallel(lambda row: self._write_row(table, row, read_at_ns, policy), fresh)
+        failures = {
+            row.key: failure
+            for row, (_, failure) in zip(fresh, results, strict=True)
+            if failure is not None
+        }
+        outcomes = [outcome for outcome, failure in results if failure is None]
+        return RowWrites(
+            written=outcomes.count("written") + outcomes.count("written-blob"),
+            deleted=outcomes.count("deleted"),
+            skipped_stale=outcomes.count("stale"),
+            stored_out_of_line=outcomes.count("written-blob"),
+            failures=failures,
+        )
+
+    def _write_row(
+        self, table: str, row: FreshRow, read_at_ns: int, policy: str = ""
+    ) -> tuple[str, RowFailure | None]:
+        values: Item = {
+            ":read_at_ns": {"N": str(read_at_ns)},
+            ":read_at": {"S": iso_time(read_at_ns)},
+            ":policy": {"S": policy},
+        }
+        blob: str | None = None
+        adds: list[str] = []
+        if row.body is None or row.position is None:
+            outcome = "deleted"
+            values[":kind"] = {"S": KIND_TOMBSTONE}
+            values[":expires_at"] = {"N": str(int(self._clock()) + self._tombstone_ttl_s)}
+            sets = ["kind", "read_at", "read_at_ns", "expires_at", "policy"]
+            removes = ["body", "body_z", "blob", "blob_bytes", BLOB_UNCLAIMED, "etag", "position"]
+            if row.listed_at is not None:
+                # Where a list holds the row: its publish finds it there even if this item
+                # was created just now (the old one expired, or never existed).
+                values[":positions"] = {"SS": [position_tag(*row.listed_at)]}
+                adds.append("positions")
+        else:
+            stored = encode_text(row.body.text)
+            outcome = "written"
+            if _stored_bytes(stored) > MAX_STORED_BODY_BYTES:
+                if self._blobs is None:
+                    return "failed", RowFailure(
+                        RowFailureReason.TOO_LARGE,
+                        f"row {row.key} of {table} is too large for an item, and no blob store",
+                    )
+                blob = blob_object_key(table, row.body.etag, secrets.token_hex(8))
+                try:
+                    self._blobs.put(blob, row.body.text)
+                except DependencyUnavailable as error:  # one row's failure fails that row only
+                    return "failed", _dependency_failed(table, row.key, error)
+                stored = {
+                    "blob": {"S": blob},
+                    BLOB_UNCLAIMED: {"BOOL": True},
+                    "blob_bytes": {"N": str(blob_bytes(row.body.text))},
+                }
+                outcome = "written-blob"
+            values.update({f":{name}": value for name, value in stored.items()})
+            values[":kind"] = {"S": KIND_ROW}
+            values[":etag"] = {"S": row.body.etag}
+            values[":position"] = {"S": dump_json(list(row.position))}
+            values[":positions"] = {"SS": [position_tag(read_at_ns, row.position)]}
+            sets = ["kind", *stored, "etag", "position", "read_at", "read_at_ns", "policy"]
+            dropped = ("body", "body_z", "blob", BLOB_UNCLAIMED, "blob_bytes")
+            removes = ["expires_at", *(n for n in dropped if n not in stored)]
+            adds = ["positions"]
+        expression = "SET " + ", ".join(f"#{name} = :{name}" for name in sets)
+        if adds:
+            expression += " ADD " + ", ".join(f"#{name} :{name}" for name in adds)
+        expression += " REMOVE " + ", ".join(f"#{name}" for name in removes)
+        # Every name aliased: several (position, blob, ...) are DynamoDB reserved words.
+        names = {f"#{name}": name for name in [*sets, *adds, *removes]}
+        pk = row_item_key(table, row.key)
+        try:
+            response = self._call(
+                self._client.update_item,
+                TableName=self._table,
+                Key={"pk": {"S": pk}},
+                UpdateExpression=expression,
+                ConditionExpression="attribute_not_exists(pk) OR #read_at_ns < :read_at_ns",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="UPDATED_OLD",
+            )
+        except StaleWrite:
+            if blob is None or not self._points_to(pk, blob):
+                return "stale", None  # a body it put stays unclaimed: the lifecycle expires it
+            # The write landed but its answer was lost, and botocore's resend found its own
+            # read already stored: the body is ours to claim (the one it replaced goes
+            # untagged, which costs storage only).
+            response = {}
+        except DependencyUnavailable as error:
+            return "failed", _dependency_failed(table, row.key, error)
+        failure = self._claim(table, row.key, blob) if blob is not None else None
+        old_blob = response.get("Attributes", {}).get("blob", {}).get("S")
+        if old_blob and old_blob != blob:
+            self._supersede(old_blob)
+        return (outcome, None) if failure is None else ("failed", failure)
+
+    def _claim(self, table: str, key: str, blob: str) -> RowFailure | None:
+        """Keep the body the item now points to: clear its unclaimed tag, then the item's
+        mark of it, unless a newer write has replaced it meanwhile.
+
+        Tags are never conditional in S3, so the order carries the safety: a newer write that
+        replaced ``blob`` may have tagged it superseded before this claim cleared the tag; the
+        item's mark then no longer matches, and the body is tagged superseded again here.
+        A failure leaves the mark, so the record's retry (or the next full sync, which
+        rewrites a marked row) replaces the body and supersedes this one.
+        """
+        assert self._blobs is not None
+        try:
+            self._blobs.claim(blob)
+            self._call(
+                self._client.update_item,
+                TableName=self._table,
+                Key={"pk": {"S": row_item_key(table, key)}},
+                UpdateExpression="REMOVE #unclaimed",
+                ConditionExpression="#blob = :blob",
+                ExpressionAttributeNames={"#unclaimed": BLOB_UNCLAIMED, "#blob": "blob"},
+                ExpressionAttributeValues={":blob": {"S": blob}},
+            )
+        except StaleWrite:
+            self._supersede(blob)
+        except DependencyUnavailable as error:
+            return _dependency_failed(table, key, error)
+        return None
+
+    def _points_to(self, pk: str, blob: str) -> bool:
+        item = self._get(pk)
+        return item is not None and item.get("blob", {}).get("S") == blob
+
+    def _supersede(self, blob: str) -> None:
+        assert self._blobs is not None
+        try:
+            self._blobs.mark_superseded(blob)
+        except DependencyUnavailable:
+            # The row is already right; an untagged body only costs storage.
+            logger.warning("could not tag a superseded row body", extra={"key": blob})
+
+    def get_rows(self, table: str, keys: Sequence[str]) -> dict[str, RowState]:
+        """The stored state of each key that has an item (strongly consistent)."""
+        by_pk = {row_item_key(table, key): key for key in keys}
+        states: dict[str, RowState] = {}
+        pks = list(by_pk)
+        for group in in_groups(pks, BATCH_GET_LIMIT):
+            pending: Any = {
+                self._table: {"Keys": [{"pk": {"S": pk}} for pk in group], "ConsistentRead": True}
+            }
+            for attempt in range(UNPROCESSED_RETRIES + 1):
+                response = self._call(self._client.batch_get_item, RequestItems=pending)
+                for item in response.get("Responses", {}).get(self._table, []):
+                    if "kind" not in item:
+                        # Not a whole item yet: moto's server can show an item an UpdateItem is
+                        # still creating (DynamoDB's writes are atomic); read as not there.
+                        continue
+                    states[by_pk[item["pk"]["S"]]] = row_state_from_item(
+                        by_pk[item["pk"]["S"]], item
+                    )
+                pending = response.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+                if attempt < UNPROCESSED_RETRIES:
+                    self._sleep(min(0.05 * 2**attempt, 2.0))
+            if pending:
+                raise DependencyUnavailable("DynamoDB left keys unprocessed after retries")
+        return states
+
+    def get_row_body(self, table: str, key: str) -> tuple[RowState, str] | None:
+        """A live row and its JSON text (resolved from the blob store if kept there)."""
+        item = self._get(row_item_key(table, key))
+        if item is None or item.get("kind", {}).get("S") != KIND_ROW:
+            return None
+        state = row_state_from_item(key, item)
+        text = (
+            self._blob(state.blob_key) if state.blob_key else state.body.text if state.body else ""
+        )
+        return state, text
+
+    def prune_positions(self, table: str, stale: Mapping[str, frozenset[str]]) -> None:
+        """Forget list positions no published version can still hold (see ``list_patch``)."""
+
+        def prune(entry: tuple[str, frozenset[str]]) -> None:
+            key, tags = entry
+            self._call(
+                self._client.update_item,
+                TableName=self._table,
+                Key={"pk": {"S": row_item_key(table, key)}},
+                UpdateExpression="DELETE #positions :tags",
+                ExpressionAttributeNames={"#positions": "positions"},
+                ExpressionAttributeValues={":tags": {"SS": sorted(tags)}},
+            )
+
+        self._parallel(prune, [(key, tags) for key, tags in stale.items() if tags])
+
+
+def _dependency_failed(table: str, key: str, error: Exception) -> RowFailure:
+    return RowFailure(
+        RowFailureReason.DEPENDENCY_FAILED, f"row {key} of {table} was not written: {error}"
+    )
+
+
+def _stored_bytes(attributes: Item) -> int:
+    value = attributes.get("body") or attributes["body_z"]
+    stored = value.get("S") or value.get("B")
+    return len(stored.encode()) if isinstance(stored, str) else len(stored)
