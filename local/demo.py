@@ -235,9 +235,14 @@ def _print_header(stack: PipelineStack, startup_s: float) -> None:
     print(f"  API (receiver)     {stack.webhook_url}")
     print(f"  Supabase (local)   {stack.supabase_url} on PostgreSQL (temporary)")
     print(f"  Emulated AWS       {stack.aws.url} (moto)")
+    waits = (
+        "the consumer runs as soon as a change is queued"
+        if str(window) in ("0", "0.0")
+        else f"a change waits up to {window} s for company before the consumer runs"
+    )
     print(
         f"  Consumer batching  up to {batch} changes per batch, {window} s window (template"
-        "\n                     parameters): a change waits for company before the consumer runs"
+        f"\n                     parameters): {waits}"
     )
     print(f"\nWriting to '{TABLE}' through supabase-py; every webhook is a real HTTP call.\n")
 
