@@ -220,9 +220,9 @@ def test_unprocessed_items_are_resent(aws: EmulatedAws) -> None:
     # Given BatchWriteItem that leaves part of each call unprocessed twice
     flaky = _UnprocessedOnce(aws.dynamodb, times=2)
     store = _store(aws, client=flaky)
-    rows = [{"id": i, "x": "z" * 200} for i in range(40)]
-    # When a multi-chunk list is published
-    _sync(store, rows, list(range(40)), 100, chunk_bytes=2048)
+    rows = [{"id": i, "x": "z" * 200} for i in range(80)]
+    # When a list of more chunks than a head switch carries (written apart) is published
+    _sync(store, rows, list(range(80)), 100, chunk_bytes=2048)
     # Then the leftovers were resent and the list reads back whole
     assert flaky.batch_calls > 2
     assert get_list(_store(aws), "articles") == rows
@@ -231,7 +231,9 @@ def test_unprocessed_items_are_resent(aws: EmulatedAws) -> None:
 def test_unprocessed_items_that_never_land_fail_loudly(aws: EmulatedAws) -> None:
     # Given BatchWriteItem that never processes the last request
     store = _store(aws, client=_UnprocessedOnce(aws.dynamodb, times=1000))
-    # When a list is published / Then the failure surfaces (and the record will be retried)
+    rows = [{"id": i, "x": "z" * 200} for i in range(40)]
+    # When a list of more nodes than a head switch carries is published / Then the failure
+    # surfaces (and the record will be retried)
     with pytest.raises(DependencyUnavailable):
-        _sync(store, [{"id": 1}, {"id": 2}], [1, 2], 100, chunk_bytes=1024)
+        _sync(store, rows, list(range(40)), 100, chunk_bytes=1024)
     assert store.get_head("articles") is None
