@@ -237,3 +237,22 @@ def test_unprocessed_items_that_never_land_fail_loudly(aws: EmulatedAws) -> None
     with pytest.raises(DependencyUnavailable):
         _sync(store, rows, list(range(40)), 100, chunk_bytes=1024)
     assert store.get_head("articles") is None
+
+
+def test_a_row_write_answers_the_state_it_left_as_a_read_would(aws: EmulatedAws) -> None:
+    # Given rows 1 and 2 cached, row 3 never seen
+    store = _store(aws)
+    rows = [{"id": 1, "t": "a"}, {"id": 2, "t": "b"}]
+    store.write_rows("articles", fresh_rows(["1", "2"], rows, ORDER), read_at_ns=100, order=ORDER)
+    # When row 1 changes, row 2 is deleted, row 3 is new, and a late, older read of row 1
+    # comes after
+    fresh = fresh_rows(["1", "2", "3"], [{"id": 1, "t": "a2"}, {"id": 3, "t": "c"}], ORDER)
+    writes = store.write_rows("articles", fresh, read_at_ns=200, order=ORDER, policy="p")
+    late = store.write_rows(
+        "articles", fresh_rows(["1"], [{"id": 1, "t": "old"}], ORDER), read_at_ns=150, order=ORDER
+    )
+    # Then each landed write answers exactly the state a strongly consistent read gives (its
+    # body, tombstone, position tags of both writes, policy), and the stale one answers none
+    assert writes.states == store.get_rows("articles", ["1", "2", "3"])
+    assert len(writes.states["1"].positions) == 2 and writes.states["2"].body is None
+    assert late.skipped_stale == 1 and late.states == {}

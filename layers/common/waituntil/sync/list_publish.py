@@ -39,6 +39,9 @@ from waituntil.sync.rebuild import ensure_rebuild
 
 # A publish that keeps losing the race to other consumers gives up and lets SQS retry.
 PUBLISH_ATTEMPTS = 12
+# A lost switch's wait: 20 ms, doubling, at most 0.4 s (12 attempts wait 1.7 s on average).
+BACKOFF_BASE_S = 0.02
+BACKOFF_CAP_S = 0.4
 
 
 @dataclass(frozen=True)
@@ -245,7 +248,7 @@ def _publish(
                 release_lost(store, nodes, plan.chunks, table, order, policy)
                 store.end_attempt(table, nodes)
             metrics.add_metric(name="ListPublishRetries", unit=MetricUnit.Count, value=1)
-            time.sleep(random.uniform(0, 0.01 * attempt))  # noqa: S311 - jitter, not crypto
+            time.sleep(backoff_s(attempt))
             continue
         retire_replaced(store, plan.head)
         if apart:
@@ -259,6 +262,13 @@ def _publish(
         )
         return _Published(published, states, plan.listed_read_at)
     raise ListContended(f"the list of {table} kept moving; {PUBLISH_ATTEMPTS} attempts lost")
+
+
+def backoff_s(attempt: int) -> float:
+    """How long a publish that lost its switch waits before reading the head again:
+    exponential with full jitter (AWS's "Exponential Backoff And Jitter"), capped, so that
+    consumers racing on one head spread out instead of colliding again."""
+    return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1)))  # noqa: S311 - jitter, not crypto
 
 
 def _states(
