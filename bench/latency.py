@@ -231,10 +231,10 @@ def instrument_client(
     seconds = latencies.of(service)
     local = threading.local()
 
-    def before_parameter_build(params: dict[str, Any], **_: Any) -> None:
+    def before_parameter_build(params: dict[str, Any], model: Any, **_: Any) -> None:
         # The call's own parameters (``before-call`` sees the serialized request instead).
         local.stack = getattr(local, "stack", [])
-        local.stack.append((time.perf_counter(), 0.0, params))
+        local.stack.append((time.perf_counter(), 0.0, params, model.name))
 
     def before_send(**_: Any) -> None:
         if seconds <= 0:
@@ -246,20 +246,23 @@ def instrument_client(
         trace.add_shim_cpu(time.thread_time() - cpu)
         stack = getattr(local, "stack", None)
         if stack:
-            started, waited, params = stack[-1]
-            stack[-1] = (started, waited + slept, params)
+            started, waited, params, name = stack[-1]
+            stack[-1] = (started, waited + slept, params, name)
 
-    def after_call(model: Any, **kwargs: Any) -> None:
+    def after_call(**kwargs: Any) -> None:
+        # ``after-call-error`` (a call that raised: a connection error, an emulator's own
+        # failure) carries no ``model``: the name comes from the call's start, and the error
+        # goes on to botocore unchanged.
         stack = getattr(local, "stack", None)
         if not stack:
             return
-        started, waited, params = stack.pop()
+        started, waited, params, name = stack.pop()
         error = kwargs.get("exception")
         parsed = kwargs.get("parsed") or {}
         failed = error is not None or "Error" in parsed
         detail = str(parsed.get("Error", {}).get("Code", "")) if failed and parsed else ""
         ended = time.perf_counter()
-        call = Call(service, model.name, started, ended, waited, detail, tag, target_of(params))
+        call = Call(service, name, started, ended, waited, detail, tag, target_of(params))
         trace.record(call, params)
 
     events = client.meta.events

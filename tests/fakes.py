@@ -22,6 +22,7 @@ from typing import Any
 from waituntil.cache.fingerprint import combine, row_hash
 from waituntil.cache.layout import dump_json, served_chunk_json, version_item_key
 from waituntil.cache.model import (
+    NODES_WITH_SWITCH,
     ChangeMark,
     FreshRow,
     HealState,
@@ -122,6 +123,7 @@ class MemoryStore:
         policy: str = "",
     ) -> RowWrites:
         written = deleted = stale = 0
+        states: dict[str, RowState] = {}
         for row in fresh:
             old = self.rows.get((table, row.key))
             if old is not None and old.read_at_ns >= read_at_ns:
@@ -150,7 +152,8 @@ class MemoryStore:
                     policy=policy,
                 )
                 written += 1
-        return RowWrites(written=written, deleted=deleted, skipped_stale=stale)
+            states[row.key] = self.rows[(table, row.key)]  # as the write's answer gives it
+        return RowWrites(written=written, deleted=deleted, skipped_stale=stale, states=states)
 
     def expire_tombstones(
         self, table: str, read_before_ns: int, keep: Collection[str] = ()
@@ -191,6 +194,13 @@ class MemoryStore:
     def get_next_head(self, table: str) -> ListHead | None:
         return self.next_heads.get(table)
 
+    def get_heads(self, table: str) -> tuple[ListHead | None, ListHead | None]:
+        return self.heads.get(table), self.next_heads.get(table)
+
+    def start_get_heads(self, table: str) -> Callable[[], tuple[ListHead | None, ListHead | None]]:
+        heads = self.get_heads(table)  # read now: a moment between the two calls
+        return lambda: heads
+
     def get_version(self, table: str, version: str) -> ListHead | None:
         return self.versions.get((table, version))
 
@@ -220,8 +230,16 @@ class MemoryStore:
             self.nodes[node.key] = node
         return len(chunks) + len(pages)
 
-    def flip_head(self, head: ListHead, base: ListHead | None) -> bool:
-        return self._switch(head, base)
+    def flip_head(
+        self,
+        head: ListHead,
+        base: ListHead | None,
+        *,
+        chunks: Sequence[ListChunk] = (),
+        pages: Sequence[IndexPage] = (),
+    ) -> bool:
+        assert len(chunks) + len(pages) <= NODES_WITH_SWITCH, "too many nodes for a transaction"
+        return self._switch(head, base, [*chunks, *pages])
 
     def promote_head(self, head: ListHead, base: ListHead | None, rebuilt: ListHead) -> bool:
         ending = self.next_heads.get(head.table)
@@ -232,13 +250,18 @@ class MemoryStore:
         del self.next_heads[head.table]
         return True
 
-    def _switch(self, head: ListHead, base: ListHead | None) -> bool:
+    def _switch(
+        self, head: ListHead, base: ListHead | None, nodes: Sequence[IndexPage | ListChunk] = ()
+    ) -> bool:
         if (head.table, head.version) in self.versions:
             return True  # applied before (its answer was lost): the frozen version proves it
         heads = self.next_heads if head.rebuild else self.heads
         current = heads.get(head.table)
         if (current.version if current else None) != (base.version if base else None):
-            return False
+            return False  # one transaction: the nodes it carried are not written either
+        for node in nodes:
+            assert self.nodes.get(node.key, node) == node, f"node {node.key} rewritten"
+            self.nodes[node.key] = node
         for key in self.node_keys(head):
             assert key in self.nodes, f"head refers to missing node {key}"
             assert key not in self.retired, f"head refers to retired node {key}"

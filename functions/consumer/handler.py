@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from waituntil.adapters.aws import dynamodb_client, s3_client, secrets_client_patient, sqs_client
 from waituntil.adapters.blob_store import S3BlobStore
-from waituntil.adapters.cache_store import CacheStore
+from waituntil.adapters.cache_store import NODE_CACHE_BYTES, CacheStore
 from waituntil.adapters.queue import QueuePublisher
 from waituntil.adapters.secrets import SecretReader
 from waituntil.adapters.supabase_source import ApiKey, SupabaseSource
@@ -62,6 +62,7 @@ def build_ports(
             blobs=blobs,
             tombstone_ttl_s=settings.tombstone_ttl_s,
             grace_s=settings.old_list_grace_s,
+            node_cache_bytes=NODE_CACHE_BYTES,
         ),
         queue=QueuePublisher(settings.queue_url, sqs),
     )

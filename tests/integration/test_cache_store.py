@@ -220,9 +220,9 @@ def test_unprocessed_items_are_resent(aws: EmulatedAws) -> None:
     # Given BatchWriteItem that leaves part of each call unprocessed twice
     flaky = _UnprocessedOnce(aws.dynamodb, times=2)
     store = _store(aws, client=flaky)
-    rows = [{"id": i, "x": "z" * 200} for i in range(40)]
-    # When a multi-chunk list is published
-    _sync(store, rows, list(range(40)), 100, chunk_bytes=2048)
+    rows = [{"id": i, "x": "z" * 200} for i in range(80)]
+    # When a list of more chunks than a head switch carries (written apart) is published
+    _sync(store, rows, list(range(80)), 100, chunk_bytes=2048)
     # Then the leftovers were resent and the list reads back whole
     assert flaky.batch_calls > 2
     assert get_list(_store(aws), "articles") == rows
@@ -231,7 +231,28 @@ def test_unprocessed_items_are_resent(aws: EmulatedAws) -> None:
 def test_unprocessed_items_that_never_land_fail_loudly(aws: EmulatedAws) -> None:
     # Given BatchWriteItem that never processes the last request
     store = _store(aws, client=_UnprocessedOnce(aws.dynamodb, times=1000))
-    # When a list is published / Then the failure surfaces (and the record will be retried)
+    rows = [{"id": i, "x": "z" * 200} for i in range(40)]
+    # When a list of more nodes than a head switch carries is published / Then the failure
+    # surfaces (and the record will be retried)
     with pytest.raises(DependencyUnavailable):
-        _sync(store, [{"id": 1}, {"id": 2}], [1, 2], 100, chunk_bytes=1024)
+        _sync(store, rows, list(range(40)), 100, chunk_bytes=1024)
     assert store.get_head("articles") is None
+
+
+def test_a_row_write_answers_the_state_it_left_as_a_read_would(aws: EmulatedAws) -> None:
+    # Given rows 1 and 2 cached, row 3 never seen
+    store = _store(aws)
+    rows = [{"id": 1, "t": "a"}, {"id": 2, "t": "b"}]
+    store.write_rows("articles", fresh_rows(["1", "2"], rows, ORDER), read_at_ns=100, order=ORDER)
+    # When row 1 changes, row 2 is deleted, row 3 is new, and a late, older read of row 1
+    # comes after
+    fresh = fresh_rows(["1", "2", "3"], [{"id": 1, "t": "a2"}, {"id": 3, "t": "c"}], ORDER)
+    writes = store.write_rows("articles", fresh, read_at_ns=200, order=ORDER, policy="p")
+    late = store.write_rows(
+        "articles", fresh_rows(["1"], [{"id": 1, "t": "old"}], ORDER), read_at_ns=150, order=ORDER
+    )
+    # Then each landed write answers exactly the state a strongly consistent read gives (its
+    # body, tombstone, position tags of both writes, policy), and the stale one answers none
+    assert writes.states == store.get_rows("articles", ["1", "2", "3"])
+    assert len(writes.states["1"].positions) == 2 and writes.states["2"].body is None
+    assert late.skipped_stale == 1 and late.states == {}

@@ -217,6 +217,9 @@ def test_every_write_losing_its_first_answer_still_converges(
         )
         == []
     )
+    # (a row's second update drops the position tags its first left: ``list_publish._prune``)
+    writer.table("articles").update({"title": "changed again"}).eq("id", 5).execute()
+    assert run(batch(change("UPDATE", 5)), ports, lambda_context) == []
     assert run(batch(resync("articles")), ports, lambda_context) == []
     drain_queue(aws, ports, lambda_context)
     # Then every kind of write did lose an answer, and the cache equals the table

@@ -9,7 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EndpointConnectionError
 
 from bench.latency import (
     Call,
@@ -68,6 +68,26 @@ def test_the_boto3_shim_waits_the_latency_it_was_told_once_per_call_and_counts_e
     assert [call.target for call in trace.calls] == ["a", "a", "a"]
     # And the service answered them (the shim changed nothing else)
     assert memory.bill.requests == {"PutItem": 2, "GetItem": 1}
+
+
+def test_a_call_that_raises_is_recorded_and_its_own_error_reaches_the_caller() -> None:
+    # Given a DynamoDB client behind the shim, whose endpoint fails before any answer
+    trace = CallTrace()
+    client = _dynamodb()
+    instrument_client(
+        client, "dynamodb", Latencies.parse("dynamodb=7"), trace, sleep=lambda _: None
+    )
+
+    def unreachable(**_: Any) -> None:
+        raise EndpointConnectionError(endpoint_url="http://dynamodb.invalid")
+
+    client.meta.events.register("before-send.dynamodb.GetItem", unreachable)
+    # When it makes a call
+    with pytest.raises(EndpointConnectionError):
+        client.get_item(TableName="t", Key={"pk": {"S": "a"}})
+    # Then botocore's own error reached the caller (not the shim's), and the call is recorded
+    assert trace.by_operation() == {"dynamodb.GetItem": 1}
+    assert trace.calls[0].detail == ""
 
 
 def test_the_httpx_shim_waits_the_supabase_latency_per_request_and_counts_each() -> None:

@@ -104,14 +104,17 @@ def _filled(source: MemorySource, store: MemoryStore, clock: Clock) -> ConsumerP
 
 
 def test_nodes_of_a_publish_killed_before_its_switch_are_swept_by_the_next_resync() -> None:
-    # Given a filled table, and a change whose consumer is killed after writing its new list
-    # nodes, before switching the head to them
+    # Given a filled table, and a batch of changes to every chunk (more nodes than a head
+    # switch carries: they are written before it) whose consumer is killed after writing its
+    # new list nodes, before switching the head to them
     source, store, clock = MemorySource(), MemoryStore(), Clock()
     _filled(source, store, clock)
-    source.put(_row(7, "changed"))
+    changed = range(1, 31, 3)
+    for key in changed:
+        source.put(_row(key, "changed"))
     killed = KilledAt(store, "flip_head")
     with suppress(Crash):
-        apply_changes("articles", [_change(7)], _ports(source, killed, clock))
+        apply_changes("articles", [_change(key) for key in changed], _ports(source, killed, clock))
     assert killed.killed and _orphans(store) != []
     # When, past the longest invocation, the scheduled RESYNC runs
     clock.now += ORPHAN_AGE_NS
@@ -120,6 +123,22 @@ def test_nodes_of_a_publish_killed_before_its_switch_are_swept_by_the_next_resyn
     # Then every stored node is reached by the head or expiring, and the list is right
     assert _orphans(store) == []
     assert get_list(store, "articles") == source.rows(ListOrder("id"))
+
+
+def test_a_small_publish_killed_before_its_switch_leaves_no_node_behind() -> None:
+    # Given a filled table
+    source, store, clock = MemorySource(), MemoryStore(), Clock()
+    _filled(source, store, clock)
+    before = dict(store.nodes)
+    # When a change's consumer is killed at its head switch, which carries its nodes
+    source.put(_row(7, "changed"))
+    killed = KilledAt(store, "flip_head")
+    with suppress(Crash):
+        apply_changes("articles", [_change(7)], _ports(source, killed, clock))
+    # Then no node was written, and none was registered for the sweep
+    assert killed.killed
+    assert store.nodes == before
+    assert store.get_attempts("articles") == []
 
 
 def test_a_version_switched_just_before_a_kill_is_retired_all_the_same() -> None:

@@ -19,9 +19,12 @@ from waituntil.sync.row_changes import apply_changes
 ORDER = ListOrder("id")
 
 
-def _ports(source: MemorySource, store: MemoryStore, queue: MemoryQueue) -> ConsumerPorts:
+def _ports(
+    source: MemorySource, store: MemoryStore, queue: MemoryQueue, **environment: str
+) -> ConsumerPorts:
     settings = ConsumerSettings.model_validate(
         {
+            **environment,
             "CACHE_TABLE_NAME": "cache",
             "SUPABASE_URL": "http://supabase.invalid",
             "SUPABASE_KEY_SECRET_NAME": "key",
@@ -125,3 +128,38 @@ def test_a_rebuild_tombstones_a_row_only_the_list_it_replaces_held() -> None:
     # Then row 3 is gone as an item too, not just from the list
     assert get_list(store, "articles") == source.rows(ORDER)
     assert get_item(store, "articles", 3) is None
+
+
+def test_a_rebuild_whose_message_was_lost_is_started_again_though_changes_keep_coming() -> None:
+    # Given a list served with the default policy, then a deployment that orders it by title;
+    # the first change after it begins a rebuild, but its consumer dies before queueing it
+    source, store, queue = MemorySource(), MemoryStore(), MemoryQueue()
+    for key in range(1, 6):
+        source.put(_row(key))
+    full_sync("articles", SyncProgress(sync_id="fill"), _ports(source, store, queue), lambda: 10**9)
+    now = [10**15]
+    settings = _ports(source, store, queue, LIST_ORDER="title").settings
+    ports = ConsumerPorts(settings, source, store, queue, clock_ns=lambda: now[0])
+    queue.bodies.clear()
+    apply_changes("articles", [_change(1)], ports)
+    assert store.get_next_head("articles") is not None
+    queue.bodies.clear()  # the rebuild's message, lost
+    # When changes keep coming, each one published to the dead rebuild's version too, and
+    # then longer than the orphan age passes with changes still coming
+    for key in (2, 3):
+        now[0] += 10**9
+        apply_changes("articles", [_change(key)], ports)
+    assert queue.bodies == []  # a rebuild begun a moment ago is taken to be running
+    now[0] += (settings.orphan_age_s + 1) * 10**9
+    for key in (4, 5):
+        now[0] += 10**9
+        apply_changes("articles", [_change(key)], ports)
+    # Then a new rebuild is queued (once): a change's patch of the rebuild's version is not
+    # the rebuild's progress, and the dead one is told by its own silence
+    rebuilds = [Change.from_message(body) for body in queue.bodies]
+    assert [(change.type, bool(change.sync and change.sync.rebuild)) for change in rebuilds] == [
+        ("RESYNC", True)
+    ]
+    assert rebuilds[0].sync is not None
+    next_head = store.get_next_head("articles")
+    assert next_head is not None and next_head.rebuild == rebuilds[0].sync.sync_id

@@ -21,7 +21,7 @@ not touch (by key), and a reader that pinned a version sees the same nodes until
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
@@ -32,6 +32,10 @@ from waituntil.core.errors import RowTooLarge, RowWriteFailed
 from waituntil.core.list_order import ListOrder, Position
 
 # ----- rows ------------------------------------------------------------------------------------
+
+# Nodes a head switch may write in its own transaction (``flip_head``): DynamoDB takes 4 MB in
+# one, an item is at most 400 KB, and the head and its frozen version are two more items.
+NODES_WITH_SWITCH = 6
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,11 @@ class RowWrites:
     skipped_stale: int = 0
     stored_out_of_line: int = 0  # of ``written``: bodies kept in the blob store
     failures: dict[str, RowFailure] = field(default_factory=dict)  # key -> why that row failed
+    # key -> the state its item held just after this write landed, from the write's own
+    # answer: a read of the row at that moment, so a publish need not read it back. Rows
+    # whose state the answer does not settle (a stale write, a body whose claim lost) are
+    # left out and read again.
+    states: dict[str, RowState] = field(default_factory=dict)
 
 
 # ----- the list --------------------------------------------------------------------------------
@@ -410,6 +419,16 @@ class CacheReads(ListNodeReads, ServingReads, Protocol):
         """The version a rebuild is building apart (``/<table>#next``), if any."""
         ...
 
+    def get_heads(self, table: str) -> tuple[ListHead | None, ListHead | None]:
+        """``get_head`` and ``get_next_head`` in one round trip (each read strongly
+        consistent; in no set order between the two)."""
+        ...
+
+    def start_get_heads(self, table: str) -> Callable[[], tuple[ListHead | None, ListHead | None]]:
+        """``get_heads`` begun now, answered by calling the result: the heads as read at some
+        moment between the two calls, so the caller can wait on something else meanwhile."""
+        ...
+
     def get_attempts(self, table: str) -> list[PublishAttempt]:
         """Publishes registered and not yet settled (in flight, or killed)."""
         ...
@@ -430,11 +449,20 @@ class CacheWrites(Protocol):
         self, table: str, chunks: Sequence[ListChunk], pages: Sequence[IndexPage]
     ) -> int: ...
 
-    def flip_head(self, head: ListHead, base: ListHead | None) -> bool:
+    def flip_head(
+        self,
+        head: ListHead,
+        base: ListHead | None,
+        *,
+        chunks: Sequence[ListChunk] = (),
+        pages: Sequence[IndexPage] = (),
+    ) -> bool:
         """Make ``head`` current if the current head is still ``base``; False if it moved.
 
         Idempotent under a resend: a switch that applied but whose answer was lost is True.
         ``head.rebuild`` set: the head of ``/<table>#next`` instead (``base`` from there too).
+        ``chunks`` and ``pages`` (at most ``NODES_WITH_SWITCH``) are written in the same
+        step: all of it applies, or none (a switch that lost leaves no node behind).
         """
         ...
 

@@ -15,18 +15,20 @@ from __future__ import annotations
 import random
 import secrets
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from aws_lambda_powertools.metrics import MetricUnit
 
 from waituntil.cache.list_patch import ListSizes, plan_patch
 from waituntil.cache.model import (
+    NODES_WITH_SWITCH,
     CacheStorePort,
     ListHead,
     PublishAttempt,
     PublishResult,
     RowState,
+    parse_position_tag,
 )
 from waituntil.core.errors import ListContended, ListNodeMissing, RebuildSuperseded
 from waituntil.core.list_order import ListOrder
@@ -37,10 +39,29 @@ from waituntil.sync.rebuild import ensure_rebuild
 
 # A publish that keeps losing the race to other consumers gives up and lets SQS retry.
 PUBLISH_ATTEMPTS = 12
+# A lost switch's wait: 20 ms, doubling, at most 0.4 s (12 attempts wait 1.7 s on average).
+BACKOFF_BASE_S = 0.02
+BACKOFF_CAP_S = 0.4
+
+
+@dataclass(frozen=True)
+class ReadBefore:
+    """What a change's publish knows already: both heads, read before its row writes were
+    sent, and the states those writes answered (``RowWrites.states``). Each state is a read
+    of its row made after the heads were read, which is all a publish's reads must be."""
+
+    served: ListHead | None
+    rebuilt: ListHead | None
+    states: Mapping[str, RowState]
 
 
 def publish_rows(
-    table: str, keys: Sequence[str], ports: ConsumerPorts, *, complete: bool | None = None
+    table: str,
+    keys: Sequence[str],
+    ports: ConsumerPorts,
+    *,
+    complete: bool | None = None,
+    known: ReadBefore | None = None,
 ) -> PublishResult:
     """Publish ``keys`` to the table's list; a rebuild's own sync, to the version it builds.
 
@@ -54,7 +75,9 @@ def publish_rows(
     """
     policy = ports.policy(table)
 
-    def publish(head: str, complete: bool | None = None) -> _Published:
+    def publish(
+        head: str, complete: bool | None = None, base: ListHead | None = None
+    ) -> _Published:
         return _publish(
             ports.store,
             table,
@@ -65,22 +88,27 @@ def publish_rows(
             complete=complete,
             policy=policy,
             head=head,
+            first=None if known is None else (base, known.states),
+            # A change's patch of a rebuild's version is not the rebuild's progress: the time
+            # it was last modified stays the rebuild's own, by which a dead one is told.
+            keep_modified=bool(head) and ports.rebuild is None,
         )
 
     if ports.rebuild is not None:
         return publish(ports.rebuild).result
     floors: list[dict[str, int]] = []
-    rebuilt = ports.store.get_next_head(table)
+    rebuilt = known.rebuilt if known is not None else ports.store.get_next_head(table)
     if rebuilt is not None and rebuilt.rebuild and rebuilt.policy == policy:
         try:
-            floors.append(publish(rebuilt.rebuild).listed)
+            floors.append(publish(rebuilt.rebuild, base=rebuilt).listed)
         except RebuildSuperseded:
             # Switched to (the served publish below reaches it), or replaced by a newer
             # rebuild (which began after these rows were written, so it reads them itself).
             floors.append({})
-    served = publish("", complete)
+    served = publish("", complete, base=known.served if known is not None else None)
     if served.result.outcome == "rebuilding":
-        ensure_rebuild(table, ports, rebuilt)
+        # Read again: this very publish may have switched the rebuild's version since.
+        ensure_rebuild(table, ports, ports.store.get_next_head(table))
     else:
         floors.append(served.listed)
     listed = {
@@ -149,19 +177,29 @@ def _publish(
     complete: bool | None,
     policy: str,
     head: str,
+    first: tuple[ListHead | None, Mapping[str, RowState]] | None = None,
+    keep_modified: bool = False,
 ) -> _Published:
     """Read the head, then the row states (so they are at least as new as anything the head
-    holds), plan the patch, register and write its nodes, switch the head if it is still the
-    one read. If another consumer switched first, release the nodes and start over from the
-    new head. ``head``: "" the served head; a rebuild's sync id, the version it builds apart.
+    holds), plan the patch, write its nodes, switch the head if it is still the one read. If
+    another consumer switched first, start over from the new head. ``head``: "" the served
+    head; a rebuild's sync id, the version it builds apart. ``first``: the head and the row
+    states a change's publish read already, in that order (``ReadBefore``), for its first
+    attempt; rows it lacks are read. A plan of a few nodes writes them in the switch's own
+    transaction; a larger one registers and writes them first, and releases them if it lost.
     """
     for attempt in range(1, PUBLISH_ATTEMPTS + 1):
-        base = _building(store, table, head, policy) if head else store.get_head(table)
+        if attempt == 1 and first is not None:
+            base = first[0]
+            if head and (base is None or base.rebuild != head or base.policy != policy):
+                raise RebuildSuperseded(f"the rebuild {head} of {table} is over")
+        else:
+            base = _building(store, table, head, policy) if head else store.get_head(table)
         if base is not None:
             retire_replaced(store, base)  # a switch whose retirement was cut short
             if base.policy != policy:
                 return _Published(PublishResult(outcome="rebuilding", attempts=attempt))
-        states = store.get_rows(table, keys)
+        states = _states(store, table, keys, first[1] if attempt == 1 and first else None)
         if not states and base is not None and complete is None:
             return _Published(
                 PublishResult(outcome="unchanged", attempts=attempt, complete=base.complete)
@@ -188,23 +226,32 @@ def _publish(
                 complete=base.complete if base is not None else True,
             )
             return _Published(unchanged, states, plan.listed_read_at)
+        if keep_modified and base is not None:
+            plan = replace(plan, head=replace(plan.head, modified_at_ns=base.modified_at_ns))
+        assert plan.head is not None
         nodes = PublishAttempt(
             version=plan.head.version,
             chunks=tuple(chunk.key for chunk in plan.chunks),
             pages=tuple(page.key for page in plan.pages),
         )
-        if plan.chunks or plan.pages:
+        # A few nodes go in the switch's own transaction: nothing to register, nothing left
+        # behind if it loses (at twice the write units of a plain write, for those nodes).
+        apart = len(plan.chunks) + len(plan.pages) > NODES_WITH_SWITCH
+        if apart:
             store.register_attempt(table, nodes)
             store.write_nodes(table, plan.chunks, plan.pages)
-        if not store.flip_head(plan.head, base):
-            release_lost(store, nodes, plan.chunks, table, order, policy)
-            if plan.chunks or plan.pages:
+            switched = store.flip_head(plan.head, base)
+        else:
+            switched = store.flip_head(plan.head, base, chunks=plan.chunks, pages=plan.pages)
+        if not switched:
+            if apart:
+                release_lost(store, nodes, plan.chunks, table, order, policy)
                 store.end_attempt(table, nodes)
             metrics.add_metric(name="ListPublishRetries", unit=MetricUnit.Count, value=1)
-            time.sleep(random.uniform(0, 0.01 * attempt))  # noqa: S311 - jitter, not crypto
+            time.sleep(backoff_s(attempt))
             continue
         retire_replaced(store, plan.head)
-        if plan.chunks or plan.pages:
+        if apart:
             store.end_attempt(table, nodes)
         published = PublishResult(
             outcome="created" if base is None else "published",
@@ -215,6 +262,29 @@ def _publish(
         )
         return _Published(published, states, plan.listed_read_at)
     raise ListContended(f"the list of {table} kept moving; {PUBLISH_ATTEMPTS} attempts lost")
+
+
+def backoff_s(attempt: int) -> float:
+    """How long a publish that lost its switch waits before reading the head again:
+    exponential with full jitter (AWS's "Exponential Backoff And Jitter"), capped, so that
+    consumers racing on one head spread out instead of colliding again."""
+    return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1)))  # noqa: S311 - jitter, not crypto
+
+
+def _states(
+    store: CacheStorePort,
+    table: str,
+    keys: Sequence[str],
+    known: Mapping[str, RowState] | None,
+) -> dict[str, RowState]:
+    """The row states of ``keys``: those ``known`` (read after the head), the rest read now."""
+    if known is None:
+        return store.get_rows(table, keys)
+    states = {key: known[key] for key in keys if key in known}
+    missing = [key for key in keys if key not in states]
+    if missing:
+        states.update(store.get_rows(table, missing))
+    return states
 
 
 def _building(store: CacheStorePort, table: str, rebuild: str, policy: str) -> ListHead:
@@ -230,14 +300,22 @@ def _prune(
     store: CacheStorePort, table: str, states: dict[str, RowState], listed: dict[str, int]
 ) -> None:
     """Drop position tags of states older than what the list now holds: no version published
-    from now on can hold those states (I4), so nothing will look for them there."""
+    from now on can hold those states (I4), so nothing will look for them there.
+
+    Not at every publish: a stale tag at the row's own position sends a patch nowhere the
+    current one does not, so one such tag waits for the next (a write saved, off the critical
+    path, at every other update of a row); two of them, or one elsewhere, are dropped now.
+    """
     stale: dict[str, frozenset[str]] = {}
     for key, state in states.items():
         floor = listed.get(key)
         if floor is None or len(state.positions) < 2:
             continue
         old = frozenset(tag for tag in state.positions if int(tag.split("|", 1)[0]) < floor)
-        if old and len(old) < len(state.positions):
+        if not old or len(old) == len(state.positions):
+            continue
+        elsewhere = any(parse_position_tag(tag)[1] != state.position for tag in old)
+        if elsewhere or len(old) >= 2:
             stale[key] = old
     if stale:
         store.prune_positions(table, stale)

@@ -33,8 +33,12 @@ def retire_replaced(store: CacheStorePort, head: ListHead) -> None:
         keep = reachable_keys(store, [head])
         for version in retiring.trees:
             _retire_tree(store, head.table, version, keep)
-    store.retire(head.table, retiring.chunks, retiring.pages, None)
-    for version in retiring.versions:
+    versions = list(retiring.versions)
+    # A patch replaces one version and walks no tree: its nodes and that version expire in
+    # one step (in parallel). A tree's version goes last, after the nodes found through it.
+    together = versions.pop() if len(versions) == 1 and not retiring.trees else None
+    store.retire(head.table, retiring.chunks, retiring.pages, together)
+    for version in versions:
         store.retire(head.table, (), (), version)
     store.clear_retiring(head)
 

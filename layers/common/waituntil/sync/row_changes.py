@@ -17,7 +17,7 @@ from waituntil.cache.model import PublishResult, RowWrites
 from waituntil.core.contracts import Change
 from waituntil.core.observability import logger, metrics
 from waituntil.sync.full_sync import ensure_fill
-from waituntil.sync.list_publish import publish_rows
+from waituntil.sync.list_publish import ReadBefore, publish_rows
 from waituntil.sync.pipeline_metrics import record_synced
 from waituntil.sync.ports import ConsumerPorts
 
@@ -30,17 +30,23 @@ def apply_changes(
     # An UPDATE that changed the row's key touches both keys: the old one reads as absent,
     # gets a tombstone and is unlisted.
     keys = list(dict.fromkeys(key for change in changes for key in change.keys))
+    # The heads, read while Supabase answers, and before the row writes: each write answers
+    # its row's state after it landed, a read made after the heads', so the publish reads
+    # neither again (``ReadBefore``).
+    heads = ports.store.start_get_heads(table)
     read_at_ns = ports.clock_ns()
     started = time.perf_counter()
     rows = ports.source.read_rows(table, keys)
     read_ms = (time.perf_counter() - started) * 1000
     fresh = fresh_rows(keys, rows, order)
+    served, rebuilt = heads()
     writes = ports.store.write_rows(
         table, fresh, read_at_ns=read_at_ns, order=order, policy=ports.policy(table)
     )
     failed = _row_failures(writes)
     done = [key for key in keys if key not in failed]
-    published = publish_rows(table, done, ports)
+    known = ReadBefore(served=served, rebuilt=rebuilt, states=writes.states)
+    published = publish_rows(table, done, ports, known=known)
     if not published.complete:
         ensure_fill(table, ports)
     _report(table, len(changes), len(rows), read_ms, writes, published)

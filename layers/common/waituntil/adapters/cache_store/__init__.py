@@ -16,9 +16,9 @@ from __future__ import annotations
 from waituntil.adapters.cache_store.lists import ListNodes
 from waituntil.adapters.cache_store.records import SyncRecords
 from waituntil.adapters.cache_store.rows import RowItems
-from waituntil.adapters.cache_store.table import WRITE_WORKERS, BlobStore
+from waituntil.adapters.cache_store.table import NODE_CACHE_BYTES, WRITE_WORKERS, BlobStore
 
-__all__ = ["WRITE_WORKERS", "BlobStore", "CacheStore"]
+__all__ = ["NODE_CACHE_BYTES", "WRITE_WORKERS", "BlobStore", "CacheStore"]
 
 
 class CacheStore(RowItems, ListNodes, SyncRecords):

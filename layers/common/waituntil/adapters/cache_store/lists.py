@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from functools import cached_property
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -40,6 +43,7 @@ from waituntil.cache.layout import (
     version_item_key,
 )
 from waituntil.cache.model import (
+    NODES_WITH_SWITCH,
     IndexPage,
     ListChunk,
     ListHead,
@@ -50,18 +54,68 @@ from waituntil.core.errors import DependencyUnavailable
 from waituntil.core.observability import logger
 
 
+class NodeCache:
+    """List nodes by key, the least recently used dropped first beyond ``limit`` bytes (0:
+    none kept). Shared by the store's threads."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._nodes: OrderedDict[str, tuple[IndexPage | ListChunk, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> IndexPage | ListChunk | None:
+        with self._lock:
+            kept = self._nodes.get(key)
+            if kept is None:
+                return None
+            self._nodes.move_to_end(key)
+            return kept[0]
+
+    def put(self, key: str, node: IndexPage | ListChunk, size: int) -> None:
+        if size > self._limit:
+            return
+        with self._lock:
+            if key in self._nodes:
+                return
+            self._nodes[key] = (node, size)
+            self._bytes += size
+            while self._bytes > self._limit:
+                _, (_, dropped) = self._nodes.popitem(last=False)
+                self._bytes -= dropped
+
+
+def _item_bytes(item: dict[str, Any]) -> int:
+    """About what an item holds in memory: its strings and binaries."""
+    return sum(
+        len(value.get("S") or value.get("B") or "") + len(name) for name, value in item.items()
+    )
+
+
+def _served_head(table: str, item: dict[str, Any] | None) -> ListHead | None:
+    if item is None or ("pages" not in item and "pages_z" not in item):
+        return None  # none yet (or a layout from before index pages: rebuilt by a sync)
+    return head_from_item(table, item)
+
+
 class ListNodes(CacheTable):
     # ----- the list -----------------------------------------------------------------------
 
     def get_head(self, table: str) -> ListHead | None:
-        item = self._get(list_item_key(table))
-        if item is None or ("pages" not in item and "pages_z" not in item):
-            return None  # none yet (or a layout from before index pages: rebuilt by a sync)
-        return head_from_item(table, item)
+        return _served_head(table, self._get(list_item_key(table)))
 
     def get_next_head(self, table: str) -> ListHead | None:
         item = self._get(next_head_key(table))
         return None if item is None else head_from_item(table, item)
+
+    def get_heads(self, table: str) -> tuple[ListHead | None, ListHead | None]:
+        served, rebuilt = list_item_key(table), next_head_key(table)
+        items = self._batch_get([served, rebuilt])
+        item = items.get(rebuilt)
+        return (
+            _served_head(table, items.get(served)),
+            None if item is None else head_from_item(table, item),
+        )
 
     def get_version(self, table: str, version: str) -> ListHead | None:
         item = self._get(version_item_key(table, version))
@@ -70,16 +124,37 @@ class ListNodes(CacheTable):
         return head_from_item(table, item)
 
     def get_index_page(self, key: str) -> IndexPage | None:
+        cached = self._nodes.get(key)
+        if isinstance(cached, IndexPage):
+            return cached
         item = self._get(key)
         if item is None or is_expired(item, self._clock()):
             return None
-        return index_page_from_item(item)
+        page = index_page_from_item(item)
+        self._keep(item, page)
+        return page
 
     def get_chunk(self, key: str) -> ListChunk | None:
+        cached = self._nodes.get(key)
+        if isinstance(cached, ListChunk):
+            return cached
         item = self._get(key)
         if item is None or is_expired(item, self._clock()):
             return None
-        return chunk_from_item(item)
+        chunk = chunk_from_item(item)
+        self._keep(item, chunk)
+        return chunk
+
+    @cached_property
+    def _nodes(self) -> NodeCache:
+        return NodeCache(self._node_cache_bytes)
+
+    def _keep(self, item: dict[str, Any], node: IndexPage | ListChunk) -> None:
+        """Keep a node read or written for the next publish of this warm process. Nodes never
+        change (unique keys), so a kept one is the stored one for as long as any head reaches
+        it; one already expiring is reached by no current head and not kept."""
+        if "expires_at" not in item:
+            self._nodes.put(node.key, node, _item_bytes(item))
 
     def get_served_chunk(self, key: str) -> ServedChunk | None:
         """A chunk's JSON array as served, with out-of-line rows put back in place."""
@@ -100,18 +175,47 @@ class ListNodes(CacheTable):
         items = [chunk_to_item(chunk) for chunk in chunks]
         items += [index_page_to_item(page) for page in pages]
         self._batch_write([{"PutRequest": {"Item": item}} for item in items])
+        written: list[IndexPage | ListChunk] = [*chunks, *pages]
+        for item, node in zip(items, written, strict=True):
+            self._keep(item, node)
         return len(items)
 
-    def flip_head(self, head: ListHead, base: ListHead | None) -> bool:
-        """Freeze ``head`` as its version and make it current if ``base`` still is: one step."""
-        return self._switch(head, base)
+    def start_get_heads(self, table: str) -> Callable[[], tuple[ListHead | None, ListHead | None]]:
+        pending = self._pool.submit(self.get_heads, table)
+        return pending.result
+
+    def flip_head(
+        self,
+        head: ListHead,
+        base: ListHead | None,
+        *,
+        chunks: Sequence[ListChunk] = (),
+        pages: Sequence[IndexPage] = (),
+    ) -> bool:
+        """Freeze ``head`` as its version and make it current if ``base`` still is: one step,
+        which writes ``chunks`` and ``pages`` too (unconditional puts of unique keys: a resend
+        writes the same items again)."""
+        if len(chunks) + len(pages) > NODES_WITH_SWITCH:
+            raise ValueError(f"at most {NODES_WITH_SWITCH} nodes go with a head switch")
+        nodes = [chunk_to_item(chunk) for chunk in chunks]
+        nodes += [index_page_to_item(page) for page in pages]
+        if not self._switch(head, base, nodes=nodes):
+            return False
+        written: list[IndexPage | ListChunk] = [*chunks, *pages]
+        for item, node in zip(nodes, written, strict=True):
+            self._keep(item, node)
+        return True
 
     def promote_head(self, head: ListHead, base: ListHead | None, rebuilt: ListHead) -> bool:
         """The same switch, which also ends ``/<table>#next`` if it still holds ``rebuilt``."""
         return self._switch(head, base, ending=rebuilt)
 
     def _switch(
-        self, head: ListHead, base: ListHead | None, ending: ListHead | None = None
+        self,
+        head: ListHead,
+        base: ListHead | None,
+        ending: ListHead | None = None,
+        nodes: Sequence[dict[str, Any]] = (),
     ) -> bool:
         """One ``TransactWriteItems``: the frozen version (only if new), the head (only if it
         is still ``base``), and for a promotion the end of the rebuilt head.
@@ -151,6 +255,7 @@ class ListNodes(CacheTable):
                 }
             },
             {"Put": {"TableName": self._table, "Item": item, **put_head}},
+            *({"Put": {"TableName": self._table, "Item": node}} for node in nodes),
         ]
         if ending is not None:
             actions.append(

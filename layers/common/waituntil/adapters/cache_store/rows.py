@@ -10,19 +10,9 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping, Sequence
-from typing import Any
 
-from waituntil.adapters.cache_store.table import (
-    BATCH_GET_LIMIT,
-    UNPROCESSED_RETRIES,
-    CacheTable,
-    StaleWrite,
-    in_groups,
-    iso_time,
-)
-from waituntil.cache.items import (
-    row_state_from_item,
-)
+from waituntil.adapters.cache_store.table import CacheTable, StaleWrite, iso_time
+from waituntil.cache.items import row_state_from_item
 from waituntil.cache.layout import (
     BLOB_UNCLAIMED,
     KIND_ROW,
@@ -65,21 +55,28 @@ class RowItems(CacheTable):
         results = self._parallel(lambda row: self._write_row(table, row, read_at_ns, policy), fresh)
         failures = {
             row.key: failure
-            for row, (_, failure) in zip(fresh, results, strict=True)
+            for row, (_, failure, _) in zip(fresh, results, strict=True)
             if failure is not None
         }
-        outcomes = [outcome for outcome, failure in results if failure is None]
+        outcomes = [outcome for outcome, failure, _ in results if failure is None]
         return RowWrites(
             written=outcomes.count("written") + outcomes.count("written-blob"),
             deleted=outcomes.count("deleted"),
             skipped_stale=outcomes.count("stale"),
             stored_out_of_line=outcomes.count("written-blob"),
             failures=failures,
+            states={
+                row.key: state
+                for row, (_, _, state) in zip(fresh, results, strict=True)
+                if state is not None
+            },
         )
 
     def _write_row(
         self, table: str, row: FreshRow, read_at_ns: int, policy: str = ""
-    ) -> tuple[str, RowFailure | None]:
+    ) -> tuple[str, RowFailure | None, RowState | None]:
+        """One conditional row write: its outcome, its failure, and the state the item held
+        just after it landed (None when the answer does not settle it)."""
         values: Item = {
             ":read_at_ns": {"N": str(read_at_ns)},
             ":read_at": {"S": iso_time(read_at_ns)},
@@ -103,15 +100,16 @@ class RowItems(CacheTable):
             outcome = "written"
             if _stored_bytes(stored) > MAX_STORED_BODY_BYTES:
                 if self._blobs is None:
-                    return "failed", RowFailure(
+                    too_large = RowFailure(
                         RowFailureReason.TOO_LARGE,
                         f"row {row.key} of {table} is too large for an item, and no blob store",
                     )
+                    return "failed", too_large, None
                 blob = blob_object_key(table, row.body.etag, secrets.token_hex(8))
                 try:
                     self._blobs.put(blob, row.body.text)
                 except DependencyUnavailable as error:  # one row's failure fails that row only
-                    return "failed", _dependency_failed(table, row.key, error)
+                    return "failed", _dependency_failed(table, row.key, error), None
                 stored = {
                     "blob": {"S": blob},
                     BLOB_UNCLAIMED: {"BOOL": True},
@@ -143,22 +141,32 @@ class RowItems(CacheTable):
                 ConditionExpression="attribute_not_exists(pk) OR #read_at_ns < :read_at_ns",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
-                ReturnValues="UPDATED_OLD",
+                # The whole item before: the body it replaced (to let go of), and with this
+                # write's own changes the item after, which the publish uses as its read.
+                ReturnValues="ALL_OLD",
             )
         except StaleWrite:
             if blob is None or not self._points_to(pk, blob):
-                return "stale", None  # a body it put stays unclaimed: the lifecycle expires it
+                # A body it put stays unclaimed: the lifecycle expires it.
+                return "stale", None, None
             # The write landed but its answer was lost, and botocore's resend found its own
             # read already stored: the body is ours to claim (the one it replaced goes
-            # untagged, which costs storage only).
-            response = {}
+            # untagged, which costs storage only). Its answer, and so the item after, is
+            # unknown: the publish reads the row.
+            response = None
         except DependencyUnavailable as error:
-            return "failed", _dependency_failed(table, row.key, error)
+            return "failed", _dependency_failed(table, row.key, error), None
         failure = self._claim(table, row.key, blob) if blob is not None else None
-        old_blob = response.get("Attributes", {}).get("blob", {}).get("S")
+        old: Item = (response or {}).get("Attributes", {})  # none: the item is new
+        old_blob = old.get("blob", {}).get("S")
         if old_blob and old_blob != blob:
             self._supersede(old_blob)
-        return (outcome, None) if failure is None else ("failed", failure)
+        if failure is not None:
+            return "failed", failure, None
+        state = None
+        if response is not None:
+            state = row_state_from_item(row.key, _item_after(pk, old, values, sets, adds, removes))
+        return outcome, None, state
 
     def _claim(self, table: str, key: str, blob: str) -> RowFailure | None:
         """Keep the body the item now points to: clear its unclaimed tag, then the item's
@@ -204,28 +212,12 @@ class RowItems(CacheTable):
         """The stored state of each key that has an item (strongly consistent)."""
         by_pk = {row_item_key(table, key): key for key in keys}
         states: dict[str, RowState] = {}
-        pks = list(by_pk)
-        for group in in_groups(pks, BATCH_GET_LIMIT):
-            pending: Any = {
-                self._table: {"Keys": [{"pk": {"S": pk}} for pk in group], "ConsistentRead": True}
-            }
-            for attempt in range(UNPROCESSED_RETRIES + 1):
-                response = self._call(self._client.batch_get_item, RequestItems=pending)
-                for item in response.get("Responses", {}).get(self._table, []):
-                    if "kind" not in item:
-                        # Not a whole item yet: moto's server can show an item an UpdateItem is
-                        # still creating (DynamoDB's writes are atomic); read as not there.
-                        continue
-                    states[by_pk[item["pk"]["S"]]] = row_state_from_item(
-                        by_pk[item["pk"]["S"]], item
-                    )
-                pending = response.get("UnprocessedKeys") or {}
-                if not pending:
-                    break
-                if attempt < UNPROCESSED_RETRIES:
-                    self._sleep(min(0.05 * 2**attempt, 2.0))
-            if pending:
-                raise DependencyUnavailable("DynamoDB left keys unprocessed after retries")
+        for pk, item in self._batch_get(list(by_pk)).items():
+            if "kind" not in item:
+                # Not a whole item yet: moto's server can show an item an UpdateItem is still
+                # creating (DynamoDB's writes are atomic); read as not there.
+                continue
+            states[by_pk[pk]] = row_state_from_item(by_pk[pk], item)
         return states
 
     def get_row_body(self, table: str, key: str) -> tuple[RowState, str] | None:
@@ -254,6 +246,20 @@ class RowItems(CacheTable):
             )
 
         self._parallel(prune, [(key, tags) for key, tags in stale.items() if tags])
+
+
+def _item_after(
+    pk: str, old: Item, values: Item, sets: list[str], adds: list[str], removes: list[str]
+) -> Item:
+    """The item an update left, from the item before it (``ALL_OLD``) and the update itself:
+    what DynamoDB stored, without reading it back."""
+    item = {name: value for name, value in old.items() if name not in removes}
+    item["pk"] = {"S": pk}
+    for name in sets:
+        item[name] = values[f":{name}"]
+    for name in adds:  # string sets: ADD is a union
+        item[name] = {"SS": sorted({*old.get(name, {}).get("SS", ()), *values[f":{name}"]["SS"]})}
+    return item
 
 
 def _dependency_failed(table: str, key: str, error: Exception) -> RowFailure:

@@ -27,6 +27,9 @@ BATCH_GET_LIMIT = 100
 UNPROCESSED_RETRIES = 8
 # Threads for per-item conditional writes; adapters/aws sizes the connection pool above this.
 WRITE_WORKERS = 16
+# List nodes a warm consumer keeps (``lists.NodeCache``): a publish patches the chunk and index
+# page the last one wrote, or read, without reading them again. 16 MB: 256 full chunks.
+NODE_CACHE_BYTES = 16 * 2**20
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -70,6 +73,7 @@ class CacheTable:
         workers: int = WRITE_WORKERS,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
+        node_cache_bytes: int = 0,
     ) -> None:
         self._table = table_name
         self._client = client
@@ -79,6 +83,7 @@ class CacheTable:
         self._workers = workers
         self._sleep = sleep
         self._clock = clock
+        self._node_cache_bytes = node_cache_bytes
 
     @cached_property
     def _pool(self) -> ThreadPoolExecutor:
@@ -116,6 +121,27 @@ class CacheTable:
                     self._sleep(min(0.05 * 2**attempt, 2.0))
             if pending:
                 raise DependencyUnavailable("DynamoDB left items unprocessed after retries")
+
+    def _batch_get(self, pks: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """BatchGetItem (strongly consistent) in groups of 100, resending UnprocessedKeys with
+        backoff; the items found, by key."""
+        items: dict[str, dict[str, Any]] = {}
+        for group in in_groups(list(pks), BATCH_GET_LIMIT):
+            pending: Any = {
+                self._table: {"Keys": [{"pk": {"S": pk}} for pk in group], "ConsistentRead": True}
+            }
+            for attempt in range(UNPROCESSED_RETRIES + 1):
+                response = self._call(self._client.batch_get_item, RequestItems=pending)
+                for item in response.get("Responses", {}).get(self._table, []):
+                    items[item["pk"]["S"]] = item
+                pending = response.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+                if attempt < UNPROCESSED_RETRIES:
+                    self._sleep(min(0.05 * 2**attempt, 2.0))
+            if pending:
+                raise DependencyUnavailable("DynamoDB left keys unprocessed after retries")
+        return items
 
     def _get(self, pk: str) -> dict[str, Any] | None:
         response = self._call(
