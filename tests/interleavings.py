@@ -53,7 +53,7 @@ from waituntil.core.settings import ConsumerSettings
 from waituntil.read.cache_client import get_item, get_list
 from waituntil.sync.batch import QueuedMessage, process_batch
 from waituntil.sync.ports import ConsumerPorts
-from waituntil.sync.rebuild import rebuild_message
+from waituntil.sync.rebuild import sync_message
 
 ORDERS = [None, "rank", "rank.desc"]
 # Outcome unknown, and a plain failure: see ``tests.fakes.StoreFaults``.
@@ -463,7 +463,7 @@ def run_scenario(data: st.DataObject, make_store: Callable[[], Any], *, heal: bo
             elif choice == "an operator rebuilds the table":
                 rebuilds += 1  # `make rebuild TABLE=articles`
                 progress = SyncProgress(sync_id=f"operator{rebuilds}", rebuild=True)
-                ready.append(rebuild_message("articles", progress, ports))
+                ready.append(sync_message("articles", progress, ports))
             else:
                 consumer = data.draw(st.sampled_from(scheduler.waiting), label="who")
                 crash = choice == "a consumer is killed"

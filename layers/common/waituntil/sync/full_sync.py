@@ -38,7 +38,7 @@ from waituntil.sync.list_publish import current_head, publish_rows
 from waituntil.sync.list_retire import sweep_orphans
 from waituntil.sync.pipeline_metrics import record_synced
 from waituntil.sync.ports import ConsumerPorts
-from waituntil.sync.rebuild import after_superseded, begin_rebuild, promote
+from waituntil.sync.rebuild import after_superseded, begin_rebuild, promote, sync_message
 
 # Keys checked against Supabase per request in the deletes phase of a full sync.
 DELETE_CHECK_KEYS = 500
@@ -80,7 +80,7 @@ def _queue_sync(table: str, ports: ConsumerPorts) -> SyncProgress | None:
         logger.info("a full sync of the table is already running", extra={"table": table})
         return None
     progress = SyncProgress(sync_id=secrets.token_hex(8))
-    ports.queue.publish(_resync_message(table, progress, ports))
+    ports.queue.publish(sync_message(table, progress, ports))
     ports.store.put_checkpoint(
         SyncCheckpoint(table=table, sync_id=progress.sync_id, phase="rows"), table
     )
@@ -170,7 +170,7 @@ def full_sync(
     pages = 0
     while True:
         if remaining_ms() < settings.sync_reserve_ms + 2 * slowest_ms:
-            ports.queue.publish(_resync_message(table, progress, ports))
+            ports.queue.publish(sync_message(table, progress, ports))
             metrics.add_metric(name="SyncContinuations", unit=MetricUnit.Count, value=1)
             logger.info("full sync continues in a new message", extra={"table": table})
             return progress
@@ -431,15 +431,3 @@ def _message_sync_id(change: Change) -> str:
 
 def _ids(change: Change) -> dict[str, Any]:
     return {"table": change.table, "sync_id": change.sync.sync_id if change.sync else None}
-
-
-def _resync_message(table: str, progress: SyncProgress, ports: ConsumerPorts) -> str:
-    return Change(
-        type="RESYNC",
-        schema_name=ports.settings.schema_name,
-        table=table,
-        key=None,
-        received_at=datetime.fromtimestamp(ports.clock_ns() / 1e9, tz=UTC),
-        correlation_id=f"sync-{progress.sync_id}",
-        sync=progress,
-    ).to_message()

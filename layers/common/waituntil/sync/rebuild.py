@@ -66,7 +66,7 @@ def ensure_rebuild(table: str, ports: ConsumerPorts, rebuilt: ListHead | None) -
     if not _replace_rebuilt(table, sync_id, rebuilt, ports):
         return  # another consumer replaced it first: that one queues the rebuild
     progress = SyncProgress(sync_id=sync_id, rebuild=True)
-    ports.queue.publish(rebuild_message(table, progress, ports))
+    ports.queue.publish(sync_message(table, progress, ports))
     logger.info(
         "the list was built with another table policy: rebuild queued",
         extra={"table": table, "sync_id": sync_id},
@@ -114,14 +114,17 @@ def after_superseded(table: str, ports: ConsumerPorts) -> None:
         ensure_rebuild(table, ports, ports.store.get_next_head(table))
 
 
-def rebuild_message(table: str, progress: SyncProgress, ports: ConsumerPorts) -> str:
+def sync_message(table: str, progress: SyncProgress, ports: ConsumerPorts) -> str:
+    """The RESYNC that starts or continues full sync ``progress`` of ``table`` (a rebuild's
+    too: its progress says so)."""
+    kind = "rebuild" if progress.rebuild else "sync"
     return Change(
         type="RESYNC",
         schema_name=ports.settings.schema_name,
         table=table,
         key=None,
         received_at=datetime.fromtimestamp(ports.clock_ns() / 1e9, tz=UTC),
-        correlation_id=f"rebuild-{progress.sync_id}",
+        correlation_id=f"{kind}-{progress.sync_id}",
         sync=progress,
     ).to_message()
 

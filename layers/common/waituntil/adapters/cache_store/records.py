@@ -9,14 +9,10 @@ applied finds nothing of its own and leaves the next holder's lease alone.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from waituntil.adapters.cache_store.table import (
-    BATCH_GET_LIMIT,
-    UNPROCESSED_RETRIES,
     CacheTable,
     StaleWrite,
-    in_groups,
     is_expired,
 )
 from waituntil.cache.items import (
@@ -41,7 +37,6 @@ from waituntil.cache.model import (
     HealState,
     SyncCheckpoint,
 )
-from waituntil.core.errors import DependencyUnavailable
 
 # A node's fingerprint item outlives any use of it: summed again from the node when expired.
 FINGERPRINT_TTL_S = 30 * 86_400
@@ -108,23 +103,14 @@ class SyncRecords(CacheTable):
 
     def get_fingerprints(self, node_keys: Sequence[str]) -> dict[str, tuple[int, int]]:
         by_pk = {fingerprint_item_key(key): key for key in node_keys}
-        found: dict[str, tuple[int, int]] = {}
-        for group in in_groups(list(by_pk), BATCH_GET_LIMIT):
-            # Eventually consistent: a sum never changes once written.
-            pending: Any = {self._table: {"Keys": [{"pk": {"S": pk}} for pk in group]}}
-            for attempt in range(UNPROCESSED_RETRIES + 1):
-                response = self._call(self._client.batch_get_item, RequestItems=pending)
-                for item in response.get("Responses", {}).get(self._table, []):
-                    if "fp" in item and not is_expired(item, self._clock()):
-                        found[by_pk[item["pk"]["S"]]] = fingerprint_from_item(item)
-                pending = response.get("UnprocessedKeys") or {}
-                if not pending:
-                    break
-                if attempt < UNPROCESSED_RETRIES:
-                    self._sleep(min(0.05 * 2**attempt, 2.0))
-            if pending:
-                raise DependencyUnavailable("DynamoDB left keys unprocessed after retries")
-        return found
+        # Eventually consistent: a sum never changes once written.
+        items = self._batch_get(list(by_pk), consistent=False)
+        now = self._clock()
+        return {
+            by_pk[pk]: fingerprint_from_item(item)
+            for pk, item in items.items()
+            if "fp" in item and not is_expired(item, now)
+        }
 
     def put_fingerprints(self, prints: Mapping[str, tuple[int, int]]) -> None:
         expires_at = int(self._clock()) + FINGERPRINT_TTL_S

@@ -122,14 +122,15 @@ class CacheTable:
             if pending:
                 raise DependencyUnavailable("DynamoDB left items unprocessed after retries")
 
-    def _batch_get(self, pks: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """BatchGetItem (strongly consistent) in groups of 100, resending UnprocessedKeys with
-        backoff; the items found, by key."""
+    def _batch_get(
+        self, pks: Sequence[str], *, consistent: bool = True
+    ) -> dict[str, dict[str, Any]]:
+        """BatchGetItem in groups of 100, resending UnprocessedKeys with backoff; the items
+        found, by key. Strongly consistent unless ``consistent`` is False (half the units)."""
         items: dict[str, dict[str, Any]] = {}
         for group in in_groups(list(pks), BATCH_GET_LIMIT):
-            pending: Any = {
-                self._table: {"Keys": [{"pk": {"S": pk}} for pk in group], "ConsistentRead": True}
-            }
+            keys = [{"pk": {"S": pk}} for pk in group]
+            pending: Any = {self._table: {"Keys": keys, "ConsistentRead": consistent}}
             for attempt in range(UNPROCESSED_RETRIES + 1):
                 response = self._call(self._client.batch_get_item, RequestItems=pending)
                 for item in response.get("Responses", {}).get(self._table, []):
