@@ -8,6 +8,7 @@ heal exactly that, at a cost that follows the differences.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -244,6 +245,84 @@ def test_a_change_younger_than_the_settle_time_waits_for_the_next_cycle() -> Non
     assert later.healed == 1 and setup.converged()
 
 
+@pytest.mark.parametrize("order", [None, "rank.desc"])
+@pytest.mark.parametrize("young_insert", ["lost", "in flight"])
+def test_a_lost_delete_is_found_in_the_cycle_even_beside_an_insert_younger_than_the_settle_time(
+    order: str | None, young_insert: str
+) -> None:
+    # Given a cached table; a delete whose webhook was lost; then, 5 s before the next cycle,
+    # an insert elsewhere in the list, its webhook lost or still in flight: the whole table's
+    # count is the cache's again, and the scan leaves the young insert for later
+    setup = Setup(300, order=order)
+    setup.clock.advance(600)
+    setup.cycle()
+    setup.clock.advance(30)
+    setup.source.delete(40)
+    setup.clock.advance(25)
+    setup.put(301, rank=None)
+    setup.clock.advance(5)
+    # When the cycle runs (and the insert's webhook lands, if it was in flight)
+    report = setup.cycle()
+    if young_insert == "in flight":
+        insert = Change.model_validate(
+            {
+                "type": "INSERT",
+                "schema": "public",
+                "table": "articles",
+                "key": 301,
+                "record": setup.source.table[301],
+                "received_at": setup.clock.now.isoformat(),
+                "correlation_id": "webhook",
+            }
+        )
+        setup.queue.bodies.insert(0, insert.to_message())
+    # Then this cycle found the delete (not the next one, a period later), and its follow-up,
+    # after the settle time, heals it
+    assert report.to_check == 1
+    setup.drain()
+    assert get_item(setup.store, "articles", 40) is None
+    # And the insert, if its webhook was lost, is the next cycle's (it is old enough then)
+    setup.clock.advance(60)
+    setup.cycle()
+    setup.drain()
+    assert setup.converged()
+
+
+def test_an_update_healed_whose_list_publish_lost_its_answer_is_published_by_the_next_cycle() -> (
+    None
+):
+    # Given a cached table and a lost update of row 5 (its order column changed, so the list
+    # must move it); the cycle that heals it writes the row item, then its list publish is
+    # applied by DynamoDB but answered with an error, and the retry finds the write done: the
+    # cycle fails with the item right and the list still holding the old row
+    from tests.fakes import AnswerLost
+
+    setup = Setup(300, order="rank")
+    setup.clock.advance(600)
+    setup.cycle()
+    setup.clock.advance(30)
+    setup.put(5, title="edited", rank=6)
+    setup.clock.advance(30)
+    write_nodes = setup.store.write_nodes
+
+    def lose_answer(*args: Any, **kwargs: Any) -> int:
+        setup.store.write_nodes = write_nodes  # type: ignore[method-assign]
+        write_nodes(*args, **kwargs)  # applied...
+        raise AnswerLost("write_nodes: applied, and its answer was lost")
+
+    setup.store.write_nodes = lose_answer  # type: ignore[method-assign]
+    failed = setup.cycle()
+    assert failed.outcome == "failed"
+    assert get_item(setup.store, "articles", 5) == setup.source.table[5]
+    assert not setup.converged()
+    # When the next cycle runs
+    setup.clock.advance(60)
+    setup.cycle()
+    setup.drain()
+    # Then it publishes the row the item already holds: the list equals the table
+    assert setup.converged()
+
+
 def test_a_transaction_that_commits_after_the_scan_with_an_older_time_is_healed() -> None:
     # Given a cycle at t; a transaction that began at t - 90 s commits its row only after that
     # cycle scanned (commit order is not timestamp order), and its webhook is lost
@@ -377,6 +456,88 @@ def test_a_count_that_fails_deletes_nothing_and_fails_that_cycle_alone() -> None
     assert setup.store.lease_holder("articles", LEASE_RECONCILE) is None
     # And the next cycle, with counts back, heals them
     setup.source.count_rows = original  # type: ignore[method-assign]
+    setup.cycle()
+    setup.drain()
+    assert setup.converged()
+
+
+# (fault, the source method that fails, which of its calls fails first, fingerprinted table)
+MID_CYCLE_FAULTS = [
+    ("the whole table's count refused", "count_rows", 1, False),
+    ("a count timing out mid-bisection", "count_rows", 2, False),
+    ("the fingerprint function failing", "fingerprint_ranges", 1, True),
+    ("the change column's scan timing out", "changed_since", 1, False),
+    ("a range's keys cut off mid-read", "positions_in_range", 1, False),
+    ("a read by key timing out", "read_rows", 1, False),
+]
+
+
+@pytest.mark.parametrize(
+    ("fault", "method", "failing_call", "fingerprinted"),
+    MID_CYCLE_FAULTS,
+    ids=[case[0] for case in MID_CYCLE_FAULTS],
+)
+def test_a_supabase_fault_mid_cycle_fails_that_cycle_alone_counted_logged_and_deletes_nothing(
+    fault: str,
+    method: str,
+    failing_call: int,
+    fingerprinted: bool,
+    captured_logs: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from waituntil.core.observability import metrics
+
+    # Given a cached table, then lost changes: 10 deletes and an update (of a table with a
+    # change column, or one reconciled by fingerprints)
+    setup = _fingerprinted(300) if fingerprinted else Setup(300)
+    setup.clock.advance(600)
+    setup.cycle()  # the scan's starting point, and the fingerprints' sums
+    state_before = setup.store.get_heal_state("articles")
+    cached_before = get_list(setup.store, "articles")
+    setup.clock.advance(60)
+    for key in range(100, 110):
+        setup.source.delete(key)
+    setup.put(5, title="edited")
+    setup.clock.advance(30)  # past the settle time: the scan takes the update at once
+    # And a Supabase that fails from the given call of one read on, as a refused request or
+    # a timeout does (the adapter raises SourceUnavailable for both)
+    original = getattr(setup.source, method)
+    calls = itertools.count(1)
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        if next(calls) >= failing_call:
+            raise SourceUnavailable(f"reading articles from Supabase failed: {fault}")
+        return original(*args, **kwargs)
+
+    setattr(setup.source, method, failing)
+    metrics.clear_metrics()
+    capsys.readouterr()
+    # When a cycle runs
+    report = setup.cycle()
+    # Then the fault was met, and that cycle failed alone, with its reason, raising nothing
+    assert next(calls) > failing_call, "the fault was never reached"
+    assert report.outcome == "failed" and fault in report.reason
+    # And it is counted (ReconcileFailures, also per table: what the alarm and the dashboard
+    # read) and logged with the table and the reason
+    assert list(metrics.metric_set["ReconcileFailures"]["Value"]) == [1]
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    per_table = [m for m in emitted if "ReconcileFailures" in m and m.get("table") == "articles"]
+    assert per_table, emitted
+    logged = [json.loads(line) for line in captured_logs.getvalue().splitlines()]
+    assert any(line["message"] == "reconcile failed" and fault in line["reason"] for line in logged)
+    # And nothing cached was deleted (the scan may have healed the update before the fault:
+    # what it wrote was read and checked row by row), and no follow-up was queued
+    listed = get_list(setup.store, "articles") or []
+    assert [row["id"] for row in listed] == [row["id"] for row in cached_before or []]
+    for key in range(100, 110):
+        assert get_item(setup.store, "articles", key) is not None
+    assert not any(Change.from_message(body).heal for body in setup.queue.bodies)
+    # And the table is not shown as reconciled: its age goes on growing, the lease is free
+    assert setup.store.get_heal_state("articles") == state_before
+    assert setup.store.lease_holder("articles", LEASE_RECONCILE) is None
+    # And the next cycle, with Supabase back, heals everything
+    setattr(setup.source, method, original)
+    setup.clock.advance(60)
     setup.cycle()
     setup.drain()
     assert setup.converged()

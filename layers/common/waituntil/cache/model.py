@@ -275,10 +275,12 @@ class PositionRange:
 
 @dataclass(frozen=True)
 class ChangeMark:
-    """A row as the reconciler's scan sees it: its change column's value and its key."""
+    """A row as the reconciler's scan sees it: its change column's value, its key, and where
+    the table's list puts it."""
 
     changed: str
     key: Any  # as Supabase renders it (int or str): keyset paging compares it typed
+    position: tuple[Any, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -362,8 +364,8 @@ class TableSource(Protocol):
         limit: int,
     ) -> list[ChangeMark]:
         """Up to ``limit`` rows with ``since <= column < before``, in (column, key) order,
-        past ``after``; reads the key and the column only. ``ColumnMissing`` if the table has
-        no such column."""
+        past ``after``; reads the key, the column and the list's order column only (each mark
+        knows its position in the list). ``ColumnMissing`` if the table has no such column."""
         ...
 
     def fingerprint_ranges(

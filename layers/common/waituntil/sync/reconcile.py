@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -34,6 +34,7 @@ from waituntil.cache.layout import LEASE_RECONCILE, LEASE_SYNC
 from waituntil.cache.model import HealState, ListHead, PositionRange
 from waituntil.core.contracts import EVERY_TABLE, HEAL_CHECK_KEYS, Change, HealCheck
 from waituntil.core.errors import ColumnMissing, FingerprintUnavailable, WaitUntilError
+from waituntil.core.list_order import Position
 from waituntil.core.observability import logger
 from waituntil.core.table_policy import DEFAULT_CHANGE_COLUMN
 from waituntil.sync.full_sync import ensure_fill, request_full_sync
@@ -127,6 +128,7 @@ def _cycle(
 
     column, origin = _change_column(table, state, now_ns, ports)
     published = False
+    young_absent: list[Position] = []
     if column:
         try:
             scan = scan_changes(
@@ -152,6 +154,7 @@ def _cycle(
             report.requests += scan.requests
             report.rounds += scan.requests
             report.rows_read += scan.keys_read + scan.rows_read
+            young_absent = list(scan.young_absent.values())
             # Saved with the cycle's end, after the rows it covers are written: a cycle that
             # fails before then scans them again (keys only: they are healed already).
             state = replace(state, scan_from=scan.scan_from)
@@ -160,7 +163,7 @@ def _cycle(
     if remaining_ms() > settings.sync_reserve_ms:
         if published:
             head = store.get_head(table) or head
-        state = _compare(table, head, state, ports, report)
+        state = _compare(table, head, state, ports, report, young_absent)
 
     if report.healed:
         record_healed(table, report.healed)
@@ -171,10 +174,19 @@ def _cycle(
 
 
 def _compare(
-    table: str, head: ListHead, state: HealState, ports: ConsumerPorts, report: CycleReport
+    table: str,
+    head: ListHead,
+    state: HealState,
+    ports: ConsumerPorts,
+    report: CycleReport,
+    young_absent: Sequence[Position] = (),
 ) -> HealState:
     """The whole table's count (and fingerprint, for a table that has them) against the
-    list's; where they differ, the ranges down to the keys."""
+    list's; where they differ, the ranges down to the keys.
+
+    ``young_absent``: where the rows the scan saw younger than the settle time, and the cache
+    lacks, belong. Counts leave them out: Supabase counts them, the list does not hold them
+    yet (their webhook may still come), and a lost delete beside one must not cancel out."""
     whole = PositionRange()
     theirs: int | None = None
     if ports.settings.policy(table).fingerprint:
@@ -198,13 +210,20 @@ def _compare(
                 print_fp=fingerprint,
             )
         ours = state.print_fp
-    if total != head.row_count or theirs != ours:
-        _compare_ranges(table, total, theirs, ports, report)
+    if theirs is not None:
+        young_absent = ()  # a fingerprint sees them: the comparison finds them, a row each
+    if total - len(young_absent) != head.row_count or theirs != ours:
+        _compare_ranges(table, total, theirs, ports, report, young_absent)
     return state
 
 
 def _compare_ranges(
-    table: str, total: int, fingerprint: int | None, ports: ConsumerPorts, report: CycleReport
+    table: str,
+    total: int,
+    fingerprint: int | None,
+    ports: ConsumerPorts,
+    report: CycleReport,
+    young_absent: Sequence[Position] = (),
 ) -> None:
     settings = ports.settings
     head = ports.store.get_head(table)
@@ -218,6 +237,7 @@ def _compare_ranges(
         max_requests=budget,
         max_keys=max(settings.reconcile_max_keys - report.rows_read, 0),
         supabase_fp=fingerprint,
+        uncounted=young_absent,
     )
     report.requests += ranges.requests
     report.rounds += ranges.rounds
