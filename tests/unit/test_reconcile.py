@@ -581,6 +581,59 @@ def test_more_differences_than_a_cycle_may_read_request_a_full_sync() -> None:
     assert setup.converged()
 
 
+@pytest.mark.parametrize("lost", ["deletes", "updates"])
+def test_no_cycle_reads_the_whole_table(lost: str) -> None:
+    # Given a table of 400 rows and a cycle budget larger than the table, then most of it
+    # changed behind the cache's back: 300 rows deleted, or every row updated (a bulk update
+    # whose webhooks were all lost)
+    setup = Setup(400)
+    setup.clock.advance(600)
+    setup.cycle()
+    setup.clock.advance(30)
+    if lost == "deletes":
+        for key in range(1, 301):
+            setup.source.delete(key)
+    else:
+        for key in range(1, 401):
+            setup.put(key, title="bulk")
+    setup.clock.advance(30)
+    # When cycles run, one after another
+    reports = []
+    for _ in range(6):
+        reports.append(setup.cycle())
+        setup.drain()
+        setup.clock.advance(60)
+    # Then none read as many rows (keys included) as the table holds, at most half of it (the
+    # scan goes on where it stopped at the next cycle), and the cache converges
+    assert max(report.rows_read for report in reports) <= 400 // 2
+    assert setup.converged()
+
+
+def test_a_bulk_update_larger_than_a_cycles_budget_is_healed_over_the_next_cycles() -> None:
+    # Given a budget of 100 rows a cycle, and one statement updating 300 rows, its webhooks
+    # lost: every row carries the same updated_at (the transaction's start)
+    setup = Setup(300)
+    setup.settings = setup.settings.model_copy(update={"reconcile_max_keys": 100})
+    setup.ports = ConsumerPorts(
+        setup.settings, setup.source, setup.store, setup.queue, clock_ns=setup.clock
+    )
+    setup.clock.advance(600)
+    setup.cycle()
+    setup.clock.advance(30)
+    for key in range(1, 301):
+        setup.put(key, title="bulk")
+    setup.clock.advance(30)
+    # When cycles run, a period apart
+    healed = []
+    for _ in range(8):
+        healed.append(setup.cycle().healed)
+        setup.clock.advance(60)
+    # Then each goes on past the last row the one before read (not from the same time again,
+    # which would read the same rows), and together they heal all 300
+    assert sum(healed) == 300
+    assert setup.converged()
+
+
 # ----- tables without a change column ------------------------------------------------------
 
 
@@ -755,3 +808,25 @@ def test_without_the_fingerprint_function_a_table_falls_back_to_counts() -> None
     assert report.outcome == "done"
     assert get_item(setup.store, "articles", 6) is None
     assert get_item(setup.store, "articles", 5) != setup.source.table[5]
+
+
+def test_the_heal_state_survives_its_dynamodb_item() -> None:
+    from waituntil.cache.items import heal_state_from_item, heal_state_to_item
+    from waituntil.cache.model import HealState
+
+    # Given a state whose last scan was cut short past a key, and a fresh one
+    cut = HealState(
+        "articles",
+        scan_from="2026-11-29T12:00:00.000000+00:00",
+        scan_after='"slug-7"',
+        change_column="updated_at",
+        column_checked_ns=5,
+        last_ok_ns=6,
+        healed_total=7,
+        print_version="v1",
+        print_count=8,
+        print_fp=9,
+    )
+    # When each is written as its item and read back / Then nothing is lost
+    for state in (cut, HealState("articles")):
+        assert heal_state_from_item("articles", heal_state_to_item(state)) == state

@@ -298,8 +298,11 @@ class HealState:
     """What the reconciler keeps per table between cycles (``/<table>#heal``).
 
     ``scan_from``: where the next scan of the change column starts (the last complete scan's
-    time less the overlap); None before the first. ``change_column``: the column the last check
-    found (``""``: none), and when that was checked. ``last_ok_ns``: when a cycle last
+    time less the overlap); None before the first. ``scan_after``: the key (JSON) of the last
+    row a scan cut short by its budget read, at ``scan_from``: the next one goes on past it
+    (rows of one bulk update share one time; without the key it would read the same ones).
+    ``change_column``: the column the last check found (``""``: none), and when that was
+    checked. ``last_ok_ns``: when a cycle last
     finished without a failure (``make status`` and the dashboard show its age).
     ``healed_total``: rows healed so far, by cycles and their follow-ups (``make heal`` reports
     what one cycle added).
@@ -307,6 +310,7 @@ class HealState:
 
     table: str
     scan_from: str | None = None
+    scan_after: str | None = None
     change_column: str | None = None
     column_checked_ns: int = 0
     last_ok_ns: int = 0

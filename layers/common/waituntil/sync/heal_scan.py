@@ -41,6 +41,7 @@ from waituntil.sync.ports import ConsumerPorts
 class ScanResult:
     scan_from: str  # where the next scan starts
     complete: bool  # False: the budget ran out before the end (the next cycle goes on)
+    scan_after: str | None = None  # and past which key (JSON) at scan_from, if cut short
     keys_read: int = 0
     rows_read: int = 0
     requests: int = 0
@@ -59,10 +60,12 @@ def scan_changes(
     ports: ConsumerPorts,
     *,
     max_keys: int,
+    scan_after: str | None = None,
 ) -> ScanResult:
-    """Scan ``column`` from ``scan_from`` (None: ``overlap`` before now) to now, healing what
-    the cache lacks up to ``settle`` before now, and counting the younger rows it does not hold.
-    Raises ``ColumnMissing`` if the table has no such column."""
+    """Scan ``column`` from ``scan_from`` (None: ``overlap`` before now; past the key
+    ``scan_after`` there, where a scan cut short stopped) to now, healing what the cache lacks
+    up to ``settle`` before now, and counting the younger rows it does not hold. Raises
+    ``ColumnMissing`` if the table has no such column."""
     settings = ports.settings
     overlap = max(settings.reconcile_overlap_s, settings.reconcile_settle_s)
     now = datetime.fromtimestamp(now_ns / 1e9, tz=UTC)
@@ -70,15 +73,21 @@ def scan_changes(
     before = timestamp_text(now)
     settled = now - timedelta(seconds=settings.reconcile_settle_s)
     result = ScanResult(scan_from=timestamp_text(now - timedelta(seconds=overlap)), complete=True)
-    after: ChangeMark | None = None
+    after = (
+        ChangeMark(changed=scan_from, key=json.loads(scan_after))
+        if scan_from is not None and scan_after is not None
+        else None
+    )
     while True:
         if result.keys_read >= max_keys:
-            # Out of budget: the next scan starts at the last value read (or earlier, if the
-            # overlap reaches further back), so nothing past it is skipped.
+            # Out of budget: the next scan goes on past the last row read, by (value, key):
+            # the rows of one bulk update share one value. What commits meanwhile with an
+            # older value is left to the overlap of the scan after the one that completes.
             result.complete = False
-            result.scan_from = min(
-                result.scan_from, after.changed if after else since, key=parse_timestamp
-            )
+            if after is not None:
+                result.scan_from, result.scan_after = after.changed, json.dumps(after.key)
+            else:
+                result.scan_from, result.scan_after = since, scan_after
             return result
         marks = ports.source.changed_since(
             table, column, since, before, after, min(settings.page_size, max_keys)

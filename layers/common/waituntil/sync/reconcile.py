@@ -132,7 +132,13 @@ def _cycle(
     if column:
         try:
             scan = scan_changes(
-                table, column, state.scan_from, now_ns, ports, max_keys=settings.reconcile_max_keys
+                table,
+                column,
+                state.scan_from,
+                now_ns,
+                ports,
+                max_keys=read_budget(head, ports) // 2,
+                scan_after=state.scan_after,
             )
         except ColumnMissing as error:
             if origin == "policy":
@@ -157,7 +163,7 @@ def _cycle(
             young_absent = list(scan.young_absent.values())
             # Saved with the cycle's end, after the rows it covers are written: a cycle that
             # fails before then scans them again (keys only: they are healed already).
-            state = replace(state, scan_from=scan.scan_from)
+            state = replace(state, scan_from=scan.scan_from, scan_after=scan.scan_after)
     report.change_column = column or None
 
     if remaining_ms() > settings.sync_reserve_ms:
@@ -235,7 +241,7 @@ def _compare_ranges(
         total,
         ports,
         max_requests=budget,
-        max_keys=max(settings.reconcile_max_keys - report.rows_read, 0),
+        max_keys=max(read_budget(head, ports) - report.rows_read, 0),
         supabase_fp=fingerprint,
         uncounted=young_absent,
     )
@@ -260,6 +266,14 @@ def _compare_ranges(
     for start in range(0, len(keys), HEAL_CHECK_KEYS):
         body = reconcile_message(table, ports, keys[start : start + HEAL_CHECK_KEYS])
         ports.queue.publish_later(body, settings.reconcile_settle_s)
+
+
+def read_budget(head: ListHead, ports: ConsumerPorts) -> int:
+    """The rows (keys included) one cycle may read from Supabase: never the whole table (that
+    is the full resync's job), at most half of it, but 100 however small it is (the cost goal
+    allows 2·d + 100), and ``RECONCILE_MAX_KEYS`` at most. The scan gets half of it: each key it
+    finds stale costs its row too; it goes on where it stopped at the next cycle."""
+    return min(ports.settings.reconcile_max_keys, max(head.row_count // 2, 100))
 
 
 def check_keys(table: str, keys: list[str], ports: ConsumerPorts) -> CycleReport:
