@@ -506,7 +506,11 @@ class MemorySource:
             floor = (_moment(after.changed), after.key)
             marks = [mark for mark in marks if (mark[0], mark[1]) > floor]
         self.rows_read += len(marks[:limit])
-        return [ChangeMark(changed=text, key=key) for _, key, text in marks[:limit]]
+        order = self._order()
+        return [
+            ChangeMark(changed=text, key=key, position=order.position(self.table[key]))
+            for _, key, text in marks[:limit]
+        ]
 
     def fingerprint_ranges(
         self, table: str, ranges: Sequence[PositionRange], *, with_rows: bool = False

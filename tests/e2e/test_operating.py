@@ -1,5 +1,5 @@
-"""The operator commands (`make backfill|rebuild|dlq|redrive|verify`) against a running local
-stack."""
+"""The operator commands (`make backfill|rebuild|heal|status|dlq|redrive|verify`) against a
+running local stack."""
 
 from __future__ import annotations
 
@@ -9,9 +9,18 @@ import time
 import pytest
 
 from local.stack import PipelineStack
-from ops.__main__ import backfill, dlq, rebuild, redrive_command, verify, webhook_sql
+from ops.__main__ import (
+    backfill,
+    dlq,
+    heal,
+    rebuild,
+    redrive_command,
+    status,
+    verify,
+    webhook_sql,
+)
 from ops.target import Target, local_target
-from tests.e2e.conftest import TABLE, StartStack, supabase_client
+from tests.e2e.conftest import QUIET, TABLE, StartStack, supabase_client
 from tests.list_checks import orphans, plant_duplicate
 from waituntil.read.cache_client import get_item, get_list
 
@@ -47,6 +56,40 @@ def test_backfill_fills_an_empty_cache(
     output = capsys.readouterr().out
     assert "queued a RESYNC" in output
     assert f"{TABLE}: 3 rows cached" in output
+
+
+def test_heal_heals_webhooks_supabase_lost_now_and_status_shows_the_last_reconcile(
+    start_stack: StartStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a converged cache (settle time 1 s rather than 15, for the test's sake)
+    stack = start_stack(environment={**QUIET, "RECONCILE_SETTLE_SECONDS": "1"})
+    assert stack.supabase is not None
+    client = supabase_client(stack)
+    client.table(TABLE).insert(ROWS).execute()
+    assert stack.wait_until_idle(timeout_s=20)
+    # And an update and a delete whose webhooks Supabase loses (make dev DROP_WEBHOOKS=1)
+    stack.supabase.net.drop_rate = 1.0
+    client.table(TABLE).update({"title": "edited, webhook lost"}).eq("id", 2).execute()
+    client.table(TABLE).delete().eq("id", 3).execute()
+    assert stack.supabase.wait_for_webhooks(5.0)
+    assert all(delivery.status_code is None for delivery in stack.supabase.webhook_log[-2:])
+    time.sleep(1.5)  # past the settle time: no webhook can still be in flight
+    store = stack.cache_store()
+    assert get_list(store, TABLE) != stack.supabase.rows(TABLE)
+    capsys.readouterr()
+
+    # When `make heal` runs
+    healed = heal(_target(stack), argparse.Namespace(no_wait=False, timeout=60.0))
+
+    # Then both are healed by the time it returns, and it says how many rows it healed
+    assert healed == 0
+    assert get_list(store, TABLE) == stack.supabase.rows(TABLE)
+    assert get_item(store, TABLE, 3) is None
+    assert f"{TABLE}: reconciled; 2 rows healed" in capsys.readouterr().out
+    # And `make status` shows the table's last successful reconcile and what it healed
+    assert status(_target(stack), argparse.Namespace()) == 0
+    shown = capsys.readouterr().out
+    assert "last successful reconcile" in shown and "2 rows healed in all" in shown
 
 
 def test_rebuild_replaces_a_list_no_patch_repairs(

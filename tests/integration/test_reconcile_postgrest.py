@@ -9,6 +9,8 @@ reconciler see differences that are not there (cost), or miss ones that are (los
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +27,7 @@ from waituntil.adapters.supabase_source import SupabaseSource
 from waituntil.cache.model import ChangeMark, PositionRange
 from waituntil.core.errors import ColumnMissing
 from waituntil.core.table_policy import TablePolicy
+from waituntil.read.cache_client import get_item
 
 # rating (numeric, with nulls) and published (boolean) are the migration's columns to order by;
 # text is left out on purpose: the database orders it by its collation, the cache by code point.
@@ -197,6 +200,72 @@ def test_a_scheduled_reconcile_heals_lost_inserts_updates_and_deletes(
     requests = ports.source.requests  # type: ignore[attr-defined]
     _run_all(aws, ports, lambda_context, load_event("consumer/reconcile.json"))
     assert ports.source.requests - requests <= 3  # type: ignore[attr-defined]
+
+
+# (fault, what the local Supabase does to matching requests, extra consumer settings)
+SUPABASE_FAULTS = [
+    ("a count refused", {"status": 503, "method": "HEAD"}, {}),
+    (
+        "a read timing out",
+        {"status": None, "delay_s": 2.0, "method": "GET"},
+        {"SUPABASE_TIMEOUT_SECONDS": "0.5"},
+    ),
+    (
+        "the fingerprint function failing",
+        {"status": 500, "method": "POST"},
+        {"TABLE_POLICIES": '{"articles": {"changed_at": false, "fingerprint": true}}'},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("fault", "injected", "settings"), SUPABASE_FAULTS, ids=[case[0] for case in SUPABASE_FAULTS]
+)
+def test_a_supabase_fault_fails_the_scheduled_cycle_alone_and_deletes_nothing(
+    aws: EmulatedAws,
+    supabase: LocalSupabase,
+    lambda_context: LambdaContext,
+    capsys: pytest.CaptureFixture[str],
+    fault: str,
+    injected: dict[str, Any],
+    settings: dict[str, str],
+) -> None:
+    # Given a cached table of 100 rows, then 3 deletes with no webhook
+    old = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    supabase.seed(
+        "articles", [{"id": key, "title": f"a{key}", "updated_at": old} for key in range(1, 101)]
+    )
+    ports = consumer_ports(
+        aws, supabase, tables="articles", RECONCILE_SETTLE_SECONDS="0", **settings
+    )
+    _run_all(aws, ports, lambda_context, batch(resync()))
+    supabase.sql("delete from public.articles where id in (10, 50, 90)")
+    # And a Supabase that fails the reconciler's requests as it would: a 503, a read that
+    # outlasts the consumer's timeout, a 500 from /rpc
+    supabase.inject_fault(**injected, times=None)
+    supabase.reset_request_log()
+    capsys.readouterr()
+    # When the schedule's RECONCILE comes (fanned out per table)
+    _run_all(aws, ports, lambda_context, load_event("consumer/reconcile.json"))
+    # Then the fault was met, and the batch still succeeded: the cycle failed alone (the next
+    # one retries; a failed record would be retried by SQS and end in the dead-letter queue)
+    # (a request the consumer gave up on is logged once the server answers it anyway)
+    deadline = time.monotonic() + 10
+    while not any(record.fault for record in supabase.request_log):
+        assert time.monotonic() < deadline, "the fault was never met"
+        time.sleep(0.05)
+    # And it was counted per table, what the dashboard and ReconcileFailuresAlarm read
+    emitted = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line
+    ]
+    assert any("ReconcileFailures" in m and m.get("table") == "articles" for m in emitted)
+    # And nothing cached was deleted on the strength of a failed request
+    for key in (10, 50, 90):
+        assert get_item(ports.store, "articles", key) is not None
+    # And with Supabase answering again, the next cycle heals the table
+    supabase.clear_faults()
+    _run_all(aws, ports, lambda_context, load_event("consumer/reconcile.json"))
+    cache_equals(ports, supabase.rows("articles"))
 
 
 def _run_all(aws: EmulatedAws, ports: Any, context: LambdaContext, event: dict[str, Any]) -> None:

@@ -288,6 +288,38 @@ def test_custom_metric_alarms_use_the_namespace_and_dimension_the_functions_emit
         assert properties["Dimensions"] == [{"Name": "service", "Value": "consumer"}]
 
 
+@pytest.mark.parametrize("metric", ["RowsHealed", "ReconcileAge"])
+def test_the_heal_is_drawn_per_table_with_the_dimensions_the_consumer_emits(
+    metric: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from waituntil.sync.heal_metrics import record_age, record_healed
+
+    # Given what the consumer emits per table for the metric (Powertools EMF lines)
+    capsys.readouterr()
+    if metric == "RowsHealed":
+        record_healed("articles", 2)
+    else:
+        record_age("articles", 61.0)
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    (per_table,) = [m for m in emitted if "table" in m]
+    (directive,) = per_table["_aws"]["CloudWatchMetrics"]
+    # When the dashboard's widgets are read from the template as written
+    body = load_template()["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    text = body if isinstance(body, str) else body[0]
+    searches = re.findall(r"SEARCH\('\{\$\{Namespace\},([^}]*)\} MetricName=\\\"(\w+)\\\"", text)
+    # Then a widget searches the metric by exactly the dimensions it is emitted with
+    assert directive["Dimensions"] == [["service", "table"]]
+    assert (",".join(directive["Dimensions"][0]), metric) in searches
+
+
+def test_the_rows_healed_alarm_says_where_supabase_records_lost_webhooks() -> None:
+    # Given the alarm that fires when the reconciler healed rows
+    alarm = load_template()["Resources"]["RowsHealedAlarm"]["Properties"]
+    # Then its text says webhooks are being lost and points at pg_net's record of them
+    assert "Webhooks are being lost" in alarm["AlarmDescription"]
+    assert "net._http_response" in alarm["AlarmDescription"]
+
+
 @needs_sam
 def test_the_dashboard_is_valid_json_and_shows_every_alarm() -> None:
     # Given the dashboard of the transformed template

@@ -103,3 +103,19 @@ def test_bench_cold_start_runs_as_a_module() -> None:
     )
     # Then the module's command line answered (run as a module, it used to do nothing)
     assert "--before" in result.stdout
+
+
+def test_make_bench_keeps_the_section_make_bench_heal_wrote(tmp_path: Path) -> None:
+    # Given a report with the sections make bench-latency and make bench-heal wrote
+    latency = "## Under network latency\n\nWritten by `python -m bench.latency_run`.\n"
+    healing = "## Healing lost webhooks\n\nWritten by `python -m bench.heal`.\n"
+    (tmp_path / "BENCHMARKS.md").write_text(
+        "# Benchmarks\n\n## Reader\n\nstale\n\n" + latency + "\n" + healing
+    )
+    # When make bench writes the report again
+    write_report(_report(), tmp_path)
+    # Then both are there once, as they were (docs link to #healing-lost-webhooks)
+    markdown = (tmp_path / "BENCHMARKS.md").read_text()
+    assert markdown.count("## Healing lost webhooks") == 1
+    assert markdown.count("## Under network latency") == 1
+    assert markdown.endswith(healing)

@@ -8,8 +8,10 @@ heal exactly that, at a cost that follows the differences.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -270,6 +272,81 @@ def test_a_change_younger_than_the_settle_time_waits_for_the_next_cycle() -> Non
     assert later.healed == 1 and setup.converged()
 
 
+@pytest.mark.parametrize("order", [None, "rank.desc"])
+@pytest.mark.parametrize("young_insert", ["lost", "in flight"])
+def test_a_lost_delete_is_found_in_the_cycle_even_beside_an_insert_younger_than_the_settle_time(
+    order: str | None, young_insert: str
+) -> None:
+    # Given a cached table; a delete whose webhook was lost; then, 5 s before the next cycle,
+    # an insert elsewhere in the list, its webhook lost or still in flight: the whole table's
+    # count is the cache's again, and the scan leaves the young insert for later
+    setup = Setup(300, order=order)
+    setup.clock.advance(600)
+    setup.cycle()
+    setup.clock.advance(30)
+    setup.source.delete(40)
+    setup.clock.advance(25)
+    setup.put(301, rank=None)
+    setup.clock.advance(5)
+    # When the cycle runs (and the insert's webhook lands, if it was in flight)
+    report = setup.cycle()
+    if young_insert == "in flight":
+        insert = Change.model_validate(
+            {
+                "type": "INSERT",
+                "schema": "public",
+                "table": "articles",
+                "key": 301,
+                "record": setup.source.table[301],
+                "received_at": setup.clock.now.isoformat(),
+                "correlation_id": "webhook",
+            }
+        )
+        setup.queue.bodies.insert(0, insert.to_message())
+    # Then this cycle found the delete (not the next one, a period later), and its follow-up,
+    # after the settle time, heals it
+    assert report.to_check == 1
+    setup.drain()
+    assert get_item(setup.store, "articles", 40) is None
+    # And the insert, if its webhook was lost, is the next cycle's (it is old enough then)
+    setup.clock.advance(60)
+    setup.cycle()
+    setup.drain()
+    assert setup.converged()
+
+
+def test_an_update_healed_whose_list_switch_failed_is_published_by_the_next_cycle() -> None:
+    # Given a cached table and a lost update of row 5 (its order column changed, so the list
+    # must move it); the cycle that heals it writes the row item, then its list's switch
+    # fails (DynamoDB answers an error, and the switch did not apply): the cycle fails with
+    # the item right and the list still holding the old row
+    from tests.fakes import AnswerLost
+
+    setup = Setup(300, order="rank")
+    setup.clock.advance(600)
+    setup.cycle()
+    setup.clock.advance(30)
+    setup.put(5, title="edited", rank=6)
+    setup.clock.advance(30)
+    flip_head = setup.store.flip_head
+
+    def fail(*args: Any, **kwargs: Any) -> bool:
+        setup.store.flip_head = flip_head  # type: ignore[method-assign]
+        raise AnswerLost("flip_head failed and did not apply")
+
+    setup.store.flip_head = fail  # type: ignore[method-assign]
+    failed = setup.cycle()
+    assert failed.outcome == "failed"
+    assert get_item(setup.store, "articles", 5) == setup.source.table[5]
+    assert not setup.converged()
+    # When the next cycle runs
+    setup.clock.advance(60)
+    setup.cycle()
+    setup.drain()
+    # Then it publishes the row the item already holds: the list equals the table
+    assert setup.converged()
+
+
 def test_a_transaction_that_commits_after_the_scan_with_an_older_time_is_healed() -> None:
     # Given a cycle at t; a transaction that began at t - 90 s commits its row only after that
     # cycle scanned (commit order is not timestamp order), and its webhook is lost
@@ -408,6 +485,91 @@ def test_a_count_that_fails_deletes_nothing_and_fails_that_cycle_alone() -> None
     assert setup.converged()
 
 
+# (fault, the source method that fails, which of its calls fails first, fingerprinted table)
+MID_CYCLE_FAULTS = [
+    ("the whole table's count refused", "count_rows", 1, False),
+    ("a count timing out mid-bisection", "count_rows", 2, False),
+    ("the fingerprint function failing", "fingerprint_ranges", 1, True),
+    ("the change column's scan timing out", "changed_since", 1, False),
+    ("a range's keys cut off mid-read", "positions_in_range", 1, False),
+    ("a read by key timing out", "read_rows", 1, False),
+]
+
+
+@pytest.mark.parametrize(
+    ("fault", "method", "failing_call", "fingerprinted"),
+    MID_CYCLE_FAULTS,
+    ids=[case[0] for case in MID_CYCLE_FAULTS],
+)
+def test_a_supabase_fault_mid_cycle_fails_that_cycle_alone_counted_logged_and_deletes_nothing(
+    fault: str,
+    method: str,
+    failing_call: int,
+    fingerprinted: bool,
+    captured_logs: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from waituntil.core.observability import metrics
+
+    # Given a cached table, then lost changes: 10 deletes and an update (of a table with a
+    # change column, or one reconciled by fingerprints)
+    setup = _fingerprinted(300) if fingerprinted else Setup(300)
+    setup.clock.advance(600)
+    setup.cycle()  # the scan's starting point, and the fingerprints' sums
+    state_before = setup.store.get_heal_state("articles")
+    cached_before = get_list(setup.store, "articles")
+    setup.clock.advance(60)
+    for key in range(100, 110):
+        setup.source.delete(key)
+    setup.put(5, title="edited")
+    setup.clock.advance(30)  # past the settle time: the scan takes the update at once
+    # And a Supabase that fails from the given call of one read on, as a refused request or
+    # a timeout does (the adapter raises SourceUnavailable for both)
+    original = getattr(setup.source, method)
+    calls = itertools.count(1)
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        if next(calls) >= failing_call:
+            raise SourceUnavailable(f"reading articles from Supabase failed: {fault}")
+        return original(*args, **kwargs)
+
+    setattr(setup.source, method, failing)
+    metrics.clear_metrics()
+    capsys.readouterr()
+    # When a cycle runs
+    report = setup.cycle()
+    # Then the fault was met, and that cycle failed alone, with its reason, raising nothing
+    assert next(calls) > failing_call, "the fault was never reached"
+    assert report.outcome == "failed" and fault in report.reason
+    # And it is counted (ReconcileFailures, also per table: what the alarm and the dashboard
+    # read) and logged with the table and the reason
+    assert list(metrics.metric_set["ReconcileFailures"]["Value"]) == [1]
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    per_table = [m for m in emitted if "ReconcileFailures" in m and m.get("table") == "articles"]
+    assert per_table, emitted
+    logged = [json.loads(line) for line in captured_logs.getvalue().splitlines()]
+    assert any(line["message"] == "reconcile failed" and fault in line["reason"] for line in logged)
+    # And nothing cached was deleted (the scan may have healed the update before the fault:
+    # what it wrote was read and checked row by row), and no follow-up was queued
+    listed = get_list(setup.store, "articles") or []
+    assert [row["id"] for row in listed] == [row["id"] for row in cached_before or []]
+    for key in range(100, 110):
+        assert get_item(setup.store, "articles", key) is not None
+    assert not any(Change.from_message(body).heal for body in setup.queue.bodies)
+    # And the table is not shown as reconciled: its age goes on growing, the lease is free
+    # (the state may name the keys the scan was healing: the next cycle publishes them)
+    after = setup.store.get_heal_state("articles")
+    assert after is not None and set(after.pending) <= {"5"}
+    assert replace(after, pending=()) == state_before
+    assert setup.store.lease_holder("articles", LEASE_RECONCILE) is None
+    # And the next cycle, with Supabase back, heals everything
+    setattr(setup.source, method, original)
+    setup.clock.advance(60)
+    setup.cycle()
+    setup.drain()
+    assert setup.converged()
+
+
 def test_a_follow_up_whose_read_is_cut_short_deletes_nothing() -> None:
     # Given a follow-up for three keys that all exist, and a read by key that returns one of
     # them only (a project's max-rows cutting the answer short)
@@ -443,6 +605,59 @@ def test_more_differences_than_a_cycle_may_read_request_a_full_sync() -> None:
     assert report.full_sync_requested
     assert report.rows_read <= 100
     setup.drain()
+    assert setup.converged()
+
+
+@pytest.mark.parametrize("lost", ["deletes", "updates"])
+def test_no_cycle_reads_the_whole_table(lost: str) -> None:
+    # Given a table of 400 rows and a cycle budget larger than the table, then most of it
+    # changed behind the cache's back: 300 rows deleted, or every row updated (a bulk update
+    # whose webhooks were all lost)
+    setup = Setup(400)
+    setup.clock.advance(600)
+    setup.cycle()
+    setup.clock.advance(30)
+    if lost == "deletes":
+        for key in range(1, 301):
+            setup.source.delete(key)
+    else:
+        for key in range(1, 401):
+            setup.put(key, title="bulk")
+    setup.clock.advance(30)
+    # When cycles run, one after another
+    reports = []
+    for _ in range(6):
+        reports.append(setup.cycle())
+        setup.drain()
+        setup.clock.advance(60)
+    # Then none read as many rows (keys included) as the table holds, at most half of it (the
+    # scan goes on where it stopped at the next cycle), and the cache converges
+    assert max(report.rows_read for report in reports) <= 400 // 2
+    assert setup.converged()
+
+
+def test_a_bulk_update_larger_than_a_cycles_budget_is_healed_over_the_next_cycles() -> None:
+    # Given a budget of 100 rows a cycle, and one statement updating 300 rows, its webhooks
+    # lost: every row carries the same updated_at (the transaction's start)
+    setup = Setup(300)
+    setup.settings = setup.settings.model_copy(update={"reconcile_max_keys": 100})
+    setup.ports = ConsumerPorts(
+        setup.settings, setup.source, setup.store, setup.queue, clock_ns=setup.clock
+    )
+    setup.clock.advance(600)
+    setup.cycle()
+    setup.clock.advance(30)
+    for key in range(1, 301):
+        setup.put(key, title="bulk")
+    setup.clock.advance(30)
+    # When cycles run, a period apart
+    healed = []
+    for _ in range(8):
+        healed.append(setup.cycle().healed)
+        setup.clock.advance(60)
+    # Then each goes on past the last row the one before read (not from the same time again,
+    # which would read the same rows), and together they heal all 300
+    assert sum(healed) == 300
     assert setup.converged()
 
 
@@ -620,3 +835,25 @@ def test_without_the_fingerprint_function_a_table_falls_back_to_counts() -> None
     assert report.outcome == "done"
     assert get_item(setup.store, "articles", 6) is None
     assert get_item(setup.store, "articles", 5) != setup.source.table[5]
+
+
+def test_the_heal_state_survives_its_dynamodb_item() -> None:
+    from waituntil.cache.items import heal_state_from_item, heal_state_to_item
+    from waituntil.cache.model import HealState
+
+    # Given a state whose last scan was cut short past a key, and a fresh one
+    cut = HealState(
+        "articles",
+        scan_from="2026-11-29T12:00:00.000000+00:00",
+        scan_after='"slug-7"',
+        change_column="updated_at",
+        column_checked_ns=5,
+        last_ok_ns=6,
+        healed_total=7,
+        print_version="v1",
+        print_count=8,
+        print_fp=9,
+    )
+    # When each is written as its item and read back / Then nothing is lost
+    for state in (cut, HealState("articles")):
+        assert heal_state_from_item("articles", heal_state_to_item(state)) == state

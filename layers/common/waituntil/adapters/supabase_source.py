@@ -240,15 +240,20 @@ class SupabaseSource:
         after: ChangeMark | None,
         limit: int,
     ) -> list[ChangeMark]:
-        key = self._policies[table].key
+        policy = self._policies[table]
+        key, order = policy.key, policy.list_order
 
         def scan(query: Any) -> Any:
             query = _with_params(query, scan_params(key, column, since, before, after))
             query.request.params = query.request.params.set("order", f"{column}.asc,{key}.asc")
             return query.limit(min(limit, self._max_rows))
 
-        rows = self._execute(table, scan, f"{key},{column}")
-        return [ChangeMark(changed=str(row[column]), key=row[key]) for row in rows]
+        columns = ",".join(dict.fromkeys([key, column, order.column or key]))
+        rows = self._execute(table, scan, columns)
+        return [
+            ChangeMark(changed=str(row[column]), key=row[key], position=order.position(row))
+            for row in rows
+        ]
 
     def fingerprint_ranges(
         self, table: str, ranges: Sequence[PositionRange], *, with_rows: bool = False

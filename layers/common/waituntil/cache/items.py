@@ -277,6 +277,8 @@ def heal_state_to_item(state: HealState) -> Item:
     }
     if state.scan_from is not None:
         item["scan_from"] = {"S": state.scan_from}
+    if state.scan_after is not None:
+        item["scan_after"] = {"S": state.scan_after}
     if state.change_column is not None:
         item["change_column"] = {"S": state.change_column}
     if state.print_version is not None:
@@ -292,6 +294,7 @@ def heal_state_from_item(table: str, item: Item) -> HealState:
     return HealState(
         table=table,
         scan_from=item.get("scan_from", {}).get("S"),
+        scan_after=item.get("scan_after", {}).get("S"),
         change_column=item.get("change_column", {}).get("S"),
         column_checked_ns=int(item.get("column_checked_ns", {}).get("N", "0")),
         last_ok_ns=int(item.get("last_ok_ns", {}).get("N", "0")),

@@ -284,10 +284,12 @@ class PositionRange:
 
 @dataclass(frozen=True)
 class ChangeMark:
-    """A row as the reconciler's scan sees it: its change column's value and its key."""
+    """A row as the reconciler's scan sees it: its change column's value, its key, and where
+    the table's list puts it."""
 
     changed: str
     key: Any  # as Supabase renders it (int or str): keyset paging compares it typed
+    position: tuple[Any, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -305,8 +307,11 @@ class HealState:
     """What the reconciler keeps per table between cycles (``/<table>#heal``).
 
     ``scan_from``: where the next scan of the change column starts (the last complete scan's
-    time less the overlap); None before the first. ``change_column``: the column the last check
-    found (``""``: none), and when that was checked. ``last_ok_ns``: when a cycle last
+    time less the overlap); None before the first. ``scan_after``: the key (JSON) of the last
+    row a scan cut short by its budget read, at ``scan_from``: the next one goes on past it
+    (rows of one bulk update share one time; without the key it would read the same ones).
+    ``change_column``: the column the last check found (``""``: none), and when that was
+    checked. ``last_ok_ns``: when a cycle last
     finished without a failure (``make status`` and the dashboard show its age).
     ``healed_total``: rows healed so far, by cycles and their follow-ups (``make heal`` reports
     what one cycle added). ``pending``: keys a scan is healing now, written before their rows
@@ -316,6 +321,7 @@ class HealState:
 
     table: str
     scan_from: str | None = None
+    scan_after: str | None = None
     change_column: str | None = None
     column_checked_ns: int = 0
     last_ok_ns: int = 0
@@ -374,8 +380,8 @@ class TableSource(Protocol):
         limit: int,
     ) -> list[ChangeMark]:
         """Up to ``limit`` rows with ``since <= column < before``, in (column, key) order,
-        past ``after``; reads the key and the column only. ``ColumnMissing`` if the table has
-        no such column."""
+        past ``after``; reads the key, the column and the list's order column only (each mark
+        knows its position in the list). ``ColumnMissing`` if the table has no such column."""
         ...
 
     def fingerprint_ranges(

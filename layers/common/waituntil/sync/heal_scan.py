@@ -5,12 +5,19 @@ A table whose rows carry the time they last changed (``updated_at``, kept by Sup
 less an overlap, in (column, key) order: the key and the column only. A row whose cached item
 already holds that change is skipped; the others are read whole, by key, and written through the
 consumer's conditional path (newer wins: a state already applied is refused), then published.
+A skipped row whose item may not be what the list holds yet (its item has the position tags of
+more than one state: no publish has pruned them since its last write) is published again, with
+no read from Supabase: a heal whose item write applied and whose publish then failed (an answer
+lost, a crash) is otherwise never listed, as an update changes no count.
 
 Commit order is not timestamp order: ``now()`` is a transaction's start, so a transaction that
 began before the last scan may commit after it with an older value. The next scan therefore
 starts ``overlap`` before the time the last one ran (not before the newest value it saw), which
 also lets a quiet table scan nothing at all once the overlap has passed. Rows younger than the
-settle time are left for the next cycle: their webhooks may still be in flight.
+settle time are left for the next cycle: their webhooks may still be in flight. The scan still
+reads their keys, to tell the counts (``heal_ranges``) where Supabase has rows that the cache
+does not hold yet: a young insert would otherwise hide a lost delete in the counts of every
+range holding both, the whole table's first, for a period.
 
 Pure over ports; the cycle (``reconcile``) owns the lease and the state item.
 """
@@ -19,12 +26,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from waituntil.cache.layout import fresh_rows
 from waituntil.cache.model import ChangeMark, FreshRow, RowState
 from waituntil.core.errors import ReconcileFailed
+from waituntil.core.list_order import Position
 from waituntil.sync.list_publish import publish_rows
 from waituntil.sync.ports import ConsumerPorts
 
@@ -33,11 +41,15 @@ from waituntil.sync.ports import ConsumerPorts
 class ScanResult:
     scan_from: str  # where the next scan starts
     complete: bool  # False: the budget ran out before the end (the next cycle goes on)
+    scan_after: str | None = None  # and past which key (JSON) at scan_from, if cut short
     keys_read: int = 0
     rows_read: int = 0
     requests: int = 0
     healed: int = 0
     checked: int = 0  # keys read whole and published (their cached item lacked the change)
+    # The rows younger than the settle time that the cache lacks: key -> where the list would
+    # hold each (a row changed during the scan may be read twice, and counts once).
+    young_absent: dict[str, Position] = field(default_factory=dict)
 
 
 def scan_changes(
@@ -49,24 +61,34 @@ def scan_changes(
     *,
     max_keys: int,
     before_heal: Callable[[list[str]], None] = lambda keys: None,
+    scan_after: str | None = None,
 ) -> ScanResult:
-    """Scan ``column`` from ``scan_from`` (None: ``overlap`` before now) to ``settle`` before
-    now, healing what the cache lacks. Raises ``ColumnMissing`` if the table has no such column."""
+    """Scan ``column`` from ``scan_from`` (None: ``overlap`` before now; past the key
+    ``scan_after`` there, where a scan cut short stopped) to now, healing what the cache lacks
+    up to ``settle`` before now, and counting the younger rows it does not hold. Raises
+    ``ColumnMissing`` if the table has no such column."""
     settings = ports.settings
     overlap = max(settings.reconcile_overlap_s, settings.reconcile_settle_s)
     now = datetime.fromtimestamp(now_ns / 1e9, tz=UTC)
     since = scan_from or timestamp_text(now - timedelta(seconds=overlap))
-    before = timestamp_text(now - timedelta(seconds=settings.reconcile_settle_s))
+    before = timestamp_text(now)
+    settled = now - timedelta(seconds=settings.reconcile_settle_s)
     result = ScanResult(scan_from=timestamp_text(now - timedelta(seconds=overlap)), complete=True)
-    after: ChangeMark | None = None
+    after = (
+        ChangeMark(changed=scan_from, key=json.loads(scan_after))
+        if scan_from is not None and scan_after is not None
+        else None
+    )
     while True:
         if result.keys_read >= max_keys:
-            # Out of budget: the next scan starts at the last value read (or earlier, if the
-            # overlap reaches further back), so nothing past it is skipped.
+            # Out of budget: the next scan goes on past the last row read, by (value, key):
+            # the rows of one bulk update share one value. What commits meanwhile with an
+            # older value is left to the overlap of the scan after the one that completes.
             result.complete = False
-            result.scan_from = min(
-                result.scan_from, after.changed if after else since, key=parse_timestamp
-            )
+            if after is not None:
+                result.scan_from, result.scan_after = after.changed, json.dumps(after.key)
+            else:
+                result.scan_from, result.scan_after = since, scan_after
             return result
         marks = ports.source.changed_since(
             table, column, since, before, after, min(settings.page_size, max_keys)
@@ -77,7 +99,7 @@ def scan_changes(
             # Only an empty page ends the scan: a project whose max-rows is below the page
             # size answers short pages before the end.
             return result
-        _heal_page(table, column, marks, ports, result, before_heal)
+        _heal_page(table, column, marks, settled, ports, result, before_heal)
         after = marks[-1]
 
 
@@ -85,6 +107,7 @@ def _heal_page(
     table: str,
     column: str,
     marks: Sequence[ChangeMark],
+    settled: datetime,
     ports: ConsumerPorts,
     result: ScanResult,
     before_heal: Callable[[list[str]], None],
@@ -92,7 +115,24 @@ def _heal_page(
     keys = list(dict.fromkeys(str(mark.key) for mark in marks))
     cached = ports.store.get_rows(table, keys)
     changed = {str(mark.key): mark.changed for mark in marks}
-    stale = [key for key in keys if not _holds(cached.get(key), column, changed[key])]
+    young = {key for key in keys if parse_timestamp(changed[key]) >= settled}
+    # Not healed yet (a webhook may still bring them), only counted: a row the cache holds no
+    # item for (or a tombstone) is one Supabase counts and the cached list does not.
+    for mark in marks:
+        key = str(mark.key)
+        if key in young and mark.position is not None:
+            state = cached.get(key)
+            if state is None or state.body is None:
+                result.young_absent[key] = mark.position
+    settled_keys = [key for key in keys if key not in young]
+    stale = [key for key in settled_keys if not _holds(cached.get(key), column, changed[key])]
+    unpublished = [
+        key for key in settled_keys if key not in stale and len(cached[key].positions) > 1
+    ]
+    if unpublished:
+        # The list publish is idempotent: it writes nothing where the list already holds them.
+        publish_rows(table, unpublished, ports)
+        result.checked += len(unpublished)
     if not stale:
         return
     before_heal(stale)
