@@ -112,8 +112,8 @@ bench-scale: $(VENV)/.installed
 	$(PY) -m bench.scale --rows 1000,10000,100000 --report
 
 ## bench-heal: the reconciler at 1,000, 10,000 and 100,000 rows with 0, 1, 10, 100 lost changes,
-##   beside a full resync of the same table; replaces the "Healing lost webhooks" section of
-##   docs/BENCHMARKS.md (about 20 minutes here)
+##   beside a full resync of the same table, and the heal latency end to end; replaces the
+##   "Healing lost webhooks" section of docs/BENCHMARKS.md (about 50 minutes here)
 bench-heal: $(VENV)/.installed
 	$(PY) -m bench.heal --rows 1000,10000,100000 --report
 

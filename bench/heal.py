@@ -916,14 +916,14 @@ def _plot(cycles: list[Cycle], latency: Latency | None, path: Path) -> None:
             xs = [max(x, 0.5) for x, _ in points]
             axis.plot(
                 xs,
-                [max(y, 0.5) for _, y in points],
+                [_plotted(y) for _, y in points],
                 "o-",
                 color=color,
                 label=f"reconcile, {size:,} rows",
             )
             for resync in (c for c in cycles if c.rows == size and c.job == "resync"):
                 axis.axhline(
-                    max(value(resync), 0.5),
+                    _plotted(value(resync)),
                     color=color,
                     linestyle="--",
                     linewidth=1,
@@ -984,6 +984,11 @@ def _plot(cycles: list[Cycle], latency: Latency | None, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def _plotted(value: float) -> float:
+    """A value on a log axis: 0 (no row read) is drawn at 0.5, below 1."""
+    return value if value > 0 else 0.5
 
 
 def _replace_section(report: str, command: str, where: str) -> None:

@@ -46,9 +46,13 @@ def write_report(report: Report, out: Path) -> list[Path]:
     return [markdown, *written]
 
 
-# Sections other commands write (``make bench-latency``, ``make bench-heal``): ``make bench``
-# keeps them as they are.
-KEPT_SECTIONS = ("## Under network latency\n", "## Healing lost webhooks\n")
+# Sections other commands write (``make bench-latency``, ``make bench-heal``), or a person wrote
+# beside them: ``make bench`` keeps them as they are.
+KEPT_SECTIONS = (
+    "## Under network latency\n",
+    "## Before and after the cut\n",  # written by hand beside the latency run's figures
+    "## Healing lost webhooks\n",
+)
 
 
 def kept_sections(text: str) -> str:
