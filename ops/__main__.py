@@ -28,19 +28,39 @@ if TYPE_CHECKING:
 
 def backfill(target: Target, arguments: argparse.Namespace) -> int:
     message_id, change = request_resync(target.sqs, target.queue_url, target.schema_name)
+    queued = f"queued a RESYNC of every cached table ({', '.join(target.cached_tables)})"
+    drained = _queued_then_drained(target, arguments, queued, message_id, change)
+    if drained is not None:
+        return drained
+    store = target.cache_store()
+    for table in target.cached_tables:
+        print(f"  {table}: {_cached(store, table, 'rows cached')}")
+    return 0
+
+
+def _queued_then_drained(
+    target: Target,
+    arguments: argparse.Namespace,
+    queued: str,
+    message_id: str,
+    change: Any,
+    also: str = "",
+) -> int | None:
+    """Say what was queued, then wait for the change queue to drain (unless ``--no-wait``).
+
+    None when the caller goes on to report what the cache now holds; otherwise the exit code:
+    0 when asked not to wait, 1 when the queue did not drain in time.
+    """
     print(
-        f"queued a RESYNC of every cached table ({', '.join(target.cached_tables)}) on "
-        f"{target.description}: message {message_id}, correlation_id {change.correlation_id}"
+        f"{queued} on {target.description}: message {message_id}, "
+        f"correlation_id {change.correlation_id}{also}"
     )
     if arguments.no_wait:
         return 0
     if not wait_until_drained(target.sqs, target.queue_url, arguments.timeout):
         print(f"the change queue is not empty after {arguments.timeout:.0f} s; see `make status`")
         return 1
-    store = target.cache_store()
-    for table in target.cached_tables:
-        print(f"  {table}: {_cached(store, table, 'rows cached')}")
-    return 0
+    return None
 
 
 def _cached(store: Any, table: str, rows_are: str) -> str:
@@ -61,16 +81,17 @@ def rebuild(target: Target, arguments: argparse.Namespace) -> int:
         print(f"{table!r} is not a cached table of {target.description}: {target.cached_tables}")
         return 2
     message_id, change = request_rebuild(target.sqs, target.queue_url, target.schema_name, table)
-    print(
-        f"queued a rebuild of {table} on {target.description}: message {message_id}, "
-        f"correlation_id {change.correlation_id}; readers keep the current list until the "
-        "new one is complete"
+    queued = f"queued a rebuild of {table}"
+    drained = _queued_then_drained(
+        target,
+        arguments,
+        queued,
+        message_id,
+        change,
+        also="; readers keep the current list until the new one is complete",
     )
-    if arguments.no_wait:
-        return 0
-    if not wait_until_drained(target.sqs, target.queue_url, arguments.timeout):
-        print(f"the change queue is not empty after {arguments.timeout:.0f} s; see `make status`")
-        return 1
+    if drained is not None:
+        return drained
     store = target.cache_store()
     rebuilding = store.get_next_head(table)
     if rebuilding is not None and rebuilding.rebuild == (
@@ -87,15 +108,10 @@ def heal(target: Target, arguments: argparse.Namespace) -> int:
     store = target.cache_store()
     before = {table: store.get_heal_state(table) for table in target.cached_tables}
     message_id, change = request_reconcile(target.sqs, target.queue_url, target.schema_name)
-    print(
-        f"queued a RECONCILE of every cached table ({', '.join(target.cached_tables)}) on "
-        f"{target.description}: message {message_id}, correlation_id {change.correlation_id}"
-    )
-    if arguments.no_wait:
-        return 0
-    if not wait_until_drained(target.sqs, target.queue_url, arguments.timeout):
-        print(f"the change queue is not empty after {arguments.timeout:.0f} s; see `make status`")
-        return 1
+    queued = f"queued a RECONCILE of every cached table ({', '.join(target.cached_tables)})"
+    drained = _queued_then_drained(target, arguments, queued, message_id, change)
+    if drained is not None:
+        return drained
     failed = False
     for table in target.cached_tables:
         state, earlier = store.get_heal_state(table), before[table]
