@@ -8,7 +8,10 @@ handler runs warm (its clients made, its secrets read, one batch done before) ag
 - the same **without latency**: the consumer's own CPU (the floor under the model);
 - **moto**, with and without the latency (1,000 rows only; a 100,000-row table costs moto
   about 20 minutes to fill): the same calls (a check on the memory service), and the
-  figure the benchmarks gave before the model.
+  figure the benchmarks gave before the model;
+- the **full-read design** the patchable list replaced (``bench.full_read_baseline``), for
+  the 10-change batch at the smallest size, on the same stack behind the same shim: the
+  patch path must be no slower than it (``full_read_batches``).
 
 A batch's **sequential round trips** are the longest chain of its calls in which each began
 after the previous one ended (``bench.latency.critical_chain``): calls made in parallel
@@ -157,6 +160,38 @@ def _run(stack: ModelStack, ports: Any, keys: list[int]) -> tuple[list[Call], fl
         invoke_consumer(ports, bodies)
         seconds = time.perf_counter() - started
     return calls, seconds
+
+
+FULL_READ_CHANGES = 10
+FULL_READ_REPEATS = 7
+
+
+def full_read_batches(
+    stack: ModelStack, repeats: int = FULL_READ_REPEATS, changes: int = FULL_READ_CHANGES
+) -> list[float]:
+    """Seconds per batch of the design before the patchable list, under the model: each batch
+    re-reads the whole table from Supabase and rewrites every chunk (``full_read_baseline``).
+
+    It runs through a DynamoDB client and a Supabase source behind the same shim as the
+    consumer's, on the same stack, so its calls wait the same latencies; one batch first, to
+    make its first version (the design's steady state replaces one).
+    """
+    from bench.full_read_baseline import run_batch
+
+    ports = stack.consumer_ports()
+    client = stack.client("dynamodb")
+    rows = stack.table.rows
+    rng = random.Random(rows + changes)
+    run_batch(client, stack.table_name, ports.source, [2], items=True)
+    seconds = []
+    for _ in range(repeats):
+        keys = rng.sample(range(2, rows + 1), changes)
+        for key in keys:
+            stack.table.update(key)
+        started = time.perf_counter()
+        run_batch(client, stack.table_name, ports.source, keys, items=True)
+        seconds.append(time.perf_counter() - started)
+    return seconds
 
 
 def latency_paid_round_trips(model: BatchFigures, bare: BatchFigures) -> float:

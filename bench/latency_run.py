@@ -90,6 +90,9 @@ class Results:
     memory_choice: int | None = None  # the receiver's smallest memory that passes
     template_memory: int = 0  # the receiver's MemorySize in template.yaml
     batches: list[BatchFigures] = field(default_factory=list)
+    # The full-read design's 10-change batches at the smallest size, seconds (the baseline
+    # the patch path is held to).
+    full_read_s: list[float] = field(default_factory=list)
     reader_ms: tuple[float, float] = (0.0, 0.0)
     breakdown: list[Call] = field(default_factory=list)
     visibility: list[VisibilityRun] = field(default_factory=list)
@@ -258,6 +261,9 @@ def measure_consumer(results: Results, progress: Progress) -> None:
         with model_stack(rows, results.latencies, queue="memory") as stack:
             critical_path.fill(stack, progress)
             results.batches += critical_path.batches(stack, "memory", rows, progress)
+            if rows == min(scale.batch_rows):
+                progress.step(f"critical path: the full-read design at {rows:,} rows")
+                results.full_read_s = critical_path.full_read_batches(stack)
             if rows == scale.visibility_rows:
                 measure_visibility(results, stack, progress)
     with model_stack(scale.moto_rows, results.latencies, backend="moto", queue="memory") as stack:

@@ -307,3 +307,37 @@ def test_a_partial_run_keeps_the_parts_it_did_not_measure_and_says_whose_they_ar
         "### First fill at scale",
         "### Cold starts",
     ]
+
+
+@pytest.mark.parametrize(
+    ("patch_s", "full_s", "ratio", "met"),
+    [(0.2, 0.4, "x0.50", "yes"), (0.5, 0.4, "x1.25", "**no**")],
+)
+def test_the_patch_path_is_held_to_the_full_read_design_measured_in_the_same_run(
+    patch_s: float, full_s: float, ratio: str, met: str
+) -> None:
+    from datetime import UTC, datetime
+
+    from bench.critical_path import BatchFigures
+    from bench.latency_report import _goals
+    from bench.latency_run import Results, Scale
+
+    # Given a run whose 10-change batches at 1,000 rows took patch_s under the model, and the
+    # full-read design's took full_s (three batches each, the median in the middle)
+    patch = BatchFigures("memory", True, 1_000, 10, seconds=[patch_s - 0.1, patch_s, 9.0])
+    on_moto = BatchFigures("moto", True, 300, 10, seconds=[0.1])
+    results = Results(
+        when=datetime.now(UTC),
+        machine="test",
+        command="test",
+        latencies=Latencies(),
+        scale=Scale(),
+        batches=[patch, on_moto],
+        full_read_s=[full_s, full_s + 1.0, full_s - 0.1],
+    )
+    # When the goals are written
+    goals = "\n".join(_goals(results))
+    # Then the goal's row gives the ratio of the medians and whether it was met
+    row = next(line for line in goals.splitlines() if "full-read design" in line)
+    assert ratio in row
+    assert f" {met} " in row
