@@ -537,6 +537,8 @@ class MemorySource:
 class MemoryQueue:
     bodies: list[str] = field(default_factory=list)
     delays: dict[int, int] = field(default_factory=dict)  # message number -> its delay (s)
+    visibility: dict[str, int] = field(default_factory=dict)  # receipt handle -> delay (s)
+    visibility_refused: bool = False  # ChangeMessageVisibility fails (SQS down, IAM)
 
     def publish(self, body: str) -> str:
         self.bodies.append(body)
@@ -545,6 +547,12 @@ class MemoryQueue:
     def publish_later(self, body: str, delay_s: int) -> str:
         self.delays[len(self.bodies)] = delay_s
         return self.publish(body)
+
+    def change_visibility(self, delays: Mapping[str, int]) -> list[str]:
+        if self.visibility_refused:
+            return list(delays)
+        self.visibility.update(delays)
+        return []
 
 
 def _moment(text: str) -> datetime:
