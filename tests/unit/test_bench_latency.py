@@ -312,7 +312,8 @@ def test_a_partial_run_keeps_the_parts_it_did_not_measure_and_says_whose_they_ar
 def test_the_visibility_bench_charges_the_full_timeout_only_to_records_not_shortened() -> None:
     # Given two failed deliveries of one key between its commit (t=0) and visibility (t=10):
     # one whose visibility the consumer shortened, one it did not
-    from bench.visibility import BENCH_VISIBILITY_S, TEMPLATE_VISIBILITY_S, _retry_penalty_s
+    from bench.latency_stack import BENCH_VISIBILITY_S
+    from bench.visibility import TEMPLATE_VISIBILITY_S, _retry_penalty_s
 
     shortened = {"h-soon"}
     # When the penalty is computed / Then only the one left to the queue's timeout pays it
