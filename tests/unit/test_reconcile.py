@@ -23,6 +23,7 @@ from waituntil.core.contracts import Change
 from waituntil.core.errors import SourceUnavailable
 from waituntil.core.settings import ConsumerSettings
 from waituntil.read.cache_client import get_item, get_list
+from waituntil.sync import heal_scan
 from waituntil.sync.batch import QueuedMessage, process_batch
 from waituntil.sync.full_sync import resync
 from waituntil.sync.ports import ConsumerPorts
@@ -237,6 +238,86 @@ def test_a_cycle_killed_between_its_heal_writes_and_their_publish_is_listed_next
     # Then the next cycle lists them, although its scan finds their items already healed
     report = setup.cycle()
     assert report.outcome == "done"
+    assert setup.converged()
+
+
+def _webhook(setup: Setup, key: int) -> None:
+    """The change path: the row's UPDATE webhook delivered and processed."""
+    change = Change.model_validate(
+        {
+            "type": "UPDATE",
+            "schema": "public",
+            "table": "articles",
+            "key": key,
+            "received_at": setup.clock.now.isoformat(),
+            "correlation_id": f"w-{key}",
+        }
+    )
+    setup.queue.bodies.append(change.to_message())
+    setup.drain()
+
+
+def test_a_row_updated_in_place_and_listed_is_not_published_again_by_the_scan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a cached table whose row 7 was updated in place (same order value) three times,
+    # each webhook delivered and listed: its item keeps two position tags at one place (a
+    # publish prunes a single stale tag at the row's own place lazily, at its next update)
+    setup = Setup(50, order="rank")
+    setup.clock.advance(600)
+    setup.cycle()
+    for title in ("first", "second", "third"):
+        setup.clock.advance(5)
+        setup.put(7, title=title, rank=7 % 7)
+        _webhook(setup, 7)
+    state = setup.store.get_rows("articles", ["7"])["7"]
+    assert len(state.positions) == 2 and setup.converged()
+    published: list[list[str]] = []
+    publish = heal_scan.publish_rows
+
+    def spy(table: str, keys: list[str], ports: ConsumerPorts, **kwargs: Any) -> Any:
+        published.append(list(keys))
+        return publish(table, keys, ports, **kwargs)
+
+    monkeypatch.setattr("waituntil.sync.heal_scan.publish_rows", spy)
+    # When the next cycles run, the row settled and still in the overlap window
+    for _ in range(2):
+        setup.clock.advance(60)
+        report = setup.cycle()
+        assert report.outcome == "done" and report.scan_keys >= 1
+    # Then the scan publishes nothing: the row is listed already (no difference, no read)
+    assert published == []
+    assert setup.converged()
+
+
+def test_a_killed_cycles_in_place_heals_are_still_listed_by_the_pending_keys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given row 7 updated in place twice, listed; then an in-place update whose webhook was
+    # lost, healed by a cycle killed before its publish (its item now carries tags at one place)
+    setup = Setup(50, order="rank")
+    setup.clock.advance(600)
+    setup.cycle()
+    for title in ("first", "second"):
+        setup.clock.advance(5)
+        setup.put(7, title=title, rank=0)
+        _webhook(setup, 7)
+    setup.clock.advance(5)
+    setup.put(7, title="lost", rank=0)
+    setup.clock.advance(setup.settings.reconcile_settle_s + 1)
+
+    def killed(*args: Any, **kwargs: Any) -> Any:
+        raise Crash("the consumer timed out")
+
+    monkeypatch.setattr("waituntil.sync.heal_scan.publish_rows", killed)
+    with pytest.raises(Crash):
+        setup.cycle()
+    monkeypatch.undo()
+    assert get_item(setup.store, "articles", 7) == setup.source.table[7]
+    assert not setup.converged()
+    # When the next cycle runs / Then its pending keys list the healed row
+    setup.clock.advance(60)
+    assert setup.cycle().outcome == "done"
     assert setup.converged()
 
 
