@@ -23,7 +23,7 @@ from waituntil.core.contracts import Change
 from waituntil.core.errors import SourceUnavailable
 from waituntil.core.settings import ConsumerSettings
 from waituntil.read.cache_client import get_item, get_list
-from waituntil.sync import heal_scan
+from waituntil.sync import list_publish
 from waituntil.sync.batch import QueuedMessage, process_batch
 from waituntil.sync.full_sync import resync
 from waituntil.sync.ports import ConsumerPorts
@@ -273,7 +273,7 @@ def test_a_row_updated_in_place_and_listed_is_not_published_again_by_the_scan(
     state = setup.store.get_rows("articles", ["7"])["7"]
     assert len(state.positions) == 2 and setup.converged()
     published: list[list[str]] = []
-    publish = heal_scan.publish_rows
+    publish = list_publish.publish_rows
 
     def spy(table: str, keys: list[str], ports: ConsumerPorts, **kwargs: Any) -> Any:
         published.append(list(keys))
