@@ -363,6 +363,10 @@ class MemoryStore:
     def put_heal_state(self, state: HealState) -> None:
         self.heal_states[state.table] = state
 
+    def add_healed(self, table: str, count: int) -> None:
+        state = self.heal_states.get(table) or HealState(table)
+        self.heal_states[table] = replace(state, healed_total=state.healed_total + count)
+
     def get_fingerprints(self, node_keys: Sequence[str]) -> dict[str, tuple[int, int]]:
         return {key: self.fingerprints[key] for key in node_keys if key in self.fingerprints}
 

@@ -19,6 +19,7 @@ import pytest
 
 from tests.fakes import Crash, MemoryQueue, MemorySource, MemoryStore
 from waituntil.cache.layout import LEASE_RECONCILE, LEASE_SYNC
+from waituntil.cache.model import HealState
 from waituntil.core.contracts import Change
 from waituntil.core.errors import SourceUnavailable
 from waituntil.core.settings import ConsumerSettings
@@ -27,7 +28,7 @@ from waituntil.sync import list_publish
 from waituntil.sync.batch import QueuedMessage, process_batch
 from waituntil.sync.full_sync import resync
 from waituntil.sync.ports import ConsumerPorts
-from waituntil.sync.reconcile import CycleReport, reconcile_table
+from waituntil.sync.reconcile import CycleReport, check_keys, reconcile_table
 
 START = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -938,3 +939,45 @@ def test_the_heal_state_survives_its_dynamodb_item() -> None:
     # When each is written as its item and read back / Then nothing is lost
     for state in (cut, HealState("articles")):
         assert heal_state_from_item("articles", heal_state_to_item(state)) == state
+
+
+class CycleSavesMeanwhile:
+    """The store, with a cycle saving its ``pending`` keys at the worst moment for a
+    follow-up's count: between the follow-up's read of the heal state and its write (a
+    read-modify-put), or just before its write (an attribute of its own)."""
+
+    def __init__(self, store: Any, pending: tuple[str, ...]) -> None:
+        self._store, self._pending, self._saved = store, pending, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def _cycle_saves(self, table: str) -> None:
+        if not self._saved:
+            self._saved = True
+            state = self._store.get_heal_state(table) or HealState(table)
+            self._store.put_heal_state(replace(state, pending=self._pending))
+
+    def get_heal_state(self, table: str) -> Any:
+        state = self._store.get_heal_state(table)
+        self._cycle_saves(table)
+        return state
+
+    def add_healed(self, table: str, count: int) -> None:
+        self._cycle_saves(table)
+        self._store.add_healed(table, count)
+
+
+def test_a_follow_ups_count_never_overwrites_the_pending_keys_a_cycle_saved_meanwhile() -> None:
+    # Given a cached table with a lost update of row 3, checked by a follow-up (no lease)
+    setup = Setup(50)
+    setup.clock.advance(30)
+    setup.put(3, title="edited")
+    store = CycleSavesMeanwhile(setup.store, ("8", "9"))
+    ports = replace(setup.ports, store=store)
+    # When the follow-up heals it while a cycle saves its pending keys at that moment
+    report = check_keys("articles", ["3"], ports)
+    # Then both writes stand: the cycle's pending keys and the follow-up's count
+    assert report.healed == 1
+    state = setup.store.get_heal_state("articles")
+    assert state is not None and state.pending == ("8", "9") and state.healed_total == 1
