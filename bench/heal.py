@@ -206,10 +206,22 @@ def main(argv: list[str] | None = None) -> None:
         default=LATENCY_PERIODS,
         help="schedule periods the lost changes are spread over",
     )
+    parser.add_argument(
+        "--recent",
+        type=int,
+        default=0,
+        help="only this: rows updated in place through the change path (webhooks delivered) "
+        "just before quiet cycles, at the first --rows size; what those cycles read",
+    )
     parser.add_argument("--report", action="store_true", help="write docs/BENCHMARKS.md")
     arguments = parser.parse_args(argv)
     use_fake_aws()
     progress = Progress()
+    if arguments.recent:
+        rows = int(arguments.rows.split(",")[0])
+        for cycle in _measure_recent(rows, arguments.recent, progress):
+            print(f"{_describe(cycle)}, {cycle.dynamodb_requests} DynamoDB requests")
+        return
     started, load = time.monotonic(), _LoadSampler()
     cycles: list[Cycle] = []
     lost = [int(d) for d in arguments.lost.split(",")]
@@ -357,6 +369,49 @@ def _measure_size(rows: int, lost: list[int], progress: Progress) -> list[Cycle]
             )
         )
         progress.step(f"  {_describe(cycles[-1])}")
+    return cycles
+
+
+def _measure_recent(rows: int, recent: int, progress: Progress) -> list[Cycle]:
+    """Nothing lost, but ``recent`` rows updated in place a moment ago, each webhook delivered
+    (the consumer applied and listed them): the cycles that follow, still within the scan's
+    overlap, should read what differs (nothing), not what changed lately."""
+    from waituntil.core.contracts import Change
+    from waituntil.sync.batch import QueuedMessage, process_batch
+
+    cycles: list[Cycle] = []
+    with _services(rows, progress) as (supabase, ports, _, counter):
+        _cycle(ports, counter, ports.source, supabase, rows, 0, "reconcile")
+        keys = random.Random(rows).sample(range(1, rows + 1), recent)
+        messages = []
+        for key in keys:
+            supabase.sql(
+                "update public.articles set title = %s where id = %s",
+                [f"Article {key} (in place)", key],
+            )
+            change = Change(
+                type="UPDATE",
+                schema_name="public",
+                table="articles",
+                key=key,
+                received_at=datetime.now(UTC),
+                correlation_id=f"bench-recent-{key}",
+            )
+            messages.append(change.to_message())
+        progress.step(f"{rows:,} rows: {recent} in-place updates through the change path")
+        with quiet():
+            for start in range(0, len(messages), 10):
+                group = messages[start : start + 10]
+                outcome = process_batch(
+                    [QueuedMessage(f"r{start + i}", body) for i, body in enumerate(group)],
+                    ports,
+                    lambda: 60_000,
+                )
+                if outcome.failures:
+                    raise SystemExit(f"a change failed: {outcome.failures}")
+        for number in (1, 2, 3):
+            progress.step(f"{rows:,} rows, {recent} recent in-place updates: quiet cycle {number}")
+            cycles.append(_cycle(ports, counter, ports.source, supabase, rows, 0, "reconcile"))
     return cycles
 
 

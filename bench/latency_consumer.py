@@ -53,22 +53,29 @@ def change_message(key: int, change_type: str = "UPDATE", table: str = TABLE) ->
     ).to_message()
 
 
-def sqs_event(bodies: Sequence[str], message_ids: Sequence[str] | None = None) -> dict[str, Any]:
+def sqs_event(
+    bodies: Sequence[str],
+    message_ids: Sequence[str] | None = None,
+    received: Sequence[tuple[str, str]] | None = None,
+) -> dict[str, Any]:
+    """Lambda's event; ``received``: each message's receipt handle and receive count, as
+    the queue handed it over (the consumer shortens a contended record's visibility)."""
     ids = message_ids or [str(uuid.uuid4()) for _ in bodies]
+    deliveries = received or [("bench", "1")] * len(bodies)
     return {
         "Records": [
             {
                 "messageId": message_id,
-                "receiptHandle": "bench",
+                "receiptHandle": handle,
                 "body": body,
-                "attributes": {"ApproximateReceiveCount": "1"},
+                "attributes": {"ApproximateReceiveCount": receives},
                 "messageAttributes": {},
                 "md5OfBody": "",
                 "eventSource": "aws:sqs",
                 "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:bench",
                 "awsRegion": "us-east-1",
             }
-            for body, message_id in zip(bodies, ids, strict=True)
+            for body, message_id, (handle, receives) in zip(bodies, ids, deliveries, strict=True)
         ]
     }
 

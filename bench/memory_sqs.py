@@ -4,10 +4,11 @@ moto's SQS long poll checks the queue in a loop of short sleeps, in the caller's
 each of its answers costs about a millisecond of CPU: five pollers waiting on a quiet queue
 would burn a core here, which Lambda's pollers never cost the function. This answers SQS's
 JSON protocol (``SendMessage``, ``SendMessageBatch``, ``ReceiveMessage`` with long polling,
-``DeleteMessage``, ``DeleteMessageBatch``) for the clients it is attached to; a waiting
-receive blocks on a condition variable (no CPU), and a message goes to the receive that has
-waited longest, as SQS hands a message to one of the pollers waiting. Visibility timeouts
-are kept (a received message comes back if it is not deleted in time).
+``DeleteMessage``, ``DeleteMessageBatch``, ``ChangeMessageVisibility`` and its batch) for
+the clients it is attached to; a waiting receive blocks on a condition variable (no CPU),
+and a message goes to the receive that has waited longest, as SQS hands a message to one of
+the pollers waiting. Visibility timeouts are kept (a received message comes back if it is
+not deleted in time, or when ``ChangeMessageVisibility`` said).
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ class MemorySQS:
             "ReceiveMessage": self._receive,
             "DeleteMessage": self._delete,
             "DeleteMessageBatch": self._delete_batch,
+            "ChangeMessageVisibility": self._change_visibility,
+            "ChangeMessageVisibilityBatch": self._change_visibility_batch,
         }.get(operation)
         if handler is None:
             status, answer = (
@@ -163,6 +166,38 @@ class MemorySQS:
             for entry in params["Entries"]:
                 inflight.pop(entry["ReceiptHandle"], None)
         return {"Successful": [{"Id": entry["Id"]} for entry in params["Entries"]], "Failed": []}
+
+    def _change_visibility(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._change_visibility_batch(
+            {
+                "QueueUrl": params["QueueUrl"],
+                "Entries": [{"Id": "0", **params}],
+            }
+        )
+        return {}
+
+    def _change_visibility_batch(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A received message becomes visible again that many seconds from now; a handle no
+        longer in flight (deleted, or visible again already) fails, as on SQS."""
+        successful, failed = [], []
+        with self._ready:
+            inflight = self._inflight.get(params["QueueUrl"], {})
+            for entry in params["Entries"]:
+                message = inflight.get(entry["ReceiptHandle"])
+                if message is None:
+                    failed.append(
+                        {
+                            "Id": entry["Id"],
+                            "SenderFault": True,
+                            "Code": "ReceiptHandleIsInvalid",
+                            "Message": "not in flight",
+                        }
+                    )
+                    continue
+                message.visible_at = time.monotonic() + float(entry["VisibilityTimeout"])
+                successful.append({"Id": entry["Id"]})
+            self._ready.notify_all()
+        return {"Successful": successful, "Failed": failed}
 
 
 class _Raw(BytesIO):

@@ -6,8 +6,10 @@ invocation payload), invokes the function with the SQS event Lambda builds, then
 messages that succeeded: with ``ReportBatchItemFailures`` every message not listed in
 ``batchItemFailures``; none when the function raised or timed out, or when a listed item
 identifier is not in the batch (Lambda then treats the whole batch as failed). The rest become
-visible again after the queue's visibility timeout, and SQS itself (moto implements
-``maxReceiveCount``) moves them to the dead-letter queue.
+visible again after the queue's visibility timeout, or when the function said (the consumer
+shortens a contended record's with ``ChangeMessageVisibility``, which moto honours: the
+records carry their receipt handle and ``ApproximateReceiveCount``), and SQS itself (moto
+implements ``maxReceiveCount``) moves them to the dead-letter queue.
 
 Where a window starts: AWS's pages read two ways. The event source mapping page says "the
 next batching window begins as soon as the previous function invocation completes", which

@@ -363,6 +363,10 @@ class MemoryStore:
     def put_heal_state(self, state: HealState) -> None:
         self.heal_states[state.table] = state
 
+    def add_healed(self, table: str, count: int) -> None:
+        state = self.heal_states.get(table) or HealState(table)
+        self.heal_states[table] = replace(state, healed_total=state.healed_total + count)
+
     def get_fingerprints(self, node_keys: Sequence[str]) -> dict[str, tuple[int, int]]:
         return {key: self.fingerprints[key] for key in node_keys if key in self.fingerprints}
 
@@ -537,6 +541,8 @@ class MemorySource:
 class MemoryQueue:
     bodies: list[str] = field(default_factory=list)
     delays: dict[int, int] = field(default_factory=dict)  # message number -> its delay (s)
+    visibility: dict[str, int] = field(default_factory=dict)  # receipt handle -> delay (s)
+    visibility_refused: bool = False  # ChangeMessageVisibility fails (SQS down, IAM)
 
     def publish(self, body: str) -> str:
         self.bodies.append(body)
@@ -545,6 +551,12 @@ class MemoryQueue:
     def publish_later(self, body: str, delay_s: int) -> str:
         self.delays[len(self.bodies)] = delay_s
         return self.publish(body)
+
+    def change_visibility(self, delays: Mapping[str, int]) -> list[str]:
+        if self.visibility_refused:
+            return list(delays)
+        self.visibility.update(delays)
+        return []
 
 
 def _moment(text: str) -> datetime:

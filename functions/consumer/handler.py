@@ -103,7 +103,7 @@ def raise_if_record_failed(record: SQSRecord, outcome: BatchOutcome) -> None:
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, ports: ConsumerPorts | None = None
 ) -> dict[str, Any]:
-    messages = [QueuedMessage(record["messageId"], record["body"]) for record in event["Records"]]
+    messages = [QueuedMessage.from_record(record) for record in event["Records"]]
     outcome = process_batch(
         messages, ports or default_ports(), context.get_remaining_time_in_millis
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -256,3 +257,22 @@ def test_a_row_write_answers_the_state_it_left_as_a_read_would(aws: EmulatedAws)
     assert writes.states == store.get_rows("articles", ["1", "2", "3"])
     assert len(writes.states["1"].positions) == 2 and writes.states["2"].body is None
     assert late.skipped_stale == 1 and late.states == {}
+
+
+def test_a_follow_ups_count_touches_only_its_attribute_beside_a_cycles_save(
+    aws: EmulatedAws,
+) -> None:
+    # Given no heal state yet: a follow-up's count creates it
+    store = _store(aws)
+    store.add_healed("articles", 2)
+    first = store.get_heal_state("articles")
+    assert first is not None and first.healed_total == 2 and first.pending == ()
+    # When a cycle, having read that state, saves its pending keys and scan position, and a
+    # follow-up (no lease) adds its count right after
+    store.put_heal_state(replace(first, pending=("8", "9"), scan_from="2026-12-01T00:00:00"))
+    store.add_healed("articles", 3)
+    # Then the cycle's save stands whole and the counts add up
+    state = store.get_heal_state("articles")
+    assert state is not None
+    assert state.pending == ("8", "9") and state.scan_from == "2026-12-01T00:00:00"
+    assert state.healed_total == 5

@@ -341,3 +341,50 @@ def test_the_patch_path_is_held_to_the_full_read_design_measured_in_the_same_run
     row = next(line for line in goals.splitlines() if "full-read design" in line)
     assert ratio in row
     assert f" {met} " in row
+
+
+def test_the_visibility_bench_charges_the_full_timeout_only_to_records_not_shortened() -> None:
+    # Given two failed deliveries of one key between its commit (t=0) and visibility (t=10):
+    # one whose visibility the consumer shortened, one it did not
+    from bench.latency_stack import BENCH_VISIBILITY_S
+    from bench.visibility import TEMPLATE_VISIBILITY_S, _retry_penalty_s
+
+    shortened = {"h-soon"}
+    # When the penalty is computed / Then only the one left to the queue's timeout pays it
+    soon = [("7", 1.0, "h-soon")]
+    late = [("7", 1.0, "h-late")]
+    assert _retry_penalty_s(soon, shortened, "7", 0.0, 10.0) == 0.0
+    assert (
+        _retry_penalty_s(late, shortened, "7", 0.0, 10.0)
+        == TEMPLATE_VISIBILITY_S - BENCH_VISIBILITY_S
+    )
+
+
+def test_the_memory_queue_brings_a_message_back_when_its_visibility_was_shortened() -> None:
+    # Given the memory SQS with a long visibility timeout and one received message
+    import time
+
+    from bench.memory_sqs import MemorySQS
+
+    queue = MemorySQS(visibility_timeout_s=600)
+    client = boto3.client(
+        "sqs", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    queue.attach(client)
+    url = "https://sqs.us-east-1.amazonaws.com/123456789012/q"
+    client.send_message(QueueUrl=url, MessageBody="m")
+    (message,) = client.receive_message(QueueUrl=url)["Messages"]
+    # When its visibility is set to 0 s, and an unknown handle's too
+    answer = client.change_message_visibility_batch(
+        QueueUrl=url,
+        Entries=[
+            {"Id": "0", "ReceiptHandle": message["ReceiptHandle"], "VisibilityTimeout": 0},
+            {"Id": "1", "ReceiptHandle": "gone", "VisibilityTimeout": 0},
+        ],
+    )
+    time.sleep(0.01)
+    # Then it is received again at once (second receive), and the unknown handle failed
+    again = client.receive_message(QueueUrl=url)["Messages"]
+    assert [m["Body"] for m in again] == ["m"]
+    assert again[0]["Attributes"]["ApproximateReceiveCount"] == "2"
+    assert [failure["Id"] for failure in answer["Failed"]] == ["1"]

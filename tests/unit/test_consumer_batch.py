@@ -8,15 +8,24 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import load_event
 from tests.fakes import MemoryQueue, MemorySource, MemoryStore
 from waituntil.cache.list_patch import ListSizes
 from waituntil.cache.model import ChangeMark, PositionRange, RangePrint
 from waituntil.core.contracts import Change, Row
-from waituntil.core.errors import InvalidMessage, SourceUnavailable
+from waituntil.core.errors import (
+    InvalidMessage,
+    ListContended,
+    ListFilling,
+    ListNodeMissing,
+    RowWriteFailed,
+    SourceUnavailable,
+)
 from waituntil.core.list_order import ListOrder, Position
 from waituntil.core.settings import ConsumerSettings
 from waituntil.sync.batch import BatchOutcome, QueuedMessage, parse_change, process_batch
 from waituntil.sync.ports import ConsumerPorts
+from waituntil.sync.retry import retry_delay_s
 
 TABLES = ("articles", "authors")
 
@@ -195,3 +204,103 @@ def test_a_change_message_is_what_a_consumer_from_before_reconcile_reads() -> No
         }
     )
     assert Change.from_message(follow_up.to_message()).heal == follow_up.heal
+
+
+# ----- failed records that a few seconds cure come back soon (sync.retry) ---------------------
+
+
+class ContendedStore(MemoryStore):
+    """Another consumer switches the list's head first, every time."""
+
+    def flip_head(self, head: Any, base: Any, **nodes: Any) -> bool:
+        return False
+
+
+def _delivery(message: QueuedMessage, receive_count: int) -> QueuedMessage:
+    return QueuedMessage(
+        message.message_id, message.body, f"handle-{message.message_id}", receive_count
+    )
+
+
+@pytest.fixture
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("waituntil.sync.list_publish.backoff_s", lambda attempt: 0.0)
+
+
+@pytest.mark.usefixtures("no_backoff")
+def test_a_contended_record_comes_back_in_seconds_and_an_outage_after_the_timeout() -> None:
+    # Given every head switch lost to another consumer, and Supabase down for authors
+    source, store, queue = TwoTables(down={"authors"}), ContendedStore(), MemoryQueue()
+    source.tables["articles"].put({"id": 1, "title": "one"})
+    batch = [
+        _delivery(_message("a1"), receive_count=2),
+        _delivery(_message("u1", "authors", 1), receive_count=2),
+    ]
+    # When the batch (their second delivery) is processed
+    outcome = process_batch(batch, _ports(source, store, queue), _never_short_of_time)
+    # Then both fail; the contended one is made visible again within 5-10 s, the other is
+    # left to the queue's visibility timeout (an outage retried in seconds would reach the DLQ)
+    assert isinstance(outcome.failures["a1"], ListContended)
+    assert isinstance(outcome.failures["u1"], SourceUnavailable)
+    assert list(queue.visibility) == ["handle-a1"]
+    assert 5 <= queue.visibility["handle-a1"] <= 10
+    assert outcome.retry_soon == {"a1": queue.visibility["handle-a1"]}
+
+
+@pytest.mark.usefixtures("no_backoff")
+def test_a_record_whose_visibility_cannot_change_still_fails() -> None:
+    # Given contention, and a queue that refuses ChangeMessageVisibility
+    source, store, queue = TwoTables(), ContendedStore(), MemoryQueue(visibility_refused=True)
+    source.tables["articles"].put({"id": 1, "title": "one"})
+    # When the batch is processed
+    outcome = process_batch(
+        [_delivery(_message("a1"), 1)], _ports(source, store, queue), _never_short_of_time
+    )
+    # Then the record is still reported failed (it comes back after the full timeout)
+    assert isinstance(outcome.failures["a1"], ListContended)
+    assert outcome.retry_soon == {}
+
+
+def test_a_record_from_lambdas_event_carries_its_receipt_handle_and_receive_count() -> None:
+    # Given a record of Lambda's SQS event
+    record = load_event("consumer/batch.json")["Records"][0]
+    record = {**record, "attributes": {**record["attributes"], "ApproximateReceiveCount": "3"}}
+    # When it is read / Then what ChangeMessageVisibility needs is kept
+    message = QueuedMessage.from_record(record)
+    assert message.receipt_handle == record["receiptHandle"] != ""
+    assert message.receive_count == 3
+
+
+@pytest.mark.parametrize(
+    ("receives", "shortest", "longest"), [(1, 1, 2), (2, 5, 10), (3, 25, 50), (4, 125, 250)]
+)
+def test_a_retry_soon_waits_longer_at_each_receive(
+    receives: int, shortest: int, longest: int
+) -> None:
+    # Given a contended record at its n-th receive / When its delay is drawn at both ends of
+    # the jitter / Then it lies in that receive's band
+    error = ListContended("lost")
+    assert retry_delay_s(error, receives, lambda low, high: low) == shortest
+    assert retry_delay_s(error, receives, lambda low, high: high) == longest
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        SourceUnavailable("down"),
+        RowWriteFailed("ddb"),
+        ListFilling("filling"),
+        InvalidMessage("bad"),
+    ],
+)
+def test_outages_and_bad_messages_keep_the_queues_timeout(error: Exception) -> None:
+    # Given a failure that a few seconds do not cure / When its delay is asked / Then none
+    assert retry_delay_s(error, 1) is None
+
+
+def test_a_record_contended_at_every_receive_is_left_to_the_queue_once_the_delay_reaches_it() -> (
+    None
+):
+    # Given a record contended five times / When its delay is asked / Then none: from there
+    # the queue's own timeout (660 s) is as soon
+    assert retry_delay_s(ListNodeMissing("gone"), 5) is None

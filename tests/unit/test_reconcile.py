@@ -19,14 +19,16 @@ import pytest
 
 from tests.fakes import Crash, MemoryQueue, MemorySource, MemoryStore
 from waituntil.cache.layout import LEASE_RECONCILE, LEASE_SYNC
+from waituntil.cache.model import HealState
 from waituntil.core.contracts import Change
 from waituntil.core.errors import SourceUnavailable
 from waituntil.core.settings import ConsumerSettings
 from waituntil.read.cache_client import get_item, get_list
+from waituntil.sync import list_publish
 from waituntil.sync.batch import QueuedMessage, process_batch
 from waituntil.sync.full_sync import resync
 from waituntil.sync.ports import ConsumerPorts
-from waituntil.sync.reconcile import CycleReport, reconcile_table
+from waituntil.sync.reconcile import CycleReport, check_keys, reconcile_table
 
 START = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -237,6 +239,86 @@ def test_a_cycle_killed_between_its_heal_writes_and_their_publish_is_listed_next
     # Then the next cycle lists them, although its scan finds their items already healed
     report = setup.cycle()
     assert report.outcome == "done"
+    assert setup.converged()
+
+
+def _webhook(setup: Setup, key: int) -> None:
+    """The change path: the row's UPDATE webhook delivered and processed."""
+    change = Change.model_validate(
+        {
+            "type": "UPDATE",
+            "schema": "public",
+            "table": "articles",
+            "key": key,
+            "received_at": setup.clock.now.isoformat(),
+            "correlation_id": f"w-{key}",
+        }
+    )
+    setup.queue.bodies.append(change.to_message())
+    setup.drain()
+
+
+def test_a_row_updated_in_place_and_listed_is_not_published_again_by_the_scan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a cached table whose row 7 was updated in place (same order value) three times,
+    # each webhook delivered and listed: its item keeps two position tags at one place (a
+    # publish prunes a single stale tag at the row's own place lazily, at its next update)
+    setup = Setup(50, order="rank")
+    setup.clock.advance(600)
+    setup.cycle()
+    for title in ("first", "second", "third"):
+        setup.clock.advance(5)
+        setup.put(7, title=title, rank=7 % 7)
+        _webhook(setup, 7)
+    state = setup.store.get_rows("articles", ["7"])["7"]
+    assert len(state.positions) == 2 and setup.converged()
+    published: list[list[str]] = []
+    publish = list_publish.publish_rows
+
+    def spy(table: str, keys: list[str], ports: ConsumerPorts, **kwargs: Any) -> Any:
+        published.append(list(keys))
+        return publish(table, keys, ports, **kwargs)
+
+    monkeypatch.setattr("waituntil.sync.heal_scan.publish_rows", spy)
+    # When the next cycles run, the row settled and still in the overlap window
+    for _ in range(2):
+        setup.clock.advance(60)
+        report = setup.cycle()
+        assert report.outcome == "done" and report.scan_keys >= 1
+    # Then the scan publishes nothing: the row is listed already (no difference, no read)
+    assert published == []
+    assert setup.converged()
+
+
+def test_a_killed_cycles_in_place_heals_are_still_listed_by_the_pending_keys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given row 7 updated in place twice, listed; then an in-place update whose webhook was
+    # lost, healed by a cycle killed before its publish (its item now carries tags at one place)
+    setup = Setup(50, order="rank")
+    setup.clock.advance(600)
+    setup.cycle()
+    for title in ("first", "second"):
+        setup.clock.advance(5)
+        setup.put(7, title=title, rank=0)
+        _webhook(setup, 7)
+    setup.clock.advance(5)
+    setup.put(7, title="lost", rank=0)
+    setup.clock.advance(setup.settings.reconcile_settle_s + 1)
+
+    def killed(*args: Any, **kwargs: Any) -> Any:
+        raise Crash("the consumer timed out")
+
+    monkeypatch.setattr("waituntil.sync.heal_scan.publish_rows", killed)
+    with pytest.raises(Crash):
+        setup.cycle()
+    monkeypatch.undo()
+    assert get_item(setup.store, "articles", 7) == setup.source.table[7]
+    assert not setup.converged()
+    # When the next cycle runs / Then its pending keys list the healed row
+    setup.clock.advance(60)
+    assert setup.cycle().outcome == "done"
     assert setup.converged()
 
 
@@ -857,3 +939,45 @@ def test_the_heal_state_survives_its_dynamodb_item() -> None:
     # When each is written as its item and read back / Then nothing is lost
     for state in (cut, HealState("articles")):
         assert heal_state_from_item("articles", heal_state_to_item(state)) == state
+
+
+class CycleSavesMeanwhile:
+    """The store, with a cycle saving its ``pending`` keys at the worst moment for a
+    follow-up's count: between the follow-up's read of the heal state and its write (a
+    read-modify-put), or just before its write (an attribute of its own)."""
+
+    def __init__(self, store: Any, pending: tuple[str, ...]) -> None:
+        self._store, self._pending, self._saved = store, pending, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def _cycle_saves(self, table: str) -> None:
+        if not self._saved:
+            self._saved = True
+            state = self._store.get_heal_state(table) or HealState(table)
+            self._store.put_heal_state(replace(state, pending=self._pending))
+
+    def get_heal_state(self, table: str) -> Any:
+        state = self._store.get_heal_state(table)
+        self._cycle_saves(table)
+        return state
+
+    def add_healed(self, table: str, count: int) -> None:
+        self._cycle_saves(table)
+        self._store.add_healed(table, count)
+
+
+def test_a_follow_ups_count_never_overwrites_the_pending_keys_a_cycle_saved_meanwhile() -> None:
+    # Given a cached table with a lost update of row 3, checked by a follow-up (no lease)
+    setup = Setup(50)
+    setup.clock.advance(30)
+    setup.put(3, title="edited")
+    store = CycleSavesMeanwhile(setup.store, ("8", "9"))
+    ports = replace(setup.ports, store=store)
+    # When the follow-up heals it while a cycle saves its pending keys at that moment
+    report = check_keys("articles", ["3"], ports)
+    # Then both writes stand: the cycle's pending keys and the follow-up's count
+    assert report.healed == 1
+    state = setup.store.get_heal_state("articles")
+    assert state is not None and state.pending == ("8", "9") and state.healed_total == 1

@@ -525,6 +525,11 @@ class HealStateStore(Protocol):
 
     def put_heal_state(self, state: HealState) -> None: ...
 
+    def add_healed(self, table: str, count: int) -> None:
+        """Add ``count`` to the state's ``healed_total``, touching no other attribute: a
+        follow-up counts without the reconcile lease, beside a cycle saving its state."""
+        ...
+
     def get_fingerprints(self, node_keys: Sequence[str]) -> dict[str, tuple[int, int]]:
         """The (row count, fingerprint) of list nodes summed earlier: nodes never change, so
         neither do their sums."""

@@ -3,15 +3,17 @@
 Row changes (INSERT/UPDATE/DELETE) are grouped by table and applied by ``row_changes``; each
 RESYNC runs on its own (``full_sync``), then each RECONCILE (``reconcile``). Records fail per
 table or per row (a row too large, a dependency down), never silently: ``BatchOutcome`` says
-which, and why.
+which, and why; a record that failed for a reason a few seconds cure (``sync.retry``) is made
+visible again soon rather than after the queue's visibility timeout.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import ValidationError
@@ -21,8 +23,9 @@ from waituntil.core.errors import InvalidMessage
 from waituntil.core.observability import logger, metrics
 from waituntil.core.settings import ConsumerSettings
 from waituntil.sync.full_sync import resync
-from waituntil.sync.ports import ConsumerPorts
+from waituntil.sync.ports import ConsumerPorts, ConsumerQueue
 from waituntil.sync.reconcile import reconcile
+from waituntil.sync.retry import retry_delay_s
 from waituntil.sync.row_changes import apply_changes
 
 
@@ -30,6 +33,19 @@ from waituntil.sync.row_changes import apply_changes
 class QueuedMessage:
     message_id: str
     body: str
+    receipt_handle: str = ""  # what SQS needs to change this delivery's visibility
+    receive_count: int = 1
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> QueuedMessage:
+        """From a record of Lambda's SQS event."""
+        attributes = record.get("attributes") or {}
+        return cls(
+            record["messageId"],
+            record["body"],
+            record.get("receiptHandle", ""),
+            int(attributes.get("ApproximateReceiveCount", 1)),
+        )
 
 
 @dataclass
@@ -37,6 +53,8 @@ class BatchOutcome:
     """Which messages failed and why; the batch processor reports exactly these."""
 
     failures: dict[str, Exception] = field(default_factory=dict)
+    # message id -> seconds until it is received again, for the failures retried soon
+    retry_soon: dict[str, int] = field(default_factory=dict)
 
     def raise_if_failed(self, message_id: str) -> None:
         error = self.failures.get(message_id)
@@ -47,6 +65,7 @@ class BatchOutcome:
 def process_batch(
     messages: Iterable[QueuedMessage], ports: ConsumerPorts, remaining_ms: Callable[[], int]
 ) -> BatchOutcome:
+    messages = list(messages)
     outcome = BatchOutcome()
     changes: dict[str, list[tuple[str, Change]]] = defaultdict(list)
     resyncs: list[tuple[str, Change]] = []
@@ -86,7 +105,33 @@ def process_batch(
             [(message_id, change)],
             partial(reconcile, change, ports, remaining_ms),
         )
+    _retry_soon(messages, outcome, ports.queue)
     return outcome
+
+
+def _retry_soon(messages: list[QueuedMessage], outcome: BatchOutcome, queue: ConsumerQueue) -> None:
+    """Failed records that a few seconds cure come back after a short jittered delay. Done
+    last, just before the handler reports them failed: a record made visible while its batch
+    still ran could be taken by another consumer meanwhile. A record whose visibility could
+    not be changed is still reported failed: it comes back after the queue's timeout."""
+    delays: dict[str, int] = {}
+    for message in messages:
+        error = outcome.failures.get(message.message_id)
+        if error is None or not message.receipt_handle:
+            continue
+        delay = retry_delay_s(error, message.receive_count)
+        if delay is not None:
+            delays[message.receipt_handle] = delay
+            outcome.retry_soon[message.message_id] = delay
+    if not delays:
+        return
+    unchanged = set(queue.change_visibility(delays))
+    for message in messages:
+        if message.receipt_handle in unchanged:
+            outcome.retry_soon.pop(message.message_id, None)
+    metrics.add_metric(
+        name="RecordsRetriedSoon", unit=MetricUnit.Count, value=len(outcome.retry_soon)
+    )
 
 
 def _record_failures(

@@ -5,10 +5,11 @@ A table whose rows carry the time they last changed (``updated_at``, kept by Sup
 less an overlap, in (column, key) order: the key and the column only. A row whose cached item
 already holds that change is skipped; the others are read whole, by key, and written through the
 consumer's conditional path (newer wins: a state already applied is refused), then published.
-A skipped row whose item may not be what the list holds yet (its item has the position tags of
-more than one state: no publish has pruned them since its last write) is published again, with
-no read from Supabase: a heal whose item write applied and whose publish then failed (an answer
-lost, a crash) is otherwise never listed, as an update changes no count.
+A skipped row whose item may not be what the list holds yet (its position tags name more than
+one place: no publish has pruned them since a write that moved it) is published again, with no
+read from Supabase: a heal whose item write applied and whose publish then failed (an answer
+lost, a crash) is otherwise never listed, as an update changes no count. A row updated in place
+is not: see ``_moved_unpublished``.
 
 Commit order is not timestamp order: ``now()`` is a transaction's start, so a transaction that
 began before the last scan may commit after it with an older value. The next scan therefore
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from waituntil.cache.layout import fresh_rows
-from waituntil.cache.model import ChangeMark, FreshRow, RowState
+from waituntil.cache.model import ChangeMark, FreshRow, RowState, parse_position_tag
 from waituntil.core.errors import ReconcileFailed
 from waituntil.core.list_order import Position
 from waituntil.sync.list_publish import publish_rows
@@ -127,7 +128,7 @@ def _heal_page(
     settled_keys = [key for key in keys if key not in young]
     stale = [key for key in settled_keys if not _holds(cached.get(key), column, changed[key])]
     unpublished = [
-        key for key in settled_keys if key not in stale and len(cached[key].positions) > 1
+        key for key in settled_keys if key not in stale and _moved_unpublished(cached[key])
     ]
     if unpublished:
         # The list publish is idempotent: it writes nothing where the list already holds them.
@@ -141,6 +142,24 @@ def _heal_page(
     result.requests += healed.requests
     result.rows_read += healed.rows_read
     result.healed += healed.healed
+
+
+def _moved_unpublished(state: RowState) -> bool:
+    """Whether the row's position tags name more than one place: a write moved it and no
+    publish has pruned the old place since (a publish drops every tag of a state the list no
+    longer holds, except one at the row's own place, left for its next update to drop).
+
+    Distinct places, not tags: two tags at one place are what every row updated in place
+    carries after a publish (the lazy pruning), so they cannot tell a listed row from an
+    unlisted one. Counting them republished each such row at every cycle of the overlap
+    window: reads that followed recent traffic, not differences. Dropping the check outright
+    would also be sound for the heal's own writes (a cycle keeps the keys it heals ``pending``
+    in the heal state before writing them, and the next cycle publishes those) and for the
+    change path's (a record whose publish failed is redelivered by SQS); distinct places are
+    kept because they cost nothing once a row is listed and still catch a moved row whose
+    publish was lost where neither applies (the old place's tag pruned apart and failing)."""
+    places = {parse_position_tag(tag)[1] for tag in state.positions}
+    return len(places) > 1
 
 
 def _holds(state: RowState | None, column: str, changed: str) -> bool:

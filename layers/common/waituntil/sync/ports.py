@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,10 +19,16 @@ from waituntil.core.settings import ConsumerSettings
 
 
 class ConsumerQueue(ChangeQueue, Protocol):
-    """The change queue as the consumer writes to it: now, or after a delay."""
+    """The change queue as the consumer writes to it (now, or after a delay), and its failed
+    records' visibility (``sync.retry``)."""
 
     def publish_later(self, body: str, delay_s: int) -> str:
         """Send one message that SQS delivers no sooner than ``delay_s`` seconds (0-900)."""
+        ...
+
+    def change_visibility(self, delays: Mapping[str, int]) -> list[str]:
+        """Make received messages (receipt handle -> seconds) visible again after their delay;
+        the handles that could not be changed. Never raises."""
         ...
 
 

@@ -311,11 +311,11 @@ def check_keys(table: str, keys: list[str], ports: ConsumerPorts) -> CycleReport
     )
     record_healed(table, healed.healed)
     if healed.healed:
-        # Without the cycle's lease: a cycle saving its state at the same moment may lose
-        # this count (only the count: it is a report, not a watermark).
-        state = ports.store.get_heal_state(table) or HealState(table)
-        total = state.healed_total + healed.healed
-        ports.store.put_heal_state(replace(state, healed_total=total))
+        # Without the cycle's lease, so the count alone is written (an UpdateItem's ADD): a
+        # read-modify-put of the state could put back the `pending` keys it read over those a
+        # cycle saved meanwhile. A cycle's own save may still drop a count added between its
+        # read and its save (a report, not a watermark).
+        ports.store.add_healed(table, healed.healed)
     logger.info("reconcile follow-up", extra=_fields(report))
     return report
 

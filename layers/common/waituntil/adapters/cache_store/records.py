@@ -28,6 +28,7 @@ from waituntil.cache.items import (
     lease_to_item,
 )
 from waituntil.cache.layout import (
+    KIND_HEAL,
     fingerprint_item_key,
     heal_item_key,
     lease_item_key,
@@ -100,6 +101,20 @@ class SyncRecords(CacheTable):
 
     def put_heal_state(self, state: HealState) -> None:
         self._call(self._client.put_item, TableName=self._table, Item=heal_state_to_item(state))
+
+    def add_healed(self, table: str, count: int) -> None:
+        """One UpdateItem that adds to ``healed_total`` alone (creating the item if need be):
+        a read-modify-put of the whole state here, without the lease, would put back the
+        ``pending`` keys it read over those a cycle saved meanwhile. (ADD is not idempotent:
+        a resend of a write that applied counts twice; it is a report, not a watermark.)"""
+        self._call(
+            self._client.update_item,
+            TableName=self._table,
+            Key={"pk": {"S": heal_item_key(table)}},
+            UpdateExpression="SET #kind = if_not_exists(#kind, :kind) ADD #healed :count",
+            ExpressionAttributeNames={"#kind": "kind", "#healed": "healed_total"},
+            ExpressionAttributeValues={":kind": {"S": KIND_HEAL}, ":count": {"N": str(count)}},
+        )
 
     def get_fingerprints(self, node_keys: Sequence[str]) -> dict[str, tuple[int, int]]:
         by_pk = {fingerprint_item_key(key): key for key in node_keys}
