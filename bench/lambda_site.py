@@ -224,7 +224,19 @@ def lambda_environment(
         "AWS_REGION": "us-east-1",
         "AWS_DEFAULT_REGION": "us-east-1",
         "POWERTOOLS_SERVICE_NAME": function,
+        **template_constants(code),
     }
     if not traced:
         environment["POWERTOOLS_TRACE_DISABLED"] = "true"
     return environment
+
+
+def template_constants(code: Path = ROOT) -> dict[str, str]:
+    """The variables template.yaml gives every function whose values are plain text (not a
+    parameter's): what the deployed code reads at import, ``PYDANTIC_DISABLE_PLUGINS`` among
+    them, is then what a cold start measured here reads."""
+    from local.template import load_template
+
+    globals_ = load_template(code / "template.yaml").get("Globals", {}).get("Function", {})
+    variables = globals_.get("Environment", {}).get("Variables", {})
+    return {name: value for name, value in variables.items() if isinstance(value, str)}

@@ -4,8 +4,8 @@ This is the "respond first" half of waitUntil: the work happens in the consumer.
 is ``waituntil.receive.accept.accept()``; this module wires its ports, routes, and maps errors
 to answers.
 
-The routing is written out here instead of using Powertools' ``APIGatewayRestResolver``, as
-the reader does: API Gateway sends this function one resource, ``/revalidate``, so there is
+The routing is written out here instead of using Powertools' ``APIGatewayRestResolver`` (the
+reader's is too): API Gateway sends this function one resource, ``/revalidate``, so there is
 one route and one answer per error type, and importing Powertools' event handler (every
 resolver it has, AppSync's asyncio included) was about 30 ms of the receiver's cold start, a
 sixth of it, which pg_net's 1 s webhook timeout waits on (docs/SCALE.md, "Cold start"). The

@@ -119,7 +119,66 @@ def test_no_function_imports_what_it_does_not_use(module: str) -> None:
     # Given Lambda's environment, tracing on / When the handler is imported
     watched = (*HEAVY, "aws_lambda_powertools.event_handler")
     loaded = _loaded_after(f"import {module}", watched, **ON_LAMBDA)
-    # Then none of the heavy packages it never calls was loaded (the reader alone routes with
-    # Powertools' event handler; the receiver routes its one resource itself)
-    expected = {"aws_lambda_powertools.event_handler"} if module == "reader.handler" else set()
-    assert loaded == expected
+    # Then none of the heavy packages it never calls was loaded (the HTTP functions route
+    # the resources API Gateway matched for them themselves, without Powertools' resolvers)
+    assert loaded == set()
+
+
+@pytest.mark.parametrize("module", ["receiver.handler", "reader.handler", "consumer.handler"])
+def test_no_message_or_settings_model_is_built_at_import(module: str) -> None:
+    # Given Lambda's environment, tracing on
+    # When a handler is imported
+    code = (
+        f"import json, {module}; from waituntil.core import contracts, settings; "
+        "print(json.dumps(sorted(name for source in (contracts, settings) "
+        "for name, value in vars(source).items() if getattr(value, '__pydantic_complete__', 0) "
+        "and value.__module__ == source.__name__)))"
+    )
+    result = subprocess.run(  # noqa: S603 (our interpreter, fixed code)
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={
+            "PYTHONPATH": f"{ROOT / 'layers/common'}:{ROOT / 'functions'}",
+            "PATH": "/usr/bin:/bin",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            **ON_LAMBDA,
+        },
+    )
+    # Then none of the contracts' or settings' models has built its validator yet: each is
+    # built when first used, so a function pays only for those it uses (a model built at
+    # import, HealCheck, was about 6 to 10 ms of every function's cold start)
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+@pytest.mark.parametrize("module", ["receiver.handler", "reader.handler", "consumer.handler"])
+def test_pydantic_does_not_look_for_plugins_on_lambda(module: str) -> None:
+    # Given Lambda's environment with the variables template.yaml gives every function
+    from bench.lambda_site import template_constants
+
+    # When a handler is imported and its first model validates, with the scan of installed
+    # packages' entry points (pydantic's plugin lookup) counted
+    code = (
+        "import importlib.metadata as metadata; calls = []; scan = metadata.entry_points; "
+        "metadata.entry_points = lambda *a, **k: calls.append(k) or scan(*a, **k); "
+        f"import {module}; from waituntil.core.contracts import HealCheck; "
+        "HealCheck(keys=['1']); print(len(calls))"
+    )
+    result = subprocess.run(  # noqa: S603 (our interpreter, fixed code)
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={
+            "PYTHONPATH": f"{ROOT / 'layers/common'}:{ROOT / 'functions'}",
+            "PATH": "/usr/bin:/bin",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            **ON_LAMBDA,
+            **template_constants(),
+        },
+    )
+    # Then no package's entry points were read (about 5 ms of every cold start)
+    assert result.stdout.strip().splitlines()[-1] == "0"

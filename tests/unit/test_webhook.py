@@ -392,6 +392,22 @@ def test_characters_sqs_refuses_are_escaped_and_survive_the_round_trip() -> None
     assert sqs_safe("plain") == "plain"
 
 
+def test_sqs_safe_escapes_exactly_the_characters_sqs_refuses() -> None:
+    # Given every code point, and SQS's list of allowed characters as its documentation words it
+    # (#x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF)
+    def allowed(point: int) -> bool:
+        return point in (0x9, 0xA, 0xD) or any(
+            low <= point <= high
+            for low, high in ((0x20, 0xD7FF), (0xE000, 0xFFFD), (0x10000, 0x10FFFF))
+        )
+
+    # When each is passed alone through sqs_safe
+    changed = {point for point in range(0x110000) if sqs_safe(chr(point)) != chr(point)}
+    # Then exactly the refused ones were escaped, each as the \\uXXXX JSON reads back
+    assert changed == {point for point in range(0x110000) if not allowed(point)}
+    assert sqs_safe("a\ufffeb\x00") == "a\\ufffeb\\u0000"
+
+
 @pytest.mark.parametrize("depth", [190, 197, 198, 199, 200, 230, 253, 254])
 def test_every_queued_message_is_one_the_consumer_can_parse(depth: int) -> None:
     # Given a row whose jsonb column nests ``depth`` levels: the serializer writes up to 255,

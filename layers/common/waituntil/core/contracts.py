@@ -85,7 +85,7 @@ class HealCheck(BaseModel):
     it runs, a webhook that was merely in flight has landed, and what still differs is healed
     (and counted as healed)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     keys: Annotated[list[StrictStr], Field(min_length=1, max_length=HEAL_CHECK_KEYS)]
 
