@@ -80,6 +80,25 @@ def share_of(memory_mb: int) -> float:
     return min(1.0, memory_mb / VCPU_MB)
 
 
+def at_share(wall: float, cpu: float, share: float, network_s: float) -> float:
+    """A measured step's time on a function with ``share`` of a vCPU: its network wait, then
+    its CPU at that share. The wait is the gap between wall and CPU time, but at most the
+    model's ``network_s`` for the calls the step makes: on a loaded machine the rest of that
+    gap is a thread waiting for a CPU, which the function's share already accounts for (an
+    import makes no call: its whole gap is that)."""
+    return min(max(wall - cpu, 0.0), network_s) + cpu / share
+
+
+def warm_network_s(latencies: Latencies) -> float:
+    """A warm webhook's calls: one ``SendMessage``."""
+    return latencies.of("sqs")
+
+
+def first_network_s(latencies: Latencies) -> float:
+    """A cold environment's first webhook: the secret read, then its ``SendMessage``."""
+    return latencies.of("secretsmanager") + latencies.of("sqs")
+
+
 @dataclass
 class ReceiverTimes:
     warm_s: list[float]
@@ -229,15 +248,14 @@ def simulate(
     )
     leg = latencies.of("webhook")
 
-    def stretched(wall: float, cpu: float, share: float = cpu_share) -> float:
-        # Network waits stay; CPU runs at the function's share of a vCPU.
-        return (wall - cpu) + cpu / share
-
-    warm = [stretched(w, c) for w, c in zip(times.warm_s, times.warm_cpu_s, strict=True)]
+    warm = [
+        at_share(w, c, cpu_share, warm_network_s(latencies))
+        for w, c in zip(times.warm_s, times.warm_cpu_s, strict=True)
+    ]
     cold = (
         runtime_init_s
-        + stretched(times.import_s, times.import_cpu_s, init_share)
-        + stretched(times.first_s, times.first_cpu_s)
+        + at_share(times.import_s, times.import_cpu_s, init_share, 0.0)
+        + at_share(times.first_s, times.first_cpu_s, cpu_share, first_network_s(latencies))
     )
     if pattern == "steady":
         arrivals = [index / PG_NET_PER_SECOND for index in range(webhooks)]
@@ -338,12 +356,16 @@ def provisioned_monthly_usd(count: int, memory_mb: int) -> float:
     return count * memory_mb / 1024 * SECONDS_PER_MONTH * PROVISIONED_GB_S_USD
 
 
-def on_demand_usd_per_million(times: ReceiverTimes, memory_mb: int) -> float:
+def on_demand_usd_per_million(
+    times: ReceiverTimes, memory_mb: int, latencies: Latencies | None = None
+) -> float:
     """What a million warm webhooks cost at this memory: requests and duration (billed by
     the millisecond, the median warm invocation with its CPU at the memory's share)."""
     share = share_of(memory_mb)
+    network_s = warm_network_s(latencies or Latencies())
     warm = statistics.median(
-        (wall - cpu) + cpu / share for wall, cpu in zip(times.warm_s, times.warm_cpu_s, strict=True)
+        at_share(wall, cpu, share, network_s)
+        for wall, cpu in zip(times.warm_s, times.warm_cpu_s, strict=True)
     )
     billed_s = max(0.001, round(warm, 3))
     return 1_000_000 * (REQUEST_USD + billed_s * memory_mb / 1024 * ON_DEMAND_GB_S_USD)

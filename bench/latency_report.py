@@ -721,10 +721,12 @@ def _cold_ms(results: Results, memory_mb: int) -> float:
     times = results.receiver
     if times is None:
         return float("nan")
+    from bench.burst import at_share, first_network_s
+
     share = share_of(memory_mb)
-    return 1000 * sum(
-        (wall - cpu) + cpu / share
-        for wall, cpu in ((times.import_s, times.import_cpu_s), (times.first_s, times.first_cpu_s))
+    return 1000 * (
+        at_share(times.import_s, times.import_cpu_s, share, 0.0)
+        + at_share(times.first_s, times.first_cpu_s, share, first_network_s(results.latencies))
     )
 
 
@@ -804,7 +806,7 @@ def _burst(results: Results) -> list[str]:
                 f"{min(v or 0.0 for v in boosted) * 1000:.0f} ms",
                 "none" if most == 0 else "not reached" if most is None else str(most),
                 f"${provisioned_monthly_usd(most, memory_mb):,.2f}" if most else "-",
-                f"${on_demand_usd_per_million(times, memory_mb):.2f}",
+                f"${on_demand_usd_per_million(times, memory_mb, results.latencies):.2f}",
             )
         )
     warm = times.as_dict()

@@ -388,3 +388,19 @@ def test_the_memory_queue_brings_a_message_back_when_its_visibility_was_shortene
     assert [m["Body"] for m in again] == ["m"]
     assert again[0]["Attributes"]["ApproximateReceiveCount"] == "2"
     assert [failure["Id"] for failure in answer["Failed"]] == ["1"]
+
+
+def test_a_cold_start_counts_a_loaded_machines_wait_for_a_cpu_as_cpu_not_as_network() -> None:
+    from bench.burst import at_share, first_network_s
+
+    # Given an import that took 0.73 s of wall time for 0.26 s of CPU on a loaded machine, and
+    # a first call of 0.20 s wall, 0.05 s CPU (the model's calls wait 0.02 s)
+    network_s = first_network_s(Latencies())
+    # When each is put at a quarter of a vCPU
+    imported = at_share(0.73, 0.26, 0.25, 0.0)
+    first = at_share(0.20, 0.05, 0.25, network_s)
+    # Then the import is its CPU alone (it makes no call), and the first call its CPU plus no
+    # more network than its calls wait under the model
+    assert imported == pytest.approx(0.26 / 0.25)
+    assert network_s == pytest.approx(0.02)
+    assert first == pytest.approx(0.02 + 0.05 / 0.25)
