@@ -153,14 +153,15 @@ def _goals(results: Results) -> list[str]:
                 for article in ("the list ", "a list ", "a frozen list ", "an ", "a ", "the "):
                     kind = kind.removeprefix(article)
                 steps.append(f"{operation} ({kind})")
+            else:
+                steps.append(f"the {service.capitalize()} read")
         rows.append(
             (
                 "<= 6 sequential round trips, 1-change batch",
                 f"{one.median_round_trips:.0f} at {one.rows:,} rows",
                 _met(one.median_round_trips <= 6),
-                f"{len(steps)} DynamoDB calls one after another (the first while Supabase "
-                "answers; an index page or chunk this warm consumer has not kept is read): "
-                + ", ".join(steps),
+                f"{len(steps)} calls one after another (the heads, and the index page and "
+                "chunk the patch needs, are read while Supabase answers): " + ", ".join(steps),
             )
         )
     default = _visibility_run(results.visibility, "trickle", 0.0)
@@ -348,8 +349,11 @@ def _critical_path(results: Results) -> list[str]:
         f"{min(len(f.seconds) for f in results.batches)} or more batches each. DynamoDB: "
         "`memory` is the model's service, `moto` moto's backend behind the same shim (its "
         "own CPU added: what the benchmarks measured before). **Sequential round trips**: "
-        "the longest chain of calls each of which began after the previous one ended "
-        "(`bench.latency.critical_chain`; parallel calls count once). **Implied by time**: "
+        "the calls on the critical path: of the chains of calls each of which began after "
+        "the previous one ended, the one that waited longest under the model "
+        "(`bench.latency.critical_chain`, each call weighed by its latency; parallel calls "
+        "count once, and a branch that ended early with time to spare, such as a read ahead "
+        "while Supabase answers, is not on it). **Implied by time**: "
         "the batch's time under the model less its time without latency, over the mean "
         "latency of the calls on that chain. **CPU s**: the process's CPU during the batch "
         "under the model (moto's own included on its rows).",

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from waituntil.cache.fingerprint import combine, row_hash
 from waituntil.cache.layout import dump_json, served_chunk_json, version_item_key
@@ -43,6 +43,8 @@ from waituntil.core.contracts import Row
 from waituntil.core.errors import ColumnMissing, DependencyUnavailable, FingerprintUnavailable
 from waituntil.core.list_order import ListOrder, Position
 from waituntil.core.whole_reads import read_whole
+
+T = TypeVar("T")
 
 
 class Crash(BaseException):
@@ -200,6 +202,22 @@ class MemoryStore:
     def start_get_heads(self, table: str) -> Callable[[], tuple[ListHead | None, ListHead | None]]:
         heads = self.get_heads(table)  # read now: a moment between the two calls
         return lambda: heads
+
+    def start(self, work: Callable[[], T]) -> Callable[[], T]:
+        # Run now (a moment between the two calls); an error is raised where it is awaited.
+        try:
+            done = work()
+        except Exception as error:  # raised again by the answer
+            failure = error
+
+            def fail() -> T:
+                raise failure
+
+            return fail
+        return lambda: done
+
+    def get_nodes(self, keys: Sequence[str]) -> dict[str, IndexPage | ListChunk]:
+        return {key: self.nodes[key] for key in keys if key in self.nodes}
 
     def get_version(self, table: str, version: str) -> ListHead | None:
         return self.versions.get((table, version))

@@ -24,6 +24,8 @@ from waituntil.cache.list_patch import ListSizes, plan_patch
 from waituntil.cache.model import (
     NODES_WITH_SWITCH,
     CacheStorePort,
+    IndexPage,
+    ListChunk,
     ListHead,
     PublishAttempt,
     PublishResult,
@@ -33,6 +35,7 @@ from waituntil.cache.model import (
 from waituntil.core.errors import ListContended, ListNodeMissing, RebuildSuperseded
 from waituntil.core.list_order import ListOrder
 from waituntil.core.observability import metrics
+from waituntil.sync.list_prefetch import KnownNodes
 from waituntil.sync.list_retire import release_lost, retire_replaced
 from waituntil.sync.ports import ConsumerPorts
 from waituntil.sync.rebuild import ensure_rebuild
@@ -53,6 +56,8 @@ class ReadBefore:
     served: ListHead | None
     rebuilt: ListHead | None
     states: Mapping[str, RowState]
+    # List nodes read ahead (``list_prefetch``): right for any head that reaches them.
+    nodes: Mapping[str, IndexPage | ListChunk] = field(default_factory=dict)
 
 
 def publish_rows(
@@ -89,6 +94,7 @@ def publish_rows(
             policy=policy,
             head=head,
             first=None if known is None else (base, known.states),
+            read_ahead=known.nodes if known is not None else None,
             # A change's patch of a rebuild's version is not the rebuild's progress: the time
             # it was last modified stays the rebuild's own, by which a dead one is told.
             keep_modified=bool(head) and ports.rebuild is None,
@@ -179,15 +185,19 @@ def _publish(
     head: str,
     first: tuple[ListHead | None, Mapping[str, RowState]] | None = None,
     keep_modified: bool = False,
+    read_ahead: Mapping[str, IndexPage | ListChunk] | None = None,
 ) -> _Published:
     """Read the head, then the row states (so they are at least as new as anything the head
     holds), plan the patch, write its nodes, switch the head if it is still the one read. If
     another consumer switched first, start over from the new head. ``head``: "" the served
     head; a rebuild's sync id, the version it builds apart. ``first``: the head and the row
     states a change's publish read already, in that order (``ReadBefore``), for its first
-    attempt; rows it lacks are read. A plan of a few nodes writes them in the switch's own
-    transaction; a larger one registers and writes them first, and releases them if it lost.
+    attempt; rows it lacks are read. ``read_ahead``: list nodes read ahead, used by every attempt
+    (a node is right for any head that reaches it). A plan of a few nodes writes them in the
+    switch's own transaction; a larger one registers and writes them first, and releases them
+    if it lost.
     """
+    reads = KnownNodes(read_ahead, store) if read_ahead else store
     for attempt in range(1, PUBLISH_ATTEMPTS + 1):
         if attempt == 1 and first is not None:
             base = first[0]
@@ -206,7 +216,7 @@ def _publish(
             )
         try:
             plan = plan_patch(
-                store,
+                reads,
                 table,
                 base,
                 states,

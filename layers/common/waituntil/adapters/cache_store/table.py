@@ -89,6 +89,10 @@ class CacheTable:
     def _pool(self) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="cache-write")
 
+    def start(self, work: Callable[[], R]) -> Callable[[], R]:
+        """``work`` begun now on the pool, answered (or raised) by calling the result."""
+        return self._pool.submit(work).result
+
     def _parallel(self, work: Callable[[T], R], items: Sequence[T]) -> list[R]:
         if len(items) <= 1 or self._workers <= 1:
             return [work(item) for item in items]
