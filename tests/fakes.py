@@ -340,11 +340,23 @@ class MemoryStore:
         return live
 
     def orphans(self, table: str) -> list[str]:
-        """Stored nodes and versions that no head reaches and that never expire."""
+        """Stored nodes and versions that no head reaches, that never expire, and that no
+        head carries to retire (``carried``: whoever next reads that head retires them)."""
         live = self.live_keys(table)
+        carried = self.carried(table)
+        assert not carried & live, f"a head carries to retire what a head reaches: {carried & live}"
         stored = [key for key in self.nodes if key.startswith(f"/{table}#")]
         stored += [version_item_key(table, version) for t, version in self.versions if t == table]
-        return sorted(key for key in stored if key not in live and key not in self.retired)
+        return sorted(
+            key
+            for key in stored
+            if key not in live and key not in self.retired and key not in carried
+        )
+
+    def carried(self, table: str) -> set[str]:
+        """What the current heads carry to retire (``ListHead.retiring``; trees aside)."""
+        heads = (self.heads.get(table), self.next_heads.get(table))
+        return carried_keys(table, [head for head in heads if head is not None])
 
     # ----- full sync -----
 
@@ -693,6 +705,18 @@ class Paused:
             return result
 
         return call
+
+
+def carried_keys(table: str, heads: Sequence[ListHead]) -> set[str]:
+    """The nodes and versions ``heads`` carry to retire (``ListHead.retiring``): a change's
+    publish leaves them to the next reader of its head (the next change, a publish, the sweep).
+    A promotion's trees are not listed: its own switch retires them at once."""
+    keys: set[str] = set()
+    for head in heads:
+        if head.retiring is not None:
+            keys |= {*head.retiring.chunks, *head.retiring.pages}
+            keys |= {version_item_key(table, version) for version in head.retiring.versions}
+    return keys
 
 
 def listed_rows(store: Any, head: ListHead) -> list[Row]:

@@ -1,4 +1,5 @@
-"""Reading ahead the list nodes a change's patch will load, beside the calls it waits on anyway.
+"""What a change's publish needs before its switch, begun beside the calls it waits on anyway:
+the list nodes its patch will load, and the retirement its heads still carry.
 
 A patch loads, in each head it patches, the index page and the chunk that hold each touched
 row's old position and its new one (``list_patch.candidate_positions``), one after the other:
@@ -14,6 +15,12 @@ long before the plan. So a change's publish reads them:
 A read ahead is only ever a guess of which nodes: the plan still locates every node itself,
 and reads what the guess missed (a row that moved, a head switched meanwhile), as it would
 have without it. A read ahead that fails is dropped the same way.
+
+A change's publish leaves what its switch replaced on the new head (``ListHead.retiring``)
+rather than retiring it after the switch: the next change retires it here, while Supabase
+answers, so neither waits on it. Nothing may be switched from a head before what it carries
+is retired (the head item is the only record of it), so the publish learns which heads were
+finished here (``settled``) and retires any other itself first, as every publish does.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from waituntil.cache.model import CacheStorePort, IndexPage, ListChunk, ListHead
 from waituntil.core.contracts import Change
 from waituntil.core.errors import DependencyUnavailable
 from waituntil.core.list_order import ListOrder, Position
+from waituntil.sync.list_retire import retire_replaced
 
 Nodes = dict[str, IndexPage | ListChunk]
 
@@ -42,8 +50,9 @@ def hinted_positions(changes: Iterable[Change], order: ListOrder) -> list[Positi
     return list(dict.fromkeys(positions))
 
 
-class NodePrefetch:
-    """List nodes read ahead for one change's publish, each read begun beside other calls."""
+class ReadAhead:
+    """One change's reads ahead: its heads' retirement finished, and list nodes read, each
+    begun beside other calls (the store's ``start``)."""
 
     def __init__(
         self,
@@ -56,7 +65,28 @@ class NodePrefetch:
         self._order = order
         self._policy = policy
         self._heads = heads  # the heads the publish starts from (``start_get_heads``)
+        self._settling = store.start(self._settle)
         self._pending: Callable[[], Nodes] = dict
+
+    def settled(self) -> frozenset[str]:
+        """The versions of the heads whose retirement is done (``ReadBefore.settled``)."""
+        return self._settling()
+
+    def _settle(self) -> frozenset[str]:
+        try:
+            served, rebuilt = self._heads()
+        except DependencyUnavailable:
+            return frozenset()  # the change fails on its own reading of the heads
+        settled: set[str] = set()
+        for head in (rebuilt, served):
+            if head is None:
+                continue
+            try:
+                retire_replaced(self._store, head)
+            except DependencyUnavailable:
+                continue  # the publish retires it itself before switching from it
+            settled.add(head.version)
+        return frozenset(settled)
 
     def read(self, positions: Sequence[Position]) -> None:
         """Begin reading the nodes at ``positions`` that earlier reads did not find."""

@@ -5,7 +5,8 @@ states, write the plan's nodes, switch the head if it is still the one read, els
 
 A publish is settled in one step with the switch: the new head carries what it replaced
 (``ListHead.retiring``) until that is retired, and whoever next reads the head finishes it, so
-a kill or a lost answer after the switch still retires the old version. Its nodes are
+a kill or a lost answer after the switch still retires the old version (a change's publish
+leaves it to the next change on purpose, which retires it beside its Supabase read). Its nodes are
 registered before they are written (``PublishAttempt``), so a publish killed before its switch
 leaves nothing the sweep cannot find (``list_retire``).
 """
@@ -58,6 +59,9 @@ class ReadBefore:
     states: Mapping[str, RowState]
     # List nodes read ahead (``list_prefetch``): right for any head that reaches them.
     nodes: Mapping[str, IndexPage | ListChunk] = field(default_factory=dict)
+    # Heads (by version) whose retirement (``ListHead.retiring``) was finished beside the
+    # Supabase read (``list_prefetch.ReadAhead``): a publish from one of them has none to do.
+    settled: frozenset[str] = frozenset()
 
 
 def publish_rows(
@@ -95,6 +99,10 @@ def publish_rows(
             head=head,
             first=None if known is None else (base, known.states),
             read_ahead=known.nodes if known is not None else None,
+            settled=known.settled if known is not None else frozenset(),
+            # A change leaves what its switch replaced on the new head, for the next change to
+            # retire beside its own Supabase read: off the critical path of both.
+            retire_later=known is not None,
             # A change's patch of a rebuild's version is not the rebuild's progress: the time
             # it was last modified stays the rebuild's own, by which a dead one is told.
             keep_modified=bool(head) and ports.rebuild is None,
@@ -186,6 +194,8 @@ def _publish(
     first: tuple[ListHead | None, Mapping[str, RowState]] | None = None,
     keep_modified: bool = False,
     read_ahead: Mapping[str, IndexPage | ListChunk] | None = None,
+    settled: frozenset[str] = frozenset(),
+    retire_later: bool = False,
 ) -> _Published:
     """Read the head, then the row states (so they are at least as new as anything the head
     holds), plan the patch, write its nodes, switch the head if it is still the one read. If
@@ -196,6 +206,11 @@ def _publish(
     (a node is right for any head that reaches it). A plan of a few nodes writes them in the
     switch's own transaction; a larger one registers and writes them first, and releases them
     if it lost.
+
+    What a base replaced is retired before anything is switched from it (its ``retiring`` is
+    on that head item only), unless it is ``settled`` already. What the new head replaced is
+    retired after the switch, or with ``retire_later`` left on it: whoever next reads that
+    head (the next change beside its Supabase read, any publish, the sweep) retires it.
     """
     reads = KnownNodes(read_ahead, store) if read_ahead else store
     for attempt in range(1, PUBLISH_ATTEMPTS + 1):
@@ -206,7 +221,8 @@ def _publish(
         else:
             base = _building(store, table, head, policy) if head else store.get_head(table)
         if base is not None:
-            retire_replaced(store, base)  # a switch whose retirement was cut short
+            if base.version not in settled:
+                retire_replaced(store, base)  # left for us, or a retirement cut short
             if base.policy != policy:
                 return _Published(PublishResult(outcome="rebuilding", attempts=attempt))
         states = _states(store, table, keys, first[1] if attempt == 1 and first else None)
@@ -260,7 +276,8 @@ def _publish(
             metrics.add_metric(name="ListPublishRetries", unit=MetricUnit.Count, value=1)
             time.sleep(backoff_s(attempt))
             continue
-        retire_replaced(store, plan.head)
+        if not retire_later:
+            retire_replaced(store, plan.head)
         if apart:
             store.end_attempt(table, nodes)
         published = PublishResult(
