@@ -220,13 +220,15 @@ def _publish(
                 raise RebuildSuperseded(f"the rebuild {head} of {table} is over")
         else:
             base = _building(store, table, head, policy) if head else store.get_head(table)
-        if base is not None:
-            if base.version not in settled:
-                retire_replaced(store, base)  # left for us, or a retirement cut short
-            if base.policy != policy:
-                return _Published(PublishResult(outcome="rebuilding", attempts=attempt))
+        # What the base carries to retire (left for us, or a retirement cut short) is retired
+        # beside the reads and the plan, and waited for before anything is switched from it.
+        retired = _retire_beside(store, base, settled)
+        if base is not None and base.policy != policy:
+            retired()
+            return _Published(PublishResult(outcome="rebuilding", attempts=attempt))
         states = _states(store, table, keys, first[1] if attempt == 1 and first else None)
         if not states and base is not None and complete is None:
+            retired()
             return _Published(
                 PublishResult(outcome="unchanged", attempts=attempt, complete=base.complete)
             )
@@ -244,7 +246,9 @@ def _publish(
                 policy=policy,
             )
         except ListNodeMissing:
+            retired()
             continue  # the head moved on and its nodes expired meanwhile: re-read it
+        retired()
         if plan.head is None:
             unchanged = PublishResult(
                 outcome="unchanged",
@@ -296,6 +300,16 @@ def backoff_s(attempt: int) -> float:
     exponential with full jitter (AWS's "Exponential Backoff And Jitter"), capped, so that
     consumers racing on one head spread out instead of colliding again."""
     return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1)))  # noqa: S311 - jitter, not crypto
+
+
+def _retire_beside(
+    store: CacheStorePort, base: ListHead | None, settled: frozenset[str]
+) -> Callable[[], None]:
+    """``retire_replaced(base)`` begun now, unless there is nothing to do; call the result to
+    wait for it (and raise what it raised)."""
+    if base is None or base.retiring is None or base.version in settled:
+        return lambda: None
+    return store.start(lambda: retire_replaced(store, base))
 
 
 def _states(
