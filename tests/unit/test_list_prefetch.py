@@ -153,7 +153,7 @@ def _listed(store: MemoryStore, source: MemorySource, order: ListOrder) -> None:
     assert get_list(store, "articles") == source.rows(order)
 
 
-def test_an_update_waits_on_six_round_trips_in_a_list_it_must_read() -> None:
+def test_an_update_waits_on_four_round_trips_in_a_list_it_must_read() -> None:
     # Given a list of several index pages, none of whose nodes this consumer holds, and an
     # update of one row in place
     source, store, clock = _filled()
