@@ -404,7 +404,8 @@ def _breakdown(results: Results) -> list[str]:
         "One update, each leg after the other, warm functions, batching window 0 "
         f"({results.scale.visibility_rows:,} rows): the webhook, the receiver, Lambda's "
         "poller, the consumer, then the read API reading the item and the list's first page. "
-        "The chain of calls that waited on one another:",
+        "The critical path: the chain of calls that waited longest on one another (what ran "
+        "beside it, such as reads ahead while Supabase answers, is not on it):",
         "",
         f"![one change, round trip by round trip](benchmarks/{BREAKDOWN_PLOT})",
         "",
