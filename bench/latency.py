@@ -15,8 +15,9 @@ sequential round trips look free. The shims here put the network back:
 
 Both sleep with ``time.sleep``, which releases the GIL and holds no lock, so calls made in
 parallel (the row writer's thread pool) overlap as they do on the network. ``CallTrace``
-records each call's span and counts the **sequential round trips**: the longest chain of calls
-in which each began after the previous one ended; calls that overlap count once.
+records each call's span and counts the **sequential round trips**: the chain of calls in which
+each began after the previous one ended (the heaviest by latency: the critical path); calls
+that overlap count once.
 """
 
 from __future__ import annotations

@@ -153,14 +153,15 @@ def _goals(results: Results) -> list[str]:
                 for article in ("the list ", "a list ", "a frozen list ", "an ", "a ", "the "):
                     kind = kind.removeprefix(article)
                 steps.append(f"{operation} ({kind})")
+            else:
+                steps.append(f"the {service.capitalize()} read")
         rows.append(
             (
                 "<= 6 sequential round trips, 1-change batch",
                 f"{one.median_round_trips:.0f} at {one.rows:,} rows",
                 _met(one.median_round_trips <= 6),
-                f"{len(steps)} DynamoDB calls one after another (the first while Supabase "
-                "answers; an index page or chunk this warm consumer has not kept is read): "
-                + ", ".join(steps),
+                f"{len(steps)} calls one after another (the heads, and the index page and "
+                "chunk the patch needs, are read while Supabase answers): " + ", ".join(steps),
             )
         )
     patch_vs_full = _patch_vs_full_read(results)
@@ -185,8 +186,9 @@ def _goals(results: Results) -> list[str]:
                 _met(default.p("item", 0.5) <= 75 and default.p("list", 0.5) <= 100),
                 "the item waits on the webhook, SendMessage, the poll, the Supabase read and "
                 "its write (65 ms of model, then CPU and late wake-ups on a loaded machine); "
-                "the list on the patch after it, and the read API's head, index page and "
-                "chunk" + _window_note(),
+                "the list on one step more, the head switch (the nodes it patches were read "
+                "while Supabase answered), then the read API's head, index page and chunk "
+                "(80 ms of model)" + _window_note(),
             )
         )
     figures = results.fills
@@ -361,8 +363,11 @@ def _critical_path(results: Results) -> list[str]:
         f"{min(len(f.seconds) for f in results.batches)} or more batches each. DynamoDB: "
         "`memory` is the model's service, `moto` moto's backend behind the same shim (its "
         "own CPU added: what the benchmarks measured before). **Sequential round trips**: "
-        "the longest chain of calls each of which began after the previous one ended "
-        "(`bench.latency.critical_chain`; parallel calls count once). **Implied by time**: "
+        "the calls on the critical path: of the chains of calls each of which began after "
+        "the previous one ended, the one that waited longest under the model "
+        "(`bench.latency.critical_chain`, each call weighed by its latency; parallel calls "
+        "count once, and a branch that ended early with time to spare, such as a read ahead "
+        "while Supabase answers, is not on it). **Implied by time**: "
         "the batch's time under the model less its time without latency, over the mean "
         "latency of the calls on that chain. **CPU s**: the process's CPU during the batch "
         "under the model (moto's own included on its rows).",
@@ -442,7 +447,8 @@ def _breakdown(results: Results) -> list[str]:
         "One update, each leg after the other, warm functions, batching window 0 "
         f"({results.scale.visibility_rows:,} rows): the webhook, the receiver, Lambda's "
         "poller, the consumer, then the read API reading the item and the list's first page. "
-        "The chain of calls that waited on one another:",
+        "The critical path: the chain of calls that waited longest on one another (what ran "
+        "beside it, such as reads ahead while Supabase answers, is not on it):",
         "",
         f"![one change, round trip by round trip](benchmarks/{BREAKDOWN_PLOT})",
         "",

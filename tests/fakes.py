@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from waituntil.cache.fingerprint import combine, row_hash
 from waituntil.cache.layout import dump_json, served_chunk_json, version_item_key
@@ -43,6 +43,8 @@ from waituntil.core.contracts import Row
 from waituntil.core.errors import ColumnMissing, DependencyUnavailable, FingerprintUnavailable
 from waituntil.core.list_order import ListOrder, Position
 from waituntil.core.whole_reads import read_whole
+
+T = TypeVar("T")
 
 
 class Crash(BaseException):
@@ -201,6 +203,22 @@ class MemoryStore:
         heads = self.get_heads(table)  # read now: a moment between the two calls
         return lambda: heads
 
+    def start(self, work: Callable[[], T]) -> Callable[[], T]:
+        # Run now (a moment between the two calls); an error is raised where it is awaited.
+        try:
+            done = work()
+        except Exception as error:  # raised again by the answer
+            failure = error
+
+            def fail() -> T:
+                raise failure
+
+            return fail
+        return lambda: done
+
+    def get_nodes(self, keys: Sequence[str]) -> dict[str, IndexPage | ListChunk]:
+        return {key: self.nodes[key] for key in keys if key in self.nodes}
+
     def get_version(self, table: str, version: str) -> ListHead | None:
         return self.versions.get((table, version))
 
@@ -322,11 +340,23 @@ class MemoryStore:
         return live
 
     def orphans(self, table: str) -> list[str]:
-        """Stored nodes and versions that no head reaches and that never expire."""
+        """Stored nodes and versions that no head reaches, that never expire, and that no
+        head carries to retire (``carried``: whoever next reads that head retires them)."""
         live = self.live_keys(table)
+        carried = self.carried(table)
+        assert not carried & live, f"a head carries to retire what a head reaches: {carried & live}"
         stored = [key for key in self.nodes if key.startswith(f"/{table}#")]
         stored += [version_item_key(table, version) for t, version in self.versions if t == table]
-        return sorted(key for key in stored if key not in live and key not in self.retired)
+        return sorted(
+            key
+            for key in stored
+            if key not in live and key not in self.retired and key not in carried
+        )
+
+    def carried(self, table: str) -> set[str]:
+        """What the current heads carry to retire (``ListHead.retiring``; trees aside)."""
+        heads = (self.heads.get(table), self.next_heads.get(table))
+        return carried_keys(table, [head for head in heads if head is not None])
 
     # ----- full sync -----
 
@@ -687,6 +717,18 @@ class Paused:
             return result
 
         return call
+
+
+def carried_keys(table: str, heads: Sequence[ListHead]) -> set[str]:
+    """The nodes and versions ``heads`` carry to retire (``ListHead.retiring``): a change's
+    publish leaves them to the next reader of its head (the next change, a publish, the sweep).
+    A promotion's trees are not listed: its own switch retires them at once."""
+    keys: set[str] = set()
+    for head in heads:
+        if head.retiring is not None:
+            keys |= {*head.retiring.chunks, *head.retiring.pages}
+            keys |= {version_item_key(table, version) for version in head.retiring.versions}
+    return keys
 
 
 def listed_rows(store: Any, head: ListHead) -> list[Row]:

@@ -2,8 +2,9 @@
 
 "No orphans": once no publish is in flight and the sweep has run, every stored list node
 (chunk, index page, frozen version) is reached by a head (the served one, or the one a rebuild
-builds) or expiring. On the in-memory fake the store knows; on the real store under moto the
-table is scanned.
+builds), expiring, or carried by a head to retire (a change's publish leaves what it replaced
+on its head, for whoever next reads that head: the next change, any publish, the sweep). On
+the in-memory fake the store knows; on the real store under moto the table is scanned.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from tests.fakes import MemoryStore
+from tests.fakes import MemoryStore, carried_keys
 from waituntil.cache.layout import chunk_node_key, index_node_key, version_item_key
 from waituntil.cache.list_patch import chunk_ref
 from waituntil.cache.model import IndexPage, ListChunk
@@ -19,11 +20,15 @@ from waituntil.sync.list_retire import reachable_keys
 
 
 def orphans(store: Any, table: str) -> list[str]:
-    """Stored nodes and versions of ``table`` that no head reaches and that never expire."""
+    """Stored nodes and versions of ``table`` that no head reaches, that never expire, and
+    that no head carries to retire."""
     if isinstance(store, MemoryStore):
         return store.orphans(table)
     heads = [head for head in (store.get_next_head(table), store.get_head(table)) if head]
     live = reachable_keys(store, heads) | {version_item_key(table, head.version) for head in heads}
+    carried = carried_keys(table, heads)
+    assert not carried & live, f"a head carries to retire what a head reaches: {carried & live}"
+    live |= carried
     found = []
     scan = store._client.get_paginator("scan")
     for page in scan.paginate(TableName=store._table, ProjectionExpression="pk, expires_at"):

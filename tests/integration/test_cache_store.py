@@ -276,3 +276,32 @@ def test_a_follow_ups_count_touches_only_its_attribute_beside_a_cycles_save(
     assert state is not None
     assert state.pending == ("8", "9") and state.scan_from == "2026-12-01T00:00:00"
     assert state.healed_total == 5
+
+
+def test_nodes_are_read_in_one_batch_and_expiring_or_missing_ones_are_left_out(
+    aws: EmulatedAws,
+) -> None:
+    # Given a list of several chunks, one of them retired by a later version, and a store that
+    # keeps no node in memory (every node is read from the table)
+    store = _store(aws)
+    rows = [{"id": key, "pad": "x" * 600} for key in range(1, 41)]
+    _sync(store, rows, list(range(1, 41)), read_at_ns=100, chunk_bytes=2048)
+    head = store.get_head("articles")
+    assert head is not None
+    page = store.get_index_page(head.pages[0].key)
+    assert page is not None and len(page.chunks) >= 3
+    first = page.chunks[0].key
+    _sync(store, [{"id": 1, "pad": "y"}, *rows[1:]], [1], read_at_ns=200, chunk_bytes=2048)
+    now = store.get_head("articles")
+    assert now is not None
+    later = _store(aws, now=1_800_000_000.0 + 61)  # after the retired nodes' grace period
+
+    # When the current index page, two chunks it carried over, the retired first chunk and a
+    # key never written are asked for in one call begun beside the caller
+    keys = [now.pages[0].key, page.chunks[1].key, page.chunks[2].key, first, "/articles#c/none"]
+    nodes = later.start(lambda: later.get_nodes(keys))()
+
+    # Then the live ones come back decoded as what they are, and nothing else
+    assert set(nodes) == set(keys[:3])
+    assert nodes[now.pages[0].key] == store.get_index_page(now.pages[0].key)
+    assert nodes[page.chunks[1].key] == store.get_chunk(page.chunks[1].key)

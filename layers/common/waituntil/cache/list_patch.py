@@ -41,6 +41,7 @@ from waituntil.cache.model import (
     ListChunk,
     ListEntry,
     ListHead,
+    ListNodeBatchReads,
     ListNodeReads,
     Retiring,
     RowState,
@@ -305,6 +306,44 @@ class _Tree:
             neighbour = (page, number + 1 if number + 1 < len(refs) else number - 1)
             self.load(neighbour)
             self.modified.add(neighbour)
+
+
+def nodes_holding(
+    reads: ListNodeBatchReads,
+    heads: Sequence[ListHead],
+    positions: Iterable[Position],
+    order: ListOrder,
+    known: Mapping[str, IndexPage | ListChunk] | None = None,
+) -> dict[str, IndexPage | ListChunk]:
+    """The index pages and chunks of ``heads`` where ``positions`` are, or would go: what a
+    patch of rows at those positions loads first (``_Tree.locate``), read in two batches
+    (the pages, then their chunks) and added to ``known``. Nodes never change, so what this
+    returns is right for any head that reaches it, however late the patch is planned."""
+    nodes: dict[str, IndexPage | ListChunk] = dict(known or {})
+    arity = 1 if order.by_key else 2
+    wanted = [position for position in positions if len(position) == arity]
+    on_page: dict[str, list[Position]] = {}
+    for head in heads:
+        if not head.pages:
+            continue
+        firsts = [ref.first for ref in head.pages]
+        for position in wanted:
+            key = head.pages[locate(firsts, position, order)].key
+            on_page.setdefault(key, []).append(position)
+    missing = [key for key in on_page if key not in nodes]
+    if missing:
+        nodes.update(reads.get_nodes(missing))
+    chunk_keys: list[str] = []
+    for key, held in on_page.items():
+        page = nodes.get(key)
+        if not isinstance(page, IndexPage) or not page.chunks:
+            continue  # gone (the head moved on and it expired): the patch finds out itself
+        firsts = [ref.first for ref in page.chunks]
+        chunk_keys += [page.chunks[locate(firsts, position, order)].key for position in held]
+    missing = [key for key in dict.fromkeys(chunk_keys) if key not in nodes]
+    if missing:
+        nodes.update(reads.get_nodes(missing))
+    return nodes
 
 
 def locate(firsts: Sequence[Position], position: Position, order: ListOrder) -> int:

@@ -25,11 +25,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from waituntil.core.contracts import Row
 from waituntil.core.errors import RowTooLarge, RowWriteFailed
 from waituntil.core.list_order import ListOrder, Position
+
+T = TypeVar("T")
 
 # ----- rows ------------------------------------------------------------------------------------
 
@@ -400,6 +402,14 @@ class ListNodeReads(Protocol):
     def get_chunk(self, key: str) -> ListChunk | None: ...
 
 
+class ListNodeBatchReads(Protocol):
+    """Many list nodes in one round trip (a prefetch of what a patch will load)."""
+
+    def get_nodes(self, keys: Sequence[str]) -> dict[str, IndexPage | ListChunk]:
+        """The nodes of ``keys`` found (expiring ones left out), by key."""
+        ...
+
+
 class ServingReads(Protocol):
     """What the read API and ``waituntil.read.cache_client`` read: rows and pages as served."""
 
@@ -416,7 +426,7 @@ class ServingReads(Protocol):
     def get_served_chunk(self, key: str) -> ServedChunk | None: ...
 
 
-class CacheReads(ListNodeReads, ServingReads, Protocol):
+class CacheReads(ListNodeReads, ListNodeBatchReads, ServingReads, Protocol):
     """Everything the consumer reads back from the cache."""
 
     def get_rows(self, table: str, keys: Sequence[str]) -> dict[str, RowState]: ...
@@ -433,6 +443,11 @@ class CacheReads(ListNodeReads, ServingReads, Protocol):
     def start_get_heads(self, table: str) -> Callable[[], tuple[ListHead | None, ListHead | None]]:
         """``get_heads`` begun now, answered by calling the result: the heads as read at some
         moment between the two calls, so the caller can wait on something else meanwhile."""
+        ...
+
+    def start(self, work: Callable[[], T]) -> Callable[[], T]:
+        """``work`` (reads of this store) begun now beside the caller, answered (or raised)
+        by calling the result: the caller waits on something else meanwhile."""
         ...
 
     def get_attempts(self, table: str) -> list[PublishAttempt]:

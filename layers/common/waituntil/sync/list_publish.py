@@ -5,7 +5,8 @@ states, write the plan's nodes, switch the head if it is still the one read, els
 
 A publish is settled in one step with the switch: the new head carries what it replaced
 (``ListHead.retiring``) until that is retired, and whoever next reads the head finishes it, so
-a kill or a lost answer after the switch still retires the old version. Its nodes are
+a kill or a lost answer after the switch still retires the old version (a change's publish
+leaves it to the next change on purpose, which retires it beside its Supabase read). Its nodes are
 registered before they are written (``PublishAttempt``), so a publish killed before its switch
 leaves nothing the sweep cannot find (``list_retire``).
 """
@@ -24,6 +25,8 @@ from waituntil.cache.list_patch import ListSizes, plan_patch
 from waituntil.cache.model import (
     NODES_WITH_SWITCH,
     CacheStorePort,
+    IndexPage,
+    ListChunk,
     ListHead,
     PublishAttempt,
     PublishResult,
@@ -33,6 +36,7 @@ from waituntil.cache.model import (
 from waituntil.core.errors import ListContended, ListNodeMissing, RebuildSuperseded
 from waituntil.core.list_order import ListOrder
 from waituntil.core.observability import metrics
+from waituntil.sync.list_prefetch import KnownNodes
 from waituntil.sync.list_retire import release_lost, retire_replaced
 from waituntil.sync.ports import ConsumerPorts
 from waituntil.sync.rebuild import ensure_rebuild
@@ -53,6 +57,11 @@ class ReadBefore:
     served: ListHead | None
     rebuilt: ListHead | None
     states: Mapping[str, RowState]
+    # List nodes read ahead (``list_prefetch``): right for any head that reaches them.
+    nodes: Mapping[str, IndexPage | ListChunk] = field(default_factory=dict)
+    # Heads (by version) whose retirement (``ListHead.retiring``) was finished beside the
+    # Supabase read (``list_prefetch.ReadAhead``): a publish from one of them has none to do.
+    settled: frozenset[str] = frozenset()
 
 
 def publish_rows(
@@ -89,6 +98,11 @@ def publish_rows(
             policy=policy,
             head=head,
             first=None if known is None else (base, known.states),
+            read_ahead=known.nodes if known is not None else None,
+            settled=known.settled if known is not None else frozenset(),
+            # A change leaves what its switch replaced on the new head, for the next change to
+            # retire beside its own Supabase read: off the critical path of both.
+            retire_later=known is not None,
             # A change's patch of a rebuild's version is not the rebuild's progress: the time
             # it was last modified stays the rebuild's own, by which a dead one is told.
             keep_modified=bool(head) and ports.rebuild is None,
@@ -179,15 +193,26 @@ def _publish(
     head: str,
     first: tuple[ListHead | None, Mapping[str, RowState]] | None = None,
     keep_modified: bool = False,
+    read_ahead: Mapping[str, IndexPage | ListChunk] | None = None,
+    settled: frozenset[str] = frozenset(),
+    retire_later: bool = False,
 ) -> _Published:
     """Read the head, then the row states (so they are at least as new as anything the head
     holds), plan the patch, write its nodes, switch the head if it is still the one read. If
     another consumer switched first, start over from the new head. ``head``: "" the served
     head; a rebuild's sync id, the version it builds apart. ``first``: the head and the row
     states a change's publish read already, in that order (``ReadBefore``), for its first
-    attempt; rows it lacks are read. A plan of a few nodes writes them in the switch's own
-    transaction; a larger one registers and writes them first, and releases them if it lost.
+    attempt; rows it lacks are read. ``read_ahead``: list nodes read ahead, used by every attempt
+    (a node is right for any head that reaches it). A plan of a few nodes writes them in the
+    switch's own transaction; a larger one registers and writes them first, and releases them
+    if it lost.
+
+    What a base replaced is retired before anything is switched from it (its ``retiring`` is
+    on that head item only), unless it is ``settled`` already. What the new head replaced is
+    retired after the switch, or with ``retire_later`` left on it: whoever next reads that
+    head (the next change beside its Supabase read, any publish, the sweep) retires it.
     """
+    reads = KnownNodes(read_ahead, store) if read_ahead else store
     for attempt in range(1, PUBLISH_ATTEMPTS + 1):
         if attempt == 1 and first is not None:
             base = first[0]
@@ -195,18 +220,21 @@ def _publish(
                 raise RebuildSuperseded(f"the rebuild {head} of {table} is over")
         else:
             base = _building(store, table, head, policy) if head else store.get_head(table)
-        if base is not None:
-            retire_replaced(store, base)  # a switch whose retirement was cut short
-            if base.policy != policy:
-                return _Published(PublishResult(outcome="rebuilding", attempts=attempt))
+        # What the base carries to retire (left for us, or a retirement cut short) is retired
+        # beside the reads and the plan, and waited for before anything is switched from it.
+        retired = _retire_beside(store, base, settled)
+        if base is not None and base.policy != policy:
+            retired()
+            return _Published(PublishResult(outcome="rebuilding", attempts=attempt))
         states = _states(store, table, keys, first[1] if attempt == 1 and first else None)
         if not states and base is not None and complete is None:
+            retired()
             return _Published(
                 PublishResult(outcome="unchanged", attempts=attempt, complete=base.complete)
             )
         try:
             plan = plan_patch(
-                store,
+                reads,
                 table,
                 base,
                 states,
@@ -218,7 +246,9 @@ def _publish(
                 policy=policy,
             )
         except ListNodeMissing:
+            retired()
             continue  # the head moved on and its nodes expired meanwhile: re-read it
+        retired()
         if plan.head is None:
             unchanged = PublishResult(
                 outcome="unchanged",
@@ -250,7 +280,8 @@ def _publish(
             metrics.add_metric(name="ListPublishRetries", unit=MetricUnit.Count, value=1)
             time.sleep(backoff_s(attempt))
             continue
-        retire_replaced(store, plan.head)
+        if not retire_later:
+            retire_replaced(store, plan.head)
         if apart:
             store.end_attempt(table, nodes)
         published = PublishResult(
@@ -269,6 +300,16 @@ def backoff_s(attempt: int) -> float:
     exponential with full jitter (AWS's "Exponential Backoff And Jitter"), capped, so that
     consumers racing on one head spread out instead of colliding again."""
     return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1)))  # noqa: S311 - jitter, not crypto
+
+
+def _retire_beside(
+    store: CacheStorePort, base: ListHead | None, settled: frozenset[str]
+) -> Callable[[], None]:
+    """``retire_replaced(base)`` begun now, unless there is nothing to do; call the result to
+    wait for it (and raise what it raised)."""
+    if base is None or base.retiring is None or base.version in settled:
+        return lambda: None
+    return store.start(lambda: retire_replaced(store, base))
 
 
 def _states(

@@ -17,6 +17,7 @@ from waituntil.cache.model import PublishResult, RowWrites
 from waituntil.core.contracts import Change
 from waituntil.core.observability import logger, metrics
 from waituntil.sync.full_sync import ensure_fill
+from waituntil.sync.list_prefetch import ReadAhead, hinted_positions
 from waituntil.sync.list_publish import ReadBefore, publish_rows
 from waituntil.sync.pipeline_metrics import record_synced
 from waituntil.sync.ports import ConsumerPorts
@@ -34,18 +35,29 @@ def apply_changes(
     # its row's state after it landed, a read made after the heads', so the publish reads
     # neither again (``ReadBefore``).
     heads = ports.store.start_get_heads(table)
+    # What the publish needs before its switch, begun beside the Supabase read and the row
+    # writes rather than after them: the heads' retirement, the nodes (``list_prefetch``).
+    ahead = ReadAhead(ports.store, order, ports.policy(table), heads)
+    ahead.read(hinted_positions(changes, order))
     read_at_ns = ports.clock_ns()
     started = time.perf_counter()
     rows = ports.source.read_rows(table, keys)
     read_ms = (time.perf_counter() - started) * 1000
     fresh = fresh_rows(keys, rows, order)
     served, rebuilt = heads()
+    ahead.read([row.position for row in fresh if row.position is not None])
     writes = ports.store.write_rows(
         table, fresh, read_at_ns=read_at_ns, order=order, policy=ports.policy(table)
     )
     failed = _row_failures(writes)
     done = [key for key in keys if key not in failed]
-    known = ReadBefore(served=served, rebuilt=rebuilt, states=writes.states)
+    known = ReadBefore(
+        served=served,
+        rebuilt=rebuilt,
+        states=writes.states,
+        nodes=ahead.nodes(),
+        settled=ahead.settled(),
+    )
     published = publish_rows(table, done, ports, known=known)
     if not published.complete:
         ensure_fill(table, ports)

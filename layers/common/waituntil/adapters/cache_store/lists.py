@@ -36,6 +36,7 @@ from waituntil.cache.items import (
 )
 from waituntil.cache.layout import (
     KIND_ATTEMPTS,
+    KIND_INDEX,
     attempts_item_key,
     dump_json,
     list_item_key,
@@ -145,6 +146,29 @@ class ListNodes(CacheTable):
         self._keep(item, chunk)
         return chunk
 
+    def get_nodes(self, keys: Sequence[str]) -> dict[str, IndexPage | ListChunk]:
+        """Nodes kept by this process, the rest in one ``BatchGetItem`` (strongly consistent,
+        as ``get_index_page`` and ``get_chunk``: a node just switched to is found)."""
+        nodes: dict[str, IndexPage | ListChunk] = {}
+        missing: list[str] = []
+        for key in dict.fromkeys(keys):
+            cached = self._nodes.get(key)
+            if cached is None:
+                missing.append(key)
+            else:
+                nodes[key] = cached
+        if not missing:
+            return nodes
+        now = self._clock()
+        for key, item in self._batch_get(missing).items():
+            if is_expired(item, now):
+                continue
+            is_page = item.get("kind", {}).get("S") == KIND_INDEX
+            node = index_page_from_item(item) if is_page else chunk_from_item(item)
+            self._keep(item, node)
+            nodes[key] = node
+        return nodes
+
     @cached_property
     def _nodes(self) -> NodeCache:
         return NodeCache(self._node_cache_bytes)
@@ -181,8 +205,7 @@ class ListNodes(CacheTable):
         return len(items)
 
     def start_get_heads(self, table: str) -> Callable[[], tuple[ListHead | None, ListHead | None]]:
-        pending = self._pool.submit(self.get_heads, table)
-        return pending.result
+        return self.start(lambda: self.get_heads(table))
 
     def flip_head(
         self,

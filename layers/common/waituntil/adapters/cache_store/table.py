@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -88,6 +88,19 @@ class CacheTable:
     @cached_property
     def _pool(self) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="cache-write")
+
+    def start(self, work: Callable[[], R]) -> Callable[[], R]:
+        """``work`` begun now on the pool, answered (or raised) by calling the result. With
+        one worker, done now in the caller's thread (as ``_parallel``): its error is raised
+        by the answer all the same."""
+        if self._workers > 1:
+            return self._pool.submit(work).result
+        done: Future[R] = Future()
+        try:
+            done.set_result(work())
+        except Exception as error:  # raised by the answer, as a pool's would be
+            done.set_exception(error)
+        return done.result
 
     def _parallel(self, work: Callable[[T], R], items: Sequence[T]) -> list[R]:
         if len(items) <= 1 or self._workers <= 1:
