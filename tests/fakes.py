@@ -206,7 +206,8 @@ class MemoryStore:
             len(found) for found in {**journal.tags, **added_tags}.values()
         )
         if size > self.journal_limit:
-            self.journals[table] = replace(journal, overflowed=True)
+            # Marked, its keys and tags dropped (the fill re-checks every row: none needed)
+            self.journals[table] = replace(journal, overflowed=True, keys=frozenset(), tags={})
         else:
             merged = {key: journal.tags.get(key, frozenset()) for key in journal.tags}
             for key, found in added_tags.items():

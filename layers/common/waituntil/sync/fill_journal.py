@@ -86,8 +86,14 @@ def open_fill(table: str, progress: SyncProgress, ports: ConsumerPorts) -> FillJ
 
 def resumed_journal(table: str, sync_id: str, ports: ConsumerPorts) -> FillJournal | None:
     """The journal a resumed batched fill goes on with; None if it is no longer this fill's
-    to put under (closed for it by a rebuild that found it dead): it re-checks every row."""
+    to put under (closed for it by a rebuild that found it dead), or it overflowed (its tags
+    are gone): the fill then re-checks every row, conditionally."""
     journal = ports.store.read_journal(table)
-    if journal is None or journal.owner != sync_id or journal.joined not in (None, sync_id):
+    if (
+        journal is None
+        or journal.owner != sync_id
+        or journal.joined not in (None, sync_id)
+        or journal.overflowed
+    ):
         return None
     return journal

@@ -28,6 +28,7 @@ from waituntil.cache.model import (
     ListEntry,
     ListHead,
     RowFailureReason,
+    RowState,
     RowWrites,
     SyncCheckpoint,
 )
@@ -304,17 +305,7 @@ def _sync_rows_page(
     fresh = fresh_rows(keys, rows, order)
     cached = store.get_rows(table, keys)
     policy = ports.policy(table)
-    differing = [
-        row
-        for row in fresh
-        if (state := cached.get(row.key)) is None
-        or state.body is None
-        or row.body is None
-        or state.body.etag != row.body.etag
-        or state.position != row.position
-        or state.policy != policy
-        or state.blob_unclaimed
-    ]
+    differing = [row for row in fresh if _differs(row, cached.get(row.key), policy)]
     writes = store.write_rows(table, differing, read_at_ns=read_at_ns, order=order, policy=policy)
     skipped = _rows_never_storable(table, writes)
     # Every key of the page goes through the patch, not just the rewritten ones: the list may
@@ -365,20 +356,34 @@ def _join_step(table: str, progress: SyncProgress, ports: ConsumerPorts) -> tupl
     keys = sorted(key for key in journal.keys if after is None or key > after)[:JOIN_KEYS]
     if not keys:
         return after, True, False
-    order = ports.list_order(table)
+    order, policy = ports.list_order(table), ports.policy(table)
     read_at_ns = ports.clock_ns()  # before the read it stamps
     rows = ports.source.read_rows(table, keys)
     metrics.add_metric(name="RowsRead", unit=MetricUnit.Count, value=len(rows))
-    writes = ports.store.write_rows(
-        table,
-        fresh_rows(keys, rows, order),
-        read_at_ns=read_at_ns,
-        order=order,
-        policy=ports.policy(table),
-    )
+    # Only what differs is written (a put may have overwritten a newer row, or brought back a
+    # deleted one; most journaled rows are current): a row kept in S3 is not put again.
+    cached = ports.store.get_rows(table, keys)
+    fresh = [
+        row for row in fresh_rows(keys, rows, order) if _differs(row, cached.get(row.key), policy)
+    ]
+    writes = ports.store.write_rows(table, fresh, read_at_ns=read_at_ns, order=order, policy=policy)
     skipped = _rows_never_storable(table, writes)
     publish_rows(table, [key for key in keys if key not in skipped], ports)
     return keys[-1], False, False
+
+
+def _differs(row: FreshRow, state: RowState | None, policy: str) -> bool:
+    """Whether a row's item must be written again: it differs from what Supabase has, was
+    read with another policy, or its blob may still be unclaimed."""
+    return (
+        state is None
+        or state.body is None
+        or row.body is None
+        or state.body.etag != row.body.etag
+        or state.position != row.position
+        or state.policy != policy
+        or state.blob_unclaimed
+    )
 
 
 def _sync_deletes_step(

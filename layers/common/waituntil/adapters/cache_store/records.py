@@ -116,18 +116,23 @@ class SyncRecords(CacheTable):
         )
 
     def _overflow(self, table: str, owned: str) -> bool:
-        """The keys do not fit: mark the journal overflowed (the fill re-checks every row)."""
+        """The keys do not fit: mark the journal overflowed (the fill re-checks every row), and
+        drop its keys and tags, which no one needs any more: the mark must fit, and a fill
+        that has not begun stays conditional (``open_journal``); one that has re-checks
+        every row, conditionally, from its next invocation or its join on."""
         try:
             self._call(
                 self._client.update_item,
                 TableName=self._table,
                 Key={"pk": {"S": fill_journal_key(table)}},
-                UpdateExpression="SET #overflowed = :true",
+                UpdateExpression="REMOVE #keys, #tags SET #overflowed = :true",
                 ConditionExpression=f"{owned} AND attribute_not_exists(#joined)",
                 ExpressionAttributeNames={
                     "#overflowed": "overflowed",
                     "#owner": "owner",
                     "#joined": "joined",
+                    "#keys": "keys",
+                    "#tags": "tags",
                 },
                 ExpressionAttributeValues={":true": {"BOOL": True}},
             )

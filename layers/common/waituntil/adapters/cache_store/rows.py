@@ -139,6 +139,23 @@ class RowItems(CacheTable):
                 else:
                     # What the item holds now, as the put wrote it: a read made at the put.
                     states[row.key] = row_state_from_item(row.key, item)
+        if apart:
+            # A body the blob store keeps is not put again when the item already has it (a
+            # change cached it before the fill): as the conditional fill, by its etag.
+            stored_states = self.get_rows(table, [row.key for row in apart])
+            kept = {
+                row.key: state
+                for row in apart
+                if (state := stored_states.get(row.key)) is not None
+                and state.body is not None
+                and row.body is not None
+                and state.body.etag == row.body.etag
+                and state.position == row.position
+                and state.policy == policy
+                and not state.blob_unclaimed
+            }
+            states.update(kept)
+            apart = [row for row in apart if row.key not in kept]
         others = self._write_each(table, apart, read_at_ns, policy)
         return RowWrites(
             written=len(states) + others.written,
