@@ -176,7 +176,8 @@ def test_a_change_overwritten_by_the_fills_put_converges_at_the_join(
         _converged(source, store.store, ports)
     else:
         # and without the journal the older row stays cached
-        assert get_item(store.store, "articles", 7)["title"] == "first 7"
+        cached = get_item(store.store, "articles", 7)
+        assert cached is not None and cached["title"] == "first 7"
 
 
 def test_a_row_deleted_during_the_fill_is_resurrected_by_the_put_then_tombstoned() -> None:
