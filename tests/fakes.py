@@ -24,9 +24,11 @@ from waituntil.cache.layout import dump_json, served_chunk_json, version_item_ke
 from waituntil.cache.model import (
     NODES_WITH_SWITCH,
     ChangeMark,
+    FillJournal,
     FreshRow,
     HealState,
     IndexPage,
+    JournalOutcome,
     ListChunk,
     ListHead,
     PositionRange,
@@ -69,6 +71,12 @@ STORE_WRITES = frozenset(
         "put_checkpoint",
         "register_attempt",
         "end_attempt",
+        "put_rows",
+        "journal_changes",
+        "open_journal",
+        "join_journal",
+        "block_fills",
+        "end_journal",
     }
 )
 
@@ -112,6 +120,10 @@ class MemoryStore:
     heal_states: dict[str, HealState] = field(default_factory=dict)
     fingerprints: dict[str, tuple[int, int]] = field(default_factory=dict)
     seconds: float = 1_000_000.0  # the store's clock, for lease expiry
+    journals: dict[str, FillJournal] = field(default_factory=dict)
+    # How many keys and tags a journal item holds before an addition no longer fits (400 KB).
+    journal_limit: int = 10_000
+    puts: int = 0  # rows put unconditionally (``put_rows``)
 
     # ----- rows -----
 
@@ -156,6 +168,92 @@ class MemoryStore:
                 written += 1
             states[row.key] = self.rows[(table, row.key)]  # as the write's answer gives it
         return RowWrites(written=written, deleted=deleted, skipped_stale=stale, states=states)
+
+    def put_rows(
+        self,
+        table: str,
+        fresh: Sequence[FreshRow],
+        *,
+        read_at_ns: int,
+        policy: str,
+        tags: Mapping[str, frozenset[str]],
+    ) -> RowWrites:
+        """Unconditional puts: each item replaced whole, whatever it held (its tags too)."""
+        states: dict[str, RowState] = {}
+        for row in fresh:
+            assert row.body is not None and row.position is not None, "a fill puts live rows"
+            self.rows[(table, row.key)] = states[row.key] = RowState(
+                key=row.key,
+                body=row.body,
+                read_at_ns=read_at_ns,
+                position=row.position,
+                positions=frozenset({position_tag(read_at_ns, row.position)})
+                | tags.get(row.key, frozenset()),
+                policy=policy,
+            )
+            self.puts += 1
+        return RowWrites(written=len(states), states=states)
+
+    # ----- a first fill's journal (the conditions of ``CacheStore``'s) -----
+
+    def journal_changes(
+        self, table: str, keys: Sequence[str], tags: Mapping[str, frozenset[str]]
+    ) -> JournalOutcome:
+        journal = self.journals.get(table, FillJournal())
+        if journal.joined is not None:
+            return JournalOutcome.CLOSED
+        owned = journal.owner is not None
+        added_tags = {} if owned else tags
+        size = len(journal.keys | set(keys)) + sum(
+            len(found) for found in {**journal.tags, **added_tags}.values()
+        )
+        if size > self.journal_limit:
+            # Marked, its keys and tags dropped (the fill re-checks every row: none needed)
+            self.journals[table] = replace(journal, overflowed=True, keys=frozenset(), tags={})
+        else:
+            merged = {key: journal.tags.get(key, frozenset()) for key in journal.tags}
+            for key, found in added_tags.items():
+                merged[key] = merged.get(key, frozenset()) | found
+            self.journals[table] = replace(journal, keys=journal.keys | set(keys), tags=merged)
+        return JournalOutcome.DEFERRED if owned else JournalOutcome.JOURNALED
+
+    def open_journal(self, table: str, sync_id: str, *, head_exists: bool) -> FillJournal | None:
+        journal = self.journals.get(table)
+        if journal is None and head_exists:
+            return None
+        journal = journal or FillJournal()
+        if (
+            journal.blocked
+            or journal.joined is not None
+            or journal.overflowed
+            or journal.owner not in (None, sync_id)
+        ):
+            return None
+        self.journals[table] = replace(journal, owner=sync_id)
+        return self.journals[table]
+
+    def read_journal(self, table: str) -> FillJournal | None:
+        return self.journals.get(table)
+
+    def join_journal(self, table: str, sync_id: str) -> FillJournal | None:
+        journal = self.journals.get(table)
+        if journal is None or journal.owner != sync_id or journal.joined not in (None, sync_id):
+            return None
+        self.journals[table] = replace(journal, joined=sync_id)
+        return self.journals[table]
+
+    def block_fills(self, table: str) -> bool:
+        journal = self.journals.get(table, FillJournal())
+        if journal.owner is None or journal.joined is not None:
+            self.journals[table] = replace(journal, blocked=True)
+            return True
+        if self.lease_holder(table, "sync") is not None:
+            return False
+        self.journals[table] = replace(journal, blocked=True, joined="rebuild", overflowed=True)
+        return True
+
+    def end_journal(self, table: str) -> None:
+        self.journals.pop(table, None)
 
     def expire_tombstones(
         self, table: str, read_before_ns: int, keep: Collection[str] = ()
@@ -439,6 +537,22 @@ class FailingRows:
                 failures[row.key] = failure
         writes: RowWrites = self._store.write_rows(
             table, kept, read_at_ns=read_at_ns, order=order, policy=policy
+        )
+        return replace(writes, failures={**writes.failures, **failures})
+
+    def put_rows(
+        self,
+        table: str,
+        fresh: Sequence[FreshRow],
+        *,
+        read_at_ns: int,
+        policy: str,
+        tags: Mapping[str, frozenset[str]],
+    ) -> RowWrites:
+        failures = {row.key: f for row in fresh if (f := self._fault(row.key)) is not None}
+        kept = [row for row in fresh if row.key not in failures]
+        writes: RowWrites = self._store.put_rows(
+            table, kept, read_at_ns=read_at_ns, policy=policy, tags=tags
         )
         return replace(writes, failures={**writes.failures, **failures})
 

@@ -104,13 +104,23 @@ def test_a_fill_continues_across_invocations_and_a_killed_one_resumes_from_its_c
     killed_at = row_item_key("articles", 3 * PAGE_ROWS + PAGE_ROWS // 2)
 
     def die_mid_page(params: dict[str, Any], **_: Any) -> None:
-        if params["Key"]["pk"]["S"] == killed_at:
+        # A first fill puts its pages in batches (the first page of an invocation row by row)
+        puts = [
+            request["PutRequest"]["Item"]["pk"]["S"]
+            for requests in params.get("RequestItems", {}).values()
+            for request in requests
+            if "PutRequest" in request
+        ]
+        if killed_at in [params.get("Key", {}).get("pk", {}).get("S"), *puts]:
             raise Killed
 
-    aws.dynamodb.meta.events.register("provide-client-params.dynamodb.UpdateItem", die_mid_page)
+    events = ["UpdateItem", "BatchWriteItem"]
+    for event in events:
+        aws.dynamodb.meta.events.register(f"provide-client-params.dynamodb.{event}", die_mid_page)
     with pytest.raises(Killed):
         run(sqs_event(continuation), ports, LambdaContext())
-    aws.dynamodb.meta.events.unregister("provide-client-params.dynamodb.UpdateItem", die_mid_page)
+    for event in events:
+        aws.dynamodb.meta.events.unregister(f"provide-client-params.dynamodb.{event}", die_mid_page)
     assert aws.queue_messages() == []  # the dead invocation sent nothing
     # Then SQS's redelivery of the same message resumes after the last checkpointed page
     # (the one before the kill), not from the start, and the fill runs to the end

@@ -155,7 +155,9 @@ def write_kind(operation: str, request: dict[str, Any]) -> str:
     """Which of the store's writes a request is."""
     text = json.dumps(request)
     kinds = [
+        ("fill journal", "#fill"),
         ("row", ":read_at_ns"),
+        ("row put", '"kind": {"S": "row"}'),
         ("position tags", "DELETE #positions"),
         ("retire", "SET expires_at"),
         ("publish in flight", "#attempts"),
@@ -190,9 +192,9 @@ class _FirstAnswersOfEachKind:
 def test_every_write_losing_its_first_answer_still_converges(
     aws: EmulatedAws, supabase: LocalSupabase, lambda_context: LambdaContext, mode: str
 ) -> None:
-    # Given a table of 30 rows, and a consumer whose every DynamoDB write (row items, list
-    # nodes, head switches, retirements, position tags, checkpoints, publishes in flight, the
-    # sync's lease)
+    # Given a table of 30 rows, and a consumer whose every DynamoDB write (row items, the first
+    # fill's batched puts and its journal, list nodes, head switches, retirements, position
+    # tags, checkpoints, publishes in flight, the sync's lease)
     # applies and then loses its answer once, so that botocore resends it
     client = _client()
     lost = LostAnswers(client, mode)
@@ -224,6 +226,8 @@ def test_every_write_losing_its_first_answer_still_converges(
     drain_queue(aws, ports, lambda_context)
     # Then every kind of write did lose an answer, and the cache equals the table
     assert set(first_answers.kinds) == {
+        "fill journal",
+        "row put",
         "row",
         "position tags",
         "retire",

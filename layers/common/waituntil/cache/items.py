@@ -30,6 +30,8 @@ from waituntil.cache.layout import (
 )
 from waituntil.cache.model import (
     ChunkRef,
+    FillJournal,
+    FreshRow,
     HealState,
     IndexPage,
     IndexRef,
@@ -41,6 +43,7 @@ from waituntil.cache.model import (
     RowBody,
     RowState,
     SyncCheckpoint,
+    position_tag,
 )
 
 # ----- rows ------------------------------------------------------------------------------------
@@ -228,6 +231,7 @@ def checkpoint_to_item(checkpoint: SyncCheckpoint) -> Item:
         "sync_id": {"S": checkpoint.sync_id},
         "phase": {"S": checkpoint.phase},
         "after": {"S": dump_json(checkpoint.after)},
+        "mode": {"S": checkpoint.mode},
     }
 
 
@@ -237,7 +241,57 @@ def checkpoint_from_item(table: str, item: Item) -> SyncCheckpoint:
         sync_id=item["sync_id"]["S"],
         phase=item["phase"]["S"],
         after=json.loads(item["after"]["S"]),
+        mode=item.get("mode", {}).get("S", ""),
     )
+
+
+# ----- a first fill's journal and its batched row puts -------------------------------------------
+
+
+def journal_tag(key: str, tag: str) -> str:
+    """One position tag a change published while no fill owned the journal, with its key."""
+    return dump_json([key, tag])
+
+
+def journal_from_item(item: Item) -> FillJournal:
+    tags: dict[str, set[str]] = {}
+    for entry in item.get("tags", {}).get("SS", ()):
+        key, tag = json.loads(entry)
+        tags.setdefault(key, set()).add(tag)
+    return FillJournal(
+        keys=frozenset(item.get("keys", {}).get("SS", ())),
+        tags={key: frozenset(found) for key, found in tags.items()},
+        owner=item.get("owner", {}).get("S"),
+        joined=item.get("joined", {}).get("S"),
+        overflowed=item.get("overflowed", {}).get("BOOL", False),
+        blocked=item.get("blocked", {}).get("BOOL", False),
+    )
+
+
+def put_row_item(
+    pk: str,
+    row: FreshRow,
+    stored: Item,
+    read_at_ns: int,
+    read_at: str,
+    policy: str,
+    tags: frozenset[str],
+) -> Item:
+    """A live row's whole item, as a first fill puts it: exactly what a conditional write
+    leaves on an item that had none (``adapters/cache_store/rows``), plus ``tags``. ``stored``:
+    its body as ``encode_text`` stores it."""
+    assert row.body is not None and row.position is not None
+    return {
+        "pk": {"S": pk},
+        "kind": {"S": KIND_ROW},
+        **stored,
+        "etag": {"S": row.body.etag},
+        "position": {"S": dump_json(list(row.position))},
+        "read_at": {"S": read_at},
+        "read_at_ns": {"N": str(read_at_ns)},
+        "policy": {"S": policy},
+        "positions": {"SS": sorted({position_tag(read_at_ns, row.position), *tags})},
+    }
 
 
 # ----- leases and the reconciler's state -------------------------------------------------------

@@ -13,6 +13,8 @@ One table, partition key ``pk`` (string):
 - ``/<table>#c/<id>``, kind ``chunk``: a JSON array of rows (``body``) and per row its key, read
   time, position, etag and blob key (``meta``). One chunk is one page of the read API.
 - ``/<table>#sync``, kind ``sync``: the checkpoint of a running full sync.
+- ``/<table>#fill``, kind ``fill``: the journal of keys changed while a first fill puts rows
+  unconditionally (``sync/fill_journal``); deleted when the list is complete.
 - ``/<table>#next``, kind ``list``: the head of the version a rebuild is building apart; never
   served, switched to whole when complete (``sync/rebuild``).
 - ``/<table>#attempts``, kind ``attempts``: the publishes in flight (their new nodes), so that
@@ -63,6 +65,7 @@ KIND_LIST = "list"
 KIND_INDEX = "index"
 KIND_CHUNK = "chunk"
 KIND_SYNC = "sync"
+KIND_FILL = "fill"
 KIND_ATTEMPTS = "attempts"
 # A row item's mark that its blob may still carry the "unclaimed" tag it was put with.
 BLOB_UNCLAIMED = "blob_unclaimed"
@@ -101,6 +104,10 @@ def index_node_key(table: str, node_id: str) -> str:
 
 def sync_item_key(table: str) -> str:
     return f"/{table}#sync"
+
+
+def fill_journal_key(table: str) -> str:
+    return f"/{table}#fill"
 
 
 def next_head_key(table: str) -> str:

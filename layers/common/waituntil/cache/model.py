@@ -271,8 +271,44 @@ class SyncCheckpoint:
 
     table: str
     sync_id: str
-    phase: str  # "rows": paging Supabase by key; "deletes": checking the list's keys
-    after: Any = None  # the last key (rows) or list position (deletes) done
+    phase: str  # "rows": paging Supabase by key; "join": the fill's journal; "deletes"
+    after: Any = None  # the last key (rows, join) or list position (deletes) done
+    # How the rows phase writes (``sync/fill_journal``): "" conditionally, row by row;
+    # "batched": a first fill's unconditional batched puts under the fill journal; "recheck":
+    # the conditional pass that follows a journal the fill could not trust (overflowed).
+    mode: str = ""
+
+
+@dataclass(frozen=True)
+class FillJournal:
+    """The keys changed while a first fill puts its rows unconditionally (``/<table>#fill``).
+
+    ``owner``: the fill that put rows under it (None: changes journaled, no fill yet);
+    ``joined``: who closed it (the fill, once all its puts landed; or a rebuild that found
+    that fill dead); ``tags``: per key, the list positions changes published while no fill
+    owned the journal, which a fill's put must keep; ``overflowed``: a change could not add
+    its keys (400 KB), so the fill re-checks every row; ``blocked``: a rebuild began, so no
+    fill may put unconditionally any more.
+    """
+
+    keys: frozenset[str] = frozenset()
+    tags: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    owner: str | None = None
+    joined: str | None = None
+    overflowed: bool = False
+    blocked: bool = False
+
+
+class JournalOutcome(Enum):
+    """What a change's journal entry found (``CacheWrites.journal_changes``)."""
+
+    # A fill puts rows unconditionally now: the change writes its rows conditionally as ever,
+    # and leaves the list to the fill's join (which reads the keys again and publishes them).
+    DEFERRED = "deferred"
+    # No fill owns the journal yet: the change publishes as ever; its positions are kept.
+    JOURNALED = "journaled"
+    # The fill joined (all its puts landed): nothing to journal, the normal path is safe.
+    CLOSED = "closed"
 
 
 @dataclass(frozen=True)
@@ -518,6 +554,51 @@ class CacheWrites(Protocol):
     def put_checkpoint(self, checkpoint: SyncCheckpoint | None, table: str) -> None: ...
 
 
+class FillWrites(Protocol):
+    """A first fill's batched puts and its journal (``sync/fill_journal``)."""
+
+    def put_rows(
+        self,
+        table: str,
+        fresh: Sequence[FreshRow],
+        *,
+        read_at_ns: int,
+        policy: str,
+        tags: Mapping[str, frozenset[str]],
+    ) -> RowWrites:
+        """Store each live row unconditionally (batched), its position tag plus ``tags``'s;
+        ``states`` is what each item holds now. A resend puts the same item. Rows too large
+        for an item take the conditional path (their body goes to the blob store)."""
+        ...
+
+    def journal_changes(
+        self, table: str, keys: Sequence[str], tags: Mapping[str, frozenset[str]]
+    ) -> JournalOutcome:
+        """Add a change's keys (and, while no fill owns the journal, the position tags its
+        write adds) to the journal, unless it is joined."""
+        ...
+
+    def open_journal(self, table: str, sync_id: str, *, head_exists: bool) -> FillJournal | None:
+        """Own the journal for fill ``sync_id`` (again, after a resend or a resume); None if
+        it may not put unconditionally (joined, overflowed, a rebuild began, another fill owns
+        it; or a list exists but no journal: written before journals were kept)."""
+        ...
+
+    def read_journal(self, table: str) -> FillJournal | None: ...
+
+    def join_journal(self, table: str, sync_id: str) -> FillJournal | None:
+        """Close the journal: fill ``sync_id``'s puts have all landed. The journal as closed,
+        or None if another closed it (or it is gone): then the fill cannot trust it."""
+        ...
+
+    def block_fills(self, table: str) -> bool:
+        """A rebuild begins: no fill may put unconditionally from now on. False while a live
+        fill owns an open journal (the rebuild waits for its join)."""
+        ...
+
+    def end_journal(self, table: str) -> None: ...
+
+
 class LeaseStore(Protocol):
     """Leases (H5): at most one holder per table and kind, until it releases or it expires."""
 
@@ -553,5 +634,5 @@ class HealStateStore(Protocol):
     def put_fingerprints(self, prints: Mapping[str, tuple[int, int]]) -> None: ...
 
 
-class CacheStorePort(CacheReads, CacheWrites, LeaseStore, HealStateStore, Protocol):
+class CacheStorePort(CacheReads, CacheWrites, FillWrites, LeaseStore, HealStateStore, Protocol):
     """The whole cache, as the consumer's flows use it (``adapters/cache_store.CacheStore``)."""

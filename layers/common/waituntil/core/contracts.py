@@ -73,7 +73,7 @@ class SyncProgress(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     sync_id: Annotated[str, Field(min_length=1, max_length=64)]
-    phase: Literal["rows", "deletes"] = "rows"
+    phase: Literal["rows", "join", "deletes"] = "rows"
     after: Any = None
     # A rebuild: the sync builds a fresh version apart and switches to it when complete, while
     # readers keep the served one (``make rebuild``, or a table policy that changed).

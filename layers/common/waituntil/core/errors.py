@@ -162,6 +162,11 @@ class RebuildSuperseded(WaitUntilError):
     """A rebuild found its version replaced by a newer rebuild's: it stops, the newer goes on."""
 
 
+class FillUnderWay(WaitUntilError):
+    """A rebuild cannot begin while a first fill puts rows unconditionally (its journal is
+    open): the rebuild's message comes back later, after the fill's join."""
+
+
 class ColumnMissing(SourceUnavailable):
     """Supabase has no such column in the table (PostgREST's 42703): a policy names a key or
     a change column the table lacks. A read that failed, as far as a change is concerned; the

@@ -22,19 +22,27 @@ from waituntil.cache.layout import LEASE_SYNC, fresh_rows
 from waituntil.cache.list_patch import locate
 from waituntil.cache.model import (
     CacheStorePort,
+    FillJournal,
     FreshRow,
     IndexPage,
     ListEntry,
     ListHead,
     RowFailureReason,
+    RowState,
     RowWrites,
     SyncCheckpoint,
 )
 from waituntil.core.contracts import EVERY_TABLE, Change, SyncProgress
-from waituntil.core.errors import ListNodeMissing, RebuildSuperseded, RowWritesFailed
+from waituntil.core.errors import (
+    FillUnderWay,
+    ListNodeMissing,
+    RebuildSuperseded,
+    RowWritesFailed,
+)
 from waituntil.core.list_order import ListOrder, Position
 from waituntil.core.observability import logger, metrics
-from waituntil.sync.list_publish import current_head, publish_rows
+from waituntil.sync.fill_journal import JOIN_KEYS, open_fill, resumed_journal
+from waituntil.sync.list_publish import ReadBefore, current_head, publish_rows
 from waituntil.sync.list_retire import sweep_orphans
 from waituntil.sync.pipeline_metrics import record_synced
 from waituntil.sync.ports import ConsumerPorts
@@ -42,6 +50,8 @@ from waituntil.sync.rebuild import after_superseded, begin_rebuild, promote, syn
 
 # Keys checked against Supabase per request in the deletes phase of a full sync.
 DELETE_CHECK_KEYS = 500
+# How long a rebuild that found a first fill putting rows waits before it tries again.
+FILL_WAIT_S = 60
 
 
 def ensure_fill(table: str, ports: ConsumerPorts) -> None:
@@ -112,6 +122,13 @@ def resync(
         logger.info("rebuild superseded", extra={"table": change.table})
         _after_superseded(change.table, progress, ports)
         return {}
+    except FillUnderWay:
+        # A first fill puts rows unconditionally (``fill_journal``): the rebuild begins
+        # after its join. Sent again with a delay, not failed: a long fill must not exhaust
+        # the message's receives.
+        logger.info("rebuild waits for the first fill", extra={"table": change.table})
+        ports.queue.publish_later(sync_message(change.table, progress, ports), FILL_WAIT_S)
+        return {}
     record_synced([change], datetime.now(UTC), rows_fixed=fixed[0])
     return {}
 
@@ -156,15 +173,31 @@ def full_sync(
     order = ports.list_order(table)
     checkpoint = store.get_checkpoint(table)
     resuming = checkpoint is not None and checkpoint.sync_id == progress.sync_id
+    mode = ""
     if resuming and checkpoint is not None:
         progress = progress.model_copy(
             update={"phase": checkpoint.phase, "after": checkpoint.after}
         )
+        mode = checkpoint.mode
     if progress.rebuild:
         # A rebuild's pages patch the version it builds apart (``sync/rebuild``).
         if not resuming and progress.phase == "rows" and progress.after is None:
             begin_rebuild(table, progress.sync_id, ports)
         ports = replace(ports, rebuild=progress.sync_id)
+    # A first fill puts its rows unconditionally under the fill journal (``fill_journal``).
+    journal: FillJournal | None = None
+    careful = False  # the next rows page is written conditionally (a resumed batched fill)
+    if mode == "batched":
+        journal = resumed_journal(table, progress.sync_id, ports)
+        careful = True  # the invocation that died may have put it already
+        if journal is None:
+            mode, progress = "recheck", progress.model_copy(update={"phase": "rows", "after": None})
+    elif mode == "" and progress.phase == "rows" and progress.after is None:
+        journal = open_fill(table, progress, ports)
+        if journal is not None:
+            mode = "batched"
+            # Saved before the first put: a resume then knows puts may have begun.
+            store.put_checkpoint(_checkpoint(table, progress, mode), table)
     started_ns = ports.clock_ns()
     slowest_ms = 0.0
     pages = 0
@@ -176,12 +209,27 @@ def full_sync(
             return progress
         began = time.perf_counter()
         if progress.phase == "rows":
-            after, done, written = _sync_rows_page(table, progress.after, order, ports)
+            if mode == "batched" and journal is not None and not careful:
+                after, done, written = _put_rows_page(table, progress.after, order, ports, journal)
+            else:
+                after, done, written = _sync_rows_page(table, progress.after, order, ports)
+            careful = False
             if fixed is not None:
                 fixed[0] += written
-            next_phase = "deletes" if done else "rows"
+            next_phase = ("join" if mode == "batched" else "deletes") if done else "rows"
             progress = progress.model_copy(
                 update={"phase": next_phase, "after": None if done else after}
+            )
+        elif progress.phase == "join":
+            after, done, recheck = _join_step(table, progress, ports)
+            if recheck:
+                # The journal overflowed, or is not this fill's any more: every row is
+                # checked again, conditionally.
+                logger.warning("fill journal not usable: rows re-checked", extra={"table": table})
+                mode, after, done = "recheck", None, False
+                progress = progress.model_copy(update={"phase": "rows"})
+            progress = progress.model_copy(
+                update={"phase": "deletes" if done else progress.phase, "after": after}
             )
         else:
             if isinstance(progress.after, dict):
@@ -206,6 +254,7 @@ def full_sync(
                     extra={
                         "table": table,
                         "pages": pages,
+                        "mode": mode or "conditional",
                         "ms": (ports.clock_ns() - started_ns) // 1_000_000,
                     },
                 )
@@ -216,15 +265,17 @@ def full_sync(
         if not _hold_lease(table, progress, ports):
             logger.warning("the full sync lost its lease; it stops", extra={"table": table})
             return None
-        store.put_checkpoint(
-            SyncCheckpoint(
-                table=table,
-                sync_id=progress.sync_id,
-                phase=progress.phase,
-                after=progress.after,
-            ),
-            table,
-        )
+        store.put_checkpoint(_checkpoint(table, progress, mode), table)
+
+
+def _checkpoint(table: str, progress: SyncProgress, mode: str) -> SyncCheckpoint:
+    return SyncCheckpoint(
+        table=table,
+        sync_id=progress.sync_id,
+        phase=progress.phase,
+        after=progress.after,
+        mode=mode,
+    )
 
 
 def _finish(table: str, ports: ConsumerPorts) -> None:
@@ -235,6 +286,8 @@ def _finish(table: str, ports: ConsumerPorts) -> None:
         promote(table, ports.rebuild, ports)
     else:
         publish_rows(table, [], ports, complete=True)
+        # Complete: no change journals any more (it reads the list complete first).
+        ports.store.end_journal(table)
     sweep_orphans(ports.store, table, ports.clock_ns(), ports.settings.orphan_age_s)
 
 
@@ -252,17 +305,7 @@ def _sync_rows_page(
     fresh = fresh_rows(keys, rows, order)
     cached = store.get_rows(table, keys)
     policy = ports.policy(table)
-    differing = [
-        row
-        for row in fresh
-        if (state := cached.get(row.key)) is None
-        or state.body is None
-        or row.body is None
-        or state.body.etag != row.body.etag
-        or state.position != row.position
-        or state.policy != policy
-        or state.blob_unclaimed
-    ]
+    differing = [row for row in fresh if _differs(row, cached.get(row.key), policy)]
     writes = store.write_rows(table, differing, read_at_ns=read_at_ns, order=order, policy=policy)
     skipped = _rows_never_storable(table, writes)
     # Every key of the page goes through the patch, not just the rewritten ones: the list may
@@ -272,6 +315,75 @@ def _sync_rows_page(
     # Not done on a short page: a project whose max-rows is below the page size answers
     # short pages before the end. Only the empty page after the last row ends the phase.
     return last, False, writes.written + writes.deleted
+
+
+def _put_rows_page(
+    table: str, after: Any, order: ListOrder, ports: ConsumerPorts, journal: FillJournal
+) -> tuple[Any, bool, int]:
+    """One page of a first fill's rows, put unconditionally (``fill_journal``): no read of the
+    items first, and the publish takes the rows' states from the puts."""
+    store = ports.store
+    read_at_ns = ports.clock_ns()
+    rows = ports.source.read_page(table, after, ports.settings.page_size)
+    metrics.add_metric(name="RowsRead", unit=MetricUnit.Count, value=len(rows))
+    if not rows:
+        return after, True, 0
+    keys = [str(row[order.primary_key]) for row in rows]
+    fresh = fresh_rows(keys, rows, order)
+    policy = ports.policy(table)
+    # The tags changes published before this fill owned the journal: a put keeps them, so a
+    # publish still finds where those changes listed their rows.
+    writes = store.put_rows(table, fresh, read_at_ns=read_at_ns, policy=policy, tags=journal.tags)
+    skipped = _rows_never_storable(table, writes)
+    # Each state is what its put left (the item a conditional write to a new item leaves):
+    # the publish reads no row back. The heads are read after the puts: the list may hold a
+    # newer state of a row than its put (a change's, journaled before this fill owned the
+    # journal, and found through its tags), which the patch keeps (I4).
+    served, rebuilt = store.get_heads(table)
+    known = ReadBefore(served=served, rebuilt=rebuilt, states=writes.states)
+    publish_rows(table, [key for key in keys if key not in skipped], ports, known=known)
+    return rows[-1][order.primary_key], False, writes.written
+
+
+def _join_step(table: str, progress: SyncProgress, ports: ConsumerPorts) -> tuple[Any, bool, bool]:
+    """One step of the fill's join: close the journal (all puts have landed; idempotent),
+    then read up to ``JOIN_KEYS`` journaled keys from Supabase again and converge them as a
+    change does (conditional writes, then publish). (after, done, re-check every row)."""
+    journal = ports.store.join_journal(table, progress.sync_id)
+    if journal is None or journal.overflowed:
+        return None, False, True
+    after = progress.after
+    keys = sorted(key for key in journal.keys if after is None or key > after)[:JOIN_KEYS]
+    if not keys:
+        return after, True, False
+    order, policy = ports.list_order(table), ports.policy(table)
+    read_at_ns = ports.clock_ns()  # before the read it stamps
+    rows = ports.source.read_rows(table, keys)
+    metrics.add_metric(name="RowsRead", unit=MetricUnit.Count, value=len(rows))
+    # Only what differs is written (a put may have overwritten a newer row, or brought back a
+    # deleted one; most journaled rows are current): a row kept in S3 is not put again.
+    cached = ports.store.get_rows(table, keys)
+    fresh = [
+        row for row in fresh_rows(keys, rows, order) if _differs(row, cached.get(row.key), policy)
+    ]
+    writes = ports.store.write_rows(table, fresh, read_at_ns=read_at_ns, order=order, policy=policy)
+    skipped = _rows_never_storable(table, writes)
+    publish_rows(table, [key for key in keys if key not in skipped], ports)
+    return keys[-1], False, False
+
+
+def _differs(row: FreshRow, state: RowState | None, policy: str) -> bool:
+    """Whether a row's item must be written again: it differs from what Supabase has, was
+    read with another policy, or its blob may still be unclaimed."""
+    return (
+        state is None
+        or state.body is None
+        or row.body is None
+        or state.body.etag != row.body.etag
+        or state.position != row.position
+        or state.policy != policy
+        or state.blob_unclaimed
+    )
 
 
 def _sync_deletes_step(

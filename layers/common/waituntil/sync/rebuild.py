@@ -28,7 +28,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from waituntil.cache.list_patch import plan_patch
 from waituntil.cache.model import ListHead, Retiring
 from waituntil.core.contracts import Change, SyncProgress
-from waituntil.core.errors import ListContended, RebuildSuperseded
+from waituntil.core.errors import FillUnderWay, ListContended, RebuildSuperseded
 from waituntil.core.observability import logger, metrics
 from waituntil.sync.list_retire import retire_replaced
 from waituntil.sync.ports import ConsumerPorts
@@ -45,6 +45,8 @@ def begin_rebuild(table: str, sync_id: str, ports: ConsumerPorts) -> None:
             if old.policy != ports.policy(table):
                 raise RebuildSuperseded(f"the rebuild {sync_id} of {table} is outdated")
             return  # begun already (this is a redelivery)
+        if not store.block_fills(table):
+            raise FillUnderWay(f"a first fill of {table} puts rows; the rebuild waits")
         if _replace_rebuilt(table, sync_id, old, ports):
             logger.info("rebuild begun", extra={"table": table, "sync_id": sync_id})
             return
@@ -132,6 +134,10 @@ def sync_message(table: str, progress: SyncProgress, ports: ConsumerPorts) -> st
 def _replace_rebuilt(table: str, sync_id: str, old: ListHead | None, ports: ConsumerPorts) -> bool:
     """Switch ``/<table>#next`` from ``old`` to an empty version of rebuild ``sync_id``."""
     store = ports.store
+    if not store.block_fills(table):
+        # A first fill puts rows unconditionally: no rebuild may write rows beside it (its
+        # puts would drop the positions the rebuild's version lists). Its join ends that.
+        return False
     if old is not None:
         retire_replaced(store, old)
     empty = plan_patch(

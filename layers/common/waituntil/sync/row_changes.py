@@ -16,6 +16,7 @@ from waituntil.cache.layout import fresh_rows
 from waituntil.cache.model import PublishResult, RowWrites
 from waituntil.core.contracts import Change
 from waituntil.core.observability import logger, metrics
+from waituntil.sync.fill_journal import journal_change
 from waituntil.sync.full_sync import ensure_fill
 from waituntil.sync.list_prefetch import ReadAhead, hinted_positions
 from waituntil.sync.list_publish import ReadBefore, publish_rows
@@ -46,19 +47,29 @@ def apply_changes(
     fresh = fresh_rows(keys, rows, order)
     served, rebuilt = heads()
     ahead.read([row.position for row in fresh if row.position is not None])
+    # While the list fills, the keys go to the fill's journal: after the Supabase read, before
+    # the row writes (``fill_journal`` says why that order is safe against its puts).
+    deferred = journal_change(table, fresh, read_at_ns, served, ports)
     writes = ports.store.write_rows(
         table, fresh, read_at_ns=read_at_ns, order=order, policy=ports.policy(table)
     )
     failed = _row_failures(writes)
     done = [key for key in keys if key not in failed]
-    known = ReadBefore(
-        served=served,
-        rebuilt=rebuilt,
-        states=writes.states,
-        nodes=ahead.nodes(),
-        settled=ahead.settled(),
-    )
-    published = publish_rows(table, done, ports, known=known)
+    if deferred:
+        # A fill puts rows unconditionally now: its join publishes these keys. What was begun
+        # ahead still ends before the invocation does (Lambda freezes whatever runs on).
+        ahead.nodes()
+        ahead.settled()
+        published = PublishResult(outcome="deferred", complete=False)
+    else:
+        known = ReadBefore(
+            served=served,
+            rebuilt=rebuilt,
+            states=writes.states,
+            nodes=ahead.nodes(),
+            settled=ahead.settled(),
+        )
+        published = publish_rows(table, done, ports, known=known)
     if not published.complete:
         ensure_fill(table, ports)
     _report(table, len(changes), len(rows), read_ms, writes, published)

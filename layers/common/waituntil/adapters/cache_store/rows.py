@@ -11,8 +11,14 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping, Sequence
 
-from waituntil.adapters.cache_store.table import CacheTable, StaleWrite, iso_time
-from waituntil.cache.items import row_state_from_item
+from waituntil.adapters.cache_store.table import (
+    BATCH_WRITE_LIMIT,
+    CacheTable,
+    StaleWrite,
+    in_groups,
+    iso_time,
+)
+from waituntil.cache.items import put_row_item, row_state_from_item
 from waituntil.cache.layout import (
     BLOB_UNCLAIMED,
     KIND_ROW,
@@ -52,6 +58,11 @@ class RowItems(CacheTable):
     ) -> RowWrites:
         """Store each row as read (a tombstone if gone), unless a newer read is stored; each
         item records ``policy``, the fingerprint of the table policy it was read with."""
+        return self._write_each(table, fresh, read_at_ns, policy)
+
+    def _write_each(
+        self, table: str, fresh: Sequence[FreshRow], read_at_ns: int, policy: str
+    ) -> RowWrites:
         results = self._parallel(lambda row: self._write_row(table, row, read_at_ns, policy), fresh)
         failures = {
             row.key: failure
@@ -70,6 +81,89 @@ class RowItems(CacheTable):
                 for row, (_, _, state) in zip(fresh, results, strict=True)
                 if state is not None
             },
+        )
+
+    def put_rows(
+        self,
+        table: str,
+        fresh: Sequence[FreshRow],
+        *,
+        read_at_ns: int,
+        policy: str,
+        tags: Mapping[str, frozenset[str]],
+    ) -> RowWrites:
+        """A first fill's rows, put unconditionally with ``BatchWriteItem`` (25 a call, the
+        calls in flight together on the pool): one call per 25 rows instead of one per row,
+        and no read of the items first. Safe only under the fill's journal
+        (``sync/fill_journal``). A resend, or ``UnprocessedItems`` sent again, puts the same
+        item: idempotent. A tombstone, or a body too large for an item, takes the conditional
+        path (``write_rows``: the blob store and its claim), rare in a fill."""
+        read_at = iso_time(read_at_ns)
+        puts: list[tuple[FreshRow, Item]] = []
+        apart: list[FreshRow] = []
+        for row in fresh:
+            if row.body is None or row.position is None:
+                apart.append(row)
+                continue
+            stored = encode_text(row.body.text)
+            if _stored_bytes(stored) > MAX_STORED_BODY_BYTES:
+                apart.append(row)
+                continue
+            item = put_row_item(
+                row_item_key(table, row.key),
+                row,
+                stored,
+                read_at_ns,
+                read_at,
+                policy,
+                tags.get(row.key, frozenset()),
+            )
+            puts.append((row, item))
+
+        def put_group(group: list[tuple[FreshRow, Item]]) -> RowFailure | None:
+            try:
+                self._batch_write([{"PutRequest": {"Item": item}} for _, item in group])
+            except DependencyUnavailable as error:
+                return RowFailure(
+                    RowFailureReason.DEPENDENCY_FAILED, f"rows of {table} were not put: {error}"
+                )
+            return None
+
+        groups = list(in_groups(puts, BATCH_WRITE_LIMIT))
+        failures: dict[str, RowFailure] = {}
+        states: dict[str, RowState] = {}
+        for group, failure in zip(groups, self._parallel(put_group, groups), strict=True):
+            for row, item in group:
+                if failure is not None:
+                    failures[row.key] = failure
+                else:
+                    # What the item holds now, as the put wrote it: a read made at the put.
+                    states[row.key] = row_state_from_item(row.key, item)
+        if apart:
+            # A body the blob store keeps is not put again when the item already has it (a
+            # change cached it before the fill): as the conditional fill, by its etag.
+            stored_states = self.get_rows(table, [row.key for row in apart])
+            kept = {
+                row.key: state
+                for row in apart
+                if (state := stored_states.get(row.key)) is not None
+                and state.body is not None
+                and row.body is not None
+                and state.body.etag == row.body.etag
+                and state.position == row.position
+                and state.policy == policy
+                and not state.blob_unclaimed
+            }
+            states.update(kept)
+            apart = [row for row in apart if row.key not in kept]
+        others = self._write_each(table, apart, read_at_ns, policy)
+        return RowWrites(
+            written=len(states) + others.written,
+            deleted=others.deleted,
+            skipped_stale=others.skipped_stale,
+            stored_out_of_line=others.stored_out_of_line,
+            failures={**failures, **others.failures},
+            states={**states, **others.states},
         )
 
     def _write_row(

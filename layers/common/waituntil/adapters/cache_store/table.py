@@ -171,6 +171,8 @@ class CacheTable:
         except ClientError as error:
             if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 raise StaleWrite from error
+            if _too_large(error):
+                raise ItemTooLarge(f"DynamoDB {operation.__name__}: item too large") from error
             raise DependencyUnavailable(f"DynamoDB {operation.__name__} failed") from error
         except BotoCoreError as error:
             raise DependencyUnavailable(f"DynamoDB {operation.__name__} failed") from error
@@ -178,6 +180,15 @@ class CacheTable:
 
 class StaleWrite(Exception):
     """A conditional write lost to a newer one: expected under races, never an error."""
+
+
+class ItemTooLarge(DependencyUnavailable):
+    """An update would make its item larger than DynamoDB's 400 KB: it did not apply."""
+
+
+def _too_large(error: ClientError) -> bool:
+    details = error.response["Error"]
+    return details["Code"] == "ValidationException" and "size" in details.get("Message", "")
 
 
 def is_expired(item: dict[str, Any], now: float) -> bool:
