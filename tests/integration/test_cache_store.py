@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -305,3 +306,58 @@ def test_nodes_are_read_in_one_batch_and_expiring_or_missing_ones_are_left_out(
     assert set(nodes) == set(keys[:3])
     assert nodes[now.pages[0].key] == store.get_index_page(now.pages[0].key)
     assert nodes[page.chunks[1].key] == store.get_chunk(page.chunks[1].key)
+
+
+def test_a_row_of_about_a_kilobyte_is_stored_in_an_item_billed_as_one(aws: EmulatedAws) -> None:
+    from waituntil.cache.layout import item_bytes
+
+    # Given a row of about 950 bytes of JSON made of words, as articles are
+    words = [
+        "the",
+        "cache",
+        "keeps",
+        "rows",
+        "of",
+        "supabase",
+        "tables",
+        "fresh",
+        "from",
+        "webhooks",
+        "and",
+        "serves",
+        "them",
+    ]
+    text = " ".join(words[(i * 7) % len(words)] for i in range(150))
+    row = {"id": 1, "title": "a kilobyte", "body": text[:900]}
+    store = _store(aws)
+    # When it is written and listed
+    _sync(store, [row], [1], read_at_ns=100)
+    # Then its item, key, etag, position and read time included, is under the 1 KB a write
+    # unit bills (its JSON alone is not), and it reads back whole, in the item and the list
+    item = aws.dynamodb.get_item(TableName=aws.stack.table_name, Key={"pk": {"S": "/articles/1"}})
+    assert len(json.dumps(row).encode()) > 900
+    assert item_bytes(item["Item"]) < 1024
+    assert get_item(store, "articles", 1) == row
+    assert get_list(store, "articles") == [row]
+
+
+def test_a_text_zlib_cannot_shrink_is_kept_as_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    import zlib
+
+    from waituntil.cache import layout
+
+    # Given two texts over the compression threshold, and a zlib that cannot shrink the first
+    # (as with already compressed data), where the second compresses well
+    stubborn, repetitive = "q" * 600, "abc" * 700
+    real = zlib.compress
+    monkeypatch.setattr(
+        zlib,
+        "compress",
+        lambda raw, level: raw + b"!" if raw == stubborn.encode() else real(raw, level),
+    )
+    # When each is encoded for an item
+    encoded = [layout.encode_text(text) for text in (stubborn, repetitive)]
+    # Then the first stays plain text, the second is compressed, and both decode as given
+    assert "body" in encoded[0] and "body_z" not in encoded[0]
+    assert "body_z" in encoded[1] and "body" not in encoded[1]
+    assert [layout.decode_text(item) for item in encoded] == [stubborn, repetitive]
