@@ -117,7 +117,8 @@ bench-scale: $(VENV)/.installed
 bench-heal: $(VENV)/.installed
 	$(PY) -m bench.heal --rows 1000,10000,100000 --report
 
-## bench-large: a first fill of 1,000,000 rows (about three hours here), its time and memory
+## bench-large: a first fill of 1,000,000 rows on the moto server, its time and memory (not run;
+##   make bench-latency fills 1,000,000 under the latency model in about 8 minutes here)
 bench-large: $(VENV)/.installed
 	$(PY) -m bench.scale --rows 1000000 --fill-only
 
