@@ -168,3 +168,27 @@ def writes_key(key: str) -> Callable[[str, dict[str, Any]], bool]:
     """A ``LostAnswers`` matcher: the write names item ``key`` (in any of its actions)."""
     needle = json.dumps({"S": key})
     return lambda operation, request: needle in json.dumps(request)
+
+
+class UnprocessedWrites:
+    """A client whose ``BatchWriteItem`` leaves the last request of a call unprocessed (as
+    DynamoDB does under throttling: the rest applied, that one handed back) ``times`` times,
+    then answers as the real one; ``calls`` counts its ``BatchWriteItem`` calls."""
+
+    def __init__(self, client: Any, times: int) -> None:
+        self._client = client
+        self.remaining = times
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def batch_write_item(self, RequestItems: dict[str, list[Any]]) -> dict[str, Any]:  # noqa: N803
+        self.calls += 1
+        if self.remaining <= 0:
+            return dict(self._client.batch_write_item(RequestItems=RequestItems))
+        self.remaining -= 1
+        ((table, requests),) = RequestItems.items()
+        if len(requests) > 1:
+            self._client.batch_write_item(RequestItems={table: requests[:-1]})
+        return {"UnprocessedItems": {table: requests[-1:]}}

@@ -10,6 +10,7 @@ import pytest
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from tests.conftest import EmulatedAws
+from tests.faults import UnprocessedWrites
 from waituntil.adapters.cache_store import CacheStore
 from waituntil.cache.layout import fresh_rows
 from waituntil.cache.list_patch import ListSizes
@@ -196,43 +197,21 @@ def test_dynamodb_throttling_is_retried_by_botocore(aws: EmulatedAws) -> None:
     assert get_item(store, "articles", 1) == {"id": 1, "t": "kept"}
 
 
-class _UnprocessedOnce:
-    """A client whose BatchWriteItem leaves the last request unprocessed ``times`` times."""
-
-    def __init__(self, client: Any, times: int) -> None:
-        self._client = client
-        self.remaining = times
-        self.batch_calls = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
-
-    def batch_write_item(self, RequestItems: dict[str, list[Any]]) -> dict[str, Any]:  # noqa: N803
-        self.batch_calls += 1
-        if self.remaining <= 0:
-            return dict(self._client.batch_write_item(RequestItems=RequestItems))
-        self.remaining -= 1
-        ((table, requests),) = RequestItems.items()
-        if len(requests) > 1:
-            self._client.batch_write_item(RequestItems={table: requests[:-1]})
-        return {"UnprocessedItems": {table: requests[-1:]}}
-
-
 def test_unprocessed_items_are_resent(aws: EmulatedAws) -> None:
     # Given BatchWriteItem that leaves part of each call unprocessed twice
-    flaky = _UnprocessedOnce(aws.dynamodb, times=2)
+    flaky = UnprocessedWrites(aws.dynamodb, times=2)
     store = _store(aws, client=flaky)
     rows = [{"id": i, "x": "z" * 200} for i in range(80)]
     # When a list of more chunks than a head switch carries (written apart) is published
     _sync(store, rows, list(range(80)), 100, chunk_bytes=2048)
     # Then the leftovers were resent and the list reads back whole
-    assert flaky.batch_calls > 2
+    assert flaky.calls > 2
     assert get_list(_store(aws), "articles") == rows
 
 
 def test_unprocessed_items_that_never_land_fail_loudly(aws: EmulatedAws) -> None:
     # Given BatchWriteItem that never processes the last request
-    store = _store(aws, client=_UnprocessedOnce(aws.dynamodb, times=1000))
+    store = _store(aws, client=UnprocessedWrites(aws.dynamodb, times=1000))
     rows = [{"id": i, "x": "z" * 200} for i in range(40)]
     # When a list of more nodes than a head switch carries is published / Then the failure
     # surfaces (and the record will be retried)

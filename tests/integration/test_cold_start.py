@@ -17,9 +17,8 @@ from tests.conftest import ROOT
 XRAY = ("aws_xray_sdk", "aws_xray_sdk.core")
 
 
-def _loaded_after(statement: str, watched: tuple[str, ...], **environment: str) -> set[str]:
-    """Which of ``watched`` a fresh interpreter has loaded after running ``statement``."""
-    code = f"import sys; {statement}; print(','.join(m for m in {watched!r} if m in sys.modules))"
+def _last_line(code: str, **environment: str) -> str:
+    """The last line a fresh interpreter prints running ``code`` on Lambda's path."""
     result = subprocess.run(  # noqa: S603 (our interpreter, fixed code)
         [sys.executable, "-c", code],
         capture_output=True,
@@ -33,7 +32,14 @@ def _loaded_after(statement: str, watched: tuple[str, ...], **environment: str) 
             **environment,
         },
     )
-    return set(filter(None, result.stdout.strip().split(",")))
+    lines = result.stdout.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def _loaded_after(statement: str, watched: tuple[str, ...], **environment: str) -> set[str]:
+    """Which of ``watched`` a fresh interpreter has loaded after running ``statement``."""
+    code = f"import sys; {statement}; print(','.join(m for m in {watched!r} if m in sys.modules))"
+    return set(filter(None, _last_line(code, **environment).split(",")))
 
 
 @pytest.mark.parametrize("module", ["receiver.handler", "reader.handler"])
@@ -81,20 +87,8 @@ def test_a_traced_function_patches_only_the_libraries_it_calls_through(
         f"import sys, json; import {module}; from aws_xray_sdk.core import patcher; "
         "print(json.dumps([sorted(patcher._PATCHED_MODULES), 'httpx' in sys.modules]))"
     )
-    result = subprocess.run(  # noqa: S603 (our interpreter, fixed code)
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-        env={
-            "PYTHONPATH": f"{ROOT / 'layers/common'}:{ROOT / 'functions'}",
-            "PATH": "/usr/bin:/bin",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            **ON_LAMBDA,
-        },
-    )
-    traced, httpx_loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    last = _last_line(code, **ON_LAMBDA)
+    traced, httpx_loaded = json.loads(last)
     # Then X-Ray records its AWS calls (and the consumer's Supabase reads), and nothing else
     # was imported to be patched: the reader never loads httpx
     assert traced == patched
@@ -134,23 +128,11 @@ def test_no_message_or_settings_model_is_built_at_import(module: str) -> None:
         "for name, value in vars(source).items() if getattr(value, '__pydantic_complete__', 0) "
         "and value.__module__ == source.__name__)))"
     )
-    result = subprocess.run(  # noqa: S603 (our interpreter, fixed code)
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-        env={
-            "PYTHONPATH": f"{ROOT / 'layers/common'}:{ROOT / 'functions'}",
-            "PATH": "/usr/bin:/bin",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            **ON_LAMBDA,
-        },
-    )
+    last = _last_line(code, **ON_LAMBDA)
     # Then none of the contracts' or settings' models has built its validator yet: each is
     # built when first used, so a function pays only for those it uses (a model built at
     # import, HealCheck, was about 6 to 10 ms of every function's cold start)
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+    assert json.loads(last) == []
 
 
 @pytest.mark.parametrize("module", ["receiver.handler", "reader.handler", "consumer.handler"])
@@ -166,19 +148,6 @@ def test_pydantic_does_not_look_for_plugins_on_lambda(module: str) -> None:
         f"import {module}; from waituntil.core.contracts import HealCheck; "
         "HealCheck(keys=['1']); print(len(calls))"
     )
-    result = subprocess.run(  # noqa: S603 (our interpreter, fixed code)
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-        env={
-            "PYTHONPATH": f"{ROOT / 'layers/common'}:{ROOT / 'functions'}",
-            "PATH": "/usr/bin:/bin",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            **ON_LAMBDA,
-            **template_constants(),
-        },
-    )
+    last = _last_line(code, **ON_LAMBDA, **template_constants())
     # Then no package's entry points were read (about 5 ms of every cold start)
-    assert result.stdout.strip().splitlines()[-1] == "0"
+    assert last == "0"

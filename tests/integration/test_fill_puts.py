@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import EmulatedAws
 from tests.fakes import MemoryQueue, MemorySource
-from tests.faults import LostAnswers
+from tests.faults import LostAnswers, UnprocessedWrites
 from waituntil.adapters.aws import PATIENT
 from waituntil.adapters.blob_store import S3BlobStore
 from waituntil.adapters.cache_store import CacheStore
@@ -41,28 +41,6 @@ def _rows(count: int, start: int = 1) -> list[Row]:
     return [{"id": key, "title": f"t{key}", "pad": "p" * 300} for key in range(start, count + 1)]
 
 
-class _Unprocessed:
-    """A client whose BatchWriteItem leaves the last request unprocessed ``times`` times."""
-
-    def __init__(self, client: Any, times: int) -> None:
-        self._client = client
-        self.remaining = times
-        self.calls = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
-
-    def batch_write_item(self, RequestItems: dict[str, list[Any]]) -> dict[str, Any]:  # noqa: N803
-        self.calls += 1
-        if self.remaining <= 0:
-            return dict(self._client.batch_write_item(RequestItems=RequestItems))
-        self.remaining -= 1
-        ((table, requests),) = RequestItems.items()
-        if len(requests) > 1:
-            self._client.batch_write_item(RequestItems={table: requests[:-1]})
-        return {"UnprocessedItems": {table: requests[-1:]}}
-
-
 def test_a_put_leaves_the_state_a_conditional_write_to_a_new_item_leaves(aws: EmulatedAws) -> None:
     # Given the same new row, put in one table and written conditionally in another, as read
     # at the same time
@@ -84,7 +62,7 @@ def test_a_put_leaves_the_state_a_conditional_write_to_a_new_item_leaves(aws: Em
 
 def test_unprocessed_puts_are_resent_and_the_calls_overlap_on_the_pool(aws: EmulatedAws) -> None:
     # Given a BatchWriteItem that leaves its last request unprocessed three times
-    flaky = _Unprocessed(aws.dynamodb, times=3)
+    flaky = UnprocessedWrites(aws.dynamodb, times=3)
     store = _store(aws, client=flaky)
     rows = _rows(120)
     # When a page of 120 rows is put
@@ -100,7 +78,7 @@ def test_unprocessed_puts_are_resent_and_the_calls_overlap_on_the_pool(aws: Emul
 
 def test_puts_left_unprocessed_after_the_retries_fail_their_rows(aws: EmulatedAws) -> None:
     # Given a BatchWriteItem that never processes its last request
-    store = _store(aws, client=_Unprocessed(aws.dynamodb, times=10**6))
+    store = _store(aws, client=UnprocessedWrites(aws.dynamodb, times=10**6))
     rows = _rows(30)
     keys = [str(row["id"]) for row in rows]
     # When a page is put / Then those calls' rows fail (the page is retried), never silently
@@ -261,6 +239,6 @@ def test_a_first_fill_under_moto_converges_with_a_change_racing_its_put(aws: Emu
     assert get_list(store, "articles") == source.rows(ORDER)
     assert store.read_journal("articles") is None
     with pytest.raises(DependencyUnavailable):  # (the failing path is loud, not silent)
-        _store(aws, client=_Unprocessed(aws.dynamodb, times=10**6))._batch_write(
+        _store(aws, client=UnprocessedWrites(aws.dynamodb, times=10**6))._batch_write(
             [{"PutRequest": {"Item": {"pk": {"S": "/x/1"}}}}]
         )
