@@ -54,6 +54,11 @@ class ConnectionTrackingServer(ThreadingHTTPServer):
     """Remembers open connections, so stopping can end idle keep-alive ones at once."""
 
     allow_reuse_address = True
+    # socketserver listens with a backlog of 5: a burst of webhooks (pg_net sends up to 200 at
+    # once) overflows it while the accepting thread waits for the GIL, and Linux then drops the
+    # connection attempt, which the client retries only after 1 s, then 3 s: past pg_net's
+    # timeout. API Gateway, or PostgREST, never turns a connection away like that.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET

@@ -25,6 +25,10 @@ from tests.conftest import Database
 SECRET = "webhook-secret"
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # as local.http_server's: a burst must not overflow the backlog
+
+
 class Receiver:
     """An HTTP endpoint that records each POST and answers ``status`` after ``delay_s``."""
 
@@ -45,7 +49,7 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/revalidate"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
